@@ -1,0 +1,123 @@
+"""The values that travel through dreamtray: what to generate (Request) and what came back (Result).
+
+Both are validated pydantic models, so a request read from JSON, the command line or a plugin is checked
+the same way everywhere. Neither imports torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, field_validator
+
+MAX_SEED = 2**32 - 1
+MIN_SIDE = 64
+MAX_SIDE = 4096
+MAX_PROMPT_CHARS = 20_000
+
+
+class RequestError(ValueError):
+    """A request that cannot be generated; the message says what is wrong and what is allowed."""
+
+
+def _bytes_from_b64(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return base64.b64decode(value, validate=True)
+    raise ValueError("expected PNG bytes or a base64 string")
+
+
+B64Bytes = Annotated[
+    bytes,
+    PlainValidator(_bytes_from_b64),
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), when_used="json"),
+]
+
+
+class LoRA(BaseModel):
+    """LoRA weights to apply: a .safetensors file or a hub id, with its scale."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    scale: float = Field(1.0, ge=-4.0, le=4.0)
+
+
+class Request(BaseModel):
+    """One generation job. Fields left as None take the model preset's defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    styles: tuple[str, ...] = ()
+    width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
+    height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
+    aspect: float | None = Field(None, gt=0.1, lt=10.0)
+    """Width/height ratio at the model's native pixel count; used when width and height are not given."""
+    steps: int | None = Field(None, ge=1, le=150)
+    guidance: float | None = Field(None, ge=0.0, le=30.0)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    model: str | None = None
+    sampler: str | None = None
+    count: int = Field(1, ge=1, le=8)
+    loras: tuple[LoRA, ...] = ()
+    init_image: B64Bytes | None = None
+    strength: float = Field(0.6, gt=0.0, le=1.0)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty: write what the image should show")
+        return value.strip()
+
+    @field_validator("styles", mode="before")
+    @classmethod
+    def _styles_from_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    def with_seed(self) -> Request:
+        """This request with a concrete seed: the given one, or a fresh random one to report back."""
+        if self.seed is not None:
+            return self
+        return self.model_copy(update={"seed": random.randint(0, MAX_SEED)})
+
+    @classmethod
+    def parse(cls, **fields: object) -> Request:
+        """Build a request, turning validation failures into one readable RequestError."""
+        from pydantic import ValidationError
+
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise RequestError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """One line per problem: 'field: what is wrong'."""
+    lines = []
+    for error in exc.errors():  # type: ignore[attr-defined]
+        where = ".".join(str(part) for part in error["loc"]) or "request"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+class Result(BaseModel):
+    """What a finished job returns: PNG images (one per seed) and the settings really used."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request: Request
+    images: list[B64Bytes]
+    seeds: list[int]
+    model: str
+    sampler: str
+    warnings: list[str] = []
+    seconds: float = 0.0
