@@ -5,12 +5,15 @@ that crashes or runs out of memory. Every request must carry the user's token as
 
 Endpoints: GET /health, GET /v1/models, POST /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/events (SSE),
 POST /v1/jobs/{id}/cancel, POST /v1/images/generations (OpenAI-compatible), POST /v1/unload, POST /v1/shutdown.
+Request bodies are size-limited; `serve` can add a per-token rate limit and logs requests without tokens,
+and prompts only when asked (`log_prompts`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import socket
@@ -24,6 +27,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..request import Request, Result, describe_validation_error
 from .jobs import Job, JobManager, QueueFull
@@ -31,6 +35,9 @@ from .presets import PRESETS
 from .worker import WorkerSettings
 
 VERSION = "1"
+MAX_BODY_BYTES = 32 * 2**20
+"""Room for an init image of a few thousand pixels a side, as base64 JSON."""
+log = logging.getLogger("dreamtray.serve")
 
 
 def load_or_create_token(path: Path) -> str:
@@ -90,19 +97,59 @@ class ImagesGeneration(BaseModel):
         )
 
 
-def create_app(manager: JobManager, token: str, on_shutdown: Callable[[], None] = lambda: None) -> FastAPI:
-    """The HTTP API over `manager`, guarded by `token`."""
-    app = FastAPI(title="dreamtray engine", version=VERSION, docs_url=None, redoc_url=None)
+def describe_request(request: Request, log_prompts: bool) -> str:
+    """A request for the log: its settings, and its prompts only when the operator asked for them."""
+    size = f"{request.width or 'auto'}x{request.height or 'auto'}"
+    text = f"model={request.model or 'default'} size={size} steps={request.steps or 'default'} n={request.count}"
+    if log_prompts:
+        return f"{text} prompt={request.prompt!r} negative={request.negative_prompt!r}"
+    return f"{text} prompt=<{len(request.prompt)} chars>"
+
+
+def local_health(manager: JobManager) -> dict[str, Any]:
+    """The /health answer of a service with its own worker process."""
+    worker = manager.worker if manager.worker and manager.worker.alive() else None
+    return {
+        "status": "ok",
+        "service": "dreamtray",
+        "api": VERSION,
+        "pid": os.getpid(),
+        "worker_pid": worker.pid if worker else None,
+        "loaded_model": manager.loaded_model if worker else None,
+        "running": manager.running.id if manager.running else None,
+        "queued": manager.waiting(),
+    }
+
+
+def create_app(
+    manager: JobManager,
+    token: str,
+    on_shutdown: Callable[[], None] = lambda: None,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    log_prompts: bool = False,
+    health: Callable[[], dict[str, Any]] | None = None,
+) -> FastAPI:
+    """The HTTP API over `manager`, guarded by `token`.
+
+    `manager` is a JobManager or anything with its submit/get/cancel/unload; `health` replaces the
+    answer of /health for managers without a local worker (the Ray deployment).
+    """
+    app = FastAPI(title="dreamtray engine", version=VERSION, docs_url=None, redoc_url=None, max_body_size=max_body_bytes)
+    describe_health = health or (lambda: local_health(manager))
 
     def authorized(http: HttpRequest) -> None:
         given = http.headers.get("authorization", "")
         if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong token")
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: HttpRequest, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # also FastAPI's, and the body limit's 413
+    async def _http_error(_: HttpRequest, exc: StarletteHTTPException) -> JSONResponse:
         kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
-        return error_response(exc.status_code, str(exc.detail), kind)
+        message = str(exc.detail)
+        if exc.status_code == 413:
+            message = f"The request body is larger than the {max_body_bytes // 2**20} MiB this engine accepts."
+        return error_response(exc.status_code, message, kind)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: HttpRequest, exc: RequestValidationError) -> JSONResponse:
@@ -118,23 +165,15 @@ def create_app(manager: JobManager, token: str, on_shutdown: Callable[[], None] 
 
     def submit(request: Request) -> Job:
         try:
-            return manager.submit(request)
+            job = manager.submit(request)
         except QueueFull as exc:
             raise HTTPException(429, str(exc)) from None
+        log.info("job %s queued: %s", job.id, describe_request(request, log_prompts))
+        return job
 
     @app.get("/health", dependencies=guarded)
     def health() -> dict[str, Any]:
-        worker = manager.worker if manager.worker and manager.worker.alive() else None
-        return {
-            "status": "ok",
-            "service": "dreamtray",
-            "api": VERSION,
-            "pid": os.getpid(),
-            "worker_pid": worker.pid if worker else None,
-            "loaded_model": manager.loaded_model if worker else None,
-            "running": manager.running.id if manager.running else None,
-            "queued": manager.waiting(),
-        }
+        return describe_health()
 
     @app.get("/v1/models", dependencies=guarded)
     def models() -> dict[str, Any]:
@@ -227,9 +266,18 @@ def serve(
     state_file: Path | None = None,
     exit_after_idle: float = 0.0,
     ssl: dict[str, str] | None = None,
+    *,
+    rate_per_minute: int = 0,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    log_prompts: bool = False,
 ) -> None:
-    """Run the service until shut down (or idle for `exit_after_idle` seconds, when that is set)."""
+    """Run the service until shut down (or idle for `exit_after_idle` seconds, when that is set).
+
+    `ssl` holds uvicorn's options (ssl_certfile, ssl_keyfile); `rate_per_minute` above 0 limits each token.
+    """
     import uvicorn
+
+    from .guard import guarded
 
     manager = JobManager(settings)
     sock = bind(host, port)
@@ -239,9 +287,11 @@ def serve(
     def stop() -> None:
         server.should_exit = True
 
-    config.app = create_app(manager, token, on_shutdown=stop)
+    app = create_app(manager, token, on_shutdown=stop, max_body_bytes=max_body_bytes, log_prompts=log_prompts)
+    config.app = guarded(app, token, rate_per_minute)
     bound_port = sock.getsockname()[1]
     scheme = "https" if ssl else "http"
+    log.info("dreamtray engine listening on %s://%s:%d", scheme, _url_host(host), bound_port)
     if state_file is not None:
         _write_state(state_file, {"pid": os.getpid(), "url": f"{scheme}://{_url_host(host)}:{bound_port}"})
     if exit_after_idle:
