@@ -67,8 +67,8 @@ def serve_command(host, port, token_file, tls_cert, tls_key, log_prompts, model,
     """Serve this machine's engine to other machines (OpenAI-compatible images API, jobs with progress)."""
     from . import paths
 
-    token, token_path = read_token(host, token_file)
     ssl = tls_options(tls_cert, tls_key)
+    token, token_path = read_token(host, token_file)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     scheme = "https" if ssl else "http"
     if not ssl and not is_loopback(host):

@@ -4,7 +4,8 @@ The rate limit counts requests per token (the `limits` library, moving window, i
 the right token are counted per client address instead, so guessing tokens is slowed down too. An answer
 over the limit is 429 with `Retry-After`. The request log holds method, path, status and time: never a
 header (so never a token) and never a body (so never a prompt).
-The body size limit is FastAPI's own (`FastAPI(max_body_size=...)`), set in `create_app`.
+A body that declares a length over the limit is refused here at once, with the API's JSON error; a body
+sent without a length is counted by FastAPI's own limit (`FastAPI(max_body_size=...)`, set in `create_app`).
 """
 
 from __future__ import annotations
@@ -46,15 +47,32 @@ class RateLimit:
             return
         reset = self.limiter.get_window_stats(self.item, self.key(scope)).reset_time
         wait = max(1, math.ceil(reset - time.time()))
-        body = json.dumps({"error": {
-            "message": f"Too many requests: at most {self.per_minute} a minute; try again in {wait} s.",
-            "type": "rate_limit_error",
-        }}).encode()
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"retry-after", str(wait).encode()),
-            (b"content-length", str(len(body)).encode()),
-        ]})
-        await send({"type": "http.response.body", "body": body})
+        message = f"Too many requests: at most {self.per_minute} a minute; try again in {wait} s."
+        await _send_error(send, 429, message, "rate_limit_error", ((b"retry-after", str(wait).encode()),))
+
+
+class DeclaredBodyLimit:
+    """ASGI middleware: 413, in the API's error shape, for a request whose Content-Length is over the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = dict(scope.get("headers") or ()).get(b"content-length", b"") if scope["type"] == "http" else b""
+        if not (length.isdigit() and int(length) > self.max_bytes):
+            await self.app(scope, receive, send)
+            return
+        from .service import too_large_message
+
+        await _send_error(send, 413, too_large_message(self.max_bytes), "invalid_request_error")
+
+
+async def _send_error(send: Send, status: int, message: str, kind: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    body = json.dumps({"error": {"message": message, "type": kind}}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers,
+    ]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RequestLog:
@@ -83,8 +101,9 @@ class RequestLog:
             log.info("%s %s %s -> %d in %.0f ms", client, scope["method"], scope["path"], status, elapsed)
 
 
-def guarded(app: ASGIApp, token: str, per_minute: int) -> ASGIApp:
-    """`app` behind the request log and, when `per_minute` is above 0, the per-token rate limit."""
+def guarded(app: ASGIApp, token: str, per_minute: int, max_body_bytes: int) -> ASGIApp:
+    """`app` behind the request log, the declared-size check and (`per_minute` above 0) the rate limit."""
+    app = DeclaredBodyLimit(app, max_body_bytes)
     if per_minute > 0:
         app = RateLimit(app, token, per_minute)
     return RequestLog(app)

@@ -197,7 +197,7 @@ class EngineIngress:
             self.manager, self.token, health=self.manager.health,
             max_body_bytes=self.limits["max_body_bytes"], log_prompts=self.limits["log_prompts"],
         )
-        return guarded(app, self.token, self.limits["rate_per_minute"])
+        return guarded(app, self.token, self.limits["rate_per_minute"], self.limits["max_body_bytes"])
 
 
 def engine_app(

@@ -97,6 +97,11 @@ class ImagesGeneration(BaseModel):
         )
 
 
+def too_large_message(limit: int) -> str:
+    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
+    return f"The request body is larger than the {size} this engine accepts."
+
+
 def describe_request(request: Request, log_prompts: bool) -> str:
     """A request for the log: its settings, and its prompts only when the operator asked for them."""
     size = f"{request.width or 'auto'}x{request.height or 'auto'}"
@@ -148,7 +153,7 @@ def create_app(
         kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
         message = str(exc.detail)
         if exc.status_code == 413:
-            message = f"The request body is larger than the {max_body_bytes // 2**20} MiB this engine accepts."
+            message = too_large_message(max_body_bytes)
         return error_response(exc.status_code, message, kind)
 
     @app.exception_handler(RequestValidationError)
@@ -288,7 +293,7 @@ def serve(
         server.should_exit = True
 
     app = create_app(manager, token, on_shutdown=stop, max_body_bytes=max_body_bytes, log_prompts=log_prompts)
-    config.app = guarded(app, token, rate_per_minute)
+    config.app = guarded(app, token, rate_per_minute, max_body_bytes)
     bound_port = sock.getsockname()[1]
     scheme = "https" if ssl else "http"
     log.info("dreamtray engine listening on %s://%s:%d", scheme, _url_host(host), bound_port)

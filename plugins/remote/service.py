@@ -7,9 +7,9 @@ a self-signed server), timeout.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ import httpx
 from dreamtray.engine.client import EngineError, EngineUnavailable, ServiceEngine
 
 from .credentials import require_secret
-from .transport import MAX_RETRIES, MAX_RETRY_WAIT, error_message, retry_after
+from .transport import MAX_RETRIES, MAX_RETRY_WAIT, error_message, retry_after, tls_verify
 
 TOKEN_ENV = "DREAMTRAY_REMOTE_TOKEN"
 
@@ -27,7 +27,7 @@ class RemoteService(ServiceEngine):
 
     name = "remote"
 
-    def __init__(self, url: str, token: str, verify: str | bool = True, timeout: float = 30.0,
+    def __init__(self, url: str, token: str, verify: ssl.SSLContext | bool = True, timeout: float = 30.0,
                  sleep: Callable[[float], None] = time.sleep):
         super().__init__(url, token, verify=verify, timeout=timeout)
         self.sleep = sleep
@@ -40,10 +40,7 @@ class RemoteService(ServiceEngine):
         if settings.get("token_file"):
             secrets["api_key_file"] = settings["token_file"]
         token = require_secret(secrets, cls.name, TOKEN_ENV, what="token")
-        verify = settings.get("verify", True)
-        if isinstance(verify, str):
-            verify = str(Path(verify).expanduser())
-        return cls(settings["url"], token, verify=verify, timeout=float(settings.get("timeout", 30)))
+        return cls(settings["url"], token, verify=tls_verify(settings.get("verify", True)), timeout=float(settings.get("timeout", 30)))
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         for attempt in range(MAX_RETRIES + 1):

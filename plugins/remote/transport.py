@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +16,13 @@ from dreamtray.engine.client import EngineError, EngineUnavailable, JobFailed
 
 MAX_RETRIES = 3
 MAX_RETRY_WAIT = 60.0
+
+
+def tls_verify(value: str | bool) -> ssl.SSLContext | bool:
+    """The `verify` setting: true (the system's CAs), false (no check), or a CA/certificate file to trust."""
+    if isinstance(value, str):
+        return ssl.create_default_context(cafile=str(Path(value).expanduser()))
+    return bool(value)
 
 
 def retry_after(response: httpx.Response, attempt: int) -> float:
@@ -63,7 +72,7 @@ class HttpApi:
     ):
         self.label, self.url, self.timeout = label, url.rstrip("/"), timeout
         self.max_retries, self.max_retry_wait, self.sleep = max_retries, max_retry_wait, sleep
-        self.http = httpx.Client(base_url=self.url, headers=headers or {}, timeout=timeout, verify=verify, auth=auth)
+        self.http = httpx.Client(base_url=self.url, headers=headers or {}, timeout=timeout, verify=tls_verify(verify), auth=auth)
 
     def where(self) -> str:
         return f"The {self.label} engine at {self.url}"
