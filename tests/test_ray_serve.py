@@ -1,0 +1,72 @@
+"""The engine on Ray Serve (a real local Ray, started through the one helper): the same clients generate with it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fixtures_engine import model_cache, pixels  # noqa: F401
+from remote_helpers import free_port
+
+from dreamtray.engine.client import JobCancelled, ServiceEngine
+from dreamtray.request import Request
+from dreamtray_plugins.remote.openai import OpenAIImages
+
+TOKEN = "ray-test-token"
+SMALL = {"width": 64, "height": 64, "steps": 2}
+
+
+@pytest.fixture(scope="module")
+def ray_url(model_cache):
+    from ray import serve
+
+    from dreamtray.engine.ray_deployment import PoolOptions, engine_app, start
+    from dreamtray.engine.ray_start import local_ray
+
+    port = free_port()
+    pool = PoolOptions(replicas=2, cpus=0.5, idle_unload_seconds=0)
+    with local_ray():
+        start("127.0.0.1", port, engine_app(str(model_cache), "tiny", TOKEN, pool))
+        yield f"http://127.0.0.1:{port}"
+        serve.shutdown()
+
+
+def test_service_client_generates_on_the_pool(ray_url):
+    engine = ServiceEngine(ray_url, TOKEN, timeout=120)
+    try:
+        assert engine.health()["backend"] == "ray" and engine.health()["replicas"] == 2
+        jobs = [engine.submit(Request(prompt="a fox", seed=seed, **SMALL)) for seed in (7, 7, 8)]
+        steps = [event["step"] for event in jobs[0].events() if event["kind"] == "step"]
+        results = [job.result() for job in jobs]
+        assert steps == [1, 2]
+        assert all(result.images[0].startswith(b"\x89PNG") and result.model == "tiny" for result in results)
+        assert pixels(results[0].images[0]) == pixels(results[1].images[0]), "same seed, same pixels on any replica"
+        assert pixels(results[0].images[0]) != pixels(results[2].images[0])
+        assert "tiny" in {model["id"] for model in engine.models()}
+    finally:
+        engine.close()
+
+
+def test_openai_client_generates_on_the_pool(ray_url):
+    engine = OpenAIImages({"url": ray_url, "api_key": TOKEN, "allow_plain_secret": True, "model": "tiny",
+                           "extra_fields": True, "timeout": 120})
+    try:
+        result = engine.submit(Request(prompt="a fox", seed=7, **SMALL)).result()
+        assert result.seeds == [7] and result.images[0].startswith(b"\x89PNG")
+    finally:
+        engine.close()
+
+
+def test_token_and_cancel_on_the_pool(ray_url):
+    assert httpx.get(f"{ray_url}/health").status_code == 401
+    assert httpx.get(f"{ray_url}/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    engine = ServiceEngine(ray_url, TOKEN, timeout=120)
+    try:
+        job = engine.submit(Request(prompt="slow", seed=1, width=256, height=256, steps=60))
+        for event in job.events():
+            if event["kind"] == "step":
+                break
+        job.cancel()
+        with pytest.raises(JobCancelled):
+            job.result()
+    finally:
+        engine.close()
