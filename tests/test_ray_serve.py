@@ -3,35 +3,43 @@
 from __future__ import annotations
 
 import httpx
+import psutil
 import pytest
-from fixtures_engine import model_cache, pixels  # noqa: F401
-from remote_helpers import free_port
+from fixtures_engine import pixels
+from remote_helpers import ServeProcess
 
 from dreamtray.engine.client import JobCancelled, ServiceEngine
 from dreamtray.request import Request
 from dreamtray_plugins.remote.openai import OpenAIImages
 
-TOKEN = "ray-test-token"
 SMALL = {"width": 64, "height": 64, "steps": 2}
 
 
 @pytest.fixture(scope="module")
-def ray_url(model_cache):
-    from ray import serve
-
-    from dreamtray.engine.ray_deployment import PoolOptions, engine_app, start
-    from dreamtray.engine.ray_start import local_ray
-
-    port = free_port()
-    pool = PoolOptions(replicas=2, cpus=0.5, idle_unload_seconds=0)
-    with local_ray():
-        start("127.0.0.1", port, engine_app(str(model_cache), "tiny", TOKEN, pool))
-        yield f"http://127.0.0.1:{port}"
-        serve.shutdown()
+def ray_server(tmp_path_factory):
+    """`dreamtray serve --ray`: a local Ray (started through the one helper) serving two engine replicas."""
+    server = ServeProcess(tmp_path_factory.mktemp("ray"), "--ray", "--replicas", "2", "--replica-cpus", "0.5")
+    server.wait_ready(timeout=120)
+    yield server
+    ray_processes = psutil.Process(server.process.pid).children(recursive=True)
+    server.stop()
+    assert server.process.returncode == 0, server.log.read_text()
+    _, alive = psutil.wait_procs(ray_processes, timeout=20)
+    assert not alive, f"Ray processes left behind: {[p.name() for p in alive]}"
 
 
-def test_service_client_generates_on_the_pool(ray_url):
-    engine = ServiceEngine(ray_url, TOKEN, timeout=120)
+@pytest.fixture(scope="module")
+def ray_url(ray_server):
+    return ray_server.url
+
+
+@pytest.fixture(scope="module")
+def token(ray_server):
+    return ray_server.token
+
+
+def test_service_client_generates_on_the_pool(ray_url, token):
+    engine = ServiceEngine(ray_url, token, timeout=120)
     try:
         assert engine.health()["backend"] == "ray" and engine.health()["replicas"] == 2
         jobs = [engine.submit(Request(prompt="a fox", seed=seed, **SMALL)) for seed in (7, 7, 8)]
@@ -46,8 +54,8 @@ def test_service_client_generates_on_the_pool(ray_url):
         engine.close()
 
 
-def test_openai_client_generates_on_the_pool(ray_url):
-    engine = OpenAIImages({"url": ray_url, "api_key": TOKEN, "allow_plain_secret": True, "model": "tiny",
+def test_openai_client_generates_on_the_pool(ray_url, token):
+    engine = OpenAIImages({"url": ray_url, "api_key": token, "allow_plain_secret": True, "model": "tiny",
                            "extra_fields": True, "timeout": 120})
     try:
         result = engine.submit(Request(prompt="a fox", seed=7, **SMALL)).result()
@@ -56,10 +64,10 @@ def test_openai_client_generates_on_the_pool(ray_url):
         engine.close()
 
 
-def test_token_and_cancel_on_the_pool(ray_url):
+def test_token_and_cancel_on_the_pool(ray_url, token):
     assert httpx.get(f"{ray_url}/health").status_code == 401
     assert httpx.get(f"{ray_url}/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    engine = ServiceEngine(ray_url, TOKEN, timeout=120)
+    engine = ServiceEngine(ray_url, token, timeout=120)
     try:
         job = engine.submit(Request(prompt="slow", seed=1, width=256, height=256, steps=60))
         for event in job.events():

@@ -259,8 +259,8 @@ def run_ray_serve(cache_dir: str, model: str, token: str, host: str, port: int, 
     from .ray_start import local_ray
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with local_ray(num_cpus=max(2, math.ceil(pool.replicas * pool.cpus + 1))):
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, which sets its own
         start(host, port, engine_app(cache_dir, model, token, pool, **limits), ssl)
         try:
             stop.wait()
