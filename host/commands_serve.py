@@ -86,7 +86,7 @@ def serve_command(host, port, token_file, tls_cert, tls_key, log_prompts, model,
     from .engine.service import serve
     from .engine.worker import WorkerSettings
 
-    serve(WorkerSettings(cache_dir=cache_dir, default_model=model), token, host, port, ssl=ssl, **limits)
+    serve(WorkerSettings(cache_dir=cache_dir, default_model=model), token, host, port, ssl=ssl, clients_may_stop=False, **limits)
 
 
 COMMANDS: list[click.Command] = [serve_command]

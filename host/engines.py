@@ -26,6 +26,11 @@ log = logging.getLogger("dreamtray.engines")
 Warn = Callable[[str], None]
 
 
+def engine_names(plugin_host: PluginHost) -> list[str]:
+    """The back ends a user can choose (the tray's engine menu, `engine.backend`): local first."""
+    return [LOCAL, *sorted(name for name, _ in plugin_host.collect("register_engines"))]
+
+
 def open_engine(settings: dict[str, Any], plugin_host: PluginHost, local_factory: Callable[[], Engine],
                 warn: Warn = log.warning) -> Engine:
     """The engine named by `settings["backend"]` (the `[engine]` table), wrapped to fall back when configured.
@@ -37,7 +42,7 @@ def open_engine(settings: dict[str, Any], plugin_host: PluginHost, local_factory
         return local_factory()
     factories = dict(plugin_host.collect("register_engines"))
     if backend not in factories:
-        known = ", ".join([LOCAL, *sorted(factories)])
+        known = ", ".join(engine_names(plugin_host))
         raise EngineError(f"engine.backend: no engine named {backend!r}; the installed ones are: {known}.")
     fallback = bool(settings.get("fallback_to_local", False))
     try:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import httpx
 import psutil
 import pytest
-from fixtures_engine import pixels
-from remote_helpers import ServeProcess
-
 from dreamtray.engine.client import JobCancelled, ServiceEngine
 from dreamtray.request import Request
 from dreamtray_plugins.remote.openai import OpenAIImages
+from fixtures_engine import pixels
+from remote_helpers import ServeProcess
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 

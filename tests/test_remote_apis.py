@@ -14,17 +14,17 @@ import threading
 import time
 
 import pytest
-from fastapi import FastAPI, Request as HttpRequest
-from fastapi.responses import JSONResponse
-from fixtures_engine import model_cache, pixels, runner  # noqa: F401
-from PIL import Image
-from remote_helpers import truncating_server, uvicorn_server
-
 from dreamtray.engine.client import EngineError, EngineUnavailable, JobCancelled, JobFailed
 from dreamtray.engine.runner import JobCancelled as RunnerCancelled
 from dreamtray.request import Request
 from dreamtray_plugins.remote.a1111 import A1111
 from dreamtray_plugins.remote.openai import OpenAIImages
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
+from fastapi.responses import JSONResponse
+from fixtures_engine import model_cache, pixels, runner  # noqa: F401
+from PIL import Image
+from remote_helpers import truncating_server, uvicorn_server
 
 SMALL = {"width": 64, "height": 64}
 

@@ -7,16 +7,15 @@ import os
 import httpx
 import pytest
 from click.testing import CliRunner
-from fixtures_engine import engine, model_cache, pixels, start_engine  # noqa: F401
-from remote_helpers import ServeProcess, free_port, self_signed_certificate
-
 from dreamtray.commands_serve import is_loopback, serve_command
 from dreamtray.engine.client import EngineError, EngineUnavailable
-from dreamtray.engines import FallbackEngine, open_engine
+from dreamtray.engines import FallbackEngine, engine_names, open_engine
 from dreamtray.plugins import PluginHost
 from dreamtray.request import Request
 from dreamtray_plugins.remote.service import RemoteService
 from dreamtray_plugins.remote.transport import tls_verify as trust
+from fixtures_engine import engine, model_cache, pixels, start_engine  # noqa: F401
+from remote_helpers import ServeProcess, free_port, self_signed_certificate
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 PROMPT = "a lighthouse at dusk, secret-prompt-words"
@@ -70,6 +69,8 @@ def test_wrong_or_missing_token_and_untrusted_certificate_are_rejected(remote, c
         RemoteService(remote.url, remote.token).health()  # the system's CAs do not know this certificate
     with pytest.raises(httpx.TransportError):
         httpx.get(remote.url.replace("https:", "http:") + "/health")  # no plain HTTP on a TLS port
+    stop = httpx.post(f"{remote.url}/v1/shutdown", verify=trust(str(cert)), headers={"Authorization": f"Bearer {remote.token}"})
+    assert stop.status_code == 403 and "not stopped by its clients" in stop.json()["error"]["message"]
 
 
 def test_a_second_engine_uses_the_remote_one(remote, certificate, plugins, tmp_path, model_cache):
@@ -125,6 +126,7 @@ def test_a_job_level_failure_to_reach_an_openai_engine_falls_back_too(plugins, e
 
 
 def test_engine_choice_errors(plugins, engine, monkeypatch):
+    assert engine_names(plugins) == ["local", "a1111", "openai", "remote"]
     assert open_engine({}, plugins, lambda: engine) is engine
     with pytest.raises(EngineError, match="no engine named 'nope'.*local, a1111, openai, remote"):
         open_engine({"backend": "nope"}, plugins, lambda: engine)

@@ -129,7 +129,7 @@ def local_health(manager: JobManager) -> dict[str, Any]:
 def create_app(
     manager: JobManager,
     token: str,
-    on_shutdown: Callable[[], None] = lambda: None,
+    on_shutdown: Callable[[], None] | None = None,
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     log_prompts: bool = False,
@@ -138,7 +138,8 @@ def create_app(
     """The HTTP API over `manager`, guarded by `token`.
 
     `manager` is a JobManager or anything with its submit/get/cancel/unload; `health` replaces the
-    answer of /health for managers without a local worker (the Ray deployment).
+    answer of /health for managers without a local worker (the Ray deployment). Without `on_shutdown`,
+    /v1/shutdown is refused: clients of a shared server must not stop it for everyone.
     """
     app = FastAPI(title="dreamtray engine", version=VERSION, docs_url=None, redoc_url=None, max_body_size=max_body_bytes)
     describe_health = health or (lambda: local_health(manager))
@@ -249,6 +250,8 @@ def create_app(
 
     @app.post("/v1/shutdown", dependencies=guarded)
     def shutdown() -> dict[str, Any]:
+        if on_shutdown is None:
+            raise HTTPException(403, "This engine server is not stopped by its clients; stop it where it runs.")
         threading.Thread(target=on_shutdown, daemon=True).start()
         return {"status": "stopping"}
 
@@ -275,10 +278,12 @@ def serve(
     rate_per_minute: int = 0,
     max_body_bytes: int = MAX_BODY_BYTES,
     log_prompts: bool = False,
+    clients_may_stop: bool = True,
 ) -> None:
     """Run the service until shut down (or idle for `exit_after_idle` seconds, when that is set).
 
-    `ssl` holds uvicorn's options (ssl_certfile, ssl_keyfile); `rate_per_minute` above 0 limits each token.
+    `ssl` holds uvicorn's options (ssl_certfile, ssl_keyfile); `rate_per_minute` above 0 limits each token;
+    `clients_may_stop` offers /v1/shutdown (the local engine's owner uses it; a shared server does not).
     """
     import uvicorn
 
@@ -292,7 +297,8 @@ def serve(
     def stop() -> None:
         server.should_exit = True
 
-    app = create_app(manager, token, on_shutdown=stop, max_body_bytes=max_body_bytes, log_prompts=log_prompts)
+    app = create_app(manager, token, on_shutdown=stop if clients_may_stop else None,
+                     max_body_bytes=max_body_bytes, log_prompts=log_prompts)
     config.app = guarded(app, token, rate_per_minute, max_body_bytes)
     bound_port = sock.getsockname()[1]
     scheme = "https" if ssl else "http"

@@ -6,8 +6,8 @@ import email.utils
 import json
 import ssl
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
