@@ -8,17 +8,22 @@ import pytest
 from dreamtray.engine.client import JobCancelled, ServiceEngine
 from dreamtray.request import Request
 from dreamtray_plugins.remote.openai import OpenAIImages
+from dreamtray_plugins.remote.transport import tls_verify
 from fixtures_engine import pixels
-from remote_helpers import ServeProcess
+from remote_helpers import ServeProcess, self_signed_certificate
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 
 
 @pytest.fixture(scope="module")
 def ray_server(tmp_path_factory):
-    """`dreamtray serve --ray`: a local Ray (started through the one helper) serving two engine replicas."""
-    server = ServeProcess(tmp_path_factory.mktemp("ray"), "--ray", "--replicas", "2", "--replica-cpus", "0.5")
-    server.wait_ready(timeout=120)
+    """`dreamtray serve --ray` over TLS: a local Ray (started through the one helper) serving two engine replicas."""
+    root = tmp_path_factory.mktemp("ray")
+    cert, key = self_signed_certificate(root)
+    server = ServeProcess(root, "--ray", "--replicas", "2", "--replica-cpus", "0.5",
+                          "--tls-cert", str(cert), "--tls-key", str(key), scheme="https")
+    server.cert = str(cert)
+    server.wait_ready(verify=tls_verify(server.cert), timeout=120)
     yield server
     ray_processes = psutil.Process(server.process.pid).children(recursive=True)
     server.stop()
@@ -37,8 +42,13 @@ def token(ray_server):
     return ray_server.token
 
 
-def test_service_client_generates_on_the_pool(ray_url, token):
-    engine = ServiceEngine(ray_url, token, timeout=120)
+@pytest.fixture(scope="module")
+def cert(ray_server):
+    return ray_server.cert
+
+
+def test_service_client_generates_on_the_pool(ray_url, token, cert):
+    engine = ServiceEngine(ray_url, token, verify=tls_verify(cert), timeout=120)
     try:
         assert engine.health()["backend"] == "ray" and engine.health()["replicas"] == 2
         jobs = [engine.submit(Request(prompt="a fox", seed=seed, **SMALL)) for seed in (7, 7, 8)]
@@ -53,9 +63,9 @@ def test_service_client_generates_on_the_pool(ray_url, token):
         engine.close()
 
 
-def test_openai_client_generates_on_the_pool(ray_url, token):
+def test_openai_client_generates_on_the_pool(ray_url, token, cert):
     engine = OpenAIImages({"url": ray_url, "api_key": token, "allow_plain_secret": True, "model": "tiny",
-                           "extra_fields": True, "timeout": 120})
+                           "extra_fields": True, "timeout": 120, "verify": cert})
     try:
         result = engine.submit(Request(prompt="a fox", seed=7, **SMALL)).result()
         assert result.seeds == [7] and result.images[0].startswith(b"\x89PNG")
@@ -63,10 +73,11 @@ def test_openai_client_generates_on_the_pool(ray_url, token):
         engine.close()
 
 
-def test_token_and_cancel_on_the_pool(ray_url, token):
-    assert httpx.get(f"{ray_url}/health").status_code == 401
-    assert httpx.get(f"{ray_url}/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    engine = ServiceEngine(ray_url, token, timeout=120)
+def test_token_and_cancel_on_the_pool(ray_url, token, cert):
+    assert ray_url.startswith("https://127.0.0.1:")
+    assert httpx.get(f"{ray_url}/health", verify=tls_verify(cert)).status_code == 401
+    assert httpx.get(f"{ray_url}/health", verify=tls_verify(cert), headers={"Authorization": "Bearer wrong"}).status_code == 401
+    engine = ServiceEngine(ray_url, token, verify=tls_verify(cert), timeout=120)
     try:
         job = engine.submit(Request(prompt="slow", seed=1, width=256, height=256, steps=60))
         for event in job.events():
