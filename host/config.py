@@ -61,6 +61,12 @@ def _text(value: str) -> str:
     return value
 
 
+def _model(value: str) -> str:
+    if not value.strip():
+        raise ValueError("name a model preset, a hub id or a folder ('auto' picks one for this machine)")
+    return value
+
+
 def _hotkey(value: str) -> str:
     if value and not all(_HOTKEY_PART.fullmatch(part) for part in value.split("+")):
         raise ValueError(
@@ -124,7 +130,7 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: Annotated[Text, Field(min_length=1)] = "auto"
+    model: Annotated[Text, AfterValidator(_model)] = "auto"
     """A model preset name, a hub id or a local folder; `auto` picks the best for this machine."""
     hotkeys: dict[Name, Hotkey] = Field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
     """Action name -> key combination (pynput syntax); '' turns a default one off."""
