@@ -156,7 +156,12 @@ def test_hostile_values_survive_and_the_reference_parser_agrees(request_, model,
     assert (parameters.model, parameters.sampler, parameters.seed) == (model, sampler, request.seed)
     assert metadata.request == request
 
-    reference = reference_parse(metadata.texts["parameters"])
+    text = metadata.texts["parameters"]
+    for key, value in (("Sampler", sampler), ("Model", model)):
+        if any(char in value for char in ",:\n"):
+            assert f"{key}: {json.dumps(value, ensure_ascii=False)}" in text
+
+    reference = reference_parse(text)
     assert reference["prompt"] == request.prompt
     assert reference["negative"] == request.negative_prompt
     assert reference["settings"] == {
