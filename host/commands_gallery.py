@@ -87,7 +87,9 @@ def history(limit: int, as_json: bool) -> None:
             prompt = parameters.prompt.replace("\n", " ")
             click.echo(f"    {prompt[:100]}{'...' if len(prompt) > 100 else ''}")
             settings = parameters.settings()
-            click.echo("    " + ", ".join(f"{key}: {settings[key]}" for key in ("Seed", "Size", "Model") if key in settings))
+            click.echo(
+                "    " + ", ".join(f"{key}: {settings[key]}" for key in ("Seed", "Size", "Model") if key in settings)
+            )
         else:
             click.echo(f"    {entry.error}")
 

@@ -16,7 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import platformdirs
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
+
+from pydantic_core import ErrorDetails
 
 from .gallery import default_gallery_folder
 
@@ -34,6 +45,8 @@ FILE_HEADER = "# dreamtray settings: `dreamtray config show` lists every key wit
 _NAME = re.compile(r"[a-z][a-z0-9_.-]*")
 _DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
 _HOTKEY_PART = re.compile(r"<[a-z0-9_]+>|[^\s+<>]")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -102,7 +115,7 @@ class EngineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    idle_unload_seconds: StrictInt = Field(300, ge=0)
+    idle_unload_seconds: StrictInt = Field(default=300, ge=0)
     """Unload the model after this many idle seconds (gives the memory back)."""
     device: Annotated[str, Field(strict=True), AfterValidator(_device)] = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
@@ -229,7 +242,7 @@ def _key(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "[key]")
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     key = _key(error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown setting, ignored (known: {', '.join(known_keys())})"
@@ -248,7 +261,7 @@ _TYPE_HINTS = {
 }
 
 
-def _allowed(error: dict[str, Any]) -> str:
+def _allowed(error: ErrorDetails) -> str:
     """What pydantic found wrong, worded as what is allowed."""
     if error["type"] in _TYPE_HINTS:
         return _TYPE_HINTS[error["type"]]
@@ -285,10 +298,10 @@ def _field_type(key: str) -> type:
 def _parse_value(key: str, text: str) -> str | int | bool:
     kind = _field_type(key)
     if kind is bool:
-        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
-        if text.lower() not in words:
+        word = text.lower()
+        if word not in _TRUE + _FALSE:
             raise ConfigValueError(key, f"{text!r} is not allowed: use true or false")
-        return words[text.lower()]
+        return word in _TRUE
     if kind is int:
         try:
             return int(text)

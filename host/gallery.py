@@ -19,7 +19,7 @@ from pathlib import Path
 import platformdirs
 
 from .metadata import ImageMetadata, MetadataError, add_metadata, read_metadata
-from .request import Request
+from .request import Request, Result
 
 SLUG_CHARS = 40
 """Longest prompt slug in a file name, in characters (the whole name stays far below 255 bytes)."""
@@ -109,6 +109,19 @@ class Gallery:
             temp.unlink(missing_ok=True)
         _fsync_folder(self.folder)
         return path
+
+    def save_result(self, result: Result, when: datetime | None = None) -> list[Path]:
+        """Save every image of a finished job, each with the request for its own seed."""
+        return [
+            self.save(
+                png,
+                result.request.model_copy(update={"seed": seed, "count": 1}),
+                model=result.model,
+                sampler=result.sampler,
+                when=when,
+            )
+            for png, seed in zip(result.images, result.seeds, strict=True)
+        ]
 
     def _publish(self, temp: Path, stem: str) -> Path:
         """Give the finished temporary file its name: `stem.png`, else `stem-2.png`... never overwriting."""

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from .pngchunks import (
     COMPRESS_ABOVE,
+    Chunk,
     CorruptPNGError,
     image_size,
     join_chunks,
@@ -223,7 +224,7 @@ def add_metadata(png: bytes, request: Request, *, model: str, sampler: str) -> b
     return join_chunks([chunks[0], *ours, *kept])
 
 
-def _text_key(chunk) -> str | None:
+def _text_key(chunk: Chunk) -> str | None:
     try:
         found = read_text(chunk)
     except CorruptPNGError:
@@ -256,7 +257,7 @@ def read_metadata(source: Path | str | bytes, *, name: str | None = None) -> Ima
         raise CorruptImageError(f"{label}: {exc}") from None
     width, height = image_size(chunks)
     if REQUEST_KEY in texts or PARAMETERS_KEY in texts:
-        return _a1111_or_ours(texts, width, height)
+        return _a1111_or_ours(texts, width, height, label)
     if any(key in texts for key in COMFYUI_KEYS):
         return _comfyui(texts, width, height)
     present = ", ".join(repr(key) for key in texts)
@@ -266,7 +267,7 @@ def read_metadata(source: Path | str | bytes, *, name: str | None = None) -> Ima
     )
 
 
-def _a1111_or_ours(texts: dict[str, str], width: int, height: int) -> ImageMetadata:
+def _a1111_or_ours(texts: dict[str, str], width: int, height: int, label: str) -> ImageMetadata:
     warnings: list[str] = []
     request = None
     if REQUEST_KEY in texts:
@@ -275,10 +276,13 @@ def _a1111_or_ours(texts: dict[str, str], width: int, height: int) -> ImageMetad
         except ValidationError as exc:
             warnings.append(f"the 'dreamtray' chunk holds no valid request ({describe_validation_error(exc)})")
     parameters = parse_parameters(texts[PARAMETERS_KEY]) if PARAMETERS_KEY in texts else None
-    if parameters is None and request is None:
-        raise NoMetadataError(f"the image's only generation metadata is unreadable: {warnings[0]}")
+    if parameters is not None:
+        prompts: tuple[str, ...] = (parameters.prompt,)
+    elif request is not None:
+        prompts = (request.prompt,)
+    else:
+        raise NoMetadataError(f"{label}: its only generation metadata is unreadable: {warnings[0]}")
     source = DREAMTRAY if request is not None else AUTOMATIC1111
-    prompts = (parameters.prompt,) if parameters else (request.prompt,)  # type: ignore[union-attr]
     return ImageMetadata(source, width, height, parameters, request, prompts, texts, tuple(warnings))
 
 

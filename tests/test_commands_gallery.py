@@ -72,7 +72,12 @@ def test_history_json(setup):
     result = run(history, "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [row["file"] for row in rows] == [str(paths[2]), str(paths[1]), str(paths[0]), str(gallery / "zzz-broken.png")]
+    assert [row["file"] for row in rows] == [
+        str(paths[2]),
+        str(paths[1]),
+        str(paths[0]),
+        str(gallery / "zzz-broken.png"),
+    ]
     assert rows[0]["parameters"]["seed"] == 102
     assert rows[0]["request"]["prompt"] == "picture number 2, with a comma"
     assert rows[0]["settings"]["Size"] == "64x48"

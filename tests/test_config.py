@@ -59,7 +59,7 @@ def test_a_full_file_loads_every_key(config_file, tmp_path):
 model = "sd-turbo"
 default_action = "wallpaper"
 style = "watercolour, noir"
-gallery = "{tmp_path / 'pics'}"
+gallery = "{tmp_path / "pics"}"
 
 [hotkeys]
 clipboard = "<ctrl>+<shift>+c"
@@ -130,19 +130,19 @@ def test_a_bad_value_names_key_and_allowed_values_and_only_that_key_falls_back(c
 @pytest.mark.parametrize(
     ("toml", "key", "hint"),
     [
-        ("[engine]\nallow_pickle = \"yes\"", "engine.allow_pickle", "true or false"),
+        ('[engine]\nallow_pickle = "yes"', "engine.allow_pickle", "true or false"),
         ("[engine]\nidle_unload_seconds = -5", "engine.idle_unload_seconds", "greater than or equal to 0"),
-        ("[engine]\nidle_unload_seconds = \"300\"", "engine.idle_unload_seconds", "whole number"),
-        ("[engine]\ndevice = \"gpu0\"", "engine.device", "cuda:N"),
-        ("[engine]\nbackend = \"Local Box\"", "engine.backend", "lower-case letters"),
+        ('[engine]\nidle_unload_seconds = "300"', "engine.idle_unload_seconds", "whole number"),
+        ('[engine]\ndevice = "gpu0"', "engine.device", "cuda:N"),
+        ('[engine]\nbackend = "Local Box"', "engine.backend", "lower-case letters"),
         ("engine = 5", "engine", "table"),
-        ("gallery = \"relative/folder\"", "gallery", "absolute path"),
-        ("model = \"\"", "model", "name a model preset"),
-        ("style = \"a\\nb\"", "style", "control characters"),
+        ('gallery = "relative/folder"', "gallery", "absolute path"),
+        ('model = ""', "model", "name a model preset"),
+        ('style = "a\\nb"', "style", "control characters"),
         ("default_action = 3", "default_action", "double quotes"),
-        ("[hotkeys]\nclipboard = \"ctrl alt i\"", "hotkeys.clipboard", "'<ctrl>+<alt>+i'"),
-        ("[hotkeys]\n\"Bad Action\" = \"<ctrl>+b\"", "hotkeys.Bad Action", "lower-case letters"),
-        ("colour = \"blue\"", "colour", "unknown setting"),
+        ('[hotkeys]\nclipboard = "ctrl alt i"', "hotkeys.clipboard", "'<ctrl>+<alt>+i'"),
+        ('[hotkeys]\n"Bad Action" = "<ctrl>+b"', "hotkeys.Bad Action", "lower-case letters"),
+        ('colour = "blue"', "colour", "unknown setting"),
         ("[engine]\nturbo = true", "engine.turbo", "unknown setting"),
     ],
 )

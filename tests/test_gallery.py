@@ -14,7 +14,7 @@ from png_samples import pixels, png_bytes
 from dreamtray import gallery as gallery_module
 from dreamtray.gallery import Gallery, GalleryError, default_gallery_folder, slugify
 from dreamtray.metadata import DREAMTRAY, read_metadata
-from dreamtray.request import Request
+from dreamtray.request import Request, Result
 
 WHEN = datetime(2026, 11, 28, 13, 5, 9)
 WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
@@ -63,7 +63,7 @@ HOSTILE_PROMPTS = [
     "com1 ",
     "\u202etxt.exe",
     "雪の中の赤い狐 🦊 Ünïcödé ﬁ ２０２６",
-    "<>:\"|?*",
+    '<>:"|?*',
     "~/.ssh/id_rsa",
     "%2e%2e%2fetc",
 ]
@@ -79,7 +79,7 @@ def test_hostile_prompts_never_escape_the_gallery_folder(tmp_path, prompt):
     name = path.name
     assert re.fullmatch(r"20261128-130509-[^\W_]+(-[^\W_]+)*-7\.png", name), name
     assert not name.startswith(".")
-    assert not any(ord(char) < 32 or char in "/\\:*?\"<>|" for char in name)
+    assert not any(ord(char) < 32 or char in '/\\:*?"<>|' for char in name)
     assert len(name.encode("utf-8")) <= 200
     assert name.split(".")[0].lower() not in WINDOWS_RESERVED
     assert read_metadata(path).request.prompt == Request(prompt=prompt).prompt
@@ -141,6 +141,18 @@ def test_without_hard_links_it_still_never_overwrites(tmp_path, monkeypatch):
     assert (first.name, second.name) == ("20261128-130509-fox-1.png", "20261128-130509-fox-1-2.png")
     assert read_metadata(first).request.steps == 1
     assert set(files_in(tmp_path)) == {first.name, second.name}
+
+
+def test_save_result_keeps_each_image_with_its_own_seed(tmp_path):
+    request = Request(prompt="two foxes", steps=2, count=2)
+    images = [png_bytes(64, 64), png_bytes(72, 64)]
+    result = Result(request=request, images=images, seeds=[11, 12], model="tiny", sampler="euler")
+    paths = Gallery(tmp_path).save_result(result, when=WHEN)
+    assert [path.name for path in paths] == ["20261128-130509-two-foxes-11.png", "20261128-130509-two-foxes-12.png"]
+    for path, seed, image in zip(paths, (11, 12), images):
+        metadata = read_metadata(path)
+        assert metadata.request == request.model_copy(update={"seed": seed, "count": 1})
+        assert pixels(path.read_bytes()) == pixels(image)
 
 
 def test_a_gallery_path_that_is_a_file_gives_a_clear_error(tmp_path):

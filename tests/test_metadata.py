@@ -93,7 +93,12 @@ def test_round_trip_through_our_reader_keeps_request_settings_and_pixels():
     parameters = metadata.parameters
     assert (parameters.prompt, parameters.negative_prompt) == ("a red fox", "blurry")
     assert (parameters.steps, parameters.cfg_scale, parameters.seed) == (4, 7.5, 42)
-    assert (parameters.sampler, parameters.model, parameters.width, parameters.height) == ("Euler a", "sd-turbo", 64, 48)
+    assert (parameters.sampler, parameters.model, parameters.width, parameters.height) == (
+        "Euler a",
+        "sd-turbo",
+        64,
+        48,
+    )
     assert pixels(written) == pixels(original)
     assert request_from_metadata(metadata) == request.model_copy(update={"count": 1})
 
@@ -256,7 +261,7 @@ def test_png_without_metadata_is_reported_clearly(tmp_path):
 
 def test_flipped_bytes_inside_a_text_chunk_are_reported_with_the_chunk(tmp_path):
     written = bytearray(write(Request(prompt="a red fox", seed=1)))
-    offset, kind, data = next(c for c in chunk_list(bytes(written)) if c[2].startswith(b"parameters\0"))
+    offset, _, _ = next(c for c in chunk_list(bytes(written)) if c[2].startswith(b"parameters\0"))
     written[offset + 8 + 12] ^= 0xFF  # a byte of the prompt
     path = tmp_path / "flipped.png"
     path.write_bytes(bytes(written))
@@ -307,3 +312,9 @@ def test_a_damaged_request_chunk_falls_back_to_the_parameters_with_a_warning():
     assert metadata.request is None
     assert metadata.parameters.prompt == "a fox"
     assert any("'dreamtray' chunk holds no valid request" in warning for warning in metadata.warnings)
+
+
+def test_a_damaged_request_chunk_alone_is_reported_with_the_file_name():
+    png = png_bytes(texts={"dreamtray": '{"prompt": ""}'})
+    with pytest.raises(NoMetadataError, match=r"lone\.png: its only generation metadata is unreadable.*prompt"):
+        read_metadata(png, name="lone.png")
