@@ -26,7 +26,6 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-
 from pydantic_core import ErrorDetails
 
 from .gallery import default_gallery_folder
