@@ -71,7 +71,6 @@ class XSession:
     """One private X display with its own bus and home; `env` is what programs in it should see."""
 
     screens: tuple[tuple[int, int], ...] = ((800, 600),)
-    xinerama: bool = False
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dreamtray-x-")))
     env: dict[str, str] = field(default_factory=dict)
     _processes: list[subprocess.Popen] = field(default_factory=list)
@@ -96,8 +95,6 @@ class XSession:
         xvfb = need("Xvfb")
         read_end, write_end = os.pipe()
         args = [xvfb, "-displayfd", str(write_end), "-nolisten", "tcp", "-noreset"]
-        if self.xinerama:
-            args.append("+xinerama")
         for number, (width, height) in enumerate(self.screens):
             args += ["-screen", str(number), f"{width}x{height}x24"]
         proc = subprocess.Popen(
@@ -237,7 +234,7 @@ class XSession:
         return strays
 
     def __enter__(self) -> XSession:
-        return self.start()
+        return self if self.display else self.start()
 
     def __exit__(self, *exc) -> None:
         self.close()
