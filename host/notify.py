@@ -39,7 +39,8 @@ def notify(title: str, body: str = "", image_path: Path | str | None = None, urg
 
 
 def _send_with_desktop_notifier(title: str, body: str, image: Path | None, urgency: Urgency) -> bool:
-    from desktop_notifier import Attachment, Urgency as Level
+    from desktop_notifier import Attachment
+    from desktop_notifier import Urgency as Level
 
     dispatched = threading.Event()
     with _lock:  # one event loop inside the notifier: one send at a time

@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from dreamtray.selection import NothingSelected, Selection, clean_text, read_selection
 from xsession import wait_until
 

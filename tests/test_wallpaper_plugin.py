@@ -7,16 +7,15 @@ import os
 import stat
 import sys
 
+import dreamtray.hookspecs
 import pluggy
 import pytest
 from click.testing import CliRunner
-from PIL import Image, ImageChops, ImageDraw, ImageGrab
-
-import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
-from dreamtray_plugins.wallpaper.screens import Screen, detect_screens
-from dreamtray_plugins.wallpaper.setters import X11RootSetter, XfceSetter, SwaySetter, pick_setter
+from dreamtray_plugins.wallpaper.screens import detect_screens
+from dreamtray_plugins.wallpaper.setters import SwaySetter, X11RootSetter, XfceSetter, pick_setter
+from PIL import Image, ImageChops, ImageDraw, ImageGrab
 from xsession import XSession
 
 

@@ -7,7 +7,6 @@ import time
 
 import pytest
 from click.testing import CliRunner
-
 from dreamtray_plugins.wallpaper import commands
 from dreamtray_plugins.wallpaper.schedule import PromptCycle, ScheduleError, read_prompts, run_schedule
 
@@ -15,7 +14,9 @@ from dreamtray_plugins.wallpaper.schedule import PromptCycle, ScheduleError, rea
 @pytest.fixture
 def prompts_file(tmp_path):
     path = tmp_path / "prompts.txt"
-    path.write_text("# my wallpapers\nmisty mountains at dawn\n\n   \na lighthouse in a storm\n  # not this\nneon city rain\n")
+    path.write_text(
+        "# my wallpapers\nmisty mountains at dawn\n\n   \na lighthouse in a storm\n  # not this\nneon city rain\n"
+    )
     return path
 
 
@@ -61,7 +62,7 @@ def test_schedule_repeats_until_stopped_and_survives_a_failed_run(user_dirs, pro
         ("neon city rain", "wallpaper"),
         ("misty mountains at dawn", "wallpaper"),
     ]
-    gaps = [later - earlier for (_, _, earlier), (_, _, later) in zip(seen, seen[1:])]
+    gaps = [later - earlier for (_, _, earlier), (_, _, later) in zip(seen, seen[1:], strict=False)]
     assert all(gap >= 0.045 for gap in gaps)
     assert reports[1] == "No wallpaper for 'a lighthouse in a storm': engine out of memory"
 

@@ -6,7 +6,6 @@ import subprocess
 
 import psutil
 import pytest
-
 from xsession import MissingProgram, XSession, need
 
 

@@ -16,7 +16,7 @@ def generation_pipeline() -> Generate:
     try:
         from dreamtray.jobs import generate
     except ImportError:
-        raise click.ClickException("This dreamtray has no generation pipeline (dreamtray.jobs) to make wallpapers with.") from None
+        raise click.ClickException("This dreamtray has no generation pipeline (dreamtray.jobs) yet.") from None
     return generate
 
 
@@ -28,8 +28,12 @@ def generation_pipeline() -> Generate:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Make wallpapers from the prompts in this file (one a line, # for comments), in turn.",
 )
-@click.option("--every", "every_hours", type=click.FloatRange(min=0.01), help="With --schedule: a new wallpaper every HOURS.")
-@click.option("--at-login", is_flag=True, help="With --schedule: one new wallpaper now, then exit (for startup applications).")
+@click.option(
+    "--every", "every_hours", type=click.FloatRange(min=0.01), help="With --schedule: a new wallpaper every HOURS."
+)
+@click.option(
+    "--at-login", is_flag=True, help="With --schedule: one new wallpaper now, then exit (for startup applications)."
+)
 def wallpaper(undo_last: bool, prompts_file: Path | None, every_hours: float | None, at_login: bool) -> None:
     """Undo the last wallpaper change, or make new wallpapers from a list of prompts."""
     if undo_last:

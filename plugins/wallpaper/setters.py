@@ -225,6 +225,7 @@ def pick_setter(environ: dict[str, str] | None = None, platform: str | None = No
                 return X11RootSetter(program)
         raise WallpaperError("Setting the wallpaper on X11 needs xwallpaper or feh: please install one of them.")
     raise WallpaperError(
-        f"dreamtray cannot set the wallpaper on this desktop (XDG_CURRENT_DESKTOP={environ.get('XDG_CURRENT_DESKTOP', '')!r}); "
+        "dreamtray cannot set the wallpaper on this desktop "
+        f"(XDG_CURRENT_DESKTOP={environ.get('XDG_CURRENT_DESKTOP', '')!r}); "
         "supported: GNOME, KDE Plasma, XFCE, MATE, Cinnamon, sway, X11 with xwallpaper or feh, Windows, macOS."
     )
