@@ -140,3 +140,8 @@ def test_synthetic_copy_restores_a_clipboard_image(gtk_entry_with_selection):
     copykitten.copy_image(pixels, 32, 32)
     assert read_selection(source="copy").text == "a quiet harbour at dawn"
     assert copykitten.paste_image() == (pixels, 32, 32)
+
+
+def test_non_ascii_primary_selection_arrives_intact(serve_primary):
+    serve_primary("caf\u00e9 \u00fcber Stra\u00dfe, \u6771\u4eac\u306e\u591c \U0001F30C".encode())
+    assert read_selection().text == "caf\u00e9 \u00fcber Stra\u00dfe, \u6771\u4eac\u306e\u591c \U0001F30C"

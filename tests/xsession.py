@@ -127,6 +127,7 @@ class XSession:
             GSETTINGS_BACKEND="keyfile",
             XDG_SESSION_TYPE="x11",
             XDG_CURRENT_DESKTOP="",
+            NO_AT_BRIDGE="1",  # GTK programs would otherwise start an accessibility bus
         )
         self.env.pop("WAYLAND_DISPLAY", None)
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from PIL import Image, ImageOps
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 
-def cover(image: Image.Image, width: int, height: int) -> Image.Image:
+def cover(image: Image, width: int, height: int) -> Image:
     """`image` resized with Lanczos to cover width x height, centred, as opaque RGB."""
-    return ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+    from PIL import ImageOps
+    from PIL.Image import Resampling
+
+    return ImageOps.fit(image.convert("RGB"), (width, height), method=Resampling.LANCZOS, centering=(0.5, 0.5))
