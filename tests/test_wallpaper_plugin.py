@@ -219,3 +219,13 @@ def test_sway_gets_the_path_quoted_for_its_command_parser(recording_path, tmp_pa
     quoted = '"' + str(picture).replace('"', '\\"') + '"'
     assert calls(log) == [["output", "*", "bg", quoted, "fill"]]
 
+
+
+def test_wallpaper_command_joins_the_dreamtray_command_line(plugin, desktop):
+    import click
+
+    cli = click.Group("dreamtray")
+    plugin.hook.register_commands(cli=cli)
+    result = CliRunner().invoke(cli, ["wallpaper", "--undo"])
+    assert (result.exit_code, "no previous wallpaper" in result.output) == (1, True)
+    assert "--schedule" in CliRunner().invoke(cli, ["wallpaper", "--help"]).output
