@@ -229,3 +229,13 @@ def test_wallpaper_command_joins_the_dreamtray_command_line(plugin, desktop):
     result = CliRunner().invoke(cli, ["wallpaper", "--undo"])
     assert (result.exit_code, "no previous wallpaper" in result.output) == (1, True)
     assert "--schedule" in CliRunner().invoke(cli, ["wallpaper", "--help"]).output
+
+
+def test_undo_names_a_previous_wallpaper_that_was_deleted(desktop, action, user_dirs, tmp_path):
+    action.run(make_png(tmp_path / "00006-6.png", hue=30))
+    action.run(make_png(tmp_path / "00007-7.png", hue=60))
+    first, _ = saved_wallpapers(user_dirs)
+    first.unlink()
+    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    assert result.exit_code == 1
+    assert f"The previous wallpaper {first} no longer exists" in result.output

@@ -14,9 +14,9 @@ KEEP_FILES = 10
 
 def wallpaper_dir() -> Path:
     """dreamtray's data folder for wallpapers (created on first use)."""
-    from platformdirs import user_data_path
+    from platformdirs import PlatformDirs
 
-    folder = user_data_path("dreamtray") / "wallpapers"
+    folder = PlatformDirs("dreamtray", appauthor=False).user_data_path / "wallpapers"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
