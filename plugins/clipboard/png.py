@@ -10,6 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -25,7 +28,8 @@ def copy_png(path: Path) -> None:
         _run_keeper(["wl-copy", "--type", "image/png"], path, "wl-copy (package wl-clipboard)")
     elif os.environ.get("DISPLAY"):
         if shutil.which("xclip"):
-            _run_keeper(["xclip", "-selection", "clipboard", "-t", "image/png", "-i"], path, "xclip")
+            with _new_clipboard_owner():
+                _run_keeper(["xclip", "-selection", "clipboard", "-t", "image/png", "-i"], path, "xclip")
         else:
             _copy_pixels(path, detach=True)
     else:
@@ -42,6 +46,24 @@ def _run_keeper(args: list[str], path: Path, tool: str) -> None:
         raise ClipboardError(f"Copying images needs {tool}: please install it.") from None
     if done.returncode != 0:
         raise ClipboardError(f"{args[0]} could not take the clipboard (exit code {done.returncode}).")
+
+
+@contextmanager
+def _new_clipboard_owner(timeout: float = 2.0) -> Iterator[None]:
+    """Wait after the body until another X client owns CLIPBOARD: xclip's keeper may not have claimed it yet
+    when xclip returns, and a paste right away would still get the old content."""
+    from Xlib import display
+
+    conn = display.Display()
+    try:
+        atom = conn.intern_atom("CLIPBOARD")
+        before = conn.get_selection_owner(atom)
+        yield
+        deadline = time.monotonic() + timeout
+        while conn.get_selection_owner(atom) in (before, 0) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        conn.close()
 
 
 def _copy_pixels(path: Path, detach: bool) -> None:
