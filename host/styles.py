@@ -259,9 +259,7 @@ class StyleRegistry:
 
     def add(self, style: Style) -> None:
         """Register a style; one with the same name is replaced (the later one wins) and that is reported."""
-        if not isinstance(style, Style):
-            raise StyleError(f"register_styles expects a dreamtray.styles.Style, got {type(style).__name__}")
-        key = style.name.casefold()
+        key = _require_style(style).name.casefold()
         previous = self._styles.get(key)
         if previous is not None:
             self.problems.append(
@@ -290,8 +288,12 @@ class StyleRegistry:
         """Call every `register_styles` hook; a plugin that fails is reported and its styles are dropped."""
         for impl in plugin_manager.hook.register_styles.get_hookimpls():
             collected: list[Style] = []
+
+            def register(style: Style) -> None:
+                collected.append(_require_style(style))
+
             try:
-                impl.function(**({"register": collected.append} if "register" in impl.argnames else {}))
+                impl.function(**({"register": register} if "register" in impl.argnames else {}))
                 for style in collected:
                     origin = {"source": f"plugin:{impl.plugin_name}"}
                     self.add(style if style.source else style.model_copy(update=origin))
@@ -316,6 +318,12 @@ class StyleRegistry:
     def apply(self, request: Request) -> Request:
         """The request with the styles it names (`request.styles`) applied."""
         return apply_styles(request, [self.get(name) for name in request.styles])
+
+
+def _require_style(style: object) -> Style:
+    if not isinstance(style, Style):
+        raise StyleError(f"register_styles expects a dreamtray.styles.Style, got {type(style).__name__}")
+    return style
 
 
 def load_registry(plugin_manager: pluggy.PluginManager | None, folder: Path | None = None) -> StyleRegistry:

@@ -235,7 +235,8 @@ def test_loras_are_collected_once_each():
 
 
 def test_styled_request_is_validated():
-    long_template = Style(name="Long", prompt="{prompt} " + "x" * 19_995)
+    long_template = Style(name="Long", prompt="{prompt} " + "x" * 19_990)
+    long_template = long_template.model_copy(update={"prompt": "{prompt} " + "x" * 19_995})
     with pytest.raises(ValueError, match="prompt"):
         apply_styles(Request(prompt="a red fox"), [long_template])
 
