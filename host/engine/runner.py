@@ -52,6 +52,7 @@ class Loaded:
     img2img: Any = None
     loras: tuple = ()
     native_size: int = 512
+    default_scheduler: Any = None
 
 
 @dataclass
@@ -88,8 +89,14 @@ class Runner:
         pipe = load_pipeline(source, plan.dtype, self.cache_dir, emit)
         pipe.set_progress_bar_config(disable=True)
         _place(pipe, plan)
-        native = int(pipe.unet.config.sample_size * pipe.vae_scale_factor) if hasattr(pipe, "unet") else source.preset.native_size
-        self.loaded = Loaded(source, plan, pipe, native_size=native if source.kind != "hub" else source.preset.native_size)
+        if source.kind == "hub" or not hasattr(pipe, "unet"):
+            native = source.preset.native_size
+        else:
+            native = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+        default_scheduler = pipe.scheduler
+        if source.preset.scheduler:
+            default_scheduler = scheduler_for(pipe.scheduler, source.preset.scheduler)
+        self.loaded = Loaded(source, plan, pipe, native_size=native, default_scheduler=default_scheduler)
         self.load_count += 1
         return self.loaded
 
@@ -117,7 +124,7 @@ class Runner:
             images=[_png(image) for image in images],
             seeds=[request.seed + i for i in range(request.count)],
             model=loaded.source.name,
-            sampler=SAMPLER_NAMES.get(type(loaded.pipe.scheduler).__name__, type(loaded.pipe.scheduler).__name__),
+            sampler=request.sampler or sampler_name(loaded.default_scheduler),
             warnings=warnings,
             seconds=time.perf_counter() - started,
         )
@@ -173,16 +180,15 @@ class Runner:
     def _pipeline_for(self, request: Request, loaded: Loaded):
         self._apply_loras(request, loaded)
         pipe = loaded.pipe
-        if request.sampler:
-            _set_sampler(pipe, request.sampler)
-        if request.init_image is None:
-            return pipe
-        if loaded.img2img is None:
-            from diffusers import AutoPipelineForImage2Image
+        if request.init_image is not None:
+            if loaded.img2img is None:
+                from diffusers import AutoPipelineForImage2Image
 
-            loaded.img2img = AutoPipelineForImage2Image.from_pipe(pipe)
-            loaded.img2img.set_progress_bar_config(disable=True)
-        return loaded.img2img
+                loaded.img2img = AutoPipelineForImage2Image.from_pipe(pipe)
+                loaded.img2img.set_progress_bar_config(disable=True)
+            pipe = loaded.img2img
+        pipe.scheduler = scheduler_for(loaded.default_scheduler, request.sampler)
+        return pipe
 
     def _apply_loras(self, request: Request, loaded: Loaded) -> None:
         wanted = tuple((lora.source, lora.scale) for lora in request.loras)
@@ -224,29 +230,31 @@ class Runner:
             vae.enable_tiling()
         else:
             vae.disable_tiling()
-        done = 0
+        done, overall = 0, total * request.count
 
         def on_step_end(pipeline, step, timestep, callback_kwargs):
             nonlocal done
             done += 1
-            emit({"kind": "step", "step": done, "total": total})
+            emit({"kind": "step", "step": done, "total": overall})
             if cancelled():
                 raise JobCancelled()
             return callback_kwargs
 
-        generators = [torch.Generator("cpu").manual_seed(request.seed + i) for i in range(request.count)]
-        emit({"kind": "start", "total": total})
-        output = pipe(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            num_inference_steps=steps,
-            guidance_scale=request.guidance,
-            num_images_per_prompt=request.count,
-            generator=generators,
-            callback_on_step_end=on_step_end,
-            **kwargs,
-        )
-        return output.images
+        emit({"kind": "start", "total": overall})
+        images = []
+        for index in range(request.count):
+            # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
+            output = pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                num_inference_steps=steps,
+                guidance_scale=request.guidance,
+                generator=torch.Generator("cpu").manual_seed(request.seed + index),
+                callback_on_step_end=on_step_end,
+                **kwargs,
+            )
+            images.extend(output.images)
+        return images
 
 
 def snap_size(request: Request, native: int, multiple: int) -> tuple[int, int]:
@@ -288,16 +296,23 @@ def fit_prompt(prompt: str, tokenizer) -> tuple[str, bool]:
     return " ".join(words[:low]), True
 
 
-def _set_sampler(pipe, sampler: str) -> None:
+def sampler_name(scheduler) -> str:
+    """The A1111 name of a scheduler where it has one, else its diffusers class name."""
+    return SAMPLER_NAMES.get(type(scheduler).__name__, type(scheduler).__name__)
+
+
+def scheduler_for(default, sampler: str | None):
+    """A fresh scheduler: the model's default, or the named sampler configured like it."""
     import diffusers
 
+    if not sampler:
+        return type(default).from_config(default.config)
     class_name = SAMPLERS.get(sampler, sampler)
     cls = getattr(diffusers, class_name, None)
     if cls is None or not class_name.endswith("Scheduler"):
         known = ", ".join(SAMPLERS)
         raise GenerationError(f"Unknown sampler {sampler!r}: use one of {known}, or a diffusers scheduler class name.")
-    if type(pipe.scheduler) is not cls:
-        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    return cls.from_config(default.config)
 
 
 def _place(pipe, plan: Plan) -> None:
