@@ -81,7 +81,9 @@ def series(ctx: click.Context, prompt: str, extend: Path | None, **options: obje
         given = [f"--{name.removesuffix('_names')}" for name in SHARED_OPTIONS
                  if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
         if given:
-            raise click.UsageError(f"{', '.join(given)} cannot be used with --extend: the series keeps its own settings")
+            raise click.UsageError(
+                f"{', '.join(given)} cannot be used with --extend: the series keeps its own settings"
+            )
         try:
             manifest, folder = load_manifest(extend)
         except SeriesError as exc:

@@ -48,13 +48,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request
@@ -287,15 +287,11 @@ class StyleRegistry:
     def add_from_plugins(self, plugin_manager: pluggy.PluginManager) -> None:
         """Call every `register_styles` hook; a plugin that fails is reported and its styles are dropped."""
         for impl in plugin_manager.hook.register_styles.get_hookimpls():
-            collected: list[Style] = []
-
-            def register(style: Style) -> None:
-                collected.append(_require_style(style))
-
+            collected: list[object] = []
+            origin = {"source": f"plugin:{impl.plugin_name}"}
             try:
-                impl.function(**({"register": register} if "register" in impl.argnames else {}))
-                for style in collected:
-                    origin = {"source": f"plugin:{impl.plugin_name}"}
+                impl.function(**({"register": collected.append} if "register" in impl.argnames else {}))
+                for style in [_require_style(item) for item in collected]:
                     self.add(style if style.source else style.model_copy(update=origin))
             except Exception as exc:  # a broken plugin must not take the others down
                 self.problems.append(f"plugin {impl.plugin_name}: register_styles failed: {exc}")

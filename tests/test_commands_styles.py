@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
+import dreamtray_plugins.styles
 import pluggy
 import pytest
 from click.testing import CliRunner
-
-import dreamtray_plugins.styles
 from dreamtray import hookspecs
 from dreamtray.commands_styles import COMMANDS, StyleServices, styles
 from dreamtray.styles import StyleRegistry, load_registry
@@ -22,7 +21,9 @@ def services_for(user_folder) -> StyleServices:
     def no_engine():
         raise AssertionError("the styles commands must not reach the engine")
 
-    return StyleServices(registry=lambda: load_registry(manager, user_folder), engine=no_engine, series_dir=user_folder)
+    return StyleServices(
+        registry=lambda: load_registry(manager, user_folder), engine=no_engine, series_dir=user_folder
+    )
 
 
 @pytest.fixture
@@ -62,7 +63,8 @@ def test_broken_user_file_is_a_warning_and_the_rest_are_listed(user_folder):
     result = CliRunner().invoke(styles, ["--json"], obj=services_for(user_folder))
     assert result.exit_code == 0
     assert len(json.loads(result.stdout)) == 33
-    assert f"warning: skipped {user_folder / 'broken.toml'}: style 'X': steps: Input should be a valid integer" in result.stderr
+    expected = f"warning: skipped {user_folder / 'broken.toml'}: style 'X': steps: Input should be a valid integer"
+    assert expected in result.stderr
 
 
 def test_show_prints_template_negative_and_settings(user_folder):
@@ -82,7 +84,8 @@ def test_show_json_round_trips(user_folder):
 
 def test_show_lists_loras_and_models(user_folder):
     (user_folder / "pinned.toml").write_text(
-        '[[style]]\nname = "Pinned"\nseed = 42\nmodels = ["sd-turbo"]\nloras = [{ source = "me/x.safetensors", scale = 0.5 }]\n'
+        '[[style]]\nname = "Pinned"\nseed = 42\nmodels = ["sd-turbo"]\n'
+        'loras = [{ source = "me/x.safetensors", scale = 0.5 }]\n'
     )
     result = CliRunner().invoke(styles, ["show", "pinned"], obj=services_for(user_folder))
     assert "seed:      42" in result.stdout

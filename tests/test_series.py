@@ -6,8 +6,6 @@ import io
 import json
 
 import pytest
-from PIL import Image
-
 from dreamtray.lineage import PARAMETERS, REQUEST, read_text_chunks
 from dreamtray.request import MAX_SEED, LoRA, Request, Result
 from dreamtray.series import (
@@ -25,6 +23,7 @@ from dreamtray.series import (
     slug,
 )
 from dreamtray.styles import Style
+from PIL import Image
 
 INK = Style(name="Ink", prompt="ink sketch of {prompt}", negative_prompt="color", pack="Mine", source="file:x.toml")
 
@@ -37,7 +36,9 @@ def png(color: tuple[int, int, int], size=(80, 64)) -> bytes:
 
 def result_for(request: Request, color, size=(80, 64)) -> Result:
     """What the engine returns: the settled request (size, steps, model filled in) and one PNG."""
-    settled = request.model_copy(update={"width": size[0], "height": size[1], "steps": 2, "guidance": 0.0, "model": "tiny"})
+    settled = request.model_copy(
+        update={"width": size[0], "height": size[1], "steps": 2, "guidance": 0.0, "model": "tiny"}
+    )
     return Result(request=settled, images=[png(color, size)], seeds=[request.seed], model="tiny", sampler="Euler")
 
 
@@ -105,7 +106,8 @@ def test_contact_sheet_has_one_row_per_prompt(tmp_path):
     colors = [[(255, 0, 0), (0, 255, 0), (0, 0, 255)], [(255, 255, 0), (0, 255, 255), (255, 0, 255)]]
     for row, row_colors in enumerate(colors):
         for column, color in enumerate(row_colors):
-            add_image(manifest, tmp_path, f"row {row}", row, column, result_for(manifest.request_for("x", column), color))
+            result = result_for(manifest.request_for("x", column), color)
+            add_image(manifest, tmp_path, f"row {row}", row, column, result)
     sheet = Image.open(save_contact_sheet(manifest, tmp_path))
     assert sheet.size == (3 * (80 + GAP) + GAP, 2 * (64 + GAP) + GAP)
     for row, row_colors in enumerate(colors):
