@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fixtures_engine import CPU_MACHINE, model_cache, pixels, runner, tiny_folder  # noqa: F401
+from PIL import Image
+
 from dreamtray.commands_series import COMMANDS, refine, series
 from dreamtray.commands_styles import StyleServices
 from dreamtray.lineage import LINEAGE, PARAMETERS, REQUEST, read_text_chunks
 from dreamtray.request import Request, Result
 from dreamtray.series import load_manifest
 from dreamtray.styles import Style, StyleRegistry
-from fixtures_engine import CPU_MACHINE, model_cache, pixels, runner, tiny_folder  # noqa: F401
-from PIL import Image
 
 SMALL = ["--width", "64", "--height", "64", "--steps", "1"]
 
