@@ -343,3 +343,13 @@ def test_every_first_party_style_yields_a_valid_request(tmp_path):
         assert "a lighthouse on a cliff" in styled.prompt and "{prompt}" not in styled.prompt
         assert styled.negative_prompt and styled.model == "tiny"
         assert Request.model_validate_json(styled.model_dump_json()) == styled
+
+
+def test_the_documented_example_pack_loads(tmp_path):
+    guide = (Path(__file__).parents[1] / "docs" / "style-packs.md").read_text(encoding="utf-8")
+    example = guide.split("```toml\n", 1)[1].split("```", 1)[0]
+    (style,) = load_style_file(write(tmp_path, "night.toml", example))
+    assert (style.name, style.pack, style.sampler, style.seed) == ("Lamplight", "Night walks", "DPM++ 2M", 1234)
+    assert style.loras == (LoRA(source="me/lamplight-lora", scale=0.8),)
+    styled = apply_styles(Request(prompt="a fox"), [style])
+    assert styled.prompt.startswith("a fox, lit by old street lamps") and styled.model == "sd-turbo"
