@@ -119,6 +119,8 @@ def style_from_mapping(data: object, *, pack: str, source: str, where: str) -> S
     if not isinstance(data, dict):
         raise StyleError(f"{where}: a style must be a table of keys, got {type(data).__name__}")
     label = data.get("name") if isinstance(data.get("name"), str) else "(no name)"
+    if "pack" in data or "source" in data:
+        raise StyleError(f"{where}: style {label!r}: `pack` and `source` are set by dreamtray, not in a style")
     try:
         return Style.model_validate({**data, "pack": pack, "source": source}, strict=True)
     except ValidationError as exc:

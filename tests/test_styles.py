@@ -72,6 +72,7 @@ def test_toml_pack_name_defaults_to_the_file_name(tmp_path):
         ('[[style]\nname = "Ink"', ["not valid TOML"]),
         ('[pack]\nname = "Empty"', ["no styles"]),
         ('[packs]\nname = "x"\n[[style]]\nname = "a"', ["unknown top-level key(s) packs"]),
+        ('[[style]]\nname = "Ink"\npack = "Other"', ["'Ink'", "`pack` and `source` are set by dreamtray"]),
     ],
 )
 def test_broken_toml_is_reported_with_file_and_style(tmp_path, text, expected):
