@@ -314,8 +314,9 @@ class StyleRegistry:
                 self.add(style)
 
     def apply(self, request: Request) -> Request:
-        """The request with the styles it names (`request.styles`) applied."""
-        return apply_styles(request, [self.get(name) for name in request.styles])
+        """The request with the styles it names (`request.styles`) applied; `styles` then holds their exact names."""
+        chosen = [self.get(name) for name in request.styles]
+        return apply_styles(request.model_copy(update={"styles": ()}), chosen)
 
 
 def _require_style(style: object) -> Style:

@@ -249,7 +249,7 @@ def test_registry_applies_the_styles_a_request_names():
     registry.add(Style(name="Dusk", prompt="{prompt} at dusk"))
     styled = registry.apply(Request(prompt="a fox", styles="ink, Dusk"))
     assert styled.prompt == "ink sketch of a fox at dusk"
-    assert styled.styles == ("ink", "Dusk", "Ink")
+    assert styled.styles == ("Ink", "Dusk")
 
 
 # --- plugins -------------------------------------------------------------------------------------------------
