@@ -165,7 +165,7 @@ class LocalEngine:
         self.settings, self.state_dir, self.token_file = settings, state_dir, token_file
         self.exit_after_idle = exit_after_idle
         self.state_file = state_dir / "engine.json"
-        self.started_pid: int | None = None
+        self.started: subprocess.Popen | None = None
         self._client: ServiceEngine | None = None
 
     def client(self) -> ServiceEngine:
@@ -223,7 +223,7 @@ class LocalEngine:
                 )
             client = self._running()
             if client is not None:
-                self.started_pid = process.pid
+                self.started = process
                 return client
             time.sleep(0.05)
         process.kill()
@@ -249,7 +249,10 @@ class LocalEngine:
         pid = client.health()["pid"]
         client.shutdown()
         client.close()
-        _wait_gone(pid)
+        if self.started is not None and self.started.pid == pid:
+            self.started.wait(timeout=15)  # our own child: reap it
+        else:
+            _wait_gone(pid)
 
     def close(self) -> None:
         if self._client is not None:

@@ -11,6 +11,7 @@ Messages out: ("event", job_id, dict) | ("result", job_id, result_json) | ("erro
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -94,6 +95,8 @@ class WorkerProcess:
         self.process = context.Process(target=_main, args=(child, asdict(settings), self.cancel), daemon=True, name="dreamtray-worker")
         self.process.start()
         child.close()
+        # Reap the process as soon as it exits (idle retirement, crash), so that it leaves no zombie behind.
+        threading.Thread(target=self.process.join, name="dreamtray-worker-reaper", daemon=True).start()
 
     @property
     def pid(self) -> int | None:
