@@ -30,7 +30,7 @@ class StyleServices:
 
 
 def services(ctx: click.Context) -> StyleServices:
-    found = ctx.find_object(StyleServices)
+    found = ctx.find_object(StyleServices) or getattr(ctx.find_root().obj, "style_services", None)
     if found is None:
         raise click.ClickException("internal: the command line did not provide the style services")
     return found

@@ -60,7 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request
 
 if TYPE_CHECKING:
-    import pluggy
+    from .plugins import PluginHost
 
 PROMPT_SLOT = "{prompt}"
 STYLE_FILE_SUFFIXES = (".toml", ".json", ".csv")
@@ -286,17 +286,15 @@ class StyleRegistry:
     def __len__(self) -> int:
         return len(self._styles)
 
-    def add_from_plugins(self, plugin_manager: pluggy.PluginManager) -> None:
-        """Call every `register_styles` hook; a plugin that fails is reported and its styles are dropped."""
-        for impl in plugin_manager.hook.register_styles.get_hookimpls():
-            collected: list[object] = []
-            origin = {"source": f"plugin:{impl.plugin_name}"}
+    def add_from_plugins(self, plugins: PluginHost) -> None:
+        """Every style the `register_styles` hooks hand over; a plugin that fails is reported and skipped."""
+        for plugin_name, item in plugins.collect("register_styles"):
             try:
-                impl.function(**({"register": collected.append} if "register" in impl.argnames else {}))
-                for style in [_require_style(item) for item in collected]:
-                    self.add(style if style.source else style.model_copy(update=origin))
-            except Exception as exc:  # a broken plugin must not take the others down
-                self.problems.append(f"plugin {impl.plugin_name}: register_styles failed: {exc}")
+                style = _require_style(item)
+            except StyleError as exc:
+                self.problems.append(f"plugin {plugin_name}: {exc}")
+                continue
+            self.add(style if style.source else style.model_copy(update={"source": f"plugin:{plugin_name}"}))
 
     def add_from_folder(self, folder: Path) -> None:
         """Load every style file in `folder` (name order); a broken file is reported and skipped."""
@@ -325,11 +323,11 @@ def _require_style(style: object) -> Style:
     return style
 
 
-def load_registry(plugin_manager: pluggy.PluginManager | None, folder: Path | None = None) -> StyleRegistry:
+def load_registry(plugins: PluginHost | None, folder: Path | None = None) -> StyleRegistry:
     """Styles from the plugins first, then from the user styles folder (`folder`, or the default one)."""
     registry = StyleRegistry()
-    if plugin_manager is not None:
-        registry.add_from_plugins(plugin_manager)
+    if plugins is not None:
+        registry.add_from_plugins(plugins)
     registry.add_from_folder(folder or default_styles_dir())
     return registry
 

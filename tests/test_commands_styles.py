@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 
 import dreamtray_plugins.styles
-import pluggy
 import pytest
 from click.testing import CliRunner
-from dreamtray import hookspecs
+from dreamtray.plugins import PluginHost
 from dreamtray.commands_styles import COMMANDS, StyleServices, styles
 from dreamtray.styles import StyleRegistry, load_registry
 
 
 def services_for(user_folder) -> StyleServices:
-    manager = pluggy.PluginManager("dreamtray")
-    manager.add_hookspecs(hookspecs)
+    manager = PluginHost(only=())
     manager.register(dreamtray_plugins.styles, name="styles")
 
     def no_engine():
