@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import platformdirs
-
+from . import paths
 from .metadata import ImageMetadata, MetadataError, add_metadata, read_metadata
 from .request import Request, Result
 
@@ -33,7 +32,7 @@ class GalleryError(RuntimeError):
 
 def default_gallery_folder() -> Path:
     """`dreamtray` inside the user's pictures folder (XDG pictures dir, ~/Pictures, My Pictures...)."""
-    return platformdirs.user_pictures_path() / "dreamtray"
+    return paths.pictures_dir()
 
 
 def slugify(text: str, limit: int = SLUG_CHARS) -> str:

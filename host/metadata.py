@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,11 +363,14 @@ def _comfyui_parameters(
     return None
 
 
-def request_from_metadata(metadata: ImageMetadata, *, name: str = "the image") -> Request:
+def request_from_metadata(
+    metadata: ImageMetadata, *, name: str = "the image", samplers: Collection[str] = ()
+) -> Request:
     """A request that makes the image again: our stored request, else one built from the A1111 settings.
 
-    From another program's image, the prompt, negative prompt, steps, CFG scale, seed and size carry over;
-    its model and sampler names are that program's own, so dreamtray's configured ones are used instead.
+    From another program's image, the prompt, negative prompt, steps, CFG scale, seed and size carry over,
+    and the sampler when it is one of `samplers` (those the engine knows). Its model name is that program's
+    own checkpoint, so dreamtray's configured model is used instead.
     """
     if metadata.request is not None:
         return metadata.request
@@ -382,15 +386,16 @@ def request_from_metadata(metadata: ImageMetadata, *, name: str = "the image") -
             seed=parameters.seed,
             width=parameters.width or metadata.width,
             height=parameters.height or metadata.height,
+            sampler=parameters.sampler if parameters.sampler in samplers else None,
         )
     except RequestError as exc:
         raise RequestError(f"{name}: its settings make no valid request: {exc}") from None
 
 
-def request_from_image(path: Path | str) -> Request:
+def request_from_image(path: Path | str, *, samplers: Collection[str] = ()) -> Request:
     """The request that reproduces the image at `path` (for `dreamtray generate --from IMAGE`).
 
     Raises MetadataError (or a subclass) when the file says nothing usable, RequestError when its settings
     are outside what dreamtray accepts; both messages name the file.
     """
-    return request_from_metadata(read_metadata(path), name=str(path))
+    return request_from_metadata(read_metadata(path), name=str(path), samplers=samplers)

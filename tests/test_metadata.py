@@ -213,6 +213,8 @@ def test_a_request_from_an_a1111_png_keeps_its_settings_but_not_its_model_names(
         width=512,
         height=768,
     )
+    assert request_from_image(path, samplers={"Euler", "DPM++ 2M Karras"}).sampler == "DPM++ 2M Karras"
+    assert request_from_image(path, samplers={"Euler"}).sampler is None
 
 
 def test_a1111_settings_outside_our_limits_give_a_request_error_naming_the_file(tmp_path):
