@@ -171,3 +171,19 @@ def test_a_sampler_applies_to_its_own_request_only(runner):
     after = runner.generate(Request(prompt="sampler", seed=4, **SMALL))
     assert after.sampler == plain.sampler == "Euler"
     assert pixels(after.images[0]) == pixels(plain.images[0])
+
+
+def test_single_file_safetensors_round_trip(runner, tiny_folder, model_cache, tmp_path):
+    """The tiny model written as one original-layout .safetensors file loads through the engine's own path."""
+    from diffusers import StableDiffusionPipeline
+    from ldm_checkpoint import save_ldm_checkpoint
+
+    checkpoint = tmp_path / "tiny-single.safetensors"
+    save_ldm_checkpoint(StableDiffusionPipeline.from_pretrained(tiny_folder, local_files_only=True), checkpoint)
+    file_runner = Runner(
+        cache_dir=model_cache, default_model=str(checkpoint), single_file_config=str(tiny_folder), machine=CPU_MACHINE
+    )
+    from_file = file_runner.generate(Request(prompt="single", seed=9, steps=2, guidance=0.0, **SMALL))
+    from_preset = runner.generate(Request(prompt="single", seed=9, **SMALL))
+    assert from_file.model == "tiny-single"
+    assert pixels(from_file.images[0]) == pixels(from_preset.images[0])
