@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,11 +203,14 @@ def parameters_for(request: Request, *, width: int, height: int, model: str, sam
     )
 
 
-def add_metadata(png: bytes, request: Request, *, model: str, sampler: str) -> bytes:
+def add_metadata(
+    png: bytes, request: Request, *, model: str, sampler: str, texts: Mapping[str, str] | None = None
+) -> bytes:
     """The PNG with our `parameters` and `dreamtray` chunks (replacing earlier ones); pixels untouched.
 
     `request` should be the one that made this very image: its seed set, the settings really used.
-    It is stored with `count=1`, so that it reproduces this one image.
+    It is stored with `count=1`, so that it reproduces this one image. `texts` are further text chunks
+    to carry (a refined image's lineage, say), each replacing a chunk of the same name.
     """
     try:
         chunks = split_chunks(png)
@@ -215,14 +218,15 @@ def add_metadata(png: bytes, request: Request, *, model: str, sampler: str) -> b
         raise CorruptImageError(f"the engine's image: {exc}") from None
     width, height = image_size(chunks)
     request = request.model_copy(update={"count": 1})
-    text = format_parameters(parameters_for(request, width=width, height=height, model=model, sampler=sampler))
+    parameters = format_parameters(parameters_for(request, width=width, height=height, model=model, sampler=sampler))
     request_json = request.model_dump_json()
-    ours = [
-        text_chunk(PARAMETERS_KEY, text),
-        text_chunk(REQUEST_KEY, request_json, compress=len(request_json) > COMPRESS_ABOVE),
+    ours = {PARAMETERS_KEY: parameters, REQUEST_KEY: request_json, **(texts or {})}
+    new = [
+        text_chunk(key, text, compress=len(text) > COMPRESS_ABOVE and key != PARAMETERS_KEY)
+        for key, text in ours.items()
     ]
-    kept = [chunk for chunk in chunks[1:] if _text_key(chunk) not in (PARAMETERS_KEY, REQUEST_KEY)]
-    return join_chunks([chunks[0], *ours, *kept])
+    kept = [chunk for chunk in chunks[1:] if _text_key(chunk) not in ours]
+    return join_chunks([chunks[0], *new, *kept])
 
 
 def _text_key(chunk: Chunk) -> str | None:

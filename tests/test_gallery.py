@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
@@ -128,6 +129,16 @@ def test_collisions_get_a_suffix_and_nothing_is_overwritten(tmp_path):
     assert (folder / "20261128-130509-fox-1.png").read_bytes() == b"someone else's file"
     assert [read_metadata(path).request.steps for path in paths] == [1, 2, 3]
     assert len(files_in(folder)) == 4
+
+
+def test_simultaneous_saves_of_the_same_name_all_survive(tmp_path):
+    gallery = Gallery(tmp_path)
+    requests = [Request(prompt="fox", seed=1, steps=steps) for steps in range(1, 9)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        paths = list(pool.map(lambda request: save(gallery, request), requests))
+    assert len(set(paths)) == 8
+    assert len(files_in(tmp_path)) == 8
+    assert sorted(read_metadata(path).request.steps for path in paths) == list(range(1, 9))
 
 
 def test_without_hard_links_it_still_never_overwrites(tmp_path, monkeypatch):
