@@ -78,10 +78,11 @@ def generate(ctx: Context, prompt, model, seed, steps, size, count, guidance, ne
     }
     fields = {key: value for key, value in given.items() if value is not None}
     if from_image is not None:
+        from .engine.presets import SAMPLERS
         from .metadata import MetadataError, request_from_image
 
         try:
-            base = request_from_image(from_image).model_dump(exclude_defaults=True)
+            base = request_from_image(from_image, samplers=SAMPLERS).model_dump(exclude_defaults=True)
         except MetadataError as exc:
             raise click.ClickException(str(exc)) from None
         base.pop("init_image", None)
