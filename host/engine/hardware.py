@@ -183,8 +183,9 @@ def choose_auto_preset(machine: Machine) -> Preset:
             free = max(g.free_gb for g in machine.gpus)
             if free >= preset.min_vram_gb and _gpu_policy(free, preset) in (Policy.GPU, Policy.MODEL_OFFLOAD):
                 return preset
-        elif machine.mps and preset.min_vram_gb == 0:
-            if _fits(machine.ram_gb * MPS_USABLE_SHARE, preset.weights_gb + preset.activation_gb):
+        elif machine.mps:
+            usable = machine.ram_gb * MPS_USABLE_SHARE
+            if usable >= preset.min_vram_gb and _fits(usable, preset.weights_gb + preset.activation_gb):
                 return preset
     return PRESETS["sd-turbo"]
 

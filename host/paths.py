@@ -1,0 +1,42 @@
+"""Where dreamtray keeps its files, as the platform expects (platformdirs; XDG variables on Linux)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import PlatformDirs
+
+APP = "dreamtray"
+
+
+def _dirs() -> PlatformDirs:
+    # Made on each call so that changes to XDG_* variables (tests, portable set-ups) are honoured.
+    return PlatformDirs(APP, appauthor=False)
+
+
+def config_dir() -> Path:
+    return Path(_dirs().user_config_dir)
+
+
+def data_dir() -> Path:
+    return Path(_dirs().user_data_dir)
+
+
+def cache_dir() -> Path:
+    return Path(_dirs().user_cache_dir)
+
+
+def state_dir() -> Path:
+    return Path(_dirs().user_state_dir)
+
+
+def pictures_dir() -> Path:
+    return Path(_dirs().user_pictures_dir) / APP
+
+
+def private_file(path: Path) -> Path:
+    """Make sure `path`'s folder exists and that the file, when created, is readable by the user alone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    return path

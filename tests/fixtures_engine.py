@@ -1,0 +1,50 @@
+"""Engine fixtures shared by the test modules: the tiny model, an in-process runner, a running service."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dreamtray.engine.client import LocalEngine
+from dreamtray.engine.hardware import Machine
+from dreamtray.engine.runner import Runner
+from dreamtray.engine.worker import WorkerSettings
+
+CPU_MACHINE = Machine(cpu_cores=2, ram_gb=24, ram_free_gb=20)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(model_cache) -> Path:
+    from dreamtray.engine.tiny import ensure_tiny_folder
+
+    return ensure_tiny_folder(model_cache)
+
+
+@pytest.fixture(scope="session")
+def runner(model_cache) -> Runner:
+    return Runner(cache_dir=model_cache, default_model="tiny", machine=CPU_MACHINE)
+
+
+def start_engine(root: Path, model_cache: Path, **settings) -> LocalEngine:
+    worker = WorkerSettings(cache_dir=str(model_cache), default_model="tiny", **settings)
+    return LocalEngine(worker, state_dir=root / "state", token_file=root / "token", exit_after_idle=600)
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory, model_cache):
+    local = start_engine(tmp_path_factory.mktemp("engine"), model_cache)
+    yield local
+    local.stop()
+    local.close()
+
+
+def pixels(png: bytes) -> bytes:
+    return Image.open(io.BytesIO(png)).convert("RGB").tobytes()
