@@ -5,6 +5,7 @@ The first install builds a whole environment (torch included): about 1.5 minutes
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dreamtray import autostart, icon_files, launcher
+from dreamtray import autostart, icon_files, launcher, paths
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "installer" / "install.sh"
@@ -81,8 +82,11 @@ def test_install_builds_a_working_environment_with_the_local_torch(installed) ->
     assert Path(package).is_relative_to(home.venv)  # a real install, not a link to the source tree
     assert home.command.resolve() == (home.venv / "bin" / "dreamtray").resolve()
     assert os.access(home.command, os.X_OK)
-    help_text = home.setup("--help")
-    assert help_text.returncode == 0 and "autostart" in help_text.stdout
+    doctor = run(home.root, home.command, "doctor", "--json")
+    assert doctor.returncode == 0, doctor.stderr
+    report = json.loads(doctor.stdout)
+    assert report["torch"] == "2.13.0+cpu" and report["cuda_build"] is None
+    assert Path(report["config_file"]).is_relative_to(home.root)
     assert "ok      clipboard tool for X11 (xclip)" in result.stdout
 
 
@@ -128,43 +132,67 @@ def test_running_it_again_upgrades_in_place_and_keeps_the_users_things(installed
 
 def test_uninstall_keeps_the_users_things_unless_purged(installed) -> None:
     home, _ = installed
-    gallery = home.data / "gallery" / "kept.png"
-    gallery.parent.mkdir(parents=True, exist_ok=True)
-    gallery.write_bytes(b"\x89PNG kept")
-    (home.config / "config.toml").parent.mkdir(parents=True, exist_ok=True)
-    (home.config / "config.toml").write_text("kept = true\n")
+    where = run(home.root, home.python, "-c", "from dreamtray import paths; print(paths.pictures_dir(), "
+                "paths.config_dir(), paths.data_dir(), sep=chr(10))").stdout.split()
+    kept = [Path(where[0]) / "kept.png", Path(where[1]) / "config.toml", Path(where[2]) / "styles" / "mine.toml"]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(path.name)
     assert home.setup("autostart", "on").returncode == 0
 
     result = run(home.root, "bash", UNINSTALL, timeout=600)  # removing 1.3 GB of environment
     assert result.returncode == 0, result.stderr
     gone = [home.venv, home.command, home.menu_entry, home.autostart_entry, *home.icons]
     assert [p for p in gone if p.exists() or p.is_symlink()] == []
-    assert gallery.read_bytes() == b"\x89PNG kept"
-    assert (home.config / "config.toml").read_text() == "kept = true\n"
-    assert f"kept (your gallery, styles and config): {home.data}" in result.stdout
+    assert [p.read_text() for p in kept] == [p.name for p in kept]
+    assert f"kept: {home.data}" in result.stdout
 
     purged = run(home.root, "bash", UNINSTALL, "--purge", timeout=300)
     assert purged.returncode == 0, purged.stderr
-    assert not home.data.exists() and not home.config.exists()
+    assert [p for p in kept if p.exists()] == []
 
 
 def test_uninstall_without_a_working_environment_still_removes_launcher_and_autostart(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = Home(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    written = [*launcher.LinuxLauncher().install(["/x/dreamtray", "run"])]
-    autostart.LinuxAutostart().enable(["/x/dreamtray", "run"])
-    autostart.MacAutostart().enable(["/x/dreamtray", "run"])
-    launcher.MacLauncher().install(["/x/dreamtray", "run"])
-    made = [*written, home.autostart_entry, autostart.MacAutostart().where, launcher.MacLauncher().bundle]
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    made = [*launcher.LinuxLauncher().install(["/x/dreamtray", "run"]), *launcher.MacLauncher().install(["/x/dreamtray"])]
+    for place in (autostart.LinuxAutostart(), autostart.MacAutostart()):
+        place.enable(["/x/dreamtray", "run"])
+        made.append(place.where)
     assert all(p.exists() for p in made)
 
     result = run(tmp_path, "bash", UNINSTALL)
     assert result.returncode == 0, result.stderr
     assert "missing or broken" in result.stdout
     assert [p for p in made if p.exists()] == []
+
+
+def test_purge_removes_every_folder_dreamtray_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".config").mkdir()
+    (tmp_path / ".config" / "user-dirs.dirs").write_text('XDG_PICTURES_DIR="$HOME/Bilder"\n')
+    folders = [paths.data_dir(), paths.config_dir(), paths.cache_dir(), paths.state_dir(), paths.pictures_dir()]
+    assert paths.pictures_dir() == tmp_path / "Bilder" / "dreamtray"
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "mine").write_text("mine")
+    chosen_gallery = tmp_path / "My art"
+    chosen_gallery.mkdir()
+
+    kept = run(tmp_path, "bash", UNINSTALL)
+    assert kept.returncode == 0, kept.stderr
+    assert all((folder / "mine").exists() for folder in folders)
+    assert all(f"kept: {folder}" in kept.stdout for folder in folders)
+
+    purged = run(tmp_path, "bash", UNINSTALL, "--purge")
+    assert purged.returncode == 0, purged.stderr
+    assert [folder for folder in folders if folder.exists()] == []
+    assert chosen_gallery.is_dir()
 
 
 def test_bad_options_are_refused_clearly(tmp_path: Path) -> None:
