@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
@@ -16,29 +13,28 @@ if TYPE_CHECKING:
     from .engine.client import Engine
 
 
-@dataclass(frozen=True)
-class StyleServices:
-    """What the styles, series and refine commands take from the host; the CLI puts one in `ctx.obj`.
+class StyleHost(Protocol):
+    """What these commands take from `ctx.obj`: the application's style registry and engine.
 
-    Factories, so that a command that needs neither loads no plugins and reaches no engine.
+    `dreamtray.app.App` has both, made on first use, so a command that needs no engine never reaches one.
     """
 
-    registry: Callable[[], StyleRegistry]
-    engine: Callable[[], Engine]
-    series_dir: Path
-    """Where new series folders are made."""
+    @property
+    def styles(self) -> StyleRegistry: ...
+
+    @property
+    def engine(self) -> Engine: ...
 
 
-def services(ctx: click.Context) -> StyleServices:
-    found = ctx.find_object(StyleServices)
-    if found is None:
-        raise click.ClickException("internal: the command line did not provide the style services")
-    return found
+def app(ctx: click.Context) -> StyleHost:
+    if ctx.obj is None:
+        raise click.ClickException("internal: the command line did not provide the application object")
+    return ctx.obj
 
 
 def registry(ctx: click.Context) -> StyleRegistry:
     """The style registry, with its loading problems (broken files, replaced names) shown as warnings."""
-    loaded = services(ctx).registry()
+    loaded = app(ctx).styles
     for problem in loaded.problems:
         click.echo(f"warning: {problem}", err=True)
     return loaded

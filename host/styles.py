@@ -54,13 +54,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tomllib
+import tomlkit
+import tomlkit.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request
 
 if TYPE_CHECKING:
-    import pluggy
+    from .plugins import PluginHost
 
 PROMPT_SLOT = "{prompt}"
 STYLE_FILE_SUFFIXES = (".toml", ".json", ".csv")
@@ -142,8 +143,8 @@ def _describe(error: Any) -> str:
 def styles_from_toml(text: str, *, where: str, source: str, default_pack: str) -> list[Style]:
     """The styles of one dreamtray TOML pack."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        document = tomlkit.parse(text).unwrap()
+    except tomlkit.exceptions.ParseError as exc:
         raise StyleError(f"{where}: not valid TOML: {exc}") from None
     unknown = sorted(set(document) - {"pack", "style"})
     if unknown:
@@ -247,9 +248,9 @@ def load_package_packs(package: str, *, plugin: str | None = None) -> list[Style
 
 def default_styles_dir() -> Path:
     """The user styles folder, where style files can be dropped in."""
-    from platformdirs import user_data_dir
+    from .paths import data_dir
 
-    return Path(user_data_dir("dreamtray", appauthor=False)) / "styles"
+    return data_dir() / "styles"
 
 
 @dataclass
@@ -286,9 +287,11 @@ class StyleRegistry:
     def __len__(self) -> int:
         return len(self._styles)
 
-    def add_from_plugins(self, plugin_manager: pluggy.PluginManager) -> None:
-        """Call every `register_styles` hook; a plugin that fails is reported and its styles are dropped."""
-        for impl in plugin_manager.hook.register_styles.get_hookimpls():
+    def add_from_plugins(self, plugins: PluginHost) -> None:
+        """Call every `register_styles` hook, one plugin at a time; a plugin that fails is reported here and its
+        styles are dropped. A style registered without a source gets `plugin:<plugin name>`."""
+        plugins.load()
+        for impl in plugins.pm.hook.register_styles.get_hookimpls():
             collected: list[object] = []
             origin = {"source": f"plugin:{impl.plugin_name}"}
             try:
@@ -325,11 +328,11 @@ def _require_style(style: object) -> Style:
     return style
 
 
-def load_registry(plugin_manager: pluggy.PluginManager | None, folder: Path | None = None) -> StyleRegistry:
+def load_registry(plugins: PluginHost | None, folder: Path | None = None) -> StyleRegistry:
     """Styles from the plugins first, then from the user styles folder (`folder`, or the default one)."""
     registry = StyleRegistry()
-    if plugin_manager is not None:
-        registry.add_from_plugins(plugin_manager)
+    if plugins is not None:
+        registry.add_from_plugins(plugins)
     registry.add_from_folder(folder or default_styles_dir())
     return registry
 

@@ -6,6 +6,8 @@ import io
 import json
 
 import pytest
+from PIL import Image
+
 from dreamtray.lineage import PARAMETERS, REQUEST, read_text_chunks
 from dreamtray.request import MAX_SEED, LoRA, Request, Result
 from dreamtray.series import (
@@ -23,7 +25,6 @@ from dreamtray.series import (
     slug,
 )
 from dreamtray.styles import Style
-from PIL import Image
 
 INK = Style(name="Ink", prompt="ink sketch of {prompt}", negative_prompt="color", pack="Mine", source="file:x.toml")
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,7 +15,6 @@ from fixtures_engine import CPU_MACHINE, model_cache, pixels, runner, tiny_folde
 from PIL import Image
 
 from dreamtray.commands_series import COMMANDS, refine, series
-from dreamtray.commands_styles import StyleServices
 from dreamtray.lineage import LINEAGE, PARAMETERS, REQUEST, read_text_chunks
 from dreamtray.request import Request, Result
 from dreamtray.series import load_manifest
@@ -64,11 +64,18 @@ def engine(runner, tiny_folder):
 
 
 @pytest.fixture
-def services(engine, tmp_path):
+def services(engine, tmp_path, monkeypatch):
+    """What the commands use of the application: its styles and its engine. Pictures go under tmp_path."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
     registry = StyleRegistry()
     registry.add(Style(name="Ink", prompt="ink sketch of {prompt}", negative_prompt="color", pack="Test"))
     registry.add(Style(name="Pinned", prompt="{prompt}, dusk", seed=4242, pack="Test"))
-    return StyleServices(registry=lambda: registry, engine=lambda: engine, series_dir=tmp_path / "series")
+    return SimpleNamespace(styles=registry, engine=engine)
+
+
+def series_manifests(tmp_path):
+    return list((tmp_path / "home" / "Pictures" / "dreamtray" / "series").glob("*/series.json"))
 
 
 def invoke(command, args, services):
@@ -80,10 +87,10 @@ def test_commands_are_exposed():
     assert COMMANDS == [series, refine]
 
 
-def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runner):
+def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runner, tmp_path):
     made = invoke(series, ["a red fox", "--count", "3", "--style", "Ink", "--seed", "100", *SMALL], services)
     assert made.exit_code == 0, made.output
-    manifest_path = services.series_dir.glob("*/series.json").__next__()
+    (manifest_path,) = series_manifests(tmp_path)
     assert made.stdout.strip() == str(manifest_path)
     manifest, folder = load_manifest(manifest_path)
     assert [image.seed for image in manifest.images] == [100, 101, 102]
@@ -107,10 +114,11 @@ def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runn
     assert pixels(again.images[0]) == pixels((folder / manifest.images[1].file).read_bytes())
 
 
-def test_series_seed_comes_from_a_pinned_style(services):
+def test_series_seed_comes_from_a_pinned_style(services, tmp_path):
     made = invoke(series, ["a boat", "--count", "2", "--style", "Pinned", *SMALL], services)
     assert made.exit_code == 0, made.output
-    manifest, _ = load_manifest(services.series_dir.glob("*/series.json").__next__())
+    (manifest_path,) = series_manifests(tmp_path)
+    manifest, _ = load_manifest(manifest_path)
     assert [image.seed for image in manifest.images] == [4242, 4243]
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dreamtray
-import pluggy
 import pytest
-from dreamtray import hookspecs
+
+import dreamtray
+from dreamtray.plugins import PluginHost
 from dreamtray.request import LoRA, Request
 from dreamtray.styles import (
     Style,
@@ -255,12 +255,17 @@ def test_registry_applies_the_styles_a_request_names():
 # --- plugins -------------------------------------------------------------------------------------------------
 
 
-def plugin_manager(*plugins: object) -> pluggy.PluginManager:
-    manager = pluggy.PluginManager("dreamtray")
-    manager.add_hookspecs(hookspecs)
-    for plugin in plugins:
-        manager.register(plugin)
-    return manager
+@pytest.fixture(autouse=True)
+def no_installed_plugins(monkeypatch):
+    """Plugin hosts in these tests hold only the plugins a test registers."""
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "")
+
+
+def plugin_host(**plugins: object) -> PluginHost:
+    host = PluginHost()
+    for name, plugin in plugins.items():
+        host.register(plugin, name=name)
+    return host
 
 
 class ThirdPartyPack:
@@ -280,10 +285,7 @@ class BrokenPack:
 
 
 def test_third_party_pack_plugin_registers_styles(tmp_path):
-    manager = plugin_manager()
-    manager.register(ThirdPartyPack(), name="retro")
-    manager.register(BrokenPack(), name="broken")
-    registry = load_registry(manager, tmp_path)
+    registry = load_registry(plugin_host(retro=ThirdPartyPack(), broken=BrokenPack()), tmp_path)
     assert [(s.name, s.pack, s.source) for s in registry] == [
         ("Sepia", "Retro", "plugin:retro-pack"),
         ("Vaporwave", "Retro", "plugin:retro"),
@@ -298,9 +300,7 @@ def test_plugin_registering_something_else_is_reported(tmp_path):
         def register_styles(self, register):
             register({"name": "Ink"})
 
-    manager = plugin_manager()
-    manager.register(Wrong(), name="wrong")
-    registry = load_registry(manager, tmp_path)
+    registry = load_registry(plugin_host(wrong=Wrong()), tmp_path)
     assert len(registry) == 0
     assert registry.problems == ["plugin wrong: register_styles failed: register_styles expects a "
                                  "dreamtray.styles.Style, got dict"]
@@ -310,7 +310,7 @@ def test_user_file_overrides_first_party_style(tmp_path):
     import dreamtray_plugins.styles
 
     write(tmp_path, "mine.toml", '[[style]]\nname = "Watercolor"\nprompt = "my watercolor {prompt}"')
-    registry = load_registry(plugin_manager(dreamtray_plugins.styles), tmp_path)
+    registry = load_registry(plugin_host(styles=dreamtray_plugins.styles), tmp_path)
     assert registry.get("watercolor").prompt == "my watercolor {prompt}"
     assert len(registry.problems) == 1 and "replaces the one from plugin:" in registry.problems[0]
 
@@ -321,7 +321,7 @@ def test_user_file_overrides_first_party_style(tmp_path):
 def first_party_registry(tmp_path) -> StyleRegistry:
     import dreamtray_plugins.styles
 
-    return load_registry(plugin_manager(dreamtray_plugins.styles), tmp_path)
+    return load_registry(plugin_host(styles=dreamtray_plugins.styles), tmp_path)
 
 
 def test_first_party_packs_are_complete(tmp_path):
