@@ -1,7 +1,7 @@
 """Refine: image-to-image on an existing picture, keeping the original's look and recording where it came from.
 
 The new request starts from what the original's PNG says about itself (dreamtray's own metadata, else A1111
-`parameters`): its prompt with the change added, its negative prompt, model, steps, guidance, sampler and
+`parameters`): the change, then its prompt, its negative prompt, model, steps, guidance, sampler and
 LoRAs. Reusing the model means the engine reuses the loaded modules (img2img via `from_pipe`), loading nothing.
 """
 
@@ -47,13 +47,14 @@ def refine_request(
 ) -> Request:
     """The img2img request that refines `original` (image bytes) by `change`.
 
-    The prompt is the original's prompt, a comma, then `change` (or `change` alone with `only_change`, or when
-    the original carries no prompt). `explicit` settings (seed, model, steps...) win over the original's.
+    The prompt is `change`, a comma, then the original's prompt: the change comes first because the text
+    encoder weighs early words most and cuts a long prompt at the end. `change` alone with `only_change`, or
+    when the original carries no prompt. `explicit` settings (seed, model, steps...) win over the original's.
     """
     init_image, width, height = as_png(original)
     parent = stored_request(read_text_chunks(original)) or {}
     parent_prompt = str(parent.get("prompt") or "").strip()
-    prompt = change.strip() if only_change or not parent_prompt else f"{parent_prompt}, {change.strip()}"
+    prompt = change.strip() if only_change or not parent_prompt else f"{change.strip()}, {parent_prompt}"
     carried = {key: parent[key] for key in CARRIED if parent.get(key) not in (None, "", [])}
     settings = {**carried, **{key: value for key, value in explicit.items() if value is not None}}
     request = Request.parse(

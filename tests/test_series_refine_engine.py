@@ -154,7 +154,7 @@ def test_refine_reuses_the_loaded_model_and_records_lineage(services, engine, ru
     assert not [e for e in engine.events[events_before:] if e["kind"] == "loading"]
 
     sent = engine.submitted[-1]
-    assert sent.prompt == "ink sketch of a red fox, snow falling"
+    assert sent.prompt == "snow falling, ink sketch of a red fox"
     assert (sent.negative_prompt, sent.model, sent.steps, sent.strength, sent.seed) == ("color", "tiny", 1, 0.5, 3)
     assert Image.open(io.BytesIO(sent.init_image)).tobytes() == Image.open(original_path).convert("RGB").tobytes()
 
@@ -169,7 +169,7 @@ def test_refine_reuses_the_loaded_model_and_records_lineage(services, engine, ru
         "parameters": read_text_chunks(original)[PARAMETERS],
     }]
     assert "Denoising strength: 0.5" in chunks[PARAMETERS]
-    assert json.loads(chunks[REQUEST])["prompt"] == "ink sketch of a red fox, snow falling"
+    assert json.loads(chunks[REQUEST])["prompt"] == "snow falling, ink sketch of a red fox"
 
     twice = invoke(refine, [str(refined_path), "a lantern", "--only-change"], services)
     assert twice.exit_code == 0, twice.output
