@@ -221,7 +221,9 @@ def build_cli(app: App) -> click.Group:
 
 
 def _module_commands() -> list[click.Command]:
-    return []
+    from . import commands_gallery
+
+    return [*commands_gallery.COMMANDS]
 
 
 def main() -> None:
