@@ -82,3 +82,19 @@ class App:
 
     def actions(self) -> dict[str, Action]:
         return self.plugins.actions()
+
+
+_current: App | None = None
+
+
+def current_app() -> App:
+    """The application of this process (the one the CLI or the tray made, else a new one)."""
+    global _current
+    if _current is None:
+        _current = App()
+    return _current
+
+
+def set_current_app(app: App) -> None:
+    global _current
+    _current = app

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .app import App
+from .app import App, set_current_app
 from .request import Request, RequestError
 
 
@@ -19,6 +19,14 @@ class Context:
 
     def __init__(self, app: App | None = None) -> None:
         self.app = app or App()
+
+    @property
+    def style_services(self):
+        """What the styles, series and refine commands take from the application."""
+        from .commands_styles import StyleServices
+
+        app = self.app
+        return StyleServices(registry=lambda: app.styles, engine=lambda: app.engine, series_dir=app.gallery.folder / "series")
 
 
 pass_app = click.make_pass_decorator(Context, ensure=True)
@@ -221,11 +229,12 @@ def build_cli(app: App) -> click.Group:
 
 
 def _module_commands() -> list[click.Command]:
-    from . import commands_gallery
+    from . import commands_gallery, commands_install, commands_series, commands_styles
 
-    return [*commands_gallery.COMMANDS]
+    return [*commands_gallery.COMMANDS, *commands_styles.COMMANDS, *commands_series.COMMANDS, *commands_install.COMMANDS]
 
 
 def main() -> None:
     app = App()
+    set_current_app(app)
     build_cli(app)(prog_name="dreamtray", obj=Context(app))

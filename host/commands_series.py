@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import paths
-from .commands_styles import app, registry
+from .commands_styles import registry, services
 from .engine.client import EngineError, Job
 from .lineage import write_atomically
 from .refine import output_path, refine_request, refined_png
@@ -66,7 +65,7 @@ def chosen_styles(ctx: click.Context, names: tuple[str, ...]) -> list[Style]:
 @click.option("--guidance", type=click.FloatRange(0, 30))
 @click.option("--model", help="Model preset, hub id or file; default: the engine's.")
 @click.option("--negative", default="", help="Negative prompt, before the styles' own.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for a new series (default: a new one under the pictures folder's dreamtray/series).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for a new series (default: a new one in the gallery's series folder).")
 @click.option(
     "--extend",
     type=click.Path(exists=True, path_type=Path),
@@ -96,7 +95,7 @@ def series(ctx: click.Context, prompt: str, extend: Path | None, **options: obje
         )
         styles = chosen_styles(ctx, options["style_names"])
         manifest = new_manifest(options["count"], styles, settings, options["seed"])
-        folder = options["out"] or series_folder(paths.pictures_dir() / "series", prompt)
+        folder = options["out"] or series_folder(services(ctx).series_dir, prompt)
         if (folder / "series.json").exists():
             raise click.ClickException(f"{folder} already holds a series: use --extend {folder}")
     make_row(ctx, manifest, folder, prompt)
@@ -105,7 +104,7 @@ def series(ctx: click.Context, prompt: str, extend: Path | None, **options: obje
 
 def make_row(ctx: click.Context, manifest: Manifest, folder: Path, prompt: str) -> None:
     """Generate one image per column for `prompt`, saving the manifest after each and the contact sheet at the end."""
-    engine = app(ctx).engine
+    engine = services(ctx).engine()
     row = manifest.rows
     for column in range(manifest.count):
         try:
@@ -142,7 +141,7 @@ def refine(ctx: click.Context, image: Path, change: str, strength: float, style_
                                  only_change=only_change, seed=seed, model=model, steps=steps)
     except (RequestError, ValueError) as exc:
         raise click.ClickException(f"{image}: {exc}") from None
-    result = follow(app(ctx).engine.submit(request), "refine")
+    result = follow(services(ctx).engine().submit(request), "refine")
     target = out or output_path(image)
     write_atomically(target, refined_png(result, original, image.name))
     click.echo(target)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,28 +16,29 @@ if TYPE_CHECKING:
     from .engine.client import Engine
 
 
-class StyleHost(Protocol):
-    """What these commands take from `ctx.obj`: the application's style registry and engine.
+@dataclass(frozen=True)
+class StyleServices:
+    """What the styles, series and refine commands take from the host; the CLI puts one in `ctx.obj`.
 
-    `dreamtray.app.App` has both, made on first use, so a command that needs no engine never reaches one.
+    Factories, so that a command that needs neither loads no plugins and reaches no engine.
     """
 
-    @property
-    def styles(self) -> StyleRegistry: ...
+    registry: Callable[[], StyleRegistry]
+    engine: Callable[[], Engine]
+    series_dir: Path
+    """Where new series folders are made."""
 
-    @property
-    def engine(self) -> Engine: ...
 
-
-def app(ctx: click.Context) -> StyleHost:
-    if ctx.obj is None:
-        raise click.ClickException("internal: the command line did not provide the application object")
-    return ctx.obj
+def services(ctx: click.Context) -> StyleServices:
+    found = ctx.find_object(StyleServices) or getattr(ctx.find_root().obj, "style_services", None)
+    if found is None:
+        raise click.ClickException("internal: the command line did not provide the style services")
+    return found
 
 
 def registry(ctx: click.Context) -> StyleRegistry:
     """The style registry, with its loading problems (broken files, replaced names) shown as warnings."""
-    loaded = app(ctx).styles
+    loaded = services(ctx).registry()
     for problem in loaded.problems:
         click.echo(f"warning: {problem}", err=True)
     return loaded

@@ -87,6 +87,16 @@ def generate(
     return outcome
 
 
+def generate_prompt(prompt: str, action: str | None = None, **fields: Any) -> Outcome:
+    """Plugins' entry to the whole flow: generate `prompt` (with Request `fields`) with this process's app."""
+    from .app import current_app
+
+    app = current_app()
+    if "styles" not in fields and app.config.style:
+        fields["styles"] = app.config.style
+    return generate(app, Request.parse(prompt=prompt, **fields), action)
+
+
 def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None:
     try:
         message = action.run(image)

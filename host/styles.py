@@ -288,18 +288,15 @@ class StyleRegistry:
         return len(self._styles)
 
     def add_from_plugins(self, plugins: PluginHost) -> None:
-        """Call every `register_styles` hook, one plugin at a time; a plugin that fails is reported here and its
-        styles are dropped. A style registered without a source gets `plugin:<plugin name>`."""
-        plugins.load()
-        for impl in plugins.pm.hook.register_styles.get_hookimpls():
-            collected: list[object] = []
-            origin = {"source": f"plugin:{impl.plugin_name}"}
+        """Every style the `register_styles` hooks hand over. A plugin that raises registers nothing (the plugin
+        host records why, for `dreamtray plugins`); anything that is not a Style is reported here and skipped."""
+        for plugin_name, item in plugins.collect("register_styles"):
             try:
-                impl.function(**({"register": collected.append} if "register" in impl.argnames else {}))
-                for style in [_require_style(item) for item in collected]:
-                    self.add(style if style.source else style.model_copy(update=origin))
-            except Exception as exc:  # a broken plugin must not take the others down
-                self.problems.append(f"plugin {impl.plugin_name}: register_styles failed: {exc}")
+                style = _require_style(item)
+            except StyleError as exc:
+                self.problems.append(f"plugin {plugin_name}: {exc}")
+                continue
+            self.add(style if style.source else style.model_copy(update={"source": f"plugin:{plugin_name}"}))
 
     def add_from_folder(self, folder: Path) -> None:
         """Load every style file in `folder` (name order); a broken file is reported and skipped."""

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from fixtures_engine import CPU_MACHINE, model_cache, pixels, runner, tiny_folde
 from PIL import Image
 
 from dreamtray.commands_series import COMMANDS, refine, series
+from dreamtray.commands_styles import StyleServices
 from dreamtray.lineage import LINEAGE, PARAMETERS, REQUEST, read_text_chunks
 from dreamtray.request import Request, Result
 from dreamtray.series import load_manifest
@@ -64,18 +64,15 @@ def engine(runner, tiny_folder):
 
 
 @pytest.fixture
-def services(engine, tmp_path, monkeypatch):
-    """What the commands use of the application: its styles and its engine. Pictures go under tmp_path."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+def services(engine, tmp_path):
     registry = StyleRegistry()
     registry.add(Style(name="Ink", prompt="ink sketch of {prompt}", negative_prompt="color", pack="Test"))
     registry.add(Style(name="Pinned", prompt="{prompt}, dusk", seed=4242, pack="Test"))
-    return SimpleNamespace(styles=registry, engine=engine)
+    return StyleServices(registry=lambda: registry, engine=lambda: engine, series_dir=tmp_path / "series")
 
 
 def series_manifests(tmp_path):
-    return list((tmp_path / "home" / "Pictures" / "dreamtray" / "series").glob("*/series.json"))
+    return list((tmp_path / "series").glob("*/series.json"))
 
 
 def invoke(command, args, services):

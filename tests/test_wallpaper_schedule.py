@@ -69,7 +69,7 @@ def test_schedule_repeats_until_stopped_and_survives_a_failed_run(user_dirs, pro
 
 def test_at_login_makes_one_wallpaper_per_login(user_dirs, prompts_file, monkeypatch):
     made = []
-    monkeypatch.setattr(commands, "generation_pipeline", lambda: lambda prompt, action: made.append((prompt, action)))
+    monkeypatch.setattr(commands.dreamtray, "generate", lambda prompt, action: made.append((prompt, action)))
     for _ in range(2):
         result = CliRunner().invoke(commands.wallpaper, ["--schedule", str(prompts_file), "--at-login"])
         assert result.exit_code == 0, result.output

@@ -6,18 +6,11 @@ from pathlib import Path
 
 import click
 
+import dreamtray
+
 from .apply import undo
-from .schedule import Generate, PromptCycle, ScheduleError, run_schedule
+from .schedule import PromptCycle, ScheduleError, run_schedule
 from .setters import WallpaperError
-
-
-def generation_pipeline() -> Generate:
-    """dreamtray's own `generate(prompt, action_name)`: generate, save in the gallery, run the action."""
-    try:
-        from dreamtray.jobs import generate
-    except ImportError:
-        raise click.ClickException("This dreamtray has no generation pipeline (dreamtray.jobs) yet.") from None
-    return generate
 
 
 @click.command("wallpaper")
@@ -49,9 +42,8 @@ def wallpaper(undo_last: bool, prompts_file: Path | None, every_hours: float | N
         raise click.UsageError("Say what to do: --undo, or --schedule PROMPTS_FILE with --every HOURS or --at-login.")
     if (every_hours is None) == (not at_login):
         raise click.UsageError("--schedule needs exactly one of --every HOURS and --at-login.")
-    generate = generation_pipeline()
     try:
-        run_schedule(PromptCycle(prompts_file), generate, None if at_login else every_hours, report=click.echo)
+        run_schedule(PromptCycle(prompts_file), dreamtray.generate, None if at_login else every_hours, report=click.echo)
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
