@@ -185,7 +185,7 @@ def styles_from_a1111_csv(text: str, *, where: str, source: str, pack: str) -> l
     try:
         rows = list(reader)
     except csv.Error as exc:
-        raise StyleError(f"{where}: not valid CSV (line {reader.line_num}): {exc}") from None
+        raise StyleError(f"{where}: not valid CSV: {exc}") from None
     columns = reader.fieldnames or []
     if "name" not in columns or set(columns) - {"name", "prompt", "negative_prompt"}:
         raise StyleError(
