@@ -65,7 +65,8 @@ def chosen_styles(ctx: click.Context, names: tuple[str, ...]) -> list[Style]:
 @click.option("--guidance", type=click.FloatRange(0, 30))
 @click.option("--model", help="Model preset, hub id or file; default: the engine's.")
 @click.option("--negative", default="", help="Negative prompt, before the styles' own.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for a new series (default: a new one in the gallery's series folder).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for a new series (default: a new one in the gallery's series folder).")
 @click.option(
     "--extend",
     type=click.Path(exists=True, path_type=Path),

@@ -15,7 +15,8 @@ from PIL import Image
 
 from dreamtray.commands_series import COMMANDS, refine, series
 from dreamtray.commands_styles import StyleServices
-from dreamtray.lineage import LINEAGE, PARAMETERS, REQUEST, read_text_chunks
+from dreamtray.lineage import LINEAGE_KEY, image_texts
+from dreamtray.metadata import PARAMETERS_KEY, REQUEST_KEY
 from dreamtray.request import Request, Result
 from dreamtray.series import load_manifest
 from dreamtray.styles import Style, StyleRegistry
@@ -95,7 +96,7 @@ def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runn
     assert manifest.settings.model == "tiny" and (manifest.settings.width, manifest.settings.height) == (64, 64)
     first = (folder / "01-a-red-fox.png").read_bytes()
     assert Image.open(io.BytesIO(first)).size == (64, 64)
-    assert read_text_chunks(first)[PARAMETERS].startswith("ink sketch of a red fox\nNegative prompt: color\n")
+    assert image_texts(first)[PARAMETERS_KEY].startswith("ink sketch of a red fox\nNegative prompt: color\n")
     assert Image.open(folder / "contact-sheet.png").size == (3 * 72 + 8, 72 + 8)
 
     extended = invoke(series, ["--extend", str(manifest_path), "the fox in winter"], services)
@@ -158,20 +159,21 @@ def test_refine_reuses_the_loaded_model_and_records_lineage(services, engine, ru
     refined = refined_path.read_bytes()
     assert Image.open(io.BytesIO(refined)).size == (64, 64)
     assert pixels(refined) != pixels(original)
-    chunks = read_text_chunks(refined)
-    lineage = json.loads(chunks[LINEAGE])
+    chunks = image_texts(refined)
+    lineage = json.loads(chunks[LINEAGE_KEY])
     assert lineage == [{
         "file": "01-a-red-fox.png",
         "sha256": hashlib.sha256(original).hexdigest(),
-        "parameters": read_text_chunks(original)[PARAMETERS],
+        "parameters": image_texts(original)[PARAMETERS_KEY],
     }]
-    assert "Denoising strength: 0.5" in chunks[PARAMETERS]
-    assert json.loads(chunks[REQUEST])["prompt"] == "snow falling, ink sketch of a red fox"
+    assert "Denoising strength: 0.5" in chunks[PARAMETERS_KEY]
+    assert json.loads(chunks[REQUEST_KEY])["prompt"] == "snow falling, ink sketch of a red fox"
 
     twice = invoke(refine, [str(refined_path), "a lantern", "--only-change"], services)
     assert twice.exit_code == 0, twice.output
-    second = read_text_chunks((tmp_path / "s" / "01-a-red-fox-refined-refined.png").read_bytes())
-    assert [entry["file"] for entry in json.loads(second[LINEAGE])] == ["01-a-red-fox-refined.png", "01-a-red-fox.png"]
+    second = image_texts((tmp_path / "s" / "01-a-red-fox-refined-refined.png").read_bytes())
+    chain = [entry["file"] for entry in json.loads(second[LINEAGE_KEY])]
+    assert chain == ["01-a-red-fox-refined.png", "01-a-red-fox.png"]
     assert engine.submitted[-1].prompt == "a lantern"
     assert runner.load_count == loads_before
 
@@ -185,7 +187,7 @@ def test_refine_any_image_without_metadata(services, engine, tmp_path):
     assert (sent.prompt, sent.width, sent.height, sent.strength) == ("a blue sky", 96, 64, 0.6)
     out = tmp_path / "photo-refined.png"
     assert Image.open(out).size == (96, 64)
-    assert json.loads(read_text_chunks(out.read_bytes())[LINEAGE])[0]["parameters"] == ""
+    assert json.loads(image_texts(out.read_bytes())[LINEAGE_KEY])[0]["parameters"] == ""
 
 
 def test_refine_of_a_non_image_is_a_clear_error(services, engine, tmp_path):
