@@ -9,13 +9,17 @@ nothing.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .lineage import lineage_of, with_lineage
+from .lineage import lineage_of, with_lineage, write_atomically
 from .metadata import MetadataError, add_metadata, read_metadata
 from .request import MAX_SIDE, Request, Result
 from .styles import Style, apply_styles
+
+if TYPE_CHECKING:
+    from .engine.client import Engine, Job
 
 CARRIED = ("negative_prompt", "model", "steps", "guidance", "sampler", "loras", "styles")
 """Settings a refined image takes over from its original's dreamtray metadata."""
@@ -97,3 +101,32 @@ def output_path(original: Path) -> Path:
         number += 1
         candidate = original.with_name(f"{original.stem}-refined-{number}.png")
     return candidate
+
+
+def refine_file(
+    engine: Engine,
+    image: Path,
+    change: str,
+    *,
+    strength: float = 0.6,
+    styles: Iterable[Style] = (),
+    only_change: bool = False,
+    out: Path | None = None,
+    wait: Callable[[Job], Result] = lambda job: job.result(),
+    **explicit: object,
+) -> Path:
+    """Refine the image file `image` on `engine` and save the new PNG (beside it unless `out`); return its path.
+
+    `wait` follows the job and returns its result: the CLI shows progress there, the tray its icon. A file that
+    cannot be refined raises ValueError naming it; engine problems raise the engine's errors.
+    """
+    original = image.read_bytes()
+    try:
+        request = refine_request(original, change, strength=strength, styles=styles, only_change=only_change,
+                                 **explicit)
+    except ValueError as exc:
+        raise ValueError(f"{image}: {exc}") from None
+    result = wait(engine.submit(request))
+    target = out or output_path(image)
+    write_atomically(target, refined_png(result, original, image.name))
+    return target

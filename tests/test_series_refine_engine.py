@@ -17,6 +17,7 @@ from dreamtray.commands_series import COMMANDS, refine, series
 from dreamtray.commands_styles import StyleServices
 from dreamtray.lineage import LINEAGE_KEY, image_texts
 from dreamtray.metadata import PARAMETERS_KEY, REQUEST_KEY
+from dreamtray.refine import refine_file
 from dreamtray.request import Request, Result
 from dreamtray.series import load_manifest
 from dreamtray.styles import Style, StyleRegistry
@@ -197,3 +198,24 @@ def test_refine_of_a_non_image_is_a_clear_error(services, engine, tmp_path):
     assert result.exit_code == 1
     assert f"{path}: not an image that can be refined" in result.stderr
     assert engine.submitted == []
+
+
+def test_refine_file_is_usable_without_the_command_line(engine, tmp_path):
+    """What the tray's "refine last image" calls: an engine, a file, a change; progress through `wait`."""
+    original = tmp_path / "last.png"
+    Image.new("RGB", (64, 64), (30, 90, 30)).save(original)
+    steps_seen = []
+
+    def wait(job):
+        steps_seen.extend(event["step"] for event in job.events() if event["kind"] == "step")
+        return job.result()
+
+    target = refine_file(engine, original, "a red barn", strength=0.5, model="tiny", steps=4, wait=wait,
+                         out=tmp_path / "out" / "barn.png")
+    assert target == tmp_path / "out" / "barn.png"
+    assert steps_seen == [1, 2]
+    lineage = json.loads(image_texts(target.read_bytes())[LINEAGE_KEY])
+    assert lineage[0]["file"] == "last.png"
+    with pytest.raises(ValueError, match=f"{tmp_path / 'nope.png'}: not an image"):
+        (tmp_path / "nope.png").write_text("x")
+        refine_file(engine, tmp_path / "nope.png", "x")
