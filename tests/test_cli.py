@@ -91,3 +91,12 @@ def test_engine_status_unload_and_stop(home):
     assert json.loads(home.run("engine", "status", check=True).stdout)["worker_pid"] is None
     assert "stopped" in home.run("engine", "stop", check=True).stdout
     assert "not running" in home.run("engine", "status", check=True).stdout
+
+
+def test_the_client_and_the_cli_import_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, dreamtray.engine.client, dreamtray.cli, dreamtray.generation; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
