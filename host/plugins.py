@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,9 @@ class PluginRecord:
 class PluginHost:
     """Loads plugins and calls their hooks one plugin at a time, so that one failure stays contained."""
 
-    def __init__(self) -> None:
+    def __init__(self, only: Iterable[str] | None = None) -> None:
+        """`only` names the entry points to load (default: `$DREAMTRAY_PLUGINS`, else all of them)."""
+        self.only = set(only) if only is not None else _wanted_names()
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
@@ -68,9 +71,8 @@ class PluginHost:
         if self._loaded:
             return
         self._loaded = True
-        wanted = _wanted_names()
         for entry_point in metadata.entry_points(group=GROUP):
-            if wanted is not None and entry_point.name not in wanted:
+            if self.only is not None and entry_point.name not in self.only:
                 continue
             dist = entry_point.dist
             record = PluginRecord(entry_point.name, dist.version if dist else "", dist.name if dist else "")
@@ -123,19 +125,19 @@ class PluginHost:
                 request = changed
         return request
 
-    def collect(self, hook: str) -> list[Any]:
-        """Gather what plugins hand to a `register` callback in a `register_*` hook."""
+    def collect(self, hook: str) -> list[tuple[str, Any]]:
+        """Gather what plugins hand to the `register` callback of a `register_*` hook, as (plugin, item)."""
         self.load()
-        gathered: list[Any] = []
+        gathered: list[tuple[str, Any]] = []
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
             batch: list[Any] = []
             ok, _ = self._call_one(hook, impl.plugin_name, {"register": lambda *item: batch.append(item[0] if len(item) == 1 else item)})
             if ok:  # a plugin that raised half-way registers nothing
-                gathered.extend(batch)
+                gathered.extend((impl.plugin_name, item) for item in batch)
         return gathered
 
     def actions(self) -> dict[str, Action]:
-        return {action.name: action for action in self.collect("register_actions")}
+        return {action.name: action for _, action in self.collect("register_actions")}
 
     def _report(self, record: PluginRecord, message: str, exc: BaseException) -> None:
         record.errors.append(message)

@@ -1,0 +1,100 @@
+"""The application's parts, built lazily and shared by every front end (CLI, tray, hotkeys, plugins)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import paths
+from .plugins import PluginHost
+
+if TYPE_CHECKING:
+    from .api import Action
+    from .config import Config, LoadedConfig
+    from .engine.client import Engine, LocalEngine
+    from .gallery import Gallery
+    from .styles import StyleRegistry
+
+
+class App:
+    """Config, plugins, styles, engine and gallery: each made on first use, so start-up stays fast."""
+
+    def __init__(self, config_path: Path | None = None, exit_after_idle: float = 1800.0):
+        self.config_path = config_path
+        self.exit_after_idle = exit_after_idle
+
+    @cached_property
+    def loaded_config(self) -> LoadedConfig:
+        from .config import load_config
+
+        return load_config(self.config_path)
+
+    @property
+    def config(self) -> Config:
+        return self.loaded_config.config
+
+    @cached_property
+    def plugins(self) -> PluginHost:
+        return PluginHost()
+
+    @cached_property
+    def styles(self) -> StyleRegistry:
+        from .styles import load_registry
+
+        return load_registry(self.plugins)
+
+    @cached_property
+    def gallery(self) -> Gallery:
+        from .gallery import Gallery
+
+        return Gallery(self.config.gallery)
+
+    @cached_property
+    def local_engine(self) -> LocalEngine:
+        from .engine.client import LocalEngine
+        from .engine.worker import WorkerSettings
+
+        engine = self.config.engine
+        overrides = engine.overrides()
+        settings = WorkerSettings(
+            cache_dir=str(paths.cache_dir() / "models"),
+            default_model=self.config.model,
+            idle_unload_seconds=float(engine.idle_unload_seconds),
+            allow_pickle=engine.allow_pickle,
+            overrides={
+                "device": overrides.device,
+                "dtype": overrides.dtype,
+                "policy": overrides.policy.value if overrides.policy else None,
+                "vae_tiling": overrides.vae_tiling,
+            },
+        )
+        return LocalEngine(settings, paths.state_dir(), paths.data_dir() / "engine-token", self.exit_after_idle)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The engine named in the config: the local one, or a back end that a plugin registers."""
+        if self.config.engine.backend == "local":
+            return self.local_engine
+        from .engines import open_engine
+
+        return open_engine(self.config.engine.model_dump(), self.plugins, lambda: self.local_engine)
+
+    def actions(self) -> dict[str, Action]:
+        return self.plugins.actions()
+
+
+_current: App | None = None
+
+
+def current_app() -> App:
+    """The application of this process (the one the CLI or the tray made, else a new one)."""
+    global _current
+    if _current is None:
+        _current = App()
+    return _current
+
+
+def set_current_app(app: App) -> None:
+    global _current
+    _current = app

@@ -1,0 +1,369 @@
+"""The user's settings: one TOML file in the platform's config folder, read into a validated Config.
+
+Reading never fails: a file that is not valid TOML is reported (file, line and column) and the defaults
+stand; a bad value is reported (key, what is allowed) and that key keeps its default while the rest load.
+`DREAMTRAY_CONFIG` names another file. Changes are written with tomlkit, which keeps the user's comments.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+
+from . import paths
+from .gallery import default_gallery_folder
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from .engine.hardware import Overrides
+
+CONFIG_ENV = "DREAMTRAY_CONFIG"
+FILE_HEADER = "# dreamtray settings: `dreamtray config show` lists every key with its current value.\n"
+
+_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
+_DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
+_HOTKEY_PART = re.compile(r"<[a-z0-9_]+>|[^\s+<>]")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ConfigFileError(ValueError):
+    """The config file cannot be read or is not valid TOML; the message names the file and line."""
+
+
+class ConfigValueError(ValueError):
+    """A value not allowed for a key; the message names the key and what is allowed."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError("use a name of lower-case letters, digits, '_', '-' or '.', starting with a letter")
+    return value
+
+
+def _text(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("control characters (line breaks, tabs, NUL...) are not allowed")
+    return value
+
+
+def _model(value: str) -> str:
+    if not value.strip():
+        raise ValueError("name a model preset, a hub id or a folder ('auto' picks one for this machine)")
+    return value
+
+
+def _hotkey(value: str) -> str:
+    if value and not all(_HOTKEY_PART.fullmatch(part) for part in value.split("+")):
+        raise ValueError(
+            "use keys joined by '+', special keys in angle brackets, like '<ctrl>+<alt>+i' (or '' for none)"
+        )
+    return value
+
+
+def _device(value: str) -> str:
+    if not _DEVICE.fullmatch(value):
+        raise ValueError("use auto, cpu, mps, cuda, cuda:N, xpu or xpu:N")
+    return value
+
+
+def _folder(value: Path) -> Path:
+    if "\0" in str(value):
+        raise ValueError("a path cannot contain a NUL character")
+    path = value.expanduser()
+    if not path.is_absolute():
+        raise ValueError("use an absolute path (a leading ~ for the home folder is fine)")
+    return path
+
+
+Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
+Text = Annotated[str, Field(strict=True), AfterValidator(_text)]
+Hotkey = Annotated[str, Field(strict=True), AfterValidator(_hotkey)]
+
+DEFAULT_HOTKEYS = {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"}
+
+
+class EngineSettings(BaseModel):
+    """How the engine runs; `auto` leaves the choice to the hardware decision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    idle_unload_seconds: StrictInt = Field(default=300, ge=0)
+    """Unload the model after this many idle seconds (gives the memory back)."""
+    device: Annotated[str, Field(strict=True), AfterValidator(_device)] = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    memory_policy: Literal["auto", "gpu", "model_offload", "sequential_offload", "cpu"] = "auto"
+    vae_tiling: Literal["auto", "always", "never"] = "auto"
+    allow_pickle: StrictBool = False
+    """Load pickle checkpoints (.ckpt, .bin), which can run code; off: .safetensors only."""
+    backend: Name = "local"
+    """`local`, or an engine back end that a plugin registers."""
+
+    def overrides(self) -> Overrides:
+        """The settings that win over the automatic hardware decision (None where `auto`)."""
+        from .engine.hardware import Overrides, Policy
+
+        return Overrides(
+            device=None if self.device == "auto" else self.device,
+            dtype=None if self.dtype == "auto" else self.dtype,
+            policy=None if self.memory_policy == "auto" else Policy(self.memory_policy),
+            vae_tiling=None if self.vae_tiling == "auto" else self.vae_tiling == "always",
+        )
+
+
+class Config(BaseModel):
+    """Every setting, validated, with its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Annotated[Text, AfterValidator(_model)] = "auto"
+    """A model preset name, a hub id or a local folder; `auto` picks the best for this machine."""
+    hotkeys: dict[Name, Hotkey] = Field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
+    """Action name -> key combination (pynput syntax); '' turns a default one off."""
+    default_action: Name = "clipboard"
+    style: Text = ""
+    """Style names applied to every request, comma-separated; '' for none."""
+    gallery: Annotated[Path, AfterValidator(_folder)] = Field(default_factory=default_gallery_folder)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @field_validator("hotkeys")
+    @classmethod
+    def _keep_default_hotkeys(cls, hotkeys: dict[str, str]) -> dict[str, str]:
+        """A file names only the hotkeys it changes: the defaults fill in the others."""
+        return DEFAULT_HOTKEYS | hotkeys
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A config as read from `path`, with one line for each problem found (already fallen back from)."""
+
+    config: Config
+    path: Path
+    problems: tuple[str, ...] = ()
+
+
+def config_path() -> Path:
+    """`$DREAMTRAY_CONFIG`, else `dreamtray/config.toml` in the user's config folder."""
+    if override := os.environ.get(CONFIG_ENV):
+        return Path(override).expanduser()
+    return paths.config_dir() / "config.toml"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file's TOML data ({} when there is no file); ConfigFileError names the file and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_config(path: Path | None = None) -> LoadedConfig:
+    """Read the config; problems are reported in `problems`, never raised."""
+    path = path or config_path()
+    try:
+        data = read_toml(path)
+    except ConfigFileError as exc:
+        return LoadedConfig(Config(), path, (f"{exc}; using the defaults",))
+    config, problems = validate(data)
+    return LoadedConfig(config, path, tuple(f"{path}: {problem}" for problem in problems))
+
+
+def validate(data: dict[str, Any]) -> tuple[Config, list[str]]:
+    """A Config from TOML data, each bad or unknown key dropped (so it keeps its default) and reported."""
+    problems: list[str] = []
+    data = _copy(data)
+    while True:
+        try:
+            return Config.model_validate(data), problems
+        except ValidationError as exc:
+            errors = exc.errors()
+        dropped = False
+        for error in errors:
+            problems.append(_describe(error))
+            dropped = _drop(data, error["loc"]) or dropped
+        if not dropped:  # nothing left to fall back from: give up on the file
+            return Config(), problems
+
+
+def _copy(data: Any) -> Any:
+    return {key: _copy(value) for key, value in data.items()} if isinstance(data, dict) else data
+
+
+def _drop(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    """Remove the deepest existing key along `loc`; False when there was none."""
+    container: Any = data
+    parent, last = None, None
+    for part in loc:
+        if not (isinstance(container, dict) and part in container):
+            break
+        parent, last, container = container, part, container[part]
+    if parent is None:
+        return False
+    del parent[last]
+    return True
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if part != "[key]")
+
+
+def _describe(error: ErrorDetails) -> str:
+    key = _key(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown setting, ignored (known: {', '.join(known_keys())})"
+    message = _allowed(error)
+    default = _default_of(error["loc"])
+    fallback = "ignored" if default is None else f"using the default {default!r}"
+    return f"{key} = {error.get('input')!r} is not allowed: {message}; {fallback}"
+
+
+_TYPE_HINTS = {
+    "bool_type": "use true or false (without quotes)",
+    "int_type": "use a whole number (without quotes)",
+    "string_type": "use text in double quotes",
+    "dict_type": "use a table of keys and values",
+    "model_type": "use a table of keys and values",
+}
+
+
+def _allowed(error: ErrorDetails) -> str:
+    """What pydantic found wrong, worded as what is allowed."""
+    if error["type"] in _TYPE_HINTS:
+        return _TYPE_HINTS[error["type"]]
+    return error["msg"].removeprefix("Value error, ").replace("Input should be", "it should be")
+
+
+def _default_of(loc: tuple[Any, ...]) -> Any:
+    value: Any = Config().model_dump(mode="json")
+    for part in loc:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def known_keys() -> list[str]:
+    """Every key `config set` accepts, dotted."""
+    top = [name for name in Config.model_fields if name not in ("engine", "hotkeys")]
+    return [*top, "hotkeys.<action>", *(f"engine.{name}" for name in EngineSettings.model_fields)]
+
+
+def _field_type(key: str) -> type:
+    """The Python type a dotted key takes (for turning command-line text into a TOML value)."""
+    section, _, name = key.partition(".")
+    if section == "hotkeys" and _NAME.fullmatch(name):
+        return str
+    if section == "engine" and name in EngineSettings.model_fields:
+        return EngineSettings.model_fields[name].annotation  # type: ignore[return-value]
+    if not name and section in Config.model_fields and section not in ("engine", "hotkeys"):
+        return str
+    raise ConfigValueError(key, f"unknown setting; known: {', '.join(known_keys())}")
+
+
+def _parse_value(key: str, text: str) -> str | int | bool:
+    kind = _field_type(key)
+    if kind is bool:
+        word = text.lower()
+        if word not in _TRUE + _FALSE:
+            raise ConfigValueError(key, f"{text!r} is not allowed: use true or false")
+        return word in _TRUE
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigValueError(key, f"{text!r} is not allowed: use a whole number") from None
+    return text
+
+
+def set_value(key: str, text: str, path: Path | None = None) -> Config:
+    """Validate `key = text` and write it into the file, keeping its comments; returns the new config.
+
+    Raises ConfigValueError (nothing written) for an unknown key or a value not allowed, ConfigFileError
+    when the file is not valid TOML (it is left for the user to mend).
+    """
+    import tomlkit
+
+    path = path or config_path()
+    value = _parse_value(key, text)
+    data = read_toml(path)
+    parts = key.split(".")
+    changed = _copy(data)
+    container = changed
+    for part in parts[:-1]:
+        if not isinstance(container.get(part), dict):
+            container[part] = {}
+        container = container[part]
+    container[parts[-1]] = value
+    try:
+        config = Config.model_validate(changed)
+    except ValidationError as exc:
+        for error in exc.errors():
+            if _key(error["loc"]) == key or _key(error["loc"]).startswith(key + "."):
+                raise ConfigValueError(key, f"{value!r} is not allowed: {_allowed(error)}") from None
+        config, _ = validate(changed)  # the file had other problems already: they stay reported on load
+
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.parse(FILE_HEADER)
+    table: Any = document
+    for part in parts[:-1]:
+        if not isinstance(table.get(part), dict):
+            table[part] = tomlkit.table()
+        table = table[part]
+    table[parts[-1]] = value
+    _write_atomically(path, tomlkit.dumps(document))
+    return config
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    finally:
+        Path(temp).unlink(missing_ok=True)
+
+
+def show(config: Config) -> str:
+    """The whole config as TOML, defaults included."""
+    import tomlkit
+
+    data = config.model_dump(mode="json")
+    tables = {key: value for key, value in data.items() if isinstance(value, dict)}
+    return tomlkit.dumps({key: value for key, value in data.items() if key not in tables} | tables)

@@ -1,0 +1,115 @@
+"""The way a request travels, in one direction: plugins prepare it, styles shape it, the engine makes it,
+the gallery keeps it, then the action and the `image_generated` hooks get it.
+
+The image is saved before any plugin code sees it, so a failing action can never lose it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .api import Action, GeneratedImage
+from .request import Request, Result
+
+if TYPE_CHECKING:
+    from .app import App
+    from .engine.client import Job
+
+log = logging.getLogger("dreamtray")
+
+
+class UnknownAction(ValueError):
+    """An action name that no plugin registered."""
+
+
+@dataclass
+class Outcome:
+    """What a finished generation left behind, and what to tell the user."""
+
+    result: Result
+    images: list[GeneratedImage]
+    messages: list[str] = field(default_factory=list)
+    failed_actions: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [image.path for image in self.images]
+
+
+def prepare(app: App, request: Request, chosen: Action | None = None) -> Request:
+    """The request as it goes to the engine: plugin hooks, the action's shape, then the styles it names."""
+    request = app.plugins.prepare_request(request)
+    if chosen is not None and chosen.shape_request is not None:
+        request = chosen.shape_request(request)
+    if request.styles:
+        request = app.styles.apply(request)
+    return request
+
+
+def find_action(app: App, name: str | None) -> Action | None:
+    if not name:
+        return None
+    actions = app.actions()
+    if name not in actions:
+        known = ", ".join(sorted(actions)) or "none: no action plugin is loaded"
+        raise UnknownAction(f"No action called {name!r}. Actions: {known}.")
+    return actions[name]
+
+
+def generate(
+    app: App,
+    request: Request,
+    action: str | None = None,
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+    on_job: Callable[[Job], None] = lambda job: None,
+) -> Outcome:
+    """Generate `request`, save every image in the gallery, then hand them to `action` and the hooks."""
+    chosen = find_action(app, action)
+    request = prepare(app, request, chosen)
+    job = app.engine.submit(request)
+    on_job(job)
+    for event in job.events():
+        on_event(event)
+    result = job.result()
+    paths = app.gallery.save_result(result)
+    outcome = Outcome(result, [])
+    for path, seed in zip(paths, result.seeds, strict=True):
+        image = GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
+        outcome.images.append(image)
+        if chosen is not None:
+            _run_action(chosen, image, outcome)
+        _announce(app, image)
+    outcome.messages[:0] = result.warnings
+    return outcome
+
+
+def generate_prompt(prompt: str, action: str | None = None, **fields: Any) -> Outcome:
+    """Plugins' entry to the whole flow: generate `prompt` (with Request `fields`) with this process's app."""
+    from .app import current_app
+
+    app = current_app()
+    if "styles" not in fields and app.config.style:
+        fields["styles"] = app.config.style
+    return generate(app, Request.parse(prompt=prompt, **fields), action)
+
+
+def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None:
+    try:
+        message = action.run(image)
+    except Exception as exc:  # plugin code: report, keep going; the image is already saved
+        log.warning("action %s failed: %s", action.name, exc, exc_info=True)
+        outcome.failed_actions.append(action.name)
+        outcome.messages.append(f"{action.label} failed ({exc}); the image is saved at {image.path}.")
+        return
+    outcome.messages.append(message or f"{action.label}: done.")
+
+
+def _announce(app: App, image: GeneratedImage) -> None:
+    from PIL import Image
+
+    with Image.open(image.path) as picture:
+        app.plugins.call("image_generated", image=picture, request=image.request, path=image.path)

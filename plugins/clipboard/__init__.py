@@ -1,0 +1,20 @@
+"""First-party plugin: put the finished image on the clipboard as image/png.
+
+Uses only dreamtray's public plugin interface.
+"""
+
+from __future__ import annotations
+
+from dreamtray import Action, GeneratedImage, hookimpl
+
+from .png import copy_png
+
+
+def copy_to_clipboard(image: GeneratedImage) -> str:
+    copy_png(image.path)
+    return "The image is on the clipboard: paste it anywhere."
+
+
+@hookimpl
+def register_actions(register):
+    register(Action(name="clipboard", label="Copy image to clipboard", run=copy_to_clipboard))

@@ -1,0 +1,43 @@
+"""Run the real `dreamtray` command in a subprocess, in a private home, and stop its engine afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class DreamtrayHome:
+    """Private XDG folders and environment for one group of CLI runs."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path, plugins: str = "", model: str = "tiny", **extra: str) -> DreamtrayHome:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("XDG_", "DREAMTRAY_"))}
+        for name in ("CONFIG", "DATA", "CACHE", "STATE"):
+            env[f"XDG_{name}_HOME"] = str(root / name.lower())
+        env.update(XDG_PICTURES_DIR=str(root / "pictures"), DREAMTRAY_PLUGINS=plugins, HF_HUB_OFFLINE="1", **extra)
+        config = root / "config" / "dreamtray" / "config.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(f'model = "{model}"\n')
+        return cls(root, env)
+
+    @property
+    def gallery(self) -> Path:
+        return self.root / "pictures" / "dreamtray"
+
+    def run(self, *args: str, check: bool = False, timeout: float = 180) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "dreamtray", *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode:
+            raise AssertionError(f"dreamtray {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def stop_engine(self) -> None:
+        self.run("engine", "stop")

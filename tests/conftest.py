@@ -1,0 +1,53 @@
+"""Shared fixtures: a private X session (Xvfb, D-Bus, dunst) and private user folders for each test."""
+
+from __future__ import annotations
+
+import os
+
+# No test may reach the Hugging Face hub: the library reads this once, when it is first imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+from xsession import XSession  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def xsession():
+    """One X display with a session bus and dunst for the whole run, exported to this process's environment.
+
+    Fails (never skips) when Xvfb, dbus or dunst are missing.
+    """
+    session = XSession().start()
+    saved = dict(os.environ)
+    os.environ.pop("WAYLAND_DISPLAY", None)
+    os.environ.pop("SWAYSOCK", None)
+    os.environ.update(session.env)
+    try:
+        yield session
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        session.close()
+
+
+@pytest.fixture(scope="session")
+def tray(xsession):
+    """The session with trayer running as the system tray."""
+    xsession.start_tray()
+    return xsession
+
+
+@pytest.fixture
+def user_dirs(tmp_path, monkeypatch):
+    """Fresh HOME and XDG folders for one test (config, data, cache, state; gsettings keyfile lives in config)."""
+    dirs = {
+        "HOME": tmp_path / "home",
+        "XDG_CONFIG_HOME": tmp_path / "home/.config",
+        "XDG_DATA_HOME": tmp_path / "home/.local/share",
+        "XDG_CACHE_HOME": tmp_path / "home/.cache",
+        "XDG_STATE_HOME": tmp_path / "home/.local/state",
+    }
+    for name, path in dirs.items():
+        path.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(path))
+    return dirs

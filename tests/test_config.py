@@ -1,0 +1,251 @@
+"""The config file: defaults, validation with per-key fallback, clear errors, edits that keep comments."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from dreamtray.config import (
+    Config,
+    ConfigFileError,
+    ConfigValueError,
+    config_path,
+    load_config,
+    set_value,
+    show,
+)
+from dreamtray.engine.hardware import Overrides, Policy
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "conf" / "config.toml"
+    monkeypatch.setenv("DREAMTRAY_CONFIG", str(path))
+    return path
+
+
+def test_without_a_file_every_default_stands(config_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    loaded = load_config()
+    assert loaded.path == config_file
+    assert loaded.problems == ()
+    config = loaded.config
+    assert config.model == "auto"
+    assert config.hotkeys == {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"}
+    assert (config.default_action, config.style) == ("clipboard", "")
+    assert config.gallery == tmp_path / "Pictures" / "dreamtray"
+    engine = config.engine
+    assert (engine.idle_unload_seconds, engine.device, engine.dtype) == (300, "auto", "auto")
+    assert (engine.memory_policy, engine.vae_tiling, engine.allow_pickle, engine.backend) == (
+        "auto",
+        "auto",
+        False,
+        "local",
+    )
+
+
+def test_the_file_lives_in_the_platform_config_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("DREAMTRAY_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert config_path() == tmp_path / "dreamtray" / "config.toml"
+
+
+def test_a_full_file_loads_every_key(config_file, tmp_path):
+    config_file.parent.mkdir()
+    config_file.write_text(
+        f"""
+model = "sd-turbo"
+default_action = "wallpaper"
+style = "watercolour, noir"
+gallery = "{tmp_path / "pics"}"
+
+[hotkeys]
+clipboard = "<ctrl>+<shift>+c"
+sketchpad = "<cmd>+k"
+
+[engine]
+idle_unload_seconds = 60
+device = "cuda:1"
+dtype = "bfloat16"
+memory_policy = "model_offload"
+vae_tiling = "always"
+allow_pickle = true
+backend = "remote"
+""",
+        encoding="utf-8",
+    )
+    loaded = load_config()
+    assert loaded.problems == ()
+    config = loaded.config
+    assert (config.model, config.default_action, config.style) == ("sd-turbo", "wallpaper", "watercolour, noir")
+    assert config.gallery == tmp_path / "pics"
+    assert config.hotkeys == {"clipboard": "<ctrl>+<shift>+c", "wallpaper": "<ctrl>+<alt>+w", "sketchpad": "<cmd>+k"}
+    assert config.engine.idle_unload_seconds == 60
+    assert config.engine.allow_pickle is True
+    assert config.engine.overrides() == Overrides(
+        device="cuda:1", dtype="bfloat16", policy=Policy.MODEL_OFFLOAD, vae_tiling=True
+    )
+    assert Config().engine.overrides() == Overrides()
+
+
+def test_malformed_toml_names_the_file_and_line_and_the_defaults_stand(config_file):
+    config_file.parent.mkdir()
+    config_file.write_text('model = "sd-turbo"\n\n[engine\ndevice = "cpu"\n', encoding="utf-8")
+    loaded = load_config()
+    assert loaded.config == Config()
+    (problem,) = loaded.problems
+    assert problem.startswith(f"{config_file}: not valid TOML")
+    assert "line 3" in problem
+    assert problem.endswith("using the defaults")
+
+
+def test_a_file_that_is_not_utf8_is_reported(config_file):
+    config_file.parent.mkdir()
+    config_file.write_bytes(b'model = "caf\xe9"\n')
+    (problem,) = load_config().problems
+    assert "not UTF-8" in problem and str(config_file) in problem
+
+
+def test_a_bad_value_names_key_and_allowed_values_and_only_that_key_falls_back(config_file):
+    config_file.parent.mkdir()
+    config_file.write_text(
+        'model = "sd-turbo"\n[engine]\nmemory_policy = "fast"\ndevice = "cpu"\nvae_tiling = "sometimes"\n',
+        encoding="utf-8",
+    )
+    loaded = load_config()
+    assert loaded.config.model == "sd-turbo"
+    assert loaded.config.engine.device == "cpu"
+    assert loaded.config.engine.memory_policy == "auto"
+    assert loaded.config.engine.vae_tiling == "auto"
+    policy_problem = next(p for p in loaded.problems if "engine.memory_policy" in p)
+    assert policy_problem.startswith(f"{config_file}: engine.memory_policy = 'fast' is not allowed")
+    for allowed in ("'gpu'", "'model_offload'", "'sequential_offload'", "'cpu'"):
+        assert allowed in policy_problem
+    assert policy_problem.endswith("using the default 'auto'")
+    assert any("engine.vae_tiling" in p and "'always'" in p and "'never'" in p for p in loaded.problems)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "hint"),
+    [
+        ('[engine]\nallow_pickle = "yes"', "engine.allow_pickle", "true or false"),
+        ("[engine]\nidle_unload_seconds = -5", "engine.idle_unload_seconds", "greater than or equal to 0"),
+        ('[engine]\nidle_unload_seconds = "300"', "engine.idle_unload_seconds", "whole number"),
+        ('[engine]\ndevice = "gpu0"', "engine.device", "cuda:N"),
+        ('[engine]\nbackend = "Local Box"', "engine.backend", "lower-case letters"),
+        ("engine = 5", "engine", "table"),
+        ('gallery = "relative/folder"', "gallery", "absolute path"),
+        ('model = ""', "model", "name a model preset"),
+        ('style = "a\\nb"', "style", "control characters"),
+        ("default_action = 3", "default_action", "double quotes"),
+        ('[hotkeys]\nclipboard = "ctrl alt i"', "hotkeys.clipboard", "'<ctrl>+<alt>+i'"),
+        ('[hotkeys]\n"Bad Action" = "<ctrl>+b"', "hotkeys.Bad Action", "lower-case letters"),
+        ('colour = "blue"', "colour", "unknown setting"),
+        ("[engine]\nturbo = true", "engine.turbo", "unknown setting"),
+    ],
+)
+def test_each_bad_value_is_reported_and_the_rest_loads(config_file, toml, key, hint):
+    config_file.parent.mkdir()
+    config_file.write_text(f'style = "noir"\n{toml}\n' if not toml.startswith("style") else toml, encoding="utf-8")
+    loaded = load_config()
+    (problem,) = loaded.problems
+    assert problem.startswith(f"{config_file}: {key}")
+    assert hint in problem
+    expected = Config(style="noir") if not toml.startswith("style") else Config()
+    assert loaded.config == expected
+
+
+def test_a_hotkey_set_to_nothing_turns_it_off_and_others_keep_defaults(config_file):
+    config_file.parent.mkdir()
+    config_file.write_text('[hotkeys]\nwallpaper = ""\n', encoding="utf-8")
+    assert load_config().config.hotkeys == {"clipboard": "<ctrl>+<alt>+i", "wallpaper": ""}
+
+
+def test_a_home_relative_gallery_is_expanded(config_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config_file.parent.mkdir()
+    config_file.write_text('gallery = "~/art"\n', encoding="utf-8")
+    assert load_config().config.gallery == tmp_path / "art"
+
+
+COMMENTED = """\
+# my settings
+model = "sd-turbo"  # fast enough
+
+[engine]
+# the old card
+device = "cuda:0"
+"""
+
+
+def test_set_keeps_comments_and_other_lines(config_file):
+    config_file.parent.mkdir()
+    config_file.write_text(COMMENTED, encoding="utf-8")
+    set_value("engine.memory_policy", "sequential_offload")
+    set_value("engine.idle_unload_seconds", "30")
+    set_value("engine.allow_pickle", "true")
+    set_value("hotkeys.clipboard", "<ctrl>+<shift>+i")
+    text = config_file.read_text(encoding="utf-8")
+    assert text.startswith(COMMENTED)
+    data = tomllib.loads(text)
+    assert data["engine"] == {
+        "device": "cuda:0",
+        "memory_policy": "sequential_offload",
+        "idle_unload_seconds": 30,
+        "allow_pickle": True,
+    }
+    assert data["hotkeys"] == {"clipboard": "<ctrl>+<shift>+i"}
+    loaded = load_config()
+    assert loaded.problems == ()
+    assert loaded.config.engine.memory_policy == "sequential_offload"
+    assert loaded.config.engine.allow_pickle is True
+
+
+def test_set_creates_the_file_and_its_folder(config_file):
+    config = set_value("model", "sdxl-turbo")
+    assert config.model == "sdxl-turbo"
+    assert tomllib.loads(config_file.read_text(encoding="utf-8")) == {"model": "sdxl-turbo"}
+    assert list(config_file.parent.iterdir()) == [config_file]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("engine.memory_policy", "fast", "engine.memory_policy: 'fast' is not allowed: it should be 'auto', 'gpu'"),
+        ("engine.idle_unload_seconds", "soon", "engine.idle_unload_seconds: 'soon' is not allowed: use a whole number"),
+        ("engine.allow_pickle", "maybe", "engine.allow_pickle: 'maybe' is not allowed: use true or false"),
+        ("engine.device", "quantum", "engine.device: 'quantum' is not allowed: use auto, cpu, mps, cuda"),
+        ("gallery", "relative", "gallery: 'relative' is not allowed: use an absolute path"),
+        ("hotkeys.clipboard", "ctrl and i", "hotkeys.clipboard: 'ctrl and i' is not allowed: use keys joined by '+'"),
+        ("colour", "blue", "colour: unknown setting; known: model, default_action"),
+        ("engine", "x", "engine: unknown setting"),
+        ("hotkeys", "x", "hotkeys: unknown setting"),
+    ],
+)
+def test_set_refuses_a_bad_value_and_leaves_the_file_alone(config_file, key, value, message):
+    config_file.parent.mkdir()
+    config_file.write_text(COMMENTED, encoding="utf-8")
+    with pytest.raises(ConfigValueError, match="^" + message.replace("(", r"\(").replace("+", r"\+")) as raised:
+        set_value(key, value)
+    assert raised.value.key == key
+    assert config_file.read_text(encoding="utf-8") == COMMENTED
+
+
+def test_set_refuses_to_edit_a_malformed_file(config_file):
+    config_file.parent.mkdir()
+    config_file.write_text("model = \n", encoding="utf-8")
+    with pytest.raises(ConfigFileError, match=rf"{config_file}: not valid TOML.*line 1"):
+        set_value("model", "sd-turbo")
+    assert config_file.read_text(encoding="utf-8") == "model = \n"
+
+
+def test_show_prints_valid_toml_of_every_setting(tmp_path):
+    config = Config(model="sd-turbo", gallery=tmp_path)
+    data = tomllib.loads(show(config))
+    assert data["model"] == "sd-turbo"
+    assert data["gallery"] == str(tmp_path)
+    assert data["engine"]["memory_policy"] == "auto"
+    assert data["hotkeys"]["wallpaper"] == "<ctrl>+<alt>+w"
+    assert Config.model_validate(data) == config
