@@ -54,7 +54,7 @@ def tls_options(cert: Path | None, key: Path | None) -> dict[str, str] | None:
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS certificate (PEM).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS private key (PEM).")
 @click.option("--log-prompts", is_flag=True, help="Write prompts to the log (they are left out by default).")
-@click.option("--model", default="auto", show_default=True, help="Model used when a request names none.")
+@click.option("--model", help="Model used when a request names none (default: the config's).")
 @click.option("--rate-limit", type=click.IntRange(0), default=120, show_default=True,
               help="Requests a minute for each token; 0 for no limit.")
 @click.option("--max-body-mb", type=click.IntRange(1), default=32, show_default=True, help="Largest request body accepted.")
@@ -65,7 +65,9 @@ def tls_options(cert: Path | None, key: Path | None) -> dict[str, str] | None:
 def serve_command(host, port, token_file, tls_cert, tls_key, log_prompts, model, rate_limit, max_body_mb,
                   use_ray, replicas, replica_gpus, replica_cpus) -> None:
     """Serve this machine's engine to other machines (OpenAI-compatible images API, jobs with progress)."""
-    from . import paths
+    from dataclasses import replace
+
+    from .app import current_app
 
     ssl = tls_options(tls_cert, tls_key)
     token, token_path = read_token(host, token_file)
@@ -76,17 +78,17 @@ def serve_command(host, port, token_file, tls_cert, tls_key, log_prompts, model,
                    "give --tls-cert and --tls-key.", err=True)
     click.echo(f"Serving the dreamtray engine on {scheme}://{host}:{port} (token in {token_path}).", err=True)
     limits = {"rate_per_minute": rate_limit, "max_body_bytes": max_body_mb * 2**20, "log_prompts": log_prompts}
-    cache_dir = str(paths.cache_dir() / "models")
+    settings = current_app().local_engine.settings  # the config's engine settings, as this machine's tray uses them
+    settings = replace(settings, default_model=model or settings.default_model)
     if use_ray:
         from .engine.ray_deployment import PoolOptions, run_ray_serve
 
         pool = PoolOptions(replicas=replicas, gpus=replica_gpus, cpus=replica_cpus)
-        run_ray_serve(cache_dir, model, token, host, port, pool, ssl=ssl, **limits)
+        run_ray_serve(settings, token, host, port, pool, ssl=ssl, **limits)
         return
     from .engine.service import serve
-    from .engine.worker import WorkerSettings
 
-    serve(WorkerSettings(cache_dir=cache_dir, default_model=model), token, host, port, ssl=ssl, clients_may_stop=False, **limits)
+    serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, **limits)
 
 
 COMMANDS: list[click.Command] = [serve_command]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .engine.client import EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
+    from .api import EngineFactory
     from .engine.client import Engine, Job
     from .plugins import PluginHost
     from .request import Request, Result
@@ -26,9 +27,14 @@ log = logging.getLogger("dreamtray.engines")
 Warn = Callable[[str], None]
 
 
+def engine_factories(plugin_host: PluginHost) -> dict[str, EngineFactory]:
+    """The back ends that plugins register, by name."""
+    return {name: factory for _plugin, (name, factory) in plugin_host.collect("register_engines")}
+
+
 def engine_names(plugin_host: PluginHost) -> list[str]:
     """The back ends a user can choose (the tray's engine menu, `engine.backend`): local first."""
-    return [LOCAL, *sorted(name for name, _ in plugin_host.collect("register_engines"))]
+    return [LOCAL, *sorted(engine_factories(plugin_host))]
 
 
 def open_engine(settings: dict[str, Any], plugin_host: PluginHost, local_factory: Callable[[], Engine],
@@ -40,9 +46,9 @@ def open_engine(settings: dict[str, Any], plugin_host: PluginHost, local_factory
     backend = settings.get("backend", LOCAL)
     if backend == LOCAL:
         return local_factory()
-    factories = dict(plugin_host.collect("register_engines"))
+    factories = engine_factories(plugin_host)
     if backend not in factories:
-        known = ", ".join(engine_names(plugin_host))
+        known = ", ".join([LOCAL, *sorted(factories)])
         raise EngineError(f"engine.backend: no engine named {backend!r}; the installed ones are: {known}.")
     fallback = bool(settings.get("fallback_to_local", False))
     try:

@@ -60,7 +60,9 @@ class ServeProcess:
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.token_file = root / "token"
         self.log = root / "serve.log"
-        env = {**os.environ, "XDG_DATA_HOME": str(root / "data"), "XDG_CACHE_HOME": str(root / "cache")}
+        env = {**os.environ, "XDG_DATA_HOME": str(root / "data"), "XDG_CACHE_HOME": str(root / "cache"),
+               "XDG_CONFIG_HOME": str(root / "config"), "XDG_STATE_HOME": str(root / "state")}
+        env.pop("DREAMTRAY_CONFIG", None)
         command = [sys.executable, "-c", "from dreamtray.commands_serve import serve_command; serve_command()",
                    "--port", str(self.port), "--token-file", str(self.token_file), "--model", "tiny", *args]
         with open(self.log, "wb") as log:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from ray.serve.handle import DeploymentHandle
 from ..request import Request
 from .jobs import FINISHED, KEEP_FINISHED, Job, QueueFull
 from .service import MAX_BODY_BYTES, VERSION, create_app
+from .worker import WorkerSettings
 
 APP_NAME = "dreamtray"
 QUIET_LOGS = {"enable_access_log": False}
@@ -44,21 +45,27 @@ class PoolOptions:
     replicas: int = 1
     gpus: float = 0.0
     cpus: float = 0.5
-    idle_unload_seconds: float = 300.0
 
 
 @serve.deployment(max_ongoing_requests=1, logging_config=QUIET_LOGS)
 class EngineReplica:
     """One Runner on one device; a streamed call yields ("event", dict)... then one final (kind, payload)."""
 
-    def __init__(self, cache_dir: str, default_model: str, idle_unload_seconds: float):
+    def __init__(self, settings: dict[str, Any]):
         from .runner import Runner
 
-        self.runner = Runner(cache_dir=Path(cache_dir), default_model=default_model)
+        worker = WorkerSettings(**settings)
+        self.runner = Runner(
+            cache_dir=Path(worker.cache_dir),
+            default_model=worker.default_model,
+            overrides=worker.to_overrides(),
+            allow_pickle=worker.allow_pickle,
+            single_file_config=worker.single_file_config,
+        )
         self.device = threading.Lock()
         self.last_used = time.monotonic()
-        if idle_unload_seconds > 0:
-            threading.Thread(target=self._unload_when_idle, args=(idle_unload_seconds,), daemon=True).start()
+        if worker.idle_unload_seconds > 0:
+            threading.Thread(target=self._unload_when_idle, args=(worker.idle_unload_seconds,), daemon=True).start()
 
     async def generate(self, request_json: str) -> AsyncIterator[tuple[str, Any]]:
         loop = asyncio.get_running_loop()
@@ -201,8 +208,7 @@ class EngineIngress:
 
 
 def engine_app(
-    cache_dir: str,
-    model: str,
+    settings: WorkerSettings,
     token: str,
     pool: PoolOptions = PoolOptions(),
     *,
@@ -210,11 +216,11 @@ def engine_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     log_prompts: bool = False,
 ):
-    """The Serve application: the ingress bound to a pool of engine replicas."""
+    """The Serve application: the ingress bound to a pool of engine replicas, each with these worker settings."""
     replicas = EngineReplica.options(
         num_replicas=pool.replicas,
         ray_actor_options={"num_cpus": pool.cpus, "num_gpus": pool.gpus},
-    ).bind(cache_dir, model, pool.idle_unload_seconds)
+    ).bind(asdict(settings))
     limits = {"rate_per_minute": rate_per_minute, "max_body_bytes": max_body_bytes, "log_prompts": log_prompts}
     return EngineIngress.bind(replicas, pool.replicas, token, limits)
 
@@ -231,11 +237,14 @@ def build_app(args: dict[str, Any]):
         replicas=int(args.get("replicas", 1)),
         gpus=float(args.get("replica_gpus", 1)),
         cpus=float(args.get("replica_cpus", 1)),
+    )
+    settings = WorkerSettings(
+        cache_dir=str(args.get("cache_dir") or paths.cache_dir() / "models"),
+        default_model=str(args.get("model", "auto")),
         idle_unload_seconds=float(args.get("idle_unload_seconds", 300)),
     )
     return engine_app(
-        str(args.get("cache_dir") or paths.cache_dir() / "models"),
-        str(args.get("model", "auto")),
+        settings,
         load_or_create_token(Path(token_file)),
         pool,
         rate_per_minute=int(args.get("rate_limit", 120)),
@@ -251,7 +260,7 @@ def start(host: str, port: int, app, ssl: dict[str, str] | None = None) -> None:
     serve.run(app, name=APP_NAME, route_prefix="/")
 
 
-def run_ray_serve(cache_dir: str, model: str, token: str, host: str, port: int, pool: PoolOptions,
+def run_ray_serve(settings: WorkerSettings, token: str, host: str, port: int, pool: PoolOptions,
                   ssl: dict[str, str] | None = None, **limits: Any) -> None:
     """`dreamtray serve --ray`: start a local Ray, serve the pool until interrupted, then stop it all."""
     import signal
@@ -261,7 +270,7 @@ def run_ray_serve(cache_dir: str, model: str, token: str, host: str, port: int, 
     stop = threading.Event()
     with local_ray(num_cpus=max(2, math.ceil(pool.replicas * pool.cpus + 1))):
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, which sets its own
-        start(host, port, engine_app(cache_dir, model, token, pool, **limits), ssl)
+        start(host, port, engine_app(settings, token, pool, **limits), ssl)
         try:
             stop.wait()
         except KeyboardInterrupt:
