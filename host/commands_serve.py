@@ -88,7 +88,10 @@ def serve_command(host, port, token_file, tls_cert, tls_key, log_prompts, model,
         return
     from .engine.service import serve
 
-    serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, **limits)
+    try:
+        serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, **limits)
+    except OSError as exc:  # the address is taken or not this machine's, or the certificate cannot be read
+        raise click.ClickException(f"Cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 COMMANDS: list[click.Command] = [serve_command]

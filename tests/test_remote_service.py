@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 
 import httpx
 import pytest
@@ -55,6 +57,18 @@ def test_off_loopback_refuses_to_start_without_a_token():
     assert half_tls.exit_code == 2 and "both --tls-cert and --tls-key" in half_tls.output
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("gpu-box")
+
+
+def test_a_taken_port_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))  # serve sets up logging
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(serve_command, ["--port", str(port), "--token-file", str(tmp_path / "token")])
+    assert result.exit_code == 1 and f"Cannot serve on 127.0.0.1:{port}: Address already in use" in result.output
 
 
 def test_wrong_or_missing_token_and_untrusted_certificate_are_rejected(remote, certificate):
