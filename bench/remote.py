@@ -38,15 +38,17 @@ def timed(engine, request: Request) -> tuple[float, float, int]:
     return time.perf_counter() - started, result.seconds, len(result.images[0])
 
 
-def throughput(make_client, request: Request, clients: int, jobs_each: int) -> float:
-    """Images a second with `clients` clients, each sending `jobs_each` requests one after another."""
+def throughput(make_client, request: Request, clients: int, jobs_each: int) -> tuple[float, float]:
+    """With `clients` clients each sending `jobs_each` requests one after another: images a second, and the
+    share of the time the worker spent generating (how well the clients keep one worker busy)."""
     engines = [make_client() for _ in range(clients)]
     barrier = threading.Barrier(clients + 1)
+    generating: list[float] = []
 
     def work(engine) -> None:
         barrier.wait()
         for index in range(jobs_each):
-            engine.submit(request.model_copy(update={"seed": index})).result()
+            generating.append(engine.submit(request.model_copy(update={"seed": index})).result().seconds)
 
     threads = [threading.Thread(target=work, args=(engine,)) for engine in engines]
     for thread in threads:
@@ -58,7 +60,7 @@ def throughput(make_client, request: Request, clients: int, jobs_each: int) -> f
     elapsed = time.perf_counter() - started
     for engine in engines:
         engine.close()
-    return clients * jobs_each / elapsed
+    return clients * jobs_each / elapsed, sum(generating) / elapsed
 
 
 def main() -> None:
@@ -113,8 +115,8 @@ def main() -> None:
               f"ratio of wall medians {remote_wall / local_wall:.3f} (target <= 1.10)")
         print(f"throughput of the remote engine ({args.jobs_per_client} requests per client, one worker):")
         for clients in (1, 2, 4):
-            rate = throughput(remote_client, request, clients, args.jobs_per_client)
-            print(f"  {clients} concurrent client(s): {rate:.2f} images/s")
+            rate, busy = throughput(remote_client, request, clients, args.jobs_per_client)
+            print(f"  {clients} concurrent client(s): {rate:.2f} images/s, worker generating {busy:.0%} of the time")
         remote.close()
     finally:
         server.stop()
