@@ -116,7 +116,7 @@ def main() -> None:
         print(f"throughput of the remote engine ({args.jobs_per_client} requests per client, one worker):")
         for clients in (1, 2, 4):
             rate, busy = throughput(remote_client, request, clients, args.jobs_per_client)
-            print(f"  {clients} concurrent client(s): {rate:.2f} images/s, worker generating {busy:.0%} of the time")
+            print(f"  {clients} concurrent client(s): {rate:.2f} images/s, worker generating {busy:.1%} of the time")
         remote.close()
     finally:
         server.stop()
