@@ -78,7 +78,13 @@ class App:
             return self.local_engine
         from .engines import open_engine
 
-        return open_engine(self.config.engine.model_dump(), self.plugins, lambda: self.local_engine)
+        return open_engine(self.config.engine.model_dump(), self.plugins, lambda: self.local_engine, warn=self.warn)
+
+    def warn(self, message: str) -> None:
+        """Tell the user something went wrong but work goes on (front ends replace this: stderr, notification)."""
+        import logging
+
+        logging.getLogger("dreamtray").warning(message)
 
     def actions(self) -> dict[str, Action]:
         return self.plugins.actions()

@@ -134,7 +134,7 @@ def _progress_printer():
         if kind == "download" and "done" in event:
             advance("download", event["done"], event["total"], unit="B", unit_scale=True, desc="download")
         elif kind == "step":
-            advance("steps", event["step"], event["total"], unit="step")
+            advance("steps", event["step"], event["total"], unit="step", mininterval=0)
         elif kind in ("done", "failed", "cancelled"):
             for bar in bars.values():
                 bar.close()
@@ -236,9 +236,15 @@ def build_cli(app: App) -> click.Group:
 
 
 def _module_commands() -> list[click.Command]:
-    from . import commands_gallery, commands_install, commands_series, commands_styles
+    from . import commands_gallery, commands_install, commands_serve, commands_series, commands_styles
 
-    return [*commands_gallery.COMMANDS, *commands_styles.COMMANDS, *commands_series.COMMANDS, *commands_install.COMMANDS]
+    return [
+        *commands_gallery.COMMANDS,
+        *commands_styles.COMMANDS,
+        *commands_series.COMMANDS,
+        *commands_install.COMMANDS,
+        *commands_serve.COMMANDS,
+    ]
 
 
 def main() -> None:

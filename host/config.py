@@ -124,6 +124,10 @@ class EngineSettings(BaseModel):
     """Load pickle checkpoints (.ckpt, .bin), which can run code; off: .safetensors only."""
     backend: Name = "local"
     """`local`, or an engine back end that a plugin registers."""
+    fallback_to_local: StrictBool = False
+    """When the chosen back end cannot be reached, let the local engine take the job."""
+    backends: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    """Settings of each back end by name ([engine.backends.remote] url, token_file, ...)."""
 
     def overrides(self) -> Overrides:
         """The settings that win over the automatic hardware decision (None where `auto`)."""
