@@ -229,9 +229,10 @@ def build_cli(app: App) -> click.Group:
 
 
 def _module_commands() -> list[click.Command]:
-    from . import commands_gallery, commands_install, commands_series, commands_styles
+    from . import commands_gallery, commands_install, commands_series, commands_styles, commands_tray
 
-    return [*commands_gallery.COMMANDS, *commands_styles.COMMANDS, *commands_series.COMMANDS, *commands_install.COMMANDS]
+    return [*commands_gallery.COMMANDS, *commands_styles.COMMANDS, *commands_series.COMMANDS, *commands_install.COMMANDS,
+            *commands_tray.COMMANDS]
 
 
 def main() -> None:
