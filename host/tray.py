@@ -364,7 +364,7 @@ def run_tray(app: App) -> None:
         from .tray_menu import build_menu
 
         _name_the_program()
-        host.icon = pystray.Icon(NAME, tray_image("idle"), f"{NAME}: ready", menu=build_menu(host))
+        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME, menu=build_menu(host))
         control.start()
         _quit_on_signals(host)
 
