@@ -128,6 +128,8 @@ class HotkeyListener:
     def stop(self) -> None:
         if self._listener is not None:
             self._listener.stop()
+            _wake_xorg_listener(self._listener)
+            self._listener.join(timeout=5)
             self._listener = None
 
     def _caller(self, action: str) -> Callable[[], None]:
@@ -138,3 +140,16 @@ class HotkeyListener:
                 log.exception("hotkey for %s failed", action)
 
         return pressed
+
+
+def _wake_xorg_listener(listener: Any) -> None:
+    """pynput's X11 listener asks to stop on the connection that is blocked waiting for key events, so it
+    would only end at the next key press; asking on its other, idle connection ends it at once."""
+    display, context = getattr(listener, "_display_stop", None), getattr(listener, "_context", None)
+    if display is None or context is None:
+        return
+    try:
+        display.record_disable_context(context)
+        display.flush()
+    except Exception:  # already closed: the listener has ended
+        pass

@@ -224,6 +224,8 @@ def test_the_menu_pauses_the_hotkeys(host, tray):
     assert host.status()["pending"] == 0 and gallery(host) == before
     menu_up(tray, host, "pause")
     wait_until(lambda: host.status()["hotkeys_listening"], 10, "the hotkeys to listen again")
+    press(tray, "ctrl+alt+i")
+    assert read_metadata(wait_new_image(host, before)).parameters.prompt == "a quiet pond"
 
 
 def test_the_style_menu_is_a_radio_choice_saved_in_the_config(host, tray, tmp_path):
