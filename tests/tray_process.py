@@ -38,10 +38,9 @@ def tray_home(root: Path, session: XSession, config: str = "", **extra: str) -> 
     runtime = root / "runtime"
     runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
     desktop = {key: session.env[key] for key in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "GSETTINGS_BACKEND", "NO_AT_BRIDGE")}
-    home = DreamtrayHome.create(
-        root, plugins=PLUGINS, **desktop, XDG_RUNTIME_DIR=str(runtime), XDG_SESSION_TYPE="x11",
-        XDG_CURRENT_DESKTOP="", PYSTRAY_BACKEND="gtk", **extra,
-    )
+    settings = {**desktop, "XDG_RUNTIME_DIR": str(runtime), "XDG_SESSION_TYPE": "x11", "XDG_CURRENT_DESKTOP": "",
+                "PYSTRAY_BACKEND": "gtk", **extra}
+    home = DreamtrayHome.create(root, plugins=PLUGINS, **settings)
     home.env.pop("WAYLAND_DISPLAY", None)
     if config:
         path = root / "config" / "dreamtray" / "config.toml"
