@@ -115,7 +115,9 @@ class TrayHost:
 
         return self._offer(action, prompt, origin, wait)
 
-    def generate(self, prompt: str, action: str = "clipboard", origin: str = "plugin", wait: bool = False) -> dict[str, Any]:
+    def generate(
+        self, prompt: str, action: str = "clipboard", origin: str = "plugin", wait: bool = False
+    ) -> dict[str, Any]:
         """Make an image from `prompt` (for plugins and `dreamtray trigger --prompt`)."""
         return self._offer(action, lambda: prompt, origin, wait)
 
@@ -137,7 +139,8 @@ class TrayHost:
         if placed is Placed.DROPPED:
             if not self._told_busy:
                 self._told_busy = True
-                notify("Still busy", "An image is being made and another waits: this request was dropped.", urgency="low")
+                notify("Still busy", "An image is being made and another waits: this request was dropped.",
+                       urgency="low")
             return {"ok": False, "placed": placed.value,
                     "message": "Busy: an image is being made and another waits, so this request was dropped."}
         try:
@@ -156,7 +159,8 @@ class TrayHost:
             notify("Queued", "This image starts when the one being made is done.", urgency="low")
         if wait:
             task.done.wait()
-            return {"placed": placed.value, **(task.report.as_reply() if task.report else {"ok": False, "message": "Stopped."})}
+            reply = task.report.as_reply() if task.report else {"ok": False, "message": "dreamtray quit first."}
+            return {"placed": placed.value, **reply}
         return {"ok": True, "placed": placed.value,
                 "message": "Started." if placed is Placed.STARTED else "Queued behind the image being made."}
 

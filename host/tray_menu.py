@@ -27,8 +27,10 @@ def build_menu(host: TrayHost) -> Any:
         return lambda: host.in_background(work, what)
 
     return Menu(
-        MenuItem("Image from selection to clipboard", act(lambda: host.from_selection("clipboard", "menu"), "image to clipboard"), default=True),
-        MenuItem("Wallpaper from selection", act(lambda: host.from_selection("wallpaper", "menu"), "wallpaper from selection")),
+        MenuItem("Image from selection to clipboard",
+                 act(lambda: host.from_selection("clipboard", "menu"), "image to clipboard"), default=True),
+        MenuItem("Wallpaper from selection",
+                 act(lambda: host.from_selection("wallpaper", "menu"), "wallpaper from selection")),
         MenuItem("New wallpaper from the last prompt", act(host.wallpaper_again, "new wallpaper"),
                  enabled=lambda item: bool(host.last_prompt)),
         Menu.SEPARATOR,
