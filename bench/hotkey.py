@@ -5,7 +5,8 @@ prints figures only (no assertions):
 - seconds from launching `dreamtray run` until its icon is docked in the tray;
 - the host's resident memory (RSS) once it is up, before the first image;
 - per round: hotkey -> clipboard (ms), the engine alone for the same request (ms, and its own compute time),
-  the overhead (ms) and the ratio; then the medians.
+  the overhead (ms) and the ratio, and the host's own steps from its log (queue, submit, save, clipboard
+  action); then the medians.
 
     python bench/hotkey.py [--rounds 5]
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -66,6 +68,19 @@ def hotkey_round(session: XSession, tray: TrayProcess, prompt: str) -> tuple[flo
     return elapsed, image
 
 
+JOB_LINE = re.compile(r"job \(hotkey\) done: (\d+) ms in all: wait (\d+) ms, to engine (\d+) ms, "
+                      r"engine (\d+) ms, save, action (\d+) ms")
+
+
+def host_steps_ms(tray: TrayProcess, round_number: int) -> float:
+    """The host's own share of a hotkey job, from its log: waiting for the job thread, submitting, saving and
+    the clipboard action (the job's time less the engine's part; reading the selection comes before)."""
+    jobs = wait_until(lambda: (found := JOB_LINE.findall(tray.log_text())) and len(found) > round_number and found,
+                      10, "the job in the log")
+    _, wait, to_engine, _, save_action = (int(value) for value in jobs[round_number])
+    return wait + to_engine + save_action
+
+
 def engine_round(tray: TrayProcess, image: Path) -> tuple[float, float]:
     """The same request (prompt, seed, size, steps) straight to the tray's engine: wall time and compute time."""
     from dreamtray.engine.client import ServiceEngine
@@ -105,19 +120,21 @@ def main() -> None:
             print(f"host RSS after the first image: {psutil.Process(tray.pid).memory_info().rss / 2**20:.1f} MiB")
             print()
             print(f"{'round':>5} {'hotkey->clipboard ms':>21} {'engine alone ms':>16} {'engine compute ms':>18} "
-                  f"{'overhead ms':>12} {'ratio':>6}")
+                  f"{'overhead ms':>12} {'ratio':>6} {'host steps ms':>14}")
             rows = []
             for number in range(args.rounds):
                 hotkey, image = hotkey_round(session, tray, PROMPTS[number % len(PROMPTS)])
                 alone, compute = engine_round(tray, image)
-                rows.append((hotkey, alone, compute))
+                host = host_steps_ms(tray, number)
+                rows.append((hotkey, alone, compute, host))
                 print(f"{number + 1:>5} {hotkey * 1000:>21.0f} {alone * 1000:>16.0f} {compute * 1000:>18.0f} "
-                      f"{(hotkey - alone) * 1000:>12.0f} {hotkey / alone:>6.2f}")
+                      f"{(hotkey - alone) * 1000:>12.0f} {hotkey / alone:>6.2f} {host:>14.0f}")
             hotkey_m = statistics.median(r[0] for r in rows)
             alone_m = statistics.median(r[1] for r in rows)
             compute_m = statistics.median(r[2] for r in rows)
+            host_m = statistics.median(r[3] for r in rows)
             print(f"{'median':>6} {hotkey_m * 1000:>20.0f} {alone_m * 1000:>16.0f} {compute_m * 1000:>18.0f} "
-                  f"{(hotkey_m - alone_m) * 1000:>12.0f} {hotkey_m / alone_m:>6.2f}")
+                  f"{(hotkey_m - alone_m) * 1000:>12.0f} {hotkey_m / alone_m:>6.2f} {host_m:>14.0f}")
             load = psutil.getloadavg()
             print(f"\n{psutil.cpu_count()} CPUs, load average {load[0]:.1f} during the run")
         finally:

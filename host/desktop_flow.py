@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,19 @@ class Task:
     origin: str = "hotkey"
     done: threading.Event = field(default_factory=threading.Event)
     report: Report | None = None
+    marks: dict[str, float] = field(default_factory=lambda: {"asked": time.monotonic()})
+    """Monotonic times of the task's steps (asked, started, submitted, generated, ended), for the log."""
+
+    def mark(self, step: str) -> None:
+        self.marks.setdefault(step, time.monotonic())
+
+    def timings(self) -> str:
+        """The time each step took, for the log: 'wait 0 ms, to engine 40 ms, engine 5200 ms, ...'."""
+        names = {"started": "wait", "submitted": "to engine", "generated": "engine", "ended": "save, action"}
+        steps = [(step, at) for step, at in self.marks.items()]
+        parts = [f"{names.get(step, step)} {1000 * (at - before):.0f} ms"
+                 for (_, before), (step, at) in zip(steps, steps[1:], strict=False)]
+        return f"{1000 * (steps[-1][1] - steps[0][1]):.0f} ms in all: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)

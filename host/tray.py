@@ -177,7 +177,20 @@ class TrayHost:
     def _run(self, task: Task) -> None:
         self._told_busy = False
         self._show("busy", 0, "starting")
-        report = desktop_flow.run_task(self.app, task, on_event=self._on_event, on_job=self._on_job)
+        task.mark("started")
+
+        def on_job(job: Job) -> None:
+            task.mark("submitted")
+            self._job = job
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("kind") in ("done", "failed", "cancelled"):
+                task.mark("generated")
+            self._on_event(event)
+
+        report = desktop_flow.run_task(self.app, task, on_event=on_event, on_job=on_job)
+        task.mark("ended")
+        log.info("%s job (%s) %s: %s", task.action, task.origin, "done" if report.ok else "failed", task.timings())
         self._job = None
         task.report = report
         if report.ok:
@@ -186,9 +199,6 @@ class TrayHost:
             self._show("error", None, report.title)
         desktop_flow.tell(report)
         task.done.set()
-
-    def _on_job(self, job: Job) -> None:
-        self._job = job
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
