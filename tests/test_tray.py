@@ -4,6 +4,7 @@ presses (xdotool), its real GTK menu and `dreamtray trigger`; images made by the
 from __future__ import annotations
 
 import json
+import os
 import stat
 import threading
 import time
@@ -34,7 +35,13 @@ UP_TO = {"quit": 1, "plugins": 2, "autostart": 3, "unload": 4, "pause": 5, "gall
 
 @pytest.fixture(scope="module")
 def host(tray, tmp_path_factory):
-    home = tray_home(tmp_path_factory.mktemp("tray-home"), tray)
+    root = tmp_path_factory.mktemp("tray-home")
+    tools = root / "tools"  # an xdg-open that notes what it was asked to open
+    tools.mkdir()
+    opener = tools / "xdg-open"
+    opener.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{root}/opened"\n')
+    opener.chmod(0o755)
+    home = tray_home(root, tray, PATH=f"{tools}{os.pathsep}{os.environ['PATH']}")
     process = TrayProcess(home)
     icon, seconds = process.wait_docked()
     process.docked, process.visible_after = icon, seconds
@@ -127,6 +134,7 @@ def test_hotkey_turns_the_primary_selection_into_a_png_on_the_clipboard(host, tr
     assert titles[-1].startswith("dreamtray: ready")
     shown = wait_until(lambda: [n for n in notifications() if n["summary"] == "Your image is ready"], 10, "the notification")
     assert "clipboard" in shown[0]["body"]
+    assert shown[0]["icon_path"] == str(image), "the notification shows the image"
     assert "libtorch" not in Path(f"/proc/{host.pid}/maps").read_text()
 
 
@@ -210,6 +218,24 @@ def test_unknown_trigger_action_names_the_known_ones(host):
     result = host.trigger("frobnicate")
     assert result.returncode == 1
     assert "No action called 'frobnicate'" in result.stderr and "clipboard" in result.stderr
+
+
+def test_a_failed_job_shows_the_error_state_and_tells_why(host, tray, notifications):
+    result = host.trigger("clipboard", "--prompt", "   ", "--wait")
+    assert result.returncode == 1
+    assert "The request is not valid" in result.stderr and "prompt is empty" in result.stderr
+    assert window_title(tray.display, host.docked.window) == "dreamtray: something went wrong (The request is not valid)"
+    assert host.status()["state"] == "error"
+    [shown] = [n for n in notifications() if n["summary"] == "The request is not valid"]
+    assert "prompt is empty" in shown["body"]
+    assert host.process.poll() is None
+
+
+def test_open_gallery_from_the_menu(host, tray):
+    opened = host.home.root / "opened"
+    menu_up(tray, host, "gallery")
+    wait_until(opened.is_file, 10, "xdg-open to run")
+    assert opened.read_text().splitlines() == [str(host.home.gallery)]
 
 
 def test_the_menu_pauses_the_hotkeys(host, tray):

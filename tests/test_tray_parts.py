@@ -255,3 +255,82 @@ def test_the_busy_icon_shows_progress_as_a_bar():
     assert 0 < half < full and abs(full / half - 2) < 0.15
     assert tray_image("idle").tobytes() != tray_image("error").tobytes()
     assert tray_image("idle").size == (64, 64)
+
+
+# -- the menu, built in this process ------------------------------------------------------------------
+
+
+class ExtraItems:
+    """A plugin that adds a tray item, and one whose hook raises."""
+
+    def __init__(self) -> None:
+        self.called_with = []
+        self.called = threading.Event()
+
+    @property
+    def good(self):
+        from dreamtray import hookimpl
+        from dreamtray.api import MenuItem
+
+        plugin = self
+
+        class Good:
+            @hookimpl
+            def tray_menu_items(self, host):
+                def callback(tray_host):
+                    plugin.called_with.append(tray_host)
+                    plugin.called.set()
+
+                return [MenuItem("Say hello", callback)]
+
+        return Good()
+
+    @property
+    def broken(self):
+        from dreamtray import hookimpl
+
+        class Broken:
+            @hookimpl
+            def tray_menu_items(self, host):
+                raise RuntimeError("no menu today")
+
+        return Broken()
+
+
+def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user_dirs, monkeypatch):
+    from dreamtray.app import App
+    from dreamtray.tray import TrayHost
+
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "clipboard,wallpaper,styles")
+    monkeypatch.setenv("PYSTRAY_BACKEND", "gtk")
+    from dreamtray.tray_menu import build_menu
+
+    extra = ExtraItems()
+    host = TrayHost(App())
+    host.app.plugins.register(extra.good, name="good")
+    host.app.plugins.register(extra.broken, name="broken")
+    try:
+        menu = build_menu(host)
+        texts = [item.text for item in menu.items]
+        assert texts == [
+            "Image from selection to clipboard", "Wallpaper from selection", "New wallpaper from the last prompt", "- - - -",
+            "Style", "Open gallery", "Pause hotkeys", "Unload model", "Start at login", "Plugins", "Say hello", "- - - -",
+            "Quit",
+        ]
+        items = {item.text: item for item in menu.items}
+        assert items["Image from selection to clipboard"].default
+        assert items["New wallpaper from the last prompt"].enabled is False, "no prompt yet"
+        assert items["Pause hotkeys"].checked is False and items["Start at login"].checked is False
+        styles = list(items["Style"].submenu.items)
+        assert [s.text for s in styles] == ["None", "Illustration", "Photography", "Wallpaper"]
+        assert styles[0].checked is True and styles[0].radio
+        wallpaper_pack = [s.text for s in styles[3].submenu.items]
+        assert len(wallpaper_pack) > 3 and all(s.radio for s in styles[3].submenu.items)
+        plugins = [p.text for p in items["Plugins"].submenu.items]
+        assert "clipboard 0.1.0 (ok)" in plugins and "wallpaper 0.1.0 (ok)" in plugins
+        assert any(p.startswith("broken") and p.endswith("(errors)") for p in plugins)
+        assert any("no menu today" in e for e in host.app.plugins.records["broken"].errors)
+        items["Say hello"](None)
+        assert extra.called.wait(10) and extra.called_with == [host]
+    finally:
+        host.line.close()
