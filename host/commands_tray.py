@@ -23,7 +23,7 @@ def run(verbose: bool) -> None:
     """Start the tray: icon, menu, global hotkeys, and the engine in the background."""
     from .app import current_app
     from .instance import AlreadyRunning
-    from .tray import run_tray
+    from .tray import TrayUnavailable, run_tray
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -31,7 +31,7 @@ def run(verbose: bool) -> None:
     app.exit_after_idle = 0  # the engine lives as long as the tray, which stops it on quit
     try:
         run_tray(app)
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, TrayUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -105,6 +105,7 @@ def tell(report: Report) -> None:
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """A title and a sentence for the user about `exc`; unexpected errors are logged with their trace."""
+    from .config import ConfigFileError, ConfigValueError
     from .engine.client import EngineUnavailable, JobCancelled, JobFailed
     from .gallery import GalleryError
     from .generation import UnknownAction
@@ -122,6 +123,8 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
         (StyleError, "The chosen style is a problem"),
         (RequestError, "The request is not valid"),
         (UnknownAction, "That action is not available"),
+        (ConfigFileError, "The settings could not be changed"),
+        (ConfigValueError, "The settings could not be changed"),
     ]
     for kind, title in known:
         if isinstance(exc, kind):

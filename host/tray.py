@@ -34,6 +34,10 @@ SNI_DESKTOPS = {"gnome", "unity", "ubuntu", "kde", "budgie", "pantheon"}
 """Desktops that show only StatusNotifier (AppIndicator) icons, or prefer them to the old XEmbed tray."""
 
 
+class TrayUnavailable(RuntimeError):
+    """No tray icon can be shown here (no desktop, or no backend); the message says what would help."""
+
+
 def choose_backend(environ: dict[str, str] | Any = os.environ) -> None:
     """Pick pystray's backend before it is imported: a user's PYSTRAY_BACKEND wins; on Linux, AppIndicator
     on desktops that only show those, else GTK (a real menu) where PyGObject has GTK 3; else pystray's choice."""
@@ -165,10 +169,9 @@ class TrayHost:
                 "message": "Started." if placed is Placed.STARTED else "Queued behind the image being made."}
 
     def unload(self) -> dict[str, Any]:
-        engine = self.app.local_engine if self.app.config.engine.backend == "local" else self.app.engine
-        if engine is self.app.local_engine and engine._running() is None:
+        if self.app.config.engine.backend == "local" and self.app.local_engine._running() is None:
             return {"ok": True, "message": "The engine is not running; nothing to unload."}
-        engine.unload()
+        self.app.engine.unload()
         notify("Model unloaded", "Its memory is free; the next image loads it again.", urgency="low")
         return {"ok": True, "message": "Model unloaded; its memory is free."}
 
@@ -373,7 +376,13 @@ def run_tray(app: App) -> None:
     control = ControlServer(host.handle)
     try:
         choose_backend()
-        import pystray
+        try:
+            import pystray
+        except Exception as exc:  # pystray raises ImportError, or others from a half-working GTK
+            raise TrayUnavailable(
+                f"The tray icon cannot be shown here ({exc}). `dreamtray run` needs a desktop session "
+                "(DISPLAY or WAYLAND_DISPLAY); without one, use `dreamtray generate`."
+            ) from None
 
         from .tray_menu import build_menu
 

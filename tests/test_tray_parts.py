@@ -334,3 +334,19 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         assert extra.called.wait(10) and extra.called_with == [host]
     finally:
         host.line.close()
+
+
+def test_run_without_a_desktop_says_what_it_needs(tmp_path):
+    import subprocess
+    import sys
+
+    from cli_env import DreamtrayHome
+
+    home = DreamtrayHome.create(tmp_path, plugins="clipboard", XDG_RUNTIME_DIR=str(tmp_path))
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND"):
+        home.env.pop(name, None)
+    result = subprocess.run([sys.executable, "-m", "dreamtray", "run"], env=home.env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "The tray icon cannot be shown here" in result.stderr and "needs a desktop session" in result.stderr
+    assert "Traceback" not in result.stderr
