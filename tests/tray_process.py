@@ -179,6 +179,7 @@ def press(session: XSession, keys: str) -> None:
 
 def open_menu_and_pick(session: XSession, icon: Docked, keys: list[str]) -> None:
     """Right-click the icon, then walk its GTK menu with the keyboard."""
+    session.run(["dunstctl", "close-all"], check=True)  # a notification must not cover the icon
     x, y = icon.center
     session.run(["xdotool", "mousemove", str(x), str(y), "click", "3"], check=True)
     wait_until(lambda: _menu_is_open(session), 10, "the tray menu to open")
