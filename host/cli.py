@@ -78,10 +78,11 @@ def generate(ctx: Context, prompt, model, seed, steps, size, count, guidance, ne
     }
     fields = {key: value for key, value in given.items() if value is not None}
     if from_image is not None:
+        from .engine.presets import SAMPLERS
         from .metadata import MetadataError, request_from_image
 
         try:
-            base = request_from_image(from_image).model_dump(exclude_defaults=True)
+            base = request_from_image(from_image, samplers=SAMPLERS).model_dump(exclude_defaults=True)
         except MetadataError as exc:
             raise click.ClickException(str(exc)) from None
         base.pop("init_image", None)
@@ -115,22 +116,28 @@ def generate(ctx: Context, prompt, model, seed, steps, size, count, guidance, ne
 
 
 def _progress_printer():
-    """A progress bar on stderr, driven by the engine's events."""
+    """Progress bars on stderr, driven by the engine's events: bytes while downloading, then steps."""
     from tqdm import tqdm
 
-    bar: tqdm | None = None
+    bars: dict[str, tqdm] = {}
+
+    def advance(name: str, done: int, total: int, **style) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = tqdm(total=total, file=sys.stderr, leave=False, **style)
+        bar.update(done - bar.n)
 
     def on_event(event: dict) -> None:
-        nonlocal bar
         kind = event.get("kind")
-        if kind in ("loading", "download", "warning") and event.get("message"):
+        if event.get("message") and kind in ("loading", "download", "warning"):
             click.echo(event["message"], err=True)
+        if kind == "download" and "done" in event:
+            advance("download", event["done"], event["total"], unit="B", unit_scale=True, desc="download")
         elif kind == "step":
-            if bar is None:
-                bar = tqdm(total=event["total"], unit="step", file=sys.stderr, leave=False)
-            bar.update(event["step"] - bar.n)
-        elif kind in ("done", "failed", "cancelled") and bar is not None:
-            bar.close()
+            advance("steps", event["step"], event["total"], unit="step")
+        elif kind in ("done", "failed", "cancelled"):
+            for bar in bars.values():
+                bar.close()
 
     return on_event
 

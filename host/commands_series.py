@@ -8,8 +8,7 @@ import click
 
 from .commands_styles import registry, services
 from .engine.client import EngineError, Job
-from .lineage import write_atomically
-from .refine import output_path, refine_request, refined_png
+from .refine import refine_file
 from .request import MAX_SEED, MAX_SIDE, MIN_SIDE, RequestError, Result
 from .series import (
     Manifest,
@@ -65,7 +64,8 @@ def chosen_styles(ctx: click.Context, names: tuple[str, ...]) -> list[Style]:
 @click.option("--guidance", type=click.FloatRange(0, 30))
 @click.option("--model", help="Model preset, hub id or file; default: the engine's.")
 @click.option("--negative", default="", help="Negative prompt, before the styles' own.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for a new series.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for a new series (default: a new one in the gallery's series folder).")
 @click.option(
     "--extend",
     type=click.Path(exists=True, path_type=Path),
@@ -135,15 +135,13 @@ def make_row(ctx: click.Context, manifest: Manifest, folder: Path, prompt: str) 
 def refine(ctx: click.Context, image: Path, change: str, strength: float, style_names: tuple[str, ...],
            seed: int | None, model: str | None, steps: int | None, only_change: bool, out: Path | None) -> None:
     """Change an image by a description (image-to-image); the new PNG names its original in its metadata."""
-    original = image.read_bytes()
+    styles = chosen_styles(ctx, style_names)
     try:
-        request = refine_request(original, change, strength=strength, styles=chosen_styles(ctx, style_names),
-                                 only_change=only_change, seed=seed, model=model, steps=steps)
-    except (RequestError, ValueError) as exc:
-        raise click.ClickException(f"{image}: {exc}") from None
-    result = follow(services(ctx).engine().submit(request), "refine")
-    target = out or output_path(image)
-    write_atomically(target, refined_png(result, original, image.name))
+        target = refine_file(services(ctx).engine(), image, change, strength=strength, styles=styles,
+                             only_change=only_change, out=out, wait=lambda job: follow(job, "refine"),
+                             seed=seed, model=model, steps=steps)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(target)
 
 

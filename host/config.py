@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import platformdirs
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from . import paths
 from .gallery import default_gallery_folder
 
 if sys.version_info >= (3, 11):
@@ -172,7 +172,7 @@ def config_path() -> Path:
     """`$DREAMTRAY_CONFIG`, else `dreamtray/config.toml` in the user's config folder."""
     if override := os.environ.get(CONFIG_ENV):
         return Path(override).expanduser()
-    return platformdirs.user_config_path("dreamtray", appauthor=False, roaming=True) / "config.toml"
+    return paths.config_dir() / "config.toml"
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -12,12 +12,12 @@ import re
 import stat
 import tempfile
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import platformdirs
-
+from . import paths
 from .metadata import ImageMetadata, MetadataError, add_metadata, read_metadata
 from .request import Request, Result
 
@@ -33,7 +33,7 @@ class GalleryError(RuntimeError):
 
 def default_gallery_folder() -> Path:
     """`dreamtray` inside the user's pictures folder (XDG pictures dir, ~/Pictures, My Pictures...)."""
-    return platformdirs.user_pictures_path() / "dreamtray"
+    return paths.pictures_dir()
 
 
 def slugify(text: str, limit: int = SLUG_CHARS) -> str:
@@ -83,13 +83,15 @@ class Gallery:
         model: str,
         sampler: str,
         when: datetime | None = None,
+        texts: Mapping[str, str] | None = None,
     ) -> Path:
         """Save one generated PNG with its metadata and return its path.
 
         `request` is the one that made this very image (its seed, the settings really used); `model` and
-        `sampler` are the names the engine reports. Raises GalleryError when the folder cannot take the file.
+        `sampler` are the names the engine reports; `texts` are further PNG text chunks to carry.
+        Raises GalleryError when the folder cannot take the file.
         """
-        data = add_metadata(png, request, model=model, sampler=sampler)
+        data = add_metadata(png, request, model=model, sampler=sampler, texts=texts)
         stem = image_stem(when or datetime.now(), request.prompt, request.seed)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)

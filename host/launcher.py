@@ -52,7 +52,7 @@ def exec_value(command: Sequence[str]) -> str:
 
 
 def desktop_entry(command: Sequence[str], *, autostart: bool = False) -> str:
-    """The text of dreamtray's desktop entry; `autostart` adds the keys login sessions read."""
+    """The text of dreamtray's desktop entry; `autostart` adds the keys read at login."""
     lines = [
         "[Desktop Entry]",
         "Type=Application",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,11 +203,14 @@ def parameters_for(request: Request, *, width: int, height: int, model: str, sam
     )
 
 
-def add_metadata(png: bytes, request: Request, *, model: str, sampler: str) -> bytes:
+def add_metadata(
+    png: bytes, request: Request, *, model: str, sampler: str, texts: Mapping[str, str] | None = None
+) -> bytes:
     """The PNG with our `parameters` and `dreamtray` chunks (replacing earlier ones); pixels untouched.
 
     `request` should be the one that made this very image: its seed set, the settings really used.
-    It is stored with `count=1`, so that it reproduces this one image.
+    It is stored with `count=1`, so that it reproduces this one image. `texts` are further text chunks
+    to carry (a refined image's lineage, say), each replacing a chunk of the same name.
     """
     try:
         chunks = split_chunks(png)
@@ -214,14 +218,15 @@ def add_metadata(png: bytes, request: Request, *, model: str, sampler: str) -> b
         raise CorruptImageError(f"the engine's image: {exc}") from None
     width, height = image_size(chunks)
     request = request.model_copy(update={"count": 1})
-    text = format_parameters(parameters_for(request, width=width, height=height, model=model, sampler=sampler))
+    parameters = format_parameters(parameters_for(request, width=width, height=height, model=model, sampler=sampler))
     request_json = request.model_dump_json()
-    ours = [
-        text_chunk(PARAMETERS_KEY, text),
-        text_chunk(REQUEST_KEY, request_json, compress=len(request_json) > COMPRESS_ABOVE),
+    ours = {PARAMETERS_KEY: parameters, REQUEST_KEY: request_json, **(texts or {})}
+    new = [
+        text_chunk(key, text, compress=len(text) > COMPRESS_ABOVE and key != PARAMETERS_KEY)
+        for key, text in ours.items()
     ]
-    kept = [chunk for chunk in chunks[1:] if _text_key(chunk) not in (PARAMETERS_KEY, REQUEST_KEY)]
-    return join_chunks([chunks[0], *ours, *kept])
+    kept = [chunk for chunk in chunks[1:] if _text_key(chunk) not in ours]
+    return join_chunks([chunks[0], *new, *kept])
 
 
 def _text_key(chunk: Chunk) -> str | None:
@@ -362,11 +367,14 @@ def _comfyui_parameters(
     return None
 
 
-def request_from_metadata(metadata: ImageMetadata, *, name: str = "the image") -> Request:
+def request_from_metadata(
+    metadata: ImageMetadata, *, name: str = "the image", samplers: Collection[str] = ()
+) -> Request:
     """A request that makes the image again: our stored request, else one built from the A1111 settings.
 
-    From another program's image, the prompt, negative prompt, steps, CFG scale, seed and size carry over;
-    its model and sampler names are that program's own, so dreamtray's configured ones are used instead.
+    From another program's image, the prompt, negative prompt, steps, CFG scale, seed and size carry over,
+    and the sampler when it is one of `samplers` (those the engine knows). Its model name is that program's
+    own checkpoint, so dreamtray's configured model is used instead.
     """
     if metadata.request is not None:
         return metadata.request
@@ -382,15 +390,16 @@ def request_from_metadata(metadata: ImageMetadata, *, name: str = "the image") -
             seed=parameters.seed,
             width=parameters.width or metadata.width,
             height=parameters.height or metadata.height,
+            sampler=parameters.sampler if parameters.sampler in samplers else None,
         )
     except RequestError as exc:
         raise RequestError(f"{name}: its settings make no valid request: {exc}") from None
 
 
-def request_from_image(path: Path | str) -> Request:
+def request_from_image(path: Path | str, *, samplers: Collection[str] = ()) -> Request:
     """The request that reproduces the image at `path` (for `dreamtray generate --from IMAGE`).
 
     Raises MetadataError (or a subclass) when the file says nothing usable, RequestError when its settings
     are outside what dreamtray accepts; both messages name the file.
     """
-    return request_from_metadata(read_metadata(path), name=str(path))
+    return request_from_metadata(read_metadata(path), name=str(path), samplers=samplers)

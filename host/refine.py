@@ -1,23 +1,47 @@
 """Refine: image-to-image on an existing picture, keeping the original's look and recording where it came from.
 
-The new request starts from what the original's PNG says about itself (dreamtray's own metadata, else A1111
-`parameters`): its prompt with the change added, its negative prompt, model, steps, guidance, sampler and
-LoRAs. Reusing the model means the engine reuses the loaded modules (img2img via `from_pipe`), loading nothing.
+The new request starts from what the original says about itself: the prompt is the change followed by the
+original's prompt, and a dreamtray image also hands over its negative prompt, model, steps, guidance, sampler
+and LoRAs. Reusing the model means the engine reuses the loaded modules (img2img via `from_pipe`), loading
+nothing.
 """
 
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .lineage import LINEAGE, describe_request, lineage_of, read_text_chunks, stored_request, with_text_chunks
+from .lineage import lineage_of, with_lineage, write_atomically
+from .metadata import MetadataError, add_metadata, read_metadata
 from .request import MAX_SIDE, Request, Result
 from .styles import Style, apply_styles
 
+if TYPE_CHECKING:
+    from .engine.client import Engine, Job
+
 CARRIED = ("negative_prompt", "model", "steps", "guidance", "sampler", "loras", "styles")
-"""Settings a refined image takes over from its parent's metadata."""
+"""Settings a refined image takes over from its original's dreamtray metadata."""
+
+
+def original_prompt_and_settings(original: bytes) -> tuple[str, dict[str, object]]:
+    """What the original says about itself: its prompt, and the settings to carry over.
+
+    From a dreamtray image, its prompt and the CARRIED settings; from another program's (A1111, ComfyUI) only
+    the prompt and negative prompt, since its model and sampler names are that program's own.
+    """
+    try:
+        found = read_metadata(original)
+    except MetadataError:
+        return "", {}
+    if found.request is not None:
+        settings = {key: getattr(found.request, key) for key in CARRIED}
+        return found.request.prompt, {key: value for key, value in settings.items() if value not in (None, "", ())}
+    if found.parameters is not None:
+        negative = found.parameters.negative_prompt
+        return found.parameters.prompt, ({"negative_prompt": negative} if negative else {})
+    return (found.prompts[0] if found.prompts else ""), {}
 
 
 def as_png(data: bytes) -> tuple[bytes, int, int]:
@@ -47,14 +71,14 @@ def refine_request(
 ) -> Request:
     """The img2img request that refines `original` (image bytes) by `change`.
 
-    The prompt is the original's prompt, a comma, then `change` (or `change` alone with `only_change`, or when
-    the original carries no prompt). `explicit` settings (seed, model, steps...) win over the original's.
+    The prompt is `change`, a comma, then the original's prompt: the change comes first because the text
+    encoder weighs early words most and cuts a long prompt at the end. `change` alone with `only_change`, or
+    when the original carries no prompt. `explicit` settings (seed, model, steps...) win over the original's.
     """
     init_image, width, height = as_png(original)
-    parent = stored_request(read_text_chunks(original)) or {}
-    parent_prompt = str(parent.get("prompt") or "").strip()
-    prompt = change.strip() if only_change or not parent_prompt else f"{parent_prompt}, {change.strip()}"
-    carried = {key: parent[key] for key in CARRIED if parent.get(key) not in (None, "", [])}
+    parent_prompt, carried = original_prompt_and_settings(original)
+    parent_prompt = parent_prompt.strip()
+    prompt = change.strip() if only_change or not parent_prompt else f"{change.strip()}, {parent_prompt}"
     settings = {**carried, **{key: value for key, value in explicit.items() if value is not None}}
     request = Request.parse(
         prompt=prompt, init_image=init_image, strength=strength, width=width, height=height, **settings
@@ -64,10 +88,9 @@ def refine_request(
 
 def refined_png(result: Result, original: bytes, original_name: str) -> bytes:
     """The engine's image with its own metadata plus its lineage: the original first, then the original's own."""
-    generated = result.request.model_copy(update={"seed": result.seeds[0]})
-    chunks = describe_request(generated, result)
-    chunks[LINEAGE] = json.dumps(lineage_of(original, original_name))
-    return with_text_chunks(result.images[0], chunks)
+    generated = result.request.model_copy(update={"seed": result.seeds[0], "count": 1})
+    png = add_metadata(result.images[0], generated, model=result.model, sampler=result.sampler)
+    return with_lineage(png, lineage_of(original, original_name))
 
 
 def output_path(original: Path) -> Path:
@@ -78,3 +101,32 @@ def output_path(original: Path) -> Path:
         number += 1
         candidate = original.with_name(f"{original.stem}-refined-{number}.png")
     return candidate
+
+
+def refine_file(
+    engine: Engine,
+    image: Path,
+    change: str,
+    *,
+    strength: float = 0.6,
+    styles: Iterable[Style] = (),
+    only_change: bool = False,
+    out: Path | None = None,
+    wait: Callable[[Job], Result] = lambda job: job.result(),
+    **explicit: object,
+) -> Path:
+    """Refine the image file `image` on `engine` and save the new PNG (beside it unless `out`); return its path.
+
+    `wait` follows the job and returns its result: the CLI shows progress there, the tray its icon. A file that
+    cannot be refined raises ValueError naming it; engine problems raise the engine's errors.
+    """
+    original = image.read_bytes()
+    try:
+        request = refine_request(original, change, strength=strength, styles=styles, only_change=only_change,
+                                 **explicit)
+    except ValueError as exc:
+        raise ValueError(f"{image}: {exc}") from None
+    result = wait(engine.submit(request))
+    target = out or output_path(image)
+    write_atomically(target, refined_png(result, original, image.name))
+    return target

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .lineage import describe_request, with_text_chunks, write_atomically
+from .lineage import write_atomically
+from .metadata import add_metadata
 from .request import MAX_SEED, LoRA, Request, Result
 from .styles import Style, apply_styles
 
@@ -153,10 +154,11 @@ def series_folder(parent: Path, prompt: str) -> Path:
 
 def add_image(manifest: Manifest, folder: Path, prompt: str, row: int, column: int, result: Result) -> SeriesImage:
     """Save a generated image into the series folder (with its metadata) and record it in the manifest."""
-    generated = result.request.model_copy(update={"seed": result.seeds[0]})
+    generated = result.request.model_copy(update={"seed": result.seeds[0], "count": 1})
     number = len(manifest.images) + 1
     name = f"{number:02d}-{slug(prompt)}.png"
-    write_atomically(folder / name, with_text_chunks(result.images[0], describe_request(generated, result)))
+    png = add_metadata(result.images[0], generated, model=result.model, sampler=result.sampler)
+    write_atomically(folder / name, png)
     image = SeriesImage(file=name, prompt=prompt, row=row, column=column, seed=generated.seed, request=generated)
     manifest.images.append(image)
     return image

@@ -54,7 +54,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tomllib
+import tomlkit
+import tomlkit.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request
@@ -142,8 +143,8 @@ def _describe(error: Any) -> str:
 def styles_from_toml(text: str, *, where: str, source: str, default_pack: str) -> list[Style]:
     """The styles of one dreamtray TOML pack."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        document = tomlkit.parse(text).unwrap()
+    except tomlkit.exceptions.ParseError as exc:
         raise StyleError(f"{where}: not valid TOML: {exc}") from None
     unknown = sorted(set(document) - {"pack", "style"})
     if unknown:
@@ -184,7 +185,7 @@ def styles_from_a1111_csv(text: str, *, where: str, source: str, pack: str) -> l
     try:
         rows = list(reader)
     except csv.Error as exc:
-        raise StyleError(f"{where}: not valid CSV (line {reader.line_num}): {exc}") from None
+        raise StyleError(f"{where}: not valid CSV: {exc}") from None
     columns = reader.fieldnames or []
     if "name" not in columns or set(columns) - {"name", "prompt", "negative_prompt"}:
         raise StyleError(
@@ -247,9 +248,9 @@ def load_package_packs(package: str, *, plugin: str | None = None) -> list[Style
 
 def default_styles_dir() -> Path:
     """The user styles folder, where style files can be dropped in."""
-    from platformdirs import user_data_dir
+    from .paths import data_dir
 
-    return Path(user_data_dir("dreamtray", appauthor=False)) / "styles"
+    return data_dir() / "styles"
 
 
 @dataclass
@@ -287,7 +288,8 @@ class StyleRegistry:
         return len(self._styles)
 
     def add_from_plugins(self, plugins: PluginHost) -> None:
-        """Every style the `register_styles` hooks hand over; a plugin that fails is reported and skipped."""
+        """Every style the `register_styles` hooks hand over. A plugin that raises registers nothing (the plugin
+        host records why, for `dreamtray plugins`); anything that is not a Style is reported here and skipped."""
         for plugin_name, item in plugins.collect("register_styles"):
             try:
                 style = _require_style(item)

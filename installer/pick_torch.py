@@ -24,6 +24,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 TORCH_VERSION = "2.13.0"
 WHEEL_INDEX = "https://download.pytorch.org/whl/"
@@ -54,9 +55,17 @@ class Choice:
     """pip argument lists, tried in order until one succeeds."""
 
 
+def _windows_nvsmi() -> str | None:
+    """Where older Windows drivers put nvidia-smi, off the PATH."""
+    if platform.system() != "Windows":
+        return None
+    smi = Path(os.environ.get("ProgramFiles", r"C:\Program Files")) / "NVIDIA Corporation" / "NVSMI" / "nvidia-smi.exe"
+    return str(smi) if smi.is_file() else None
+
+
 def probe_nvidia(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> tuple[str, tuple[int, int]] | None:
     """(GPU name, CUDA version the driver supports) from nvidia-smi, or None without a working driver."""
-    smi = shutil.which("nvidia-smi")
+    smi = shutil.which("nvidia-smi") or _windows_nvsmi()
     if smi is None:
         return None
     try:

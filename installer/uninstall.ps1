@@ -4,8 +4,9 @@ Uninstall dreamtray for this user, on Windows.
 
 .DESCRIPTION
 Removes dreamtray's environment, its Start menu shortcut and its start at login. Keeps the gallery, styles
-and config in %LOCALAPPDATA%\dreamtray unless -Purge is given. Models in the shared Hugging Face cache are
-never removed (other applications use them as well).
+and config unless -Purge is given: then dreamtray's own folders go too (%LOCALAPPDATA%\dreamtray and the
+gallery in its default place, Pictures\dreamtray). A gallery folder you chose yourself is never removed, nor
+are models in the shared Hugging Face cache (other applications use them as well).
 #>
 [CmdletBinding()]
 param(
@@ -14,6 +15,7 @@ param(
 $ErrorActionPreference = "Stop"
 
 $DataDir = Join-Path $env:LOCALAPPDATA "dreamtray"
+$Gallery = Join-Path ([Environment]::GetFolderPath("MyPictures")) "dreamtray"
 $Venv = Join-Path $DataDir "venv"
 $VenvPython = Join-Path $Venv "Scripts\python.exe"
 
@@ -35,12 +37,13 @@ if ($Works) {
 if (Test-Path $Venv) { Remove-Item -Recurse -Force $Venv }
 Write-Host "removed dreamtray's environment: $Venv"
 
-if ($Purge) {
-    if (Test-Path $DataDir) {
-        Remove-Item -Recurse -Force $DataDir
-        Write-Host "removed: $DataDir"
+foreach ($Folder in @($DataDir, $Gallery)) {
+    if (-not (Test-Path $Folder)) { continue }
+    if ($Purge) {
+        Remove-Item -Recurse -Force $Folder
+        Write-Host "removed: $Folder"
+    } else {
+        Write-Host "kept: $Folder"
     }
-} elseif (Test-Path $DataDir) {
-    Write-Host "kept (your gallery, styles and config): $DataDir"
-    Write-Host "to remove those too: $PSCommandPath -Purge"
 }
+if (-not $Purge) { Write-Host "(your gallery, styles and config stay; to remove them too: $PSCommandPath -Purge)" }

@@ -4,26 +4,29 @@
 #   installer/uninstall.sh [--purge]
 #
 # Removes dreamtray's environment, its launcher, its `dreamtray` command and its start at login.
-# Keeps the gallery, styles and config, unless --purge is given: then they go too. Models in the shared
-# Hugging Face cache are never removed (other applications use them as well).
+# Keeps the gallery, styles and config, unless --purge is given: then dreamtray's own folders go too (data,
+# config, cache, and the gallery in its default place). A gallery folder you chose yourself is never removed,
+# nor are models in the shared Hugging Face cache (other applications use them as well).
 set -euo pipefail
 
 purge=0
 case "${1:-}" in
   "") ;;
   --purge) purge=1 ;;
-  -h|--help) sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+  -h|--help) sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
   *) echo "uninstall.sh: unknown option '$1'; the only option is --purge" >&2; exit 1 ;;
 esac
 
+# dreamtray's own folders, where the platform puts them (the same places as dreamtray.paths).
 case "$(uname -s)" in
   Linux)
     data_dir="${XDG_DATA_HOME:-$HOME/.local/share}/dreamtray"
+    pictures=$(. "${XDG_CONFIG_HOME:-$HOME/.config}/user-dirs.dirs" 2>/dev/null; echo "${XDG_PICTURES_DIR:-$HOME/Pictures}")
     user_dirs=("$data_dir" "${XDG_CONFIG_HOME:-$HOME/.config}/dreamtray" "${XDG_CACHE_HOME:-$HOME/.cache}/dreamtray"
-               "${XDG_STATE_HOME:-$HOME/.local/state}/dreamtray") ;;
+               "${XDG_STATE_HOME:-$HOME/.local/state}/dreamtray" "$pictures/dreamtray") ;;
   Darwin)
     data_dir="$HOME/Library/Application Support/dreamtray"
-    user_dirs=("$data_dir" "$HOME/Library/Caches/dreamtray" "$HOME/Library/Logs/dreamtray") ;;
+    user_dirs=("$data_dir" "$HOME/Library/Caches/dreamtray" "$HOME/Library/Logs/dreamtray" "$HOME/Pictures/dreamtray") ;;
   *) echo "uninstall.sh: this script is for Linux and macOS; on Windows run installer\\uninstall.ps1" >&2; exit 1 ;;
 esac
 venv="$data_dir/venv"
@@ -53,7 +56,7 @@ if [ "$purge" = 1 ]; then
 else
   rmdir "$data_dir" 2>/dev/null || true  # only if nothing else was in it
   for dir in "${user_dirs[@]}"; do
-    if [ -e "$dir" ]; then echo "kept (your gallery, styles and config): $dir"; fi
+    if [ -e "$dir" ]; then echo "kept: $dir"; fi
   done
-  echo "to remove those too: $0 --purge"
+  echo "(your gallery, styles and config stay; to remove them too: $0 --purge)"
 fi

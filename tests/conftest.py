@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 
-import pytest
-from xsession import XSession
+# No test may reach the Hugging Face hub: the library reads this once, when it is first imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+from xsession import XSession  # noqa: E402
 
 
 @pytest.fixture(scope="session")

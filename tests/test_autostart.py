@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from dreamtray import autostart, commands_install, launcher
 
-COMMAND = ["/opt/apps/dreamtray/bin/dreamtray", "run"]
+COMMAND = ["/home/ann/.local/share/dreamtray/venv/bin/dreamtray", "run"]
 
 
 @pytest.fixture

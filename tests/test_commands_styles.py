@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import json
 
-import dreamtray_plugins.styles
 import pytest
 from click.testing import CliRunner
-from dreamtray.plugins import PluginHost
+
+import dreamtray_plugins.styles
 from dreamtray.commands_styles import COMMANDS, StyleServices, styles
+from dreamtray.plugins import PluginHost
 from dreamtray.styles import StyleRegistry, load_registry
 
 
 def services_for(user_folder) -> StyleServices:
-    manager = PluginHost(only=())
-    manager.register(dreamtray_plugins.styles, name="styles")
+    plugins = PluginHost(only=())
+    plugins.register(dreamtray_plugins.styles, name="styles")
 
     def no_engine():
         raise AssertionError("the styles commands must not reach the engine")
 
     return StyleServices(
-        registry=lambda: load_registry(manager, user_folder), engine=no_engine, series_dir=user_folder
+        registry=lambda: load_registry(plugins, user_folder), engine=no_engine, series_dir=user_folder
     )
 
 
@@ -104,3 +105,8 @@ def test_empty_registry_says_where_to_put_files():
     services = StyleServices(registry=StyleRegistry, engine=lambda: None, series_dir=None)
     result = CliRunner().invoke(styles, [], obj=services)
     assert result.exit_code == 0 and "No styles." in result.stdout
+
+
+def test_missing_services_are_reported():
+    result = CliRunner().invoke(styles, [])
+    assert result.exit_code == 1 and "did not provide the style services" in result.stderr

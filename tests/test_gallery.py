@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import errno
-import io
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
+from fixtures_engine import model_cache, runner  # noqa: F401
 from png_samples import pixels, png_bytes
 
 from dreamtray import gallery as gallery_module
 from dreamtray.gallery import Gallery, GalleryError, default_gallery_folder, slugify
-from dreamtray.metadata import DREAMTRAY, read_metadata
+from dreamtray.metadata import DREAMTRAY, read_metadata, request_from_image
 from dreamtray.request import Request, Result
 
 WHEN = datetime(2026, 11, 28, 13, 5, 9)
@@ -130,6 +131,16 @@ def test_collisions_get_a_suffix_and_nothing_is_overwritten(tmp_path):
     assert len(files_in(folder)) == 4
 
 
+def test_simultaneous_saves_of_the_same_name_all_survive(tmp_path):
+    gallery = Gallery(tmp_path)
+    requests = [Request(prompt="fox", seed=1, steps=steps) for steps in range(1, 9)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        paths = list(pool.map(lambda request: save(gallery, request), requests))
+    assert len(set(paths)) == 8
+    assert len(files_in(tmp_path)) == 8
+    assert sorted(read_metadata(path).request.steps for path in paths) == list(range(1, 9))
+
+
 def test_without_hard_links_it_still_never_overwrites(tmp_path, monkeypatch):
     def no_links(source, target):
         raise OSError(errno.EPERM, "Operation not permitted")
@@ -196,26 +207,18 @@ def test_default_folder_follows_the_users_pictures_folder(tmp_path, monkeypatch)
     assert Gallery().folder == tmp_path / "Bilder" / "dreamtray"
 
 
-def test_an_image_from_the_tiny_diffusers_pipeline_is_saved_pixel_exact(tmp_path):
-    import torch
-    from dreamtray.engine.tiny import build_tiny_pipeline
-
-    pipe = build_tiny_pipeline()
-    request = Request(prompt="a lighthouse at dusk", seed=1234, steps=2, guidance=1.0, width=64, height=64)
-    image = pipe(
-        request.prompt,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance,
-        width=64,
-        height=64,
-        generator=torch.Generator().manual_seed(request.seed),
-    ).images[0]
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    path = Gallery(tmp_path).save(buffer.getvalue(), request, model="tiny", sampler="EulerDiscreteScheduler")
-    assert pixels(path.read_bytes()) == image.convert("RGB").tobytes()
-    metadata = read_metadata(path)
-    assert metadata.request == request
-    assert metadata.texts["parameters"].endswith(
-        "Steps: 2, Sampler: EulerDiscreteScheduler, CFG scale: 1, Seed: 1234, Size: 64x64, Model: tiny"
+def test_engine_images_are_saved_pixel_exact_and_reproduce_from_their_metadata(tmp_path, runner):
+    """The real path: the engine's Result into the gallery, then `generate --from` on the second image."""
+    result = runner.generate(Request(prompt="a lighthouse, at dusk", seed=1234, steps=2, width=64, height=64, count=2))
+    paths = Gallery(tmp_path).save_result(result)
+    assert [pixels(path.read_bytes()) for path in paths] == [pixels(png) for png in result.images]
+    metadata = read_metadata(paths[1])
+    assert re.fullmatch(
+        rf"Steps: 2, Sampler: {re.escape(result.sampler)}, CFG scale: [0-9.]+, Seed: 1235, Size: 64x64, Model: tiny",
+        metadata.texts["parameters"].splitlines()[-1],
     )
+    assert metadata.parameters.cfg_scale == result.request.guidance
+
+    again = runner.generate(request_from_image(paths[1]))
+    assert again.seeds == [1235]
+    assert pixels(again.images[0]) == pixels(result.images[1])

@@ -134,6 +134,22 @@ def test_writing_twice_replaces_our_chunks_instead_of_adding_more():
     assert read_metadata(second).request.prompt == "second"
 
 
+def test_further_text_chunks_are_carried_and_replace_their_namesakes():
+    lineage = json.dumps([{"file": "parent.png", "parameters": "a fox\nSteps: 1, Seed: 1, Size: 64x48"}])
+    first = add_metadata(
+        png_bytes(texts={"dreamtray-lineage": "old", "Software": "GIMP"}),
+        Request(prompt="a fox, refined", seed=3),
+        model="tiny",
+        sampler="Euler",
+        texts={"dreamtray-lineage": lineage},
+    )
+    texts = read_metadata(first).texts
+    assert texts["dreamtray-lineage"] == lineage
+    assert texts["Software"] == "GIMP"
+    keys = [data.split(b"\0")[0] for _, kind, data in chunk_list(first) if kind in (b"tEXt", b"iTXt")]
+    assert sorted(keys) == [b"Software", b"dreamtray", b"dreamtray-lineage", b"parameters"]
+
+
 HOSTILE = [
     Request(prompt="a, b: c", seed=1),
     Request(prompt='she said "stop", then: "go"', negative_prompt='no "quotes", please: none', seed=2),
@@ -213,6 +229,8 @@ def test_a_request_from_an_a1111_png_keeps_its_settings_but_not_its_model_names(
         width=512,
         height=768,
     )
+    assert request_from_image(path, samplers={"Euler", "DPM++ 2M Karras"}).sampler == "DPM++ 2M Karras"
+    assert request_from_image(path, samplers={"Euler"}).sampler is None
 
 
 def test_a1111_settings_outside_our_limits_give_a_request_error_naming_the_file(tmp_path):

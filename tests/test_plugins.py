@@ -81,3 +81,11 @@ def test_a_plugin_that_raised_half_way_registers_nothing(home):
     result = home.run("generate", "a fox", "--size", "64x64", "--action", "half")
     assert result.returncode == 1
     assert "No action called 'half'" in result.stderr and "record" in result.stderr
+
+
+def test_trace_switch_logs_every_hook_call(home):
+    env = dict(home.env, DREAMTRAY_TRACE_HOOKS="1")
+    result = subprocess.run([sys.executable, "-m", "dreamtray", "hello", "you"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "[dreamtray hook] register_commands(cli) -> hello" in result.stderr
+    assert "[dreamtray hook] register_commands raised" in result.stderr, "broken_hooks' failure shows in the trace"

@@ -148,7 +148,9 @@ def test_unknown_model_names_the_choices():
 
 
 def test_hub_unreachable_names_the_two_ways_on(model_cache, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no traffic leaves this machine
     runner = Runner(cache_dir=model_cache, default_model="sd-turbo", machine=CPU_MACHINE)
     with pytest.raises(ModelError) as caught:
         runner.generate(Request(prompt="x", **SMALL))
@@ -187,3 +189,23 @@ def test_single_file_safetensors_round_trip(runner, tiny_folder, model_cache, tm
     from_preset = runner.generate(Request(prompt="single", seed=9, **SMALL))
     assert from_file.model == "tiny-single"
     assert pixels(from_file.images[0]) == pixels(from_preset.images[0])
+
+
+def test_weights_in_the_hugging_face_cache_are_reused_offline(runner, tiny_folder, model_cache, tmp_path, monkeypatch):
+    """A hub id whose snapshot is already in the standard cache loads from it, with no download."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "hub" / "models--someone--tiny-sd" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_folder, snapshot)
+    (tmp_path / "hub" / "models--someone--tiny-sd" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--tiny-sd" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    events = []
+    hub_runner = Runner(cache_dir=model_cache, default_model="someone/tiny-sd", machine=CPU_MACHINE)
+    from_cache = hub_runner.generate(Request(prompt="cached", seed=6, steps=2, guidance=0.0, **SMALL), emit=events.append)
+    assert not [e for e in events if e["kind"] == "download"]
+    assert from_cache.model == "someone/tiny-sd"
+    assert pixels(from_cache.images[0]) == pixels(runner.generate(Request(prompt="cached", seed=6, **SMALL)).images[0])

@@ -6,7 +6,10 @@ import io
 import json
 
 import pytest
-from dreamtray.lineage import PARAMETERS, REQUEST, read_text_chunks
+from PIL import Image
+
+from dreamtray.lineage import image_texts
+from dreamtray.metadata import PARAMETERS_KEY, REQUEST_KEY
 from dreamtray.request import MAX_SEED, LoRA, Request, Result
 from dreamtray.series import (
     CONTACT_SHEET_NAME,
@@ -23,7 +26,6 @@ from dreamtray.series import (
     slug,
 )
 from dreamtray.styles import Style
-from PIL import Image
 
 INK = Style(name="Ink", prompt="ink sketch of {prompt}", negative_prompt="color", pack="Mine", source="file:x.toml")
 
@@ -90,10 +92,11 @@ def test_saved_images_carry_metadata_and_the_manifest_reloads(tmp_path):
     path = save_manifest(manifest, tmp_path)
     assert [image.file for image in manifest.images] == ["01-a-red-fox.png", "02-a-red-fox.png"]
 
-    chunks = read_text_chunks((tmp_path / "02-a-red-fox.png").read_bytes())
-    assert chunks[PARAMETERS].startswith("ink sketch of A red fox!\nNegative prompt: color\nSteps: 2, Sampler: Euler")
-    assert "Seed: 11, Size: 80x64, Model: tiny, Styles: Ink" in chunks[PARAMETERS]
-    assert json.loads(chunks[REQUEST])["seed"] == 11
+    chunks = image_texts((tmp_path / "02-a-red-fox.png").read_bytes())
+    parameters = chunks[PARAMETERS_KEY]
+    assert parameters.startswith("ink sketch of A red fox!\nNegative prompt: color\nSteps: 2, Sampler: Euler")
+    assert "Seed: 11, Size: 80x64, Model: tiny" in parameters
+    assert json.loads(chunks[REQUEST_KEY])["seed"] == 11
 
     loaded, folder = load_manifest(tmp_path)
     assert folder == tmp_path and loaded == manifest

@@ -15,7 +15,9 @@ from PIL import Image
 
 from dreamtray.commands_series import COMMANDS, refine, series
 from dreamtray.commands_styles import StyleServices
-from dreamtray.lineage import LINEAGE, PARAMETERS, REQUEST, read_text_chunks
+from dreamtray.lineage import LINEAGE_KEY, image_texts
+from dreamtray.metadata import PARAMETERS_KEY, REQUEST_KEY
+from dreamtray.refine import refine_file
 from dreamtray.request import Request, Result
 from dreamtray.series import load_manifest
 from dreamtray.styles import Style, StyleRegistry
@@ -71,6 +73,10 @@ def services(engine, tmp_path):
     return StyleServices(registry=lambda: registry, engine=lambda: engine, series_dir=tmp_path / "series")
 
 
+def series_manifests(tmp_path):
+    return list((tmp_path / "series").glob("*/series.json"))
+
+
 def invoke(command, args, services):
     result = CliRunner().invoke(command, args, obj=services, catch_exceptions=False)
     return result
@@ -80,10 +86,10 @@ def test_commands_are_exposed():
     assert COMMANDS == [series, refine]
 
 
-def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runner):
+def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runner, tmp_path):
     made = invoke(series, ["a red fox", "--count", "3", "--style", "Ink", "--seed", "100", *SMALL], services)
     assert made.exit_code == 0, made.output
-    manifest_path = services.series_dir.glob("*/series.json").__next__()
+    (manifest_path,) = series_manifests(tmp_path)
     assert made.stdout.strip() == str(manifest_path)
     manifest, folder = load_manifest(manifest_path)
     assert [image.seed for image in manifest.images] == [100, 101, 102]
@@ -91,7 +97,7 @@ def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runn
     assert manifest.settings.model == "tiny" and (manifest.settings.width, manifest.settings.height) == (64, 64)
     first = (folder / "01-a-red-fox.png").read_bytes()
     assert Image.open(io.BytesIO(first)).size == (64, 64)
-    assert read_text_chunks(first)[PARAMETERS].startswith("ink sketch of a red fox\nNegative prompt: color\n")
+    assert image_texts(first)[PARAMETERS_KEY].startswith("ink sketch of a red fox\nNegative prompt: color\n")
     assert Image.open(folder / "contact-sheet.png").size == (3 * 72 + 8, 72 + 8)
 
     extended = invoke(series, ["--extend", str(manifest_path), "the fox in winter"], services)
@@ -107,10 +113,11 @@ def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runn
     assert pixels(again.images[0]) == pixels((folder / manifest.images[1].file).read_bytes())
 
 
-def test_series_seed_comes_from_a_pinned_style(services):
+def test_series_seed_comes_from_a_pinned_style(services, tmp_path):
     made = invoke(series, ["a boat", "--count", "2", "--style", "Pinned", *SMALL], services)
     assert made.exit_code == 0, made.output
-    manifest, _ = load_manifest(services.series_dir.glob("*/series.json").__next__())
+    (manifest_path,) = series_manifests(tmp_path)
+    manifest, _ = load_manifest(manifest_path)
     assert [image.seed for image in manifest.images] == [4242, 4243]
 
 
@@ -146,27 +153,28 @@ def test_refine_reuses_the_loaded_model_and_records_lineage(services, engine, ru
     assert not [e for e in engine.events[events_before:] if e["kind"] == "loading"]
 
     sent = engine.submitted[-1]
-    assert sent.prompt == "ink sketch of a red fox, snow falling"
+    assert sent.prompt == "snow falling, ink sketch of a red fox"
     assert (sent.negative_prompt, sent.model, sent.steps, sent.strength, sent.seed) == ("color", "tiny", 1, 0.5, 3)
     assert Image.open(io.BytesIO(sent.init_image)).tobytes() == Image.open(original_path).convert("RGB").tobytes()
 
     refined = refined_path.read_bytes()
     assert Image.open(io.BytesIO(refined)).size == (64, 64)
     assert pixels(refined) != pixels(original)
-    chunks = read_text_chunks(refined)
-    lineage = json.loads(chunks[LINEAGE])
+    chunks = image_texts(refined)
+    lineage = json.loads(chunks[LINEAGE_KEY])
     assert lineage == [{
         "file": "01-a-red-fox.png",
         "sha256": hashlib.sha256(original).hexdigest(),
-        "parameters": read_text_chunks(original)[PARAMETERS],
+        "parameters": image_texts(original)[PARAMETERS_KEY],
     }]
-    assert "Denoising strength: 0.5" in chunks[PARAMETERS]
-    assert json.loads(chunks[REQUEST])["prompt"] == "ink sketch of a red fox, snow falling"
+    assert "Denoising strength: 0.5" in chunks[PARAMETERS_KEY]
+    assert json.loads(chunks[REQUEST_KEY])["prompt"] == "snow falling, ink sketch of a red fox"
 
     twice = invoke(refine, [str(refined_path), "a lantern", "--only-change"], services)
     assert twice.exit_code == 0, twice.output
-    second = read_text_chunks((tmp_path / "s" / "01-a-red-fox-refined-refined.png").read_bytes())
-    assert [entry["file"] for entry in json.loads(second[LINEAGE])] == ["01-a-red-fox-refined.png", "01-a-red-fox.png"]
+    second = image_texts((tmp_path / "s" / "01-a-red-fox-refined-refined.png").read_bytes())
+    chain = [entry["file"] for entry in json.loads(second[LINEAGE_KEY])]
+    assert chain == ["01-a-red-fox-refined.png", "01-a-red-fox.png"]
     assert engine.submitted[-1].prompt == "a lantern"
     assert runner.load_count == loads_before
 
@@ -180,7 +188,7 @@ def test_refine_any_image_without_metadata(services, engine, tmp_path):
     assert (sent.prompt, sent.width, sent.height, sent.strength) == ("a blue sky", 96, 64, 0.6)
     out = tmp_path / "photo-refined.png"
     assert Image.open(out).size == (96, 64)
-    assert json.loads(read_text_chunks(out.read_bytes())[LINEAGE])[0]["parameters"] == ""
+    assert json.loads(image_texts(out.read_bytes())[LINEAGE_KEY])[0]["parameters"] == ""
 
 
 def test_refine_of_a_non_image_is_a_clear_error(services, engine, tmp_path):
@@ -190,3 +198,24 @@ def test_refine_of_a_non_image_is_a_clear_error(services, engine, tmp_path):
     assert result.exit_code == 1
     assert f"{path}: not an image that can be refined" in result.stderr
     assert engine.submitted == []
+
+
+def test_refine_file_is_usable_without_the_command_line(engine, tmp_path):
+    """What the tray's "refine last image" calls: an engine, a file, a change; progress through `wait`."""
+    original = tmp_path / "last.png"
+    Image.new("RGB", (64, 64), (30, 90, 30)).save(original)
+    steps_seen = []
+
+    def wait(job):
+        steps_seen.extend(event["step"] for event in job.events() if event["kind"] == "step")
+        return job.result()
+
+    target = refine_file(engine, original, "a red barn", strength=0.5, model="tiny", steps=4, wait=wait,
+                         out=tmp_path / "out" / "barn.png")
+    assert target == tmp_path / "out" / "barn.png"
+    assert steps_seen == [1, 2]
+    lineage = json.loads(image_texts(target.read_bytes())[LINEAGE_KEY])
+    assert lineage[0]["file"] == "last.png"
+    with pytest.raises(ValueError, match=f"{tmp_path / 'nope.png'}: not an image"):
+        (tmp_path / "nope.png").write_text("x")
+        refine_file(engine, tmp_path / "nope.png", "x")

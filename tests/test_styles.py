@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dreamtray
-
 import pytest
+
+import dreamtray
 from dreamtray.plugins import PluginHost
 from dreamtray.request import LoRA, Request
 from dreamtray.styles import (
@@ -38,10 +38,12 @@ loras = [{ source = "me/ink-lora", scale = 0.7 }]
 name = "Plain"
 """
 
+
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(text, encoding="utf-8")
     return path
+
 
 def test_toml_pack_loads_every_field(tmp_path):
     ink, plain = load_style_file(write(tmp_path, "mine.toml", GOOD_TOML))
@@ -52,10 +54,12 @@ def test_toml_pack_loads_every_field(tmp_path):
     assert ink.loras == (LoRA(source="me/ink-lora", scale=0.7),)
     assert plain.prompt == "{prompt}" and plain.settings == {}
 
+
 def test_toml_pack_name_defaults_to_the_file_name(tmp_path):
     path = write(tmp_path, "night-pack.toml", '[[style]]\nname = "Dark"\nprompt = "{prompt}, dark"')
     (style,) = load_style_file(path)
     assert style.pack == "night-pack"
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -80,11 +84,13 @@ def test_broken_toml_is_reported_with_file_and_style(tmp_path, text, expected):
     for part in expected:
         assert part in message
 
+
 def test_every_bad_style_of_a_file_is_reported(tmp_path):
     path = write(tmp_path, "bad.toml", '[[style]]\nname = "A"\nsteps = 0\n[[style]]\nname = "B"\nseed = -1\n')
     with pytest.raises(StyleError) as caught:
         load_style_file(path)
     assert "'A': steps" in str(caught.value) and "'B': seed" in str(caught.value)
+
 
 def test_fooocus_json_loads(tmp_path):
     entries = [
@@ -94,6 +100,7 @@ def test_fooocus_json_loads(tmp_path):
     glow, moody = load_style_file(write(tmp_path, "fooocus_styles.json", json.dumps(entries)))
     assert (glow.name, glow.prompt, glow.negative_prompt) == ("Cinematic Glow", entries[0]["prompt"], "cartoon")
     assert glow.pack == "fooocus_styles" and moody.negative_prompt == ""
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -112,6 +119,7 @@ def test_broken_fooocus_json_is_reported(tmp_path, text, expected):
         load_style_file(path)
     assert str(caught.value).startswith(str(path)) and expected in str(caught.value)
 
+
 def test_a1111_csv_loads_with_quoting(tmp_path):
     text = (
         "\ufeffname,prompt,negative_prompt\n"
@@ -127,6 +135,7 @@ def test_a1111_csv_loads_with_quoting(tmp_path):
     assert (moody.name, moody.prompt) == ("Moody dark", '{prompt}, moody "noir" light')
     assert moody.negative_prompt == "bright, cheerful"
     assert (vivid.prompt, vivid.negative_prompt, vivid.pack) == ("vivid {prompt}", "", "styles")
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -145,6 +154,7 @@ def test_broken_a1111_csv_is_reported(tmp_path, text, expected):
         load_style_file(path)
     assert str(caught.value).startswith(str(path)) and expected in str(caught.value)
 
+
 def test_user_folder_skips_broken_files_and_loads_the_rest(tmp_path):
     write(tmp_path, "a-good.toml", GOOD_TOML)
     write(tmp_path, "b-broken.json", "[{")
@@ -154,6 +164,7 @@ def test_user_folder_skips_broken_files_and_loads_the_rest(tmp_path):
     assert sorted(style.name for style in registry) == ["Ink", "Plain", "Vivid"]
     assert len(registry.problems) == 1
     assert registry.problems[0].startswith(f"skipped {tmp_path / 'b-broken.json'}: not valid JSON")
+
 
 def test_registry_later_style_wins_and_is_reported(tmp_path):
     write(tmp_path, "a.toml", '[[style]]\nname = "Ink"\nprompt = "first {prompt}"')
@@ -166,22 +177,27 @@ def test_registry_later_style_wins_and_is_reported(tmp_path):
         f"style 'ink' from file:{tmp_path / 'b.csv'} replaces the one from file:{tmp_path / 'a.toml'}"
     ]
 
+
 def test_unknown_style_names_the_known_ones():
     registry = StyleRegistry()
     registry.add(Style(name="Ink"))
     with pytest.raises(StyleError, match=r"unknown style 'Inc' \(known styles: Ink\)"):
         registry.get("Inc")
 
+
 # --- stacking ------------------------------------------------------------------------------------------------
+
 
 def test_template_wraps_the_prompt():
     styled = apply_styles(Request(prompt="a red fox"), [Style(name="Ink", prompt="ink sketch of {prompt}, hatching")])
     assert styled.prompt == "ink sketch of a red fox, hatching"
     assert styled.styles == ("Ink",)
 
+
 def test_template_without_slot_goes_after_the_prompt():
     styled = apply_styles(Request(prompt="a red fox"), [Style(name="Moody", prompt="moody light, fog")])
     assert styled.prompt == "a red fox, moody light, fog"
+
 
 def test_stacked_templates_wrap_in_order_and_negatives_merge():
     medium = Style(name="Watercolor", prompt="watercolor of {prompt}", negative_prompt="photo, Blurry")
@@ -193,6 +209,7 @@ def test_stacked_templates_wrap_in_order_and_negatives_merge():
     frame = Style(name="Frame", prompt="framed print of {prompt}")
     assert apply_styles(request, [medium, frame]).prompt == "framed print of watercolor of a red fox"
     assert apply_styles(request, [frame, medium]).prompt == "watercolor of framed print of a red fox"
+
 
 def test_request_settings_win_else_the_last_style():
     first = Style(name="A", steps=10, guidance=3.0, seed=1, sampler="euler", aspect=1.5, models=("tiny",))
@@ -211,17 +228,20 @@ def test_request_settings_win_else_the_last_style():
         "tiny",
     )
 
+
 def test_loras_are_collected_once_each():
     a = Style(name="A", loras=(LoRA(source="x", scale=0.5), LoRA(source="y")))
     b = Style(name="B", loras=(LoRA(source="y", scale=0.2), LoRA(source="z")))
     styled = apply_styles(Request(prompt="fox", loras=(LoRA(source="x", scale=1.0),)), [a, b])
     assert styled.loras == (LoRA(source="x", scale=1.0), LoRA(source="y"), LoRA(source="z"))
 
+
 def test_styled_request_is_validated():
     long_template = Style(name="Long", prompt="{prompt} " + "x" * 19_990)
     long_template = long_template.model_copy(update={"prompt": "{prompt} " + "x" * 19_995})
     with pytest.raises(ValueError, match="prompt"):
         apply_styles(Request(prompt="a red fox"), [long_template])
+
 
 def test_registry_applies_the_styles_a_request_names():
     registry = StyleRegistry()
@@ -231,13 +251,17 @@ def test_registry_applies_the_styles_a_request_names():
     assert styled.prompt == "ink sketch of a fox at dusk"
     assert styled.styles == ("Ink", "Dusk")
 
+
 # --- plugins -------------------------------------------------------------------------------------------------
 
-def plugin_manager(*plugins: object) -> PluginHost:
+
+def plugin_host(**plugins: object) -> PluginHost:
+    """A plugin host holding only the plugins given (by name), none of the installed ones."""
     host = PluginHost(only=())
-    for plugin in plugins:
-        host.register(plugin, name=getattr(plugin, "__name__", type(plugin).__name__))
+    for name, plugin in plugins.items():
+        host.register(plugin, name=name)
     return host
+
 
 class ThirdPartyPack:
     """What a third-party style pack plugin looks like."""
@@ -247,24 +271,25 @@ class ThirdPartyPack:
         register(Style(name="Vaporwave", prompt="{prompt}, pink and teal, retro grid", pack="Retro"))
         register(Style(name="Sepia", prompt="{prompt}, sepia toned", pack="Retro", source="plugin:retro-pack"))
 
+
 class BrokenPack:
     @dreamtray.hookimpl
     def register_styles(self, register):
         register(Style(name="Half"))
         raise RuntimeError("data file missing")
 
+
 def test_third_party_pack_plugin_registers_styles(tmp_path):
-    manager = plugin_manager()
-    manager.register(ThirdPartyPack(), name="retro")
-    manager.register(BrokenPack(), name="broken")
-    registry = load_registry(manager, tmp_path)
+    plugins = plugin_host(retro=ThirdPartyPack(), broken=BrokenPack())
+    registry = load_registry(plugins, tmp_path)
     assert [(s.name, s.pack, s.source) for s in registry] == [
         ("Sepia", "Retro", "plugin:retro-pack"),
         ("Vaporwave", "Retro", "plugin:retro"),
     ]
-    assert registry.problems == []
-    assert manager.records["broken"].errors == ["raised in register_styles: RuntimeError: data file missing"]
+    assert registry.problems == [], "a plugin that raised registers nothing, not half its styles"
+    assert plugins.records["broken"].errors == ["raised in register_styles: RuntimeError: data file missing"]
     assert registry.apply(Request(prompt="a car", styles="vaporwave")).prompt == "a car, pink and teal, retro grid"
+
 
 def test_plugin_registering_something_else_is_reported(tmp_path):
     class Wrong:
@@ -272,26 +297,28 @@ def test_plugin_registering_something_else_is_reported(tmp_path):
         def register_styles(self, register):
             register({"name": "Ink"})
 
-    manager = plugin_manager()
-    manager.register(Wrong(), name="wrong")
-    registry = load_registry(manager, tmp_path)
+    registry = load_registry(plugin_host(wrong=Wrong()), tmp_path)
     assert len(registry) == 0
     assert registry.problems == ["plugin wrong: register_styles expects a dreamtray.styles.Style, got dict"]
+
 
 def test_user_file_overrides_first_party_style(tmp_path):
     import dreamtray_plugins.styles
 
     write(tmp_path, "mine.toml", '[[style]]\nname = "Watercolor"\nprompt = "my watercolor {prompt}"')
-    registry = load_registry(plugin_manager(dreamtray_plugins.styles), tmp_path)
+    registry = load_registry(plugin_host(styles=dreamtray_plugins.styles), tmp_path)
     assert registry.get("watercolor").prompt == "my watercolor {prompt}"
     assert len(registry.problems) == 1 and "replaces the one from plugin:" in registry.problems[0]
 
+
 # --- first-party packs ---------------------------------------------------------------------------------------
+
 
 def first_party_registry(tmp_path) -> StyleRegistry:
     import dreamtray_plugins.styles
 
-    return load_registry(plugin_manager(dreamtray_plugins.styles), tmp_path)
+    return load_registry(plugin_host(styles=dreamtray_plugins.styles), tmp_path)
+
 
 def test_first_party_packs_are_complete(tmp_path):
     registry = first_party_registry(tmp_path)
@@ -304,6 +331,7 @@ def test_first_party_packs_are_complete(tmp_path):
     assert all(len(styles) >= 10 for styles in packs.values())
     assert all(style.aspect and style.aspect > 1.5 for style in packs["Wallpaper"])
 
+
 def test_every_first_party_style_yields_a_valid_request(tmp_path):
     registry = first_party_registry(tmp_path)
     for style in registry:
@@ -312,6 +340,7 @@ def test_every_first_party_style_yields_a_valid_request(tmp_path):
         assert "a lighthouse on a cliff" in styled.prompt and "{prompt}" not in styled.prompt
         assert styled.negative_prompt and styled.model == "tiny"
         assert Request.model_validate_json(styled.model_dump_json()) == styled
+
 
 def test_the_documented_example_pack_loads(tmp_path):
     guide = (Path(__file__).parents[1] / "docs" / "style-packs.md").read_text(encoding="utf-8")

@@ -17,19 +17,8 @@ from typing import Any
 from ..request import Request, Result
 from .hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
 from .models import ModelSource, load_pipeline, resolve_model
-from .presets import AUTO
+from .presets import AUTO, SAMPLER_NAMES, SAMPLERS
 
-SAMPLERS = {
-    "Euler": "EulerDiscreteScheduler",
-    "Euler a": "EulerAncestralDiscreteScheduler",
-    "DPM++ 2M": "DPMSolverMultistepScheduler",
-    "DDIM": "DDIMScheduler",
-    "LCM": "LCMScheduler",
-    "Heun": "HeunDiscreteScheduler",
-    "UniPC": "UniPCMultistepScheduler",
-}
-"""A1111 sampler names, as people type them, to diffusers scheduler classes."""
-SAMPLER_NAMES = {cls: name for name, cls in SAMPLERS.items()}
 MAX_PIXELS_OVER_NATIVE = 16
 
 

@@ -96,17 +96,19 @@ class WorkerProcess:
         self.process.start()
         child.close()
         # Reap the process as soon as it exits (idle retirement, crash), so that it leaves no zombie behind.
-        threading.Thread(target=self.process.join, name="dreamtray-worker-reaper", daemon=True).start()
+        # Only this thread waits for the process: two waiters race for its exit status.
+        self.reaper = threading.Thread(target=self.process.join, name="dreamtray-worker-reaper", daemon=True)
+        self.reaper.start()
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return self.reaper.is_alive()
 
     def exit_reason(self) -> str:
-        self.process.join(timeout=2)
+        self.reaper.join(timeout=2)
         code = self.process.exitcode
         if code is None:
             return "it stopped answering"
@@ -121,8 +123,8 @@ class WorkerProcess:
             self.conn.send(("quit",))
         except (OSError, BrokenPipeError):
             pass
-        self.process.join(timeout=5)
-        if self.process.is_alive():
+        self.reaper.join(timeout=5)
+        if self.reaper.is_alive():
             self.process.kill()
-            self.process.join(timeout=5)
+            self.reaper.join(timeout=5)
         self.conn.close()
