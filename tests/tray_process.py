@@ -33,14 +33,14 @@ class Docked:
         return self.x + self.width // 2, self.y + self.height // 2
 
 
-def tray_home(root: Path, session: XSession, config: str = "", **extra: str) -> DreamtrayHome:
+def tray_home(root: Path, session: XSession, config: str = "", plugins: str = PLUGINS, **extra: str) -> DreamtrayHome:
     """A private home for a tray host in `session`: tiny model, first-party plugins, its own runtime folder."""
     runtime = root / "runtime"
     runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
     desktop = {key: session.env[key] for key in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "GSETTINGS_BACKEND", "NO_AT_BRIDGE")}
     settings = {**desktop, "XDG_RUNTIME_DIR": str(runtime), "XDG_SESSION_TYPE": "x11", "XDG_CURRENT_DESKTOP": "",
                 "PYSTRAY_BACKEND": "gtk", **extra}
-    home = DreamtrayHome.create(root, plugins=PLUGINS, **settings)
+    home = DreamtrayHome.create(root, plugins=plugins, **settings)
     home.env.pop("WAYLAND_DISPLAY", None)
     if config:
         path = root / "config" / "dreamtray" / "config.toml"
