@@ -5,8 +5,8 @@ prints figures only (no assertions):
 - seconds from launching `dreamtray run` until its icon is docked in the tray;
 - the host's resident memory (RSS) once it is up, before the first image;
 - per round: hotkey -> clipboard (ms), the engine alone for the same request (ms, and its own compute time),
-  the overhead (ms) and the ratio, and the host's own steps from its log (queue, submit, save, clipboard
-  action); then the medians.
+  the overhead (ms) and the ratio; and, from the host's log, where the hotkey's time went: key press to job
+  (xdotool, pynput, reading the selection), the engine's part, the host's own steps; then the medians.
 
     python bench/hotkey.py [--rounds 5]
 
@@ -72,13 +72,14 @@ JOB_LINE = re.compile(r"job \(hotkey\) done: (\d+) ms in all: wait (\d+) ms, to 
                       r"engine (\d+) ms, save, action (\d+) ms")
 
 
-def host_steps_ms(tray: TrayProcess, round_number: int) -> float:
-    """The host's own share of a hotkey job, from its log: waiting for the job thread, submitting, saving and
-    the clipboard action (the job's time less the engine's part; reading the selection comes before)."""
+def job_steps_ms(tray: TrayProcess, round_number: int) -> tuple[int, int, int]:
+    """From the host's log, for a hotkey job: its whole time (from the text being read to the action's end),
+    the engine's part of it (submit to the last progress event), and the host's own steps (queue, submit,
+    save, clipboard action)."""
     jobs = wait_until(lambda: (found := JOB_LINE.findall(tray.log_text())) and len(found) > round_number and found,
                       10, "the job in the log")
-    _, wait, to_engine, _, save_action = (int(value) for value in jobs[round_number])
-    return wait + to_engine + save_action
+    total, wait, to_engine, engine, save_action = (int(value) for value in jobs[round_number])
+    return total, engine, wait + to_engine + save_action
 
 
 def engine_round(tray: TrayProcess, image: Path) -> tuple[float, float]:
@@ -120,21 +121,26 @@ def main() -> None:
             print(f"host RSS after the first image: {psutil.Process(tray.pid).memory_info().rss / 2**20:.1f} MiB")
             print()
             print(f"{'round':>5} {'hotkey->clipboard ms':>21} {'engine alone ms':>16} {'engine compute ms':>18} "
-                  f"{'overhead ms':>12} {'ratio':>6} {'host steps ms':>14}")
+                  f"{'overhead ms':>12} {'ratio':>6} | {'key->job ms':>11} {'job engine ms':>13} {'host steps ms':>13}")
             rows = []
             for number in range(args.rounds):
                 hotkey, image = hotkey_round(session, tray, PROMPTS[number % len(PROMPTS)])
                 alone, compute = engine_round(tray, image)
-                host = host_steps_ms(tray, number)
-                rows.append((hotkey, alone, compute, host))
+                total, in_engine, host = job_steps_ms(tray, number)
+                before_job = hotkey * 1000 - total
+                rows.append((hotkey, alone, compute, before_job, in_engine, host))
                 print(f"{number + 1:>5} {hotkey * 1000:>21.0f} {alone * 1000:>16.0f} {compute * 1000:>18.0f} "
-                      f"{(hotkey - alone) * 1000:>12.0f} {hotkey / alone:>6.2f} {host:>14.0f}")
+                      f"{(hotkey - alone) * 1000:>12.0f} {hotkey / alone:>6.2f} | {before_job:>11.0f} "
+                      f"{in_engine:>13.0f} {host:>13.0f}")
             hotkey_m = statistics.median(r[0] for r in rows)
             alone_m = statistics.median(r[1] for r in rows)
             compute_m = statistics.median(r[2] for r in rows)
-            host_m = statistics.median(r[3] for r in rows)
+            before_m, engine_m, host_m = (statistics.median(r[i] for r in rows) for i in (3, 4, 5))
             print(f"{'median':>6} {hotkey_m * 1000:>20.0f} {alone_m * 1000:>16.0f} {compute_m * 1000:>18.0f} "
-                  f"{(hotkey_m - alone_m) * 1000:>12.0f} {hotkey_m / alone_m:>6.2f} {host_m:>14.0f}")
+                  f"{(hotkey_m - alone_m) * 1000:>12.0f} {hotkey_m / alone_m:>6.2f} | {before_m:>11.0f} "
+                  f"{engine_m:>13.0f} {host_m:>13.0f}")
+            print("\nkey->job: xdotool, pynput, reading PRIMARY; job engine: the engine's part as the host saw it;")
+            print("host steps: the job thread's queue, submitting, saving in the gallery and the clipboard action.")
             load = psutil.getloadavg()
             print(f"\n{psutil.cpu_count()} CPUs, load average {load[0]:.1f} during the run")
         finally:
