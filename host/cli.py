@@ -236,7 +236,7 @@ def build_cli(app: App) -> click.Group:
 
 
 def _module_commands() -> list[click.Command]:
-    from . import commands_gallery, commands_install, commands_serve, commands_series, commands_styles
+    from . import commands_gallery, commands_install, commands_serve, commands_series, commands_styles, commands_tray
 
     return [
         *commands_gallery.COMMANDS,
@@ -244,6 +244,7 @@ def _module_commands() -> list[click.Command]:
         *commands_series.COMMANDS,
         *commands_install.COMMANDS,
         *commands_serve.COMMANDS,
+        *commands_tray.COMMANDS,
     ]
 
 

@@ -1,0 +1,352 @@
+"""The tray's parts on their own: hotkey strings, the job line, the control channel, the backend choice,
+the Wayland advice and the progress icon."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from dreamtray import instance
+from dreamtray.job_line import JobLine, Placed
+
+
+# -- hotkeys ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hotkeys(xsession):
+    """pynput needs a display even to parse key names."""
+    from dreamtray import hotkeys
+
+    return hotkeys
+
+
+def test_default_hotkeys_bind_their_actions(hotkeys):
+    bindings = hotkeys.bindings_from_config({"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"},
+                                            {"clipboard", "wallpaper"})
+    assert bindings.keys == {"<ctrl>+<alt>+i": "clipboard", "<ctrl>+<alt>+w": "wallpaper"}
+    assert bindings.problems == []
+
+
+@pytest.mark.parametrize(("combo", "words"), [
+    ("<ctrl>+<foo>+i", "'<foo>' is not a key name pynput knows"),
+    ("ctrl+alt+i", "'ctrl' is not a key: special keys go in angle brackets, like '<ctrl>'"),
+    ("<ctrl>++i", "empty part"),
+    ("<ctrl>+<alt>+ii", "'ii' is not a key"),
+    ("<ctrl>+<ctrl>+i", "'<ctrl>' is named twice"),
+])
+def test_a_malformed_hotkey_names_the_key_and_what_is_wrong(hotkeys, combo, words):
+    bindings = hotkeys.bindings_from_config({"clipboard": combo, "wallpaper": "<ctrl>+<alt>+w"}, {"clipboard", "wallpaper"})
+    assert bindings.keys == {"<ctrl>+<alt>+w": "wallpaper"}
+    [problem] = bindings.problems
+    assert problem.startswith(f"hotkeys.clipboard = {combo!r}: ")
+    assert words in problem and problem.endswith("this hotkey is off")
+
+
+def test_hotkeys_for_unknown_actions_or_taken_keys_are_reported(hotkeys):
+    bindings = hotkeys.bindings_from_config(
+        {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<alt>+<ctrl>+I", "print": "<ctrl>+p", "off": ""},
+        {"clipboard", "wallpaper"},
+    )
+    assert bindings.keys == {"<ctrl>+<alt>+i": "clipboard"}
+    assert bindings.problems == [
+        "hotkeys.wallpaper = '<alt>+<ctrl>+I': the same keys already run 'clipboard'; this hotkey is off",
+        "hotkeys.print = '<ctrl>+p': no action called 'print' (actions: clipboard, wallpaper); this hotkey is off",
+    ]
+
+
+@pytest.mark.parametrize(("environ", "wayland"), [
+    ({"XDG_SESSION_TYPE": "wayland", "DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, True),
+    ({"WAYLAND_DISPLAY": "wayland-0"}, True),
+    ({"WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0"}, False),
+    ({"XDG_SESSION_TYPE": "x11", "DISPLAY": ":0"}, False),
+])
+def test_wayland_is_told_apart(environ, wayland):
+    from dreamtray.hotkeys import is_wayland
+
+    assert is_wayland(environ) is wayland
+
+
+def test_the_listener_fires_on_a_real_key_press(hotkeys, xsession):
+    pressed = threading.Event()
+    listener = hotkeys.HotkeyListener({"<ctrl>+<alt>+g": "clipboard"}, lambda action: pressed.set())
+    listener.start()
+    try:
+        xsession.run(["xdotool", "key", "ctrl+alt+g"], check=True)
+        assert pressed.wait(10)
+    finally:
+        listener.stop()
+    assert not listener.running
+
+
+def test_on_wayland_the_host_says_so_once_and_points_at_trigger(xsession, user_dirs, monkeypatch):
+    from dreamtray.app import App
+    from dreamtray.tray import TrayHost
+
+    monkeypatch.setenv("XDG_SESSION_TYPE", "wayland")
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "clipboard")
+    xsession.run(["dunstctl", "close-all"], check=True)
+    host = TrayHost(App())
+    try:
+        host.start_hotkeys()
+    finally:
+        host.line.close()
+    assert host.hotkeys is None
+    shown = [n for n in xsession.notifications() if n["summary"] == "No global hotkeys on Wayland"]
+    assert len(shown) == 1 and "dreamtray trigger clipboard" in shown[0]["body"]
+
+
+# -- the job line -------------------------------------------------------------------------------------
+
+
+def test_one_job_runs_one_waits_the_rest_are_dropped():
+    release = threading.Event()
+    done: list[int] = []
+
+    def work(item: int) -> None:
+        release.wait(10)
+        done.append(item)
+
+    line: JobLine[int] = JobLine(work)
+    places = []
+    for item in range(10):
+        place = line.reserve()
+        places.append(place)
+        if place is not Placed.DROPPED:
+            line.put(item)
+    assert places == [Placed.STARTED, Placed.WAITING] + [Placed.DROPPED] * 8
+    release.set()
+    deadline = time.monotonic() + 10
+    while line.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert done == [0, 1] and line.pending == 0
+    assert line.reserve() is Placed.STARTED, "a free line takes jobs again"
+    line.cancel_reservation()
+    line.close()
+
+
+def test_a_failing_job_does_not_stop_the_line():
+    done: list[int] = []
+
+    def work(item: int) -> None:
+        if item == 0:
+            raise RuntimeError("boom")
+        done.append(item)
+
+    line: JobLine[int] = JobLine(work)
+    for item in (0, 1):
+        assert line.reserve() is not Placed.DROPPED
+        line.put(item)
+    deadline = time.monotonic() + 10
+    while line.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert done == [1]
+    line.close()
+
+
+# -- single instance and the control channel ----------------------------------------------------------
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return folder
+
+
+def test_the_unix_socket_answers_and_is_private(runtime):
+    server = instance.ControlServer(lambda message: {"ok": True, "echo": message})
+    server.start()
+    try:
+        path = runtime / "dreamtray" / "control.sock"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert instance.send({"action": "status"}) == {"ok": True, "echo": {"action": "status"}}
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(str(path))
+            raw.sendall(b"not json\n")
+            assert json.loads(raw.makefile().readline()) == {"ok": False, "message": "dreamtray could not read the command."}
+    finally:
+        server.stop()
+    assert not path.exists()
+    with pytest.raises(instance.NotRunning, match="dreamtray is not running"):
+        instance.send({"action": "status"})
+
+
+def test_a_failing_handler_is_answered_not_raised(runtime):
+    def handler(message):
+        raise ValueError("no such thing")
+
+    server = instance.ControlServer(handler)
+    server.start()
+    try:
+        assert instance.send({"action": "x"}) == {"ok": False, "message": "dreamtray could not do that: no such thing"}
+    finally:
+        server.stop()
+
+
+def test_loopback_tcp_with_a_per_user_token_where_there_are_no_unix_sockets(runtime, monkeypatch):
+    monkeypatch.setattr(instance, "USE_UNIX_SOCKET", False)
+    server = instance.ControlServer(lambda message: {"ok": True, "echo": message})
+    server.start()
+    try:
+        info_file = runtime / "dreamtray" / "control.json"
+        assert stat.S_IMODE(info_file.stat().st_mode) == 0o600
+        info = json.loads(info_file.read_text())
+        assert instance.send({"action": "status"}) == {"ok": True, "echo": {"action": "status"}}
+        with socket.create_connection(("127.0.0.1", info["port"])) as raw:
+            raw.sendall(json.dumps({"action": "quit", "token": "guess"}).encode() + b"\n")
+            reply = json.loads(raw.makefile().readline())
+        assert reply["ok"] is False and "token does not match" in reply["message"]
+    finally:
+        server.stop()
+    assert not info_file.exists()
+
+
+def test_only_one_instance_holds_the_lock(runtime):
+    import subprocess
+    import sys
+
+    first = instance.SingleInstance()
+    first.acquire()
+    try:
+        code = "from dreamtray import instance\ntry:\n    instance.SingleInstance().acquire()\nexcept instance.AlreadyRunning as e:\n    print(e)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "dreamtray is already running (see its icon in the tray)."
+    finally:
+        first.release()
+
+
+# -- the backend and the icon ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("environ", "backend"), [
+    ({"PYSTRAY_BACKEND": "xorg"}, "xorg"),
+    ({"XDG_CURRENT_DESKTOP": ""}, "gtk"),
+    ({"XDG_CURRENT_DESKTOP": "XFCE"}, "gtk"),
+    ({"XDG_CURRENT_DESKTOP": "ubuntu:GNOME"}, "appindicator"),
+    ({"XDG_CURRENT_DESKTOP": "KDE"}, "appindicator"),
+])
+def test_the_backend_is_chosen_for_the_desktop(environ, backend):
+    from dreamtray.tray import choose_backend
+
+    choose_backend(environ)
+    assert environ["PYSTRAY_BACKEND"] == backend
+
+
+def test_the_busy_icon_shows_progress_as_a_bar():
+    from dreamtray.tray import tray_image
+
+    def green(image: Image.Image) -> int:
+        data = image.tobytes()
+        return sum(1 for i in range(0, len(data), 4) if data[i:i + 4] == bytes((46, 160, 67, 255)))
+
+    assert green(tray_image("busy", 0)) == 0
+    half, full = green(tray_image("busy", 50)), green(tray_image("busy", 100))
+    assert 0 < half < full and abs(full / half - 2) < 0.15
+    assert tray_image("idle").tobytes() != tray_image("error").tobytes()
+    assert tray_image("idle").size == (64, 64)
+
+
+# -- the menu, built in this process ------------------------------------------------------------------
+
+
+class ExtraItems:
+    """A plugin that adds a tray item, and one whose hook raises."""
+
+    def __init__(self) -> None:
+        self.called_with = []
+        self.called = threading.Event()
+
+    @property
+    def good(self):
+        from dreamtray import hookimpl
+        from dreamtray.api import MenuItem
+
+        plugin = self
+
+        class Good:
+            @hookimpl
+            def tray_menu_items(self, host):
+                def callback(tray_host):
+                    plugin.called_with.append(tray_host)
+                    plugin.called.set()
+
+                return [MenuItem("Say hello", callback)]
+
+        return Good()
+
+    @property
+    def broken(self):
+        from dreamtray import hookimpl
+
+        class Broken:
+            @hookimpl
+            def tray_menu_items(self, host):
+                raise RuntimeError("no menu today")
+
+        return Broken()
+
+
+def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user_dirs, monkeypatch):
+    from dreamtray.app import App
+    from dreamtray.tray import TrayHost
+
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "clipboard,wallpaper,styles")
+    monkeypatch.setenv("PYSTRAY_BACKEND", "gtk")
+    from dreamtray.tray_menu import build_menu
+
+    extra = ExtraItems()
+    host = TrayHost(App())
+    host.app.plugins.register(extra.good, name="good")
+    host.app.plugins.register(extra.broken, name="broken")
+    try:
+        menu = build_menu(host)
+        texts = [item.text for item in menu.items]
+        assert texts == [
+            "Image from selection to clipboard", "Wallpaper from selection", "New wallpaper from the last prompt", "- - - -",
+            "Style", "Open gallery", "Pause hotkeys", "Unload model", "Start at login", "Plugins", "Say hello", "- - - -",
+            "Quit",
+        ]
+        items = {item.text: item for item in menu.items}
+        assert items["Image from selection to clipboard"].default
+        assert items["New wallpaper from the last prompt"].enabled is False, "no prompt yet"
+        assert items["Pause hotkeys"].checked is False and items["Start at login"].checked is False
+        styles = list(items["Style"].submenu.items)
+        assert [s.text for s in styles] == ["None", "Illustration", "Photography", "Wallpaper"]
+        assert styles[0].checked is True and styles[0].radio
+        wallpaper_pack = [s.text for s in styles[3].submenu.items]
+        assert len(wallpaper_pack) > 3 and all(s.radio for s in styles[3].submenu.items)
+        plugins = [p.text for p in items["Plugins"].submenu.items]
+        assert "clipboard 0.1.0 (ok)" in plugins and "wallpaper 0.1.0 (ok)" in plugins
+        assert any(p.startswith("broken") and p.endswith("(errors)") for p in plugins)
+        assert any("no menu today" in e for e in host.app.plugins.records["broken"].errors)
+        items["Say hello"](None)
+        assert extra.called.wait(10) and extra.called_with == [host]
+    finally:
+        host.line.close()
+
+
+def test_run_without_a_desktop_says_what_it_needs(tmp_path):
+    import subprocess
+    import sys
+
+    from cli_env import DreamtrayHome
+
+    home = DreamtrayHome.create(tmp_path, plugins="clipboard", XDG_RUNTIME_DIR=str(tmp_path))
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND"):
+        home.env.pop(name, None)
+    result = subprocess.run([sys.executable, "-m", "dreamtray", "run"], env=home.env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "The tray icon cannot be shown here" in result.stderr and "needs a desktop session" in result.stderr
+    assert "Traceback" not in result.stderr
