@@ -1,8 +1,29 @@
-"""dreamtray: select text anywhere, press a key, get an image from a local diffusion engine."""
+"""dreamtray: select text anywhere, press a key, get an image from a local diffusion engine.
+
+The names plugins use are here. The heavier ones (the pydantic request models, the generation flow) are
+imported on first use, so that `import dreamtray` stays cheap for the tray's start-up.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from .api import Action, GeneratedImage, MenuItem
-from .generation import generate_prompt as generate
 from .hookspecs import hookimpl
-from .request import Request, RequestError, Result
+
+_LAZY = {
+    "Request": ("request", "Request"),
+    "RequestError": ("request", "RequestError"),
+    "Result": ("request", "Result"),
+    "generate": ("generation", "generate_prompt"),
+}
 
 __all__ = ["Action", "GeneratedImage", "MenuItem", "Request", "RequestError", "Result", "generate", "hookimpl"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'dreamtray' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value
+    return value

@@ -74,8 +74,6 @@ class App:
     @cached_property
     def engine(self) -> Engine:
         """The engine named in the config: the local one, or a back end that a plugin registers."""
-        if self.config.engine.backend == "local":
-            return self.local_engine
         from .engines import open_engine
 
         return open_engine(self.config.engine.model_dump(), self.plugins, lambda: self.local_engine, warn=self.warn)
@@ -85,6 +83,11 @@ class App:
         import logging
 
         logging.getLogger("dreamtray").warning(message)
+
+    def reload_config(self) -> None:
+        """Read the config file again on next use, and reopen what depends on it (the running local engine stays)."""
+        for cached in ("loaded_config", "gallery", "engine"):
+            self.__dict__.pop(cached, None)
 
     def actions(self) -> dict[str, Action]:
         return self.plugins.actions()

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .app import App, set_current_app
-from .request import Request, RequestError
+from .plugins import PluginHost
 
 
 class Context:
@@ -32,7 +32,60 @@ class Context:
 pass_app = click.make_pass_decorator(Context, ensure=True)
 
 
-@click.group()
+COMMAND_MODULES = {
+    "history": "commands_gallery",
+    "show": "commands_gallery",
+    "config": "commands_gallery",
+    "styles": "commands_styles",
+    "series": "commands_series",
+    "refine": "commands_series",
+    "autostart": "commands_install",
+    "launcher": "commands_install",
+    "desktop-check": "commands_install",
+    "serve": "commands_serve",
+    "run": "commands_tray",
+    "trigger": "commands_tray",
+}
+"""Commands that live in their own modules, imported only when they run (or when help lists them)."""
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module, and the plugins' commands, only when they are needed.
+
+    `dreamtray run` then imports the tray and nothing else, which keeps the icon's start-up short.
+    """
+
+    plugin_host: PluginHost | None = None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in COMMAND_MODULES:
+            self._import(COMMAND_MODULES[name])
+            command = super().get_command(ctx, name)
+        if command is None:
+            self._add_plugin_commands()
+            command = super().get_command(ctx, name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in sorted(set(COMMAND_MODULES.values())):
+            self._import(module)
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def _import(self, module_name: str) -> None:
+        from importlib import import_module
+
+        for command in import_module(f"{__package__}.{module_name}").COMMANDS:
+            self.commands.setdefault(command.name, command)
+
+    def _add_plugin_commands(self) -> None:
+        host, self.plugin_host = self.plugin_host, None
+        if host is not None:
+            host.call("register_commands", cli=self)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="dreamtray")
 def cli() -> None:
     """dreamtray: select text anywhere, press a key, get an image from a local diffusion engine."""
@@ -68,6 +121,7 @@ def generate(ctx: Context, prompt, model, seed, steps, size, count, guidance, ne
     """Generate images from PROMPT; they are saved in the gallery with their parameters."""
     from . import generation
     from .engine.client import EngineError
+    from .request import Request, RequestError
 
     app = ctx.app
     width, height = parse_size(size)
@@ -193,7 +247,9 @@ def plugins(ctx: Context, as_json: bool) -> None:
     """List the installed plugins with their version, hooks and status."""
     host = ctx.app.plugins
     host.load()
-    host.actions()  # exercise the registration hooks, so a plugin that raises there shows it
+    # Run the registration hooks (commands are otherwise added lazily), so a plugin that raises there shows it.
+    host.actions()
+    cli.list_commands(click.get_current_context())
     records = [record.as_dict() for record in host.records.values()]
     if as_json:
         click.echo(json.dumps(records, indent=2))
@@ -227,25 +283,10 @@ def uninstall(packages: tuple[str, ...]) -> None:
     _pip("uninstall", "--yes", *packages)
 
 
-def build_cli(app: App) -> click.Group:
-    """The full command line: the built-in commands plus those of the modules and plugins."""
-    for command in _module_commands():
-        cli.add_command(command)
-    app.plugins.call("register_commands", cli=cli)
+def build_cli(app: App) -> LazyGroup:
+    """The full command line: the built-in commands, then (when first needed) those of the plugins."""
+    cli.plugin_host = app.plugins
     return cli
-
-
-def _module_commands() -> list[click.Command]:
-    from . import commands_gallery, commands_install, commands_serve, commands_series, commands_styles, commands_tray
-
-    return [
-        *commands_gallery.COMMANDS,
-        *commands_styles.COMMANDS,
-        *commands_series.COMMANDS,
-        *commands_install.COMMANDS,
-        *commands_serve.COMMANDS,
-        *commands_tray.COMMANDS,
-    ]
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.flow")
 LAST_PROMPT_FILE = "last-prompt.txt"
+REFINE_LAST = "refine-last"
+"""The pseudo-action that refines the newest gallery image, the selected text saying what to change."""
 
 
 @dataclass
@@ -86,6 +88,8 @@ def run_task(
     """Make the task's image and act on it; the report tells how it went (never raises)."""
     from . import generation
 
+    if task.action == REFINE_LAST:
+        return refine_last(app, task.prompt, on_event, on_job)
     try:
         request = build_request(app, task.prompt)
         outcome = generation.generate(app, request, task.action, on_event=on_event, on_job=on_job)
@@ -97,6 +101,33 @@ def run_task(
     if outcome.failed_actions:
         return Report(False, "The image is made, but the next step failed", body, images[0] if images else None, images)
     return Report(True, "Your image is ready", body, images[0] if images else None, images)
+
+
+def refine_last(
+    app: App, change: str, on_event: Callable[[dict[str, Any]], None], on_job: Callable[[Job], None]
+) -> Report:
+    """Refine the newest gallery image as `change` says; the result lands beside it and goes to the clipboard."""
+    from .api import GeneratedImage
+    from .metadata import request_from_image
+    from .refine import refine_file
+
+    def follow(job: Job) -> Any:
+        on_job(job)
+        for event in job.events():
+            on_event(event)
+        return job.result()
+
+    newest = app.gallery.images()
+    if not newest:
+        return Report(False, "No image to refine yet", "Make an image first, then select what to change and refine it.")
+    try:
+        path = refine_file(app.engine, newest[0][0], change, wait=follow)
+        action = app.actions().get(app.config.default_action)
+        message = action.run(GeneratedImage(path, request_from_image(path))) if action else None
+    except Exception as exc:
+        title, body = describe_error(exc)
+        return Report(False, title, body)
+    return Report(True, "Your refined image is ready", message or f"Saved as {path.name}.", path, (path,))
 
 
 def tell(report: Report) -> None:

@@ -136,7 +136,7 @@ class TrayHost:
         if self._closing.is_set():
             return {"ok": False, "message": "dreamtray is quitting."}
         actions = self.app.actions()
-        if action not in actions:
+        if action not in actions and action != desktop_flow.REFINE_LAST:
             known = ", ".join(sorted(actions)) or "none (no action plugin is loaded)"
             return {"ok": False, "message": f"No action called {action!r}. Actions: {known}."}
         placed = self.line.reserve()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import autostart
+from .desktop_flow import REFINE_LAST
 
 if TYPE_CHECKING:
     from .tray import TrayHost
@@ -33,8 +34,11 @@ def build_menu(host: TrayHost) -> Any:
                  act(lambda: host.from_selection("wallpaper", "menu"), "wallpaper from selection")),
         MenuItem("New wallpaper from the last prompt", act(host.wallpaper_again, "new wallpaper"),
                  enabled=lambda item: bool(host.last_prompt)),
+        MenuItem("Refine last image with selection",
+                 act(lambda: host.from_selection(REFINE_LAST, "menu"), "refining the last image")),
         Menu.SEPARATOR,
         MenuItem("Style", Menu(lambda: style_items(host))),
+        MenuItem("Engine", Menu(lambda: engine_items(host))),
         MenuItem("Open gallery", act(lambda: _open_gallery(host), "opening the gallery")),
         MenuItem("Pause hotkeys", act(lambda: host.set_paused(not host.paused), "pausing hotkeys"),
                  checked=lambda item: host.paused),
@@ -68,6 +72,28 @@ def style_items(host: TrayHost) -> list[Any]:
     return items
 
 
+def engine_items(host: TrayHost) -> list[Any]:
+    """The engines to choose from (local first, then those plugins register), as radio items."""
+    from pystray import MenuItem
+
+    from .engines import engine_names
+
+    def choice(name: str) -> Any:
+        return MenuItem(name, lambda: host.in_background(lambda: choose_engine(host, name), "choosing an engine"),
+                        checked=lambda item: host.app.config.engine.backend == name, radio=True)
+
+    return [choice(name) for name in engine_names(host.app.plugins)]
+
+
+def choose_engine(host: TrayHost, name: str) -> None:
+    """Use the engine `name` for every new image; it is saved in the config."""
+    from .config import set_value
+
+    set_value("engine.backend", name, host.app.loaded_config.path)
+    host.app.reload_config()
+    host._refresh_menu()
+
+
 def _current_style(host: TrayHost) -> str:
     return host.app.config.style.strip().casefold()
 
@@ -77,7 +103,7 @@ def choose_style(host: TrayHost, name: str) -> None:
     from .config import set_value
 
     set_value("style", name, host.app.loaded_config.path)
-    host.app.__dict__.pop("loaded_config", None)  # read the config again on next use
+    host.app.reload_config()
     host._refresh_menu()
 
 

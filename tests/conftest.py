@@ -30,11 +30,12 @@ def xsession():
         session.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tray(xsession):
-    """The session with trayer running as the system tray."""
-    xsession.start_tray()
-    return xsession
+    """The session with trayer running as the system tray, for one test module (then its panel goes)."""
+    trayer = xsession.start_tray()
+    yield xsession
+    xsession.stop_tray(trayer)
 
 
 @pytest.fixture

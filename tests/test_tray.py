@@ -29,8 +29,8 @@ from xsession import wait_until
 
 from dreamtray.metadata import read_metadata
 
-# From the bottom of the menu: Quit, Plugins, Start at login, Unload model, Pause hotkeys, Open gallery, Style.
-UP_TO = {"quit": 1, "plugins": 2, "autostart": 3, "unload": 4, "pause": 5, "gallery": 6, "style": 7}
+# From the bottom of the menu: Quit, Plugins, Start at login, Unload model, Pause hotkeys, Open gallery, Engine, Style.
+UP_TO = {"quit": 1, "plugins": 2, "autostart": 3, "unload": 4, "pause": 5, "gallery": 6, "engine": 7, "style": 8}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,12 @@ def host(tray, tmp_path_factory):
     opener = tools / "xdg-open"
     opener.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{root}/opened"\n')
     opener.chmod(0o755)
-    home = tray_home(root, tray, PATH=f"{tools}{os.pathsep}{os.environ['PATH']}")
+    home = tray_home(root, tray, plugins="clipboard,wallpaper,styles,remote", PATH=f"{tools}{os.pathsep}{os.environ['PATH']}")
     process = TrayProcess(home)
     icon, seconds = process.wait_docked()
     process.docked, process.visible_after = icon, seconds
     print(f"icon docked {seconds:.2f} s after launch")
+    process.wait_started()
     yield process
     process.stop()
     home.stop_engine()
@@ -82,7 +83,7 @@ def test_icon_docks_at_once_and_the_host_never_imports_torch(host, tray):
     assert "libtorch" not in maps and "torch/lib" not in maps
     assert status["hotkeys"] == {"<ctrl>+<alt>+i": "clipboard", "<ctrl>+<alt>+w": "wallpaper"}
     assert status["hotkeys_listening"] is True
-    assert window_title(tray.display, host.docked.window) == "dreamtray: ready"
+    wait_until(lambda: window_title(tray.display, host.docked.window) == "dreamtray: ready", 10, "the ready tooltip")
 
 
 def test_the_engine_runs_in_the_background_as_a_child_of_the_tray(host):
@@ -270,6 +271,34 @@ def test_the_style_menu_is_a_radio_choice_saved_in_the_config(host, tray, tmp_pa
     # Style > None
     open_menu_and_pick(tray, host.docked, ["Up"] * UP_TO["style"] + ["Right", "Return"])
     wait_until(lambda: 'style = ""' in config.read_text(), 10, "no style in the config")
+
+
+def test_refine_last_image_with_the_selection(host, tray):
+    from dreamtray.lineage import LINEAGE_KEY, image_texts
+
+    serve_primary(tray, "a red barn")
+    original = Path(host.trigger("clipboard", "--wait").stdout.strip().splitlines()[-1])
+    serve_primary(tray, "make it snowy")
+    result = host.trigger("refine-last", "--wait")
+    assert result.returncode == 0, result.stderr
+    refined = Path(result.stdout.strip().splitlines()[-1])
+    assert refined.parent == original.parent and refined != original and refined.exists()
+    lineage = json.loads(image_texts(refined.read_bytes())[LINEAGE_KEY])
+    assert lineage[0]["file"] == original.name
+    assert read_metadata(refined).parameters.prompt.startswith("make it snowy")
+    assert wait_until(lambda: read_clipboard_png(tray) == refined.read_bytes(), 10, "the refined PNG on the clipboard")
+
+
+def test_the_engine_menu_switches_the_back_end_and_back(host, tray):
+    config = host.home.root / "config/dreamtray/config.toml"
+    # Engine > (local, a1111, openai, remote): remote, which has no address configured here.
+    open_menu_and_pick(tray, host.docked, ["Up"] * UP_TO["engine"] + ["Right", "Down", "Down", "Down", "Return"])
+    wait_until(lambda: 'backend = "remote"' in config.read_text(), 10, "the remote engine in the config")
+    failed = host.trigger("clipboard", "--prompt", "a kite", "--wait")
+    assert failed.returncode == 1 and "remote" in failed.stderr
+    open_menu_and_pick(tray, host.docked, ["Up"] * UP_TO["engine"] + ["Right", "Return"])
+    wait_until(lambda: 'backend = "local"' in config.read_text(), 10, "the local engine in the config")
+    assert host.trigger("clipboard", "--prompt", "a kite", "--wait").returncode == 0
 
 
 def test_start_at_login_from_the_menu(host, tray):

@@ -33,6 +33,7 @@ def gnome_host(tray, tmp_path_factory):
                      XDG_CURRENT_DESKTOP="GNOME", PYTHONPATH=str(site), HELLO_LOG=str(root / "hello.log"))
     process = TrayProcess(home)
     process.docked, _ = process.wait_docked()
+    process.wait_started()
     yield process
     process.stop()
     home.stop_engine()

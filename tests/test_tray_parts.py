@@ -313,8 +313,8 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         menu = build_menu(host)
         texts = [item.text for item in menu.items]
         assert texts == [
-            "Image from selection to clipboard", "Wallpaper from selection", "New wallpaper from the last prompt", "- - - -",
-            "Style", "Open gallery", "Pause hotkeys", "Unload model", "Start at login", "Plugins", "Say hello", "- - - -",
+            "Image from selection to clipboard", "Wallpaper from selection", "New wallpaper from the last prompt",
+            "Refine last image with selection", "- - - -", "Style", "Engine", "Open gallery", "Pause hotkeys", "Unload model", "Start at login", "Plugins", "Say hello", "- - - -",
             "Quit",
         ]
         items = {item.text: item for item in menu.items}
@@ -326,6 +326,8 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         assert styles[0].checked is True and styles[0].radio
         wallpaper_pack = [s.text for s in styles[3].submenu.items]
         assert len(wallpaper_pack) > 3 and all(s.radio for s in styles[3].submenu.items)
+        engines = list(items["Engine"].submenu.items)
+        assert [e.text for e in engines] == ["local"] and engines[0].checked and engines[0].radio
         plugins = [p.text for p in items["Plugins"].submenu.items]
         assert "clipboard 0.1.0 (ok)" in plugins and "wallpaper 0.1.0 (ok)" in plugins
         assert any(p.startswith("broken") and p.endswith("(errors)") for p in plugins)

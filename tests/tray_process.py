@@ -76,6 +76,13 @@ class TrayProcess:
         found = wait_until(docked, timeout, "the dreamtray icon in the tray", interval=0.01)
         return found, time.monotonic() - self.started_at
 
+    def wait_started(self, timeout: float = 30) -> dict:
+        """The status once the host has finished starting: hotkeys listening, the engine on its way.
+
+        The icon docks first, and the rest of the start-up follows in the icon's setup, so tests wait for it.
+        """
+        return wait_until(lambda: (s := self.status())["hotkeys_listening"] and s, timeout, "the tray to finish starting")
+
     def trigger(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         return self.home.run("trigger", *args, timeout=timeout)
 

@@ -148,10 +148,17 @@ class XSession:
         self.spawn([need("dunst"), "-config", str(config)])
         wait_until(lambda: self.bus_name_has_owner("org.freedesktop.Notifications"), 10, "dunst on the bus")
 
-    def start_tray(self) -> None:
+    def start_tray(self) -> subprocess.Popen:
         """Start trayer, the system tray that icons dock into, and wait for it to own the tray selection."""
-        self.spawn([need("trayer"), "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "200"])
+        trayer = self.spawn([need("trayer"), "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "200"])
         wait_until(lambda: self.selection_owned("_NET_SYSTEM_TRAY_S0"), 10, "trayer to own the tray")
+        return trayer
+
+    def stop_tray(self, trayer: subprocess.Popen) -> None:
+        """Stop trayer, so that its panel no longer covers part of the root window."""
+        trayer.terminate()
+        trayer.wait(timeout=10)
+        wait_until(lambda: not self.selection_owned("_NET_SYSTEM_TRAY_S0"), 10, "trayer to leave")
 
     # -- helpers for tests -------------------------------------------------------------------------
 
