@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .launcher import APP_ID, BUNDLE_ID, remove_file, desktop_entry, launch_command, write_atomically
+from .launcher import APP_ID, BUNDLE_ID, desktop_entry, launch_command, remove_file, write_atomically
 
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
 
@@ -36,8 +36,7 @@ class LinuxAutostart:
             section = entry["Desktop Entry"]
         except (OSError, configparser.Error, KeyError):
             return False
-        return (section.get("Hidden", "false") != "true"
-                and section.get("X-GNOME-Autostart-enabled", "true") != "false")
+        return section.get("Hidden", "false") != "true" and section.get("X-GNOME-Autostart-enabled", "true") != "false"
 
     def enable(self, command: Sequence[str]) -> None:
         write_atomically(self.where, desktop_entry(command, autostart=True))
@@ -48,15 +47,17 @@ class LinuxAutostart:
 
 def launch_agent(command: Sequence[str], log_dir: Path) -> bytes:
     """The LaunchAgent plist that starts `command` at login and restarts it only after a crash."""
-    return plistlib.dumps({
-        "Label": BUNDLE_ID,
-        "ProgramArguments": list(command),
-        "RunAtLoad": True,
-        "KeepAlive": {"SuccessfulExit": False},
-        "ProcessType": "Interactive",
-        "StandardOutPath": str(log_dir / "dreamtray.log"),
-        "StandardErrorPath": str(log_dir / "dreamtray.log"),
-    })
+    return plistlib.dumps(
+        {
+            "Label": BUNDLE_ID,
+            "ProgramArguments": list(command),
+            "RunAtLoad": True,
+            "KeepAlive": {"SuccessfulExit": False},
+            "ProcessType": "Interactive",
+            "StandardOutPath": str(log_dir / "dreamtray.log"),
+            "StandardErrorPath": str(log_dir / "dreamtray.log"),
+        }
+    )
 
 
 class MacAutostart:

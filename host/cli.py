@@ -26,7 +26,9 @@ class Context:
         from .commands_styles import StyleServices
 
         app = self.app
-        return StyleServices(registry=lambda: app.styles, engine=lambda: app.engine, series_dir=app.gallery.folder / "series")
+        return StyleServices(
+            registry=lambda: app.styles, engine=lambda: app.engine, series_dir=app.gallery.folder / "series"
+        )
 
 
 pass_app = click.make_pass_decorator(Context, ensure=True)
@@ -103,21 +105,50 @@ def parse_size(value: str | None) -> tuple[int | None, int | None]:
 
 @cli.command()
 @click.argument("prompt", required=False)
-@click.option("--model", "-m", help="Preset (sd-turbo, sdxl-turbo, flux-schnell, tiny, auto), hub id, folder or .safetensors file.")
+@click.option(
+    "--model",
+    "-m",
+    help="Preset (sd-turbo, sdxl-turbo, flux-schnell, tiny, auto), hub id, folder or .safetensors file.",
+)
 @click.option("--seed", type=int, help="Seed for reproducible images; random when left out (and reported).")
 @click.option("--steps", type=int, help="Denoising steps (default: the model's).")
 @click.option("--size", help="WIDTHxHEIGHT, snapped to what the model accepts (default: the model's native size).")
-@click.option("--count", "-n", type=int, default=1, show_default=True, help="How many images (seeds seed, seed+1, ...).")
+@click.option(
+    "--count", "-n", type=int, default=1, show_default=True, help="How many images (seeds seed, seed+1, ...)."
+)
 @click.option("--guidance", type=float, help="Classifier-free guidance scale (default: the model's).")
 @click.option("--negative", default="", help="Negative prompt.")
 @click.option("--sampler", help="Sampler, by A1111 name (Euler a, DPM++ 2M...) or diffusers scheduler class.")
 @click.option("--style", "styles", multiple=True, help="Style to apply; repeat to stack (default: the config's).")
 @click.option("--action", help="What to do with the image too: an action name (clipboard, wallpaper...).")
-@click.option("--from", "from_image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Reproduce an image from its metadata; other options override.")
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Also copy the PNGs into this folder.")
+@click.option(
+    "--from",
+    "from_image",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Reproduce an image from its metadata; other options override.",
+)
+@click.option(
+    "--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Also copy the PNGs into this folder."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def generate(ctx: Context, prompt, model, seed, steps, size, count, guidance, negative, sampler, styles, action, from_image, out, as_json) -> None:
+def generate(
+    ctx: Context,
+    prompt,
+    model,
+    seed,
+    steps,
+    size,
+    count,
+    guidance,
+    negative,
+    sampler,
+    styles,
+    action,
+    from_image,
+    out,
+    as_json,
+) -> None:
     """Generate images from PROMPT; they are saved in the gallery with their parameters."""
     from . import generation
     from .engine.client import EngineError
@@ -126,9 +157,17 @@ def generate(ctx: Context, prompt, model, seed, steps, size, count, guidance, ne
     app = ctx.app
     width, height = parse_size(size)
     given = {
-        "prompt": prompt, "model": model, "seed": seed, "steps": steps, "width": width, "height": height,
-        "guidance": guidance, "sampler": sampler, "count": count if count != 1 else None,
-        "negative_prompt": negative or None, "styles": tuple(styles) or None,
+        "prompt": prompt,
+        "model": model,
+        "seed": seed,
+        "steps": steps,
+        "width": width,
+        "height": height,
+        "guidance": guidance,
+        "sampler": sampler,
+        "count": count if count != 1 else None,
+        "negative_prompt": negative or None,
+        "styles": tuple(styles) or None,
     }
     fields = {key: value for key, value in given.items() if value is not None}
     if from_image is not None:
@@ -159,9 +198,17 @@ def generate(ctx: Context, prompt, model, seed, steps, size, count, guidance, ne
     for message in outcome.messages:
         click.echo(message, err=True)
     if as_json:
-        click.echo(json.dumps({"images": [str(p) for p in outcome.paths], "seeds": outcome.result.seeds,
-                               "request": outcome.result.request.model_dump(mode="json", exclude={"init_image"}),
-                               "warnings": outcome.result.warnings}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "images": [str(p) for p in outcome.paths],
+                    "seeds": outcome.result.seeds,
+                    "request": outcome.result.request.model_dump(mode="json", exclude={"init_image"}),
+                    "warnings": outcome.result.warnings,
+                },
+                indent=2,
+            )
+        )
     else:
         for path, seed in zip(outcome.paths, outcome.result.seeds, strict=True):
             click.echo(f"{path}  (seed {seed})")

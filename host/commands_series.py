@@ -64,8 +64,11 @@ def chosen_styles(ctx: click.Context, names: tuple[str, ...]) -> list[Style]:
 @click.option("--guidance", type=click.FloatRange(0, 30))
 @click.option("--model", help="Model preset, hub id or file; default: the engine's.")
 @click.option("--negative", default="", help="Negative prompt, before the styles' own.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for a new series (default: a new one in the gallery's series folder).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for a new series (default: a new one in the gallery's series folder).",
+)
 @click.option(
     "--extend",
     type=click.Path(exists=True, path_type=Path),
@@ -78,8 +81,11 @@ def series(ctx: click.Context, prompt: str, extend: Path | None, **options: obje
     Image i of every row uses seed base + i, so rows made later with --extend start from the same noise.
     """
     if extend is not None:
-        given = [f"--{name.removesuffix('_names')}" for name in SHARED_OPTIONS
-                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+        given = [
+            f"--{name.removesuffix('_names')}"
+            for name in SHARED_OPTIONS
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+        ]
         if given:
             raise click.UsageError(
                 f"{', '.join(given)} cannot be used with --extend: the series keeps its own settings"
@@ -90,8 +96,12 @@ def series(ctx: click.Context, prompt: str, extend: Path | None, **options: obje
             raise click.ClickException(str(exc)) from None
     else:
         settings = Settings(
-            negative_prompt=options["negative"], width=options["width"], height=options["height"],
-            steps=options["steps"], guidance=options["guidance"], model=options["model"],
+            negative_prompt=options["negative"],
+            width=options["width"],
+            height=options["height"],
+            steps=options["steps"],
+            guidance=options["guidance"],
+            model=options["model"],
         )
         styles = chosen_styles(ctx, options["style_names"])
         manifest = new_manifest(options["count"], styles, settings, options["seed"])
@@ -123,8 +133,13 @@ def make_row(ctx: click.Context, manifest: Manifest, folder: Path, prompt: str) 
 @click.command("refine")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("change")
-@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=0.6, show_default=True,
-              help="How much may change: near 0 keeps the image, 1 redraws it.")
+@click.option(
+    "--strength",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.6,
+    show_default=True,
+    help="How much may change: near 0 keeps the image, 1 redraws it.",
+)
 @click.option("--style", "style_names", multiple=True, help="Style to apply on top (repeat to stack).")
 @click.option("--seed", type=SEED)
 @click.option("--model", help="Default: the model that made the image, when its PNG says so.")
@@ -132,14 +147,34 @@ def make_row(ctx: click.Context, manifest: Manifest, folder: Path, prompt: str) 
 @click.option("--only-change", is_flag=True, help="Use CHANGE as the whole prompt, not added to the original's.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: IMAGE-refined.png beside it.")
 @click.pass_context
-def refine(ctx: click.Context, image: Path, change: str, strength: float, style_names: tuple[str, ...],
-           seed: int | None, model: str | None, steps: int | None, only_change: bool, out: Path | None) -> None:
+def refine(
+    ctx: click.Context,
+    image: Path,
+    change: str,
+    strength: float,
+    style_names: tuple[str, ...],
+    seed: int | None,
+    model: str | None,
+    steps: int | None,
+    only_change: bool,
+    out: Path | None,
+) -> None:
     """Change an image by a description (image-to-image); the new PNG names its original in its metadata."""
     styles = chosen_styles(ctx, style_names)
     try:
-        target = refine_file(services(ctx).engine(), image, change, strength=strength, styles=styles,
-                             only_change=only_change, out=out, wait=lambda job: follow(job, "refine"),
-                             seed=seed, model=model, steps=steps)
+        target = refine_file(
+            services(ctx).engine(),
+            image,
+            change,
+            strength=strength,
+            styles=styles,
+            only_change=only_change,
+            out=out,
+            wait=lambda job: follow(job, "refine"),
+            seed=seed,
+            model=model,
+            steps=steps,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(target)

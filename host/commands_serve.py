@@ -47,23 +47,62 @@ def tls_options(cert: Path | None, key: Path | None) -> dict[str, str] | None:
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every network).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every network)."
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="File holding the token clients must send (created when missing). Required off loopback.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the token clients must send (created when missing). Required off loopback.",
+)
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS certificate (PEM).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS private key (PEM).")
 @click.option("--log-prompts", is_flag=True, help="Write prompts to the log (they are left out by default).")
 @click.option("--model", help="Model used when a request names none (default: the config's).")
-@click.option("--rate-limit", type=click.IntRange(0), default=120, show_default=True,
-              help="Requests a minute for each token; 0 for no limit.")
-@click.option("--max-body-mb", type=click.IntRange(1), default=32, show_default=True, help="Largest request body accepted.")
-@click.option("--ray", "use_ray", is_flag=True, help="Serve through Ray Serve: a pool of engine replicas behind this endpoint.")
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(0),
+    default=120,
+    show_default=True,
+    help="Requests a minute for each token; 0 for no limit.",
+)
+@click.option(
+    "--max-body-mb", type=click.IntRange(1), default=32, show_default=True, help="Largest request body accepted."
+)
+@click.option(
+    "--ray", "use_ray", is_flag=True, help="Serve through Ray Serve: a pool of engine replicas behind this endpoint."
+)
 @click.option("--replicas", type=click.IntRange(1), default=1, show_default=True, help="With --ray: engine replicas.")
-@click.option("--replica-gpus", type=click.FloatRange(0), default=0.0, show_default=True, help="With --ray: GPUs for each replica.")
-@click.option("--replica-cpus", type=click.FloatRange(0.1), default=0.5, show_default=True, help="With --ray: CPUs for each replica.")
-def serve_command(host, port, token_file, tls_cert, tls_key, log_prompts, model, rate_limit, max_body_mb,
-                  use_ray, replicas, replica_gpus, replica_cpus) -> None:
+@click.option(
+    "--replica-gpus",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="With --ray: GPUs for each replica.",
+)
+@click.option(
+    "--replica-cpus",
+    type=click.FloatRange(0.1),
+    default=0.5,
+    show_default=True,
+    help="With --ray: CPUs for each replica.",
+)
+def serve_command(
+    host,
+    port,
+    token_file,
+    tls_cert,
+    tls_key,
+    log_prompts,
+    model,
+    rate_limit,
+    max_body_mb,
+    use_ray,
+    replicas,
+    replica_gpus,
+    replica_cpus,
+) -> None:
     """Serve this machine's engine to other machines (OpenAI-compatible images API, jobs with progress)."""
     from dataclasses import replace
 
@@ -74,8 +113,10 @@ def serve_command(host, port, token_file, tls_cert, tls_key, log_prompts, model,
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     scheme = "https" if ssl else "http"
     if not ssl and not is_loopback(host):
-        click.echo("Warning: no TLS, so the token and prompts cross the network readable; "
-                   "give --tls-cert and --tls-key.", err=True)
+        click.echo(
+            "Warning: no TLS, so the token and prompts cross the network readable; give --tls-cert and --tls-key.",
+            err=True,
+        )
     click.echo(f"Serving the dreamtray engine on {scheme}://{host}:{port} (token in {token_path}).", err=True)
     limits = {"rate_per_minute": rate_limit, "max_body_bytes": max_body_mb * 2**20, "log_prompts": log_prompts}
     settings = current_app().local_engine.settings  # the config's engine settings, as this machine's tray uses them

@@ -67,11 +67,12 @@ def _gnome_tray() -> Finding | None:
     if "GNOME" not in desktops:
         return None
     need = "GNOME AppIndicator extension, so that GNOME Shell shows tray icons"
-    fix = (f"{install_hint('appindicator')}, log out and in, then: "
-           f"gnome-extensions enable {APPINDICATOR_EXTENSIONS[0]}")
+    fix = f"{install_hint('appindicator')}, log out and in, then: gnome-extensions enable {APPINDICATOR_EXTENSIONS[0]}"
     tool = shutil.which("gnome-extensions")
     try:
-        listed = subprocess.run([tool, "list", "--enabled"], capture_output=True, text=True, timeout=10) if tool else None
+        listed = (
+            subprocess.run([tool, "list", "--enabled"], capture_output=True, text=True, timeout=10) if tool else None
+        )
     except (OSError, subprocess.TimeoutExpired):
         listed = None
     if listed is None or listed.returncode != 0:
@@ -82,11 +83,14 @@ def _gnome_tray() -> Finding | None:
 
 def _mac_accessibility() -> Finding:
     need = "Accessibility permission, for the global hotkey"
-    fix = ("System Settings > Privacy & Security > Accessibility: press +, add "
-           f"{Path(sys.executable).resolve()} (Cmd+Shift+G lets you type the path) and switch it on")
+    fix = (
+        "System Settings > Privacy & Security > Accessibility: press +, add "
+        f"{Path(sys.executable).resolve()} (Cmd+Shift+G lets you type the path) and switch it on"
+    )
     try:
         services = ctypes.cdll.LoadLibrary(
-            "/System/Library/Frameworks/ApplicationServices.framework/ApplicationServices")
+            "/System/Library/Frameworks/ApplicationServices.framework/ApplicationServices"
+        )
     except OSError:
         return Finding(need, None, fix)
     services.AXIsProcessTrusted.restype = ctypes.c_bool

@@ -48,8 +48,10 @@ class Task:
         """The time each step took, for the log: 'wait 0 ms, to engine 40 ms, engine 5200 ms, ...'."""
         names = {"started": "wait", "submitted": "to engine", "generated": "engine", "ended": "save, action"}
         steps = [(step, at) for step, at in self.marks.items()]
-        parts = [f"{names.get(step, step)} {1000 * (at - before):.0f} ms"
-                 for (_, before), (step, at) in zip(steps, steps[1:], strict=False)]
+        parts = [
+            f"{names.get(step, step)} {1000 * (at - before):.0f} ms"
+            for (_, before), (step, at) in zip(steps, steps[1:], strict=False)
+        ]
         return f"{1000 * (steps[-1][1] - steps[0][1]):.0f} ms in all: " + ", ".join(parts)
 
 
@@ -68,8 +70,11 @@ class Report:
         return "normal" if self.ok else "critical"
 
     def as_reply(self) -> dict[str, Any]:
-        return {"ok": self.ok, "message": f"{self.title}: {self.body}" if self.body else self.title,
-                "images": [str(path) for path in self.images]}
+        return {
+            "ok": self.ok,
+            "message": f"{self.title}: {self.body}" if self.body else self.title,
+            "images": [str(path) for path in self.images],
+        }
 
 
 def build_request(app: App, prompt: str) -> Request:

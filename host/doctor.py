@@ -24,15 +24,24 @@ def diagnose(app: App) -> dict[str, Any]:
     for name, preset in PRESETS.items():
         try:
             plan = decide(machine, preset, overrides)
-            plans[name] = {"device": plan.device, "dtype": plan.dtype, "policy": plan.policy.value, "why": list(plan.reasons)}
+            plans[name] = {
+                "device": plan.device,
+                "dtype": plan.dtype,
+                "policy": plan.policy.value,
+                "why": list(plan.reasons),
+            }
         except InsufficientMemory as exc:
             plans[name] = {"error": str(exc)}
     return {
-        "system": f"{platform.system()} {platform.release()} ({platform.machine()}), Python {platform.python_version()}",
+        "system": f"{platform.system()} {platform.release()} ({platform.machine()}), "
+        f"Python {platform.python_version()}",
         "torch": torch.__version__,
         "cuda_build": torch.version.cuda,
         "diffusers": diffusers.__version__,
-        "gpus": [{"name": g.name, "total_gb": round(g.total_gb, 1), "free_gb": round(g.free_gb, 1), "bf16": g.bf16} for g in machine.gpus],
+        "gpus": [
+            {"name": g.name, "total_gb": round(g.total_gb, 1), "free_gb": round(g.free_gb, 1), "bf16": g.bf16}
+            for g in machine.gpus
+        ],
         "mps": machine.mps,
         "cpu_cores": machine.cpu_cores,
         "ram_gb": round(machine.ram_gb, 1),
@@ -53,7 +62,8 @@ def render(report: dict[str, Any]) -> str:
     ]
     if report["gpus"]:
         for gpu in report["gpus"]:
-            lines.append(f"GPU:      {gpu['name']}: {gpu['free_gb']} of {gpu['total_gb']} GB free, bf16 {'yes' if gpu['bf16'] else 'no'}")
+            bf16 = "yes" if gpu["bf16"] else "no"
+            lines.append(f"GPU:      {gpu['name']}: {gpu['free_gb']} of {gpu['total_gb']} GB free, bf16 {bf16}")
     else:
         lines.append("GPU:      no CUDA device" + (" (Apple MPS available)" if report["mps"] else ""))
     lines.append(f"CPU:      {report['cpu_cores']} cores, {report['ram_gb']} GB RAM ({report['ram_free_gb']} GB free)")

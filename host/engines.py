@@ -37,8 +37,9 @@ def engine_names(plugin_host: PluginHost) -> list[str]:
     return [LOCAL, *sorted(engine_factories(plugin_host))]
 
 
-def open_engine(settings: dict[str, Any], plugin_host: PluginHost, local_factory: Callable[[], Engine],
-                warn: Warn = log.warning) -> Engine:
+def open_engine(
+    settings: dict[str, Any], plugin_host: PluginHost, local_factory: Callable[[], Engine], warn: Warn = log.warning
+) -> Engine:
     """The engine named by `settings["backend"]` (the `[engine]` table), wrapped to fall back when configured.
 
     `warn` tells the user (a notification, the CLI's stderr) when the back end cannot be reached.

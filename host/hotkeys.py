@@ -72,8 +72,10 @@ def _check_part(part: str) -> str | None:
     if part.lower() in MODIFIER_WORDS or (len(part) > 1 and not part.startswith("<")):
         return f"{part!r} is not a key: special keys go in angle brackets, like '<{part.strip('<>').lower()}>'"
     if part.startswith("<") and part.endswith(">"):
-        return (f"{part!r} is not a key name pynput knows; use names like <ctrl>, <alt>, <shift>, <cmd>, "
-                "<f1>...<f12>, <space>, <enter>, <page_up>")
+        return (
+            f"{part!r} is not a key name pynput knows; use names like <ctrl>, <alt>, <shift>, <cmd>, "
+            "<f1>...<f12>, <space>, <enter>, <page_up>"
+        )
     return f"{part!r} is not one key: write one character, or a special key in angle brackets"
 
 

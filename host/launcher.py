@@ -116,18 +116,20 @@ class LinuxLauncher:
 
 def info_plist(app_version: str) -> bytes:
     """Info.plist of the bundle; LSUIElement keeps a tray app out of the Dock."""
-    return plistlib.dumps({
-        "CFBundleName": APP_ID,
-        "CFBundleDisplayName": APP_ID,
-        "CFBundleIdentifier": BUNDLE_ID,
-        "CFBundleExecutable": APP_ID,
-        "CFBundleIconFile": APP_ID,
-        "CFBundlePackageType": "APPL",
-        "CFBundleShortVersionString": app_version,
-        "CFBundleVersion": app_version,
-        "LSUIElement": True,
-        "LSMinimumSystemVersion": "11.0",
-    })
+    return plistlib.dumps(
+        {
+            "CFBundleName": APP_ID,
+            "CFBundleDisplayName": APP_ID,
+            "CFBundleIdentifier": BUNDLE_ID,
+            "CFBundleExecutable": APP_ID,
+            "CFBundleIconFile": APP_ID,
+            "CFBundlePackageType": "APPL",
+            "CFBundleShortVersionString": app_version,
+            "CFBundleVersion": app_version,
+            "LSUIElement": True,
+            "LSMinimumSystemVersion": "11.0",
+        }
+    )
 
 
 class MacLauncher:
@@ -191,9 +193,18 @@ class WindowsLauncher:
         self.link.parent.mkdir(parents=True, exist_ok=True)
         values = shortcut_values(command, self.link, icon_files.app_ico(), Path.home())
         written = subprocess.run(
-            ["powershell.exe", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command",
-             SHORTCUT_SCRIPT],
-            env={**os.environ, **values}, capture_output=True, text=True,
+            [
+                "powershell.exe",
+                "-NoProfile",
+                "-NonInteractive",
+                "-ExecutionPolicy",
+                "Bypass",
+                "-Command",
+                SHORTCUT_SCRIPT,
+            ],
+            env={**os.environ, **values},
+            capture_output=True,
+            text=True,
         )
         if written.returncode != 0:
             raise OSError(f"PowerShell could not write the shortcut {self.link}: {written.stderr.strip()}")

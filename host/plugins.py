@@ -49,8 +49,14 @@ class PluginRecord:
         return "errors" if self.errors else "ok"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "distribution": self.distribution,
-                "hooks": self.hooks, "status": self.status, "errors": self.errors}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "distribution": self.distribution,
+            "hooks": self.hooks,
+            "status": self.status,
+            "errors": self.errors,
+        }
 
 
 class PluginHost:
@@ -131,7 +137,9 @@ class PluginHost:
         gathered: list[tuple[str, Any]] = []
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
             batch: list[Any] = []
-            ok, _ = self._call_one(hook, impl.plugin_name, {"register": lambda *item: batch.append(item[0] if len(item) == 1 else item)})
+            ok, _ = self._call_one(
+                hook, impl.plugin_name, {"register": lambda *item: batch.append(item[0] if len(item) == 1 else item)}
+            )
             if ok:  # a plugin that raised half-way registers nothing
                 gathered.extend((impl.plugin_name, item) for item in batch)
         return gathered
@@ -158,4 +166,3 @@ def _wanted_names() -> set[str] | None:
     if value is None:
         return None
     return {name.strip() for name in value.split(",") if name.strip()}
-

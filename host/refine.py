@@ -122,8 +122,9 @@ def refine_file(
     """
     original = image.read_bytes()
     try:
-        request = refine_request(original, change, strength=strength, styles=styles, only_change=only_change,
-                                 **explicit)
+        request = refine_request(
+            original, change, strength=strength, styles=styles, only_change=only_change, **explicit
+        )
     except ValueError as exc:
         raise ValueError(f"{image}: {exc}") from None
     result = wait(engine.submit(request))

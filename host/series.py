@@ -200,4 +200,3 @@ def save_contact_sheet(manifest: Manifest, folder: Path) -> Path:
     path = folder / CONTACT_SHEET_NAME
     write_atomically(path, contact_sheet(manifest, folder))
     return path
-

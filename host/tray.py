@@ -81,8 +81,13 @@ def open_folder(folder: Path) -> None:
         return
     opener = "open" if sys.platform == "darwin" else "xdg-open"
     try:
-        process = subprocess.Popen([opener, str(folder)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [opener, str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except FileNotFoundError:
         raise RuntimeError(f"{opener} is not installed; the gallery is at {folder}") from None
     threading.Thread(target=process.wait, daemon=True).start()  # reap it
@@ -143,10 +148,14 @@ class TrayHost:
         if placed is Placed.DROPPED:
             if not self._told_busy:
                 self._told_busy = True
-                notify("Still busy", "An image is being made and another waits: this request was dropped.",
-                       urgency="low")
-            return {"ok": False, "placed": placed.value,
-                    "message": "Busy: an image is being made and another waits, so this request was dropped."}
+                notify(
+                    "Still busy", "An image is being made and another waits: this request was dropped.", urgency="low"
+                )
+            return {
+                "ok": False,
+                "placed": placed.value,
+                "message": "Busy: an image is being made and another waits, so this request was dropped.",
+            }
         try:
             text = prompt()
         except Exception as exc:
@@ -165,8 +174,11 @@ class TrayHost:
             task.done.wait()
             reply = task.report.as_reply() if task.report else {"ok": False, "message": "dreamtray quit first."}
             return {"placed": placed.value, **reply}
-        return {"ok": True, "placed": placed.value,
-                "message": "Started." if placed is Placed.STARTED else "Queued behind the image being made."}
+        return {
+            "ok": True,
+            "placed": placed.value,
+            "message": "Started." if placed is Placed.STARTED else "Queued behind the image being made.",
+        }
 
     def unload(self) -> dict[str, Any]:
         if self.app.config.engine.backend == "local" and self.app.local_engine._running() is None:
@@ -279,6 +291,7 @@ class TrayHost:
 
     def start_engine(self) -> None:
         """Start the local engine service in the background, so the first image does not wait for it."""
+
         def start() -> None:
             if self.app.config.engine.backend == "local":
                 self.app.local_engine.client()
@@ -290,6 +303,7 @@ class TrayHost:
 
     def guarded(self, work: Callable[[], Any], what: str) -> Callable[[], None]:
         """`work` wrapped so that a failure is logged and shown, never raised into the tray."""
+
         def run() -> None:
             try:
                 work()

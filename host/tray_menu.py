@@ -28,23 +28,39 @@ def build_menu(host: TrayHost) -> Any:
         return lambda: host.in_background(work, what)
 
     return Menu(
-        MenuItem("Image from selection to clipboard",
-                 act(lambda: host.from_selection("clipboard", "menu"), "image to clipboard"), default=True),
-        MenuItem("Wallpaper from selection",
-                 act(lambda: host.from_selection("wallpaper", "menu"), "wallpaper from selection")),
-        MenuItem("New wallpaper from the last prompt", act(host.wallpaper_again, "new wallpaper"),
-                 enabled=lambda item: bool(host.last_prompt)),
-        MenuItem("Refine last image with selection",
-                 act(lambda: host.from_selection(REFINE_LAST, "menu"), "refining the last image")),
+        MenuItem(
+            "Image from selection to clipboard",
+            act(lambda: host.from_selection("clipboard", "menu"), "image to clipboard"),
+            default=True,
+        ),
+        MenuItem(
+            "Wallpaper from selection",
+            act(lambda: host.from_selection("wallpaper", "menu"), "wallpaper from selection"),
+        ),
+        MenuItem(
+            "New wallpaper from the last prompt",
+            act(host.wallpaper_again, "new wallpaper"),
+            enabled=lambda item: bool(host.last_prompt),
+        ),
+        MenuItem(
+            "Refine last image with selection",
+            act(lambda: host.from_selection(REFINE_LAST, "menu"), "refining the last image"),
+        ),
         Menu.SEPARATOR,
         MenuItem("Style", Menu(lambda: style_items(host))),
         MenuItem("Engine", Menu(lambda: engine_items(host))),
         MenuItem("Open gallery", act(lambda: _open_gallery(host), "opening the gallery")),
-        MenuItem("Pause hotkeys", act(lambda: host.set_paused(not host.paused), "pausing hotkeys"),
-                 checked=lambda item: host.paused),
+        MenuItem(
+            "Pause hotkeys",
+            act(lambda: host.set_paused(not host.paused), "pausing hotkeys"),
+            checked=lambda item: host.paused,
+        ),
         MenuItem("Unload model", act(host.unload, "unloading the model")),
-        MenuItem("Start at login", act(lambda: _toggle_autostart(host), "start at login"),
-                 checked=lambda item: _autostart_enabled()),
+        MenuItem(
+            "Start at login",
+            act(lambda: _toggle_autostart(host), "start at login"),
+            checked=lambda item: _autostart_enabled(),
+        ),
         MenuItem("Plugins", Menu(lambda: plugin_status_items(host))),
         *plugin_items(host),
         Menu.SEPARATOR,
@@ -57,8 +73,12 @@ def style_items(host: TrayHost) -> list[Any]:
     from pystray import Menu, MenuItem
 
     def choice(name: str, label: str) -> Any:
-        return MenuItem(label, lambda: host.in_background(lambda: choose_style(host, name), "choosing a style"),
-                        checked=lambda item: _current_style(host) == name.casefold(), radio=True)
+        return MenuItem(
+            label,
+            lambda: host.in_background(lambda: choose_style(host, name), "choosing a style"),
+            checked=lambda item: _current_style(host) == name.casefold(),
+            radio=True,
+        )
 
     styles = list(host.app.styles)
     packs: dict[str, list[Any]] = {}
@@ -79,8 +99,12 @@ def engine_items(host: TrayHost) -> list[Any]:
     from .engines import engine_names
 
     def choice(name: str) -> Any:
-        return MenuItem(name, lambda: host.in_background(lambda: choose_engine(host, name), "choosing an engine"),
-                        checked=lambda item: host.app.config.engine.backend == name, radio=True)
+        return MenuItem(
+            name,
+            lambda: host.in_background(lambda: choose_engine(host, name), "choosing an engine"),
+            checked=lambda item: host.app.config.engine.backend == name,
+            radio=True,
+        )
 
     return [choice(name) for name in engine_names(host.app.plugins)]
 

@@ -80,14 +80,20 @@ def draw_mark(size: int) -> Image.Image:
     hills, draw = _mask(canvas)
     top = 62 if size <= 24 else 66
     draw.polygon(
-        [(0, 100 * u), (0, (top + 10) * u), (30 * u, top * u), (55 * u, (top + 14) * u),
-         (78 * u, (top + 4) * u), (100 * u, (top + 12) * u), (100 * u, 100 * u)],
+        [
+            (0, 100 * u),
+            (0, (top + 10) * u),
+            (30 * u, top * u),
+            (55 * u, (top + 14) * u),
+            (78 * u, (top + 4) * u),
+            (100 * u, (top + 12) * u),
+            (100 * u, 100 * u),
+        ],
         fill=255,
     )
     image.paste(HILLS, (0, 0), ImageChops.multiply(hills, tile))
 
     return image.resize((size, size), Image.Resampling.LANCZOS)
-
 
 
 def draw_tray(state: str, size: int) -> Image.Image:

@@ -63,7 +63,9 @@ def _windows_nvsmi() -> str | None:
     return str(smi) if smi.is_file() else None
 
 
-def probe_nvidia(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> tuple[str, tuple[int, int]] | None:
+def probe_nvidia(
+    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+) -> tuple[str, tuple[int, int]] | None:
     """(GPU name, CUDA version the driver supports) from nvidia-smi, or None without a working driver."""
     smi = shutil.which("nvidia-smi") or _windows_nvsmi()
     if smi is None:
@@ -114,8 +116,11 @@ def decide(machine: Machine, wanted: str = "auto") -> Choice:
     if mac:
         if wanted not in ("auto", "mps", "cpu"):
             raise NoBuild("CUDA builds do not exist for macOS; use auto, mps or cpu")
-        return Choice("mps", "Apple silicon: the default wheel, with the Metal (MPS) backend",
-                      (("install", f"torch=={TORCH_VERSION}"),))
+        return Choice(
+            "mps",
+            "Apple silicon: the default wheel, with the Metal (MPS) backend",
+            (("install", f"torch=={TORCH_VERSION}"),),
+        )
     if wanted == "mps":
         raise NoBuild("the MPS build is for Macs with Apple silicon; use auto, cpu or cuda here")
     if wanted == "cpu":
@@ -124,8 +129,11 @@ def decide(machine: Machine, wanted: str = "auto") -> Choice:
         return Choice(wanted, f"CUDA build {wanted}, as asked", _pinned(wanted))
     if machine.driver_cuda is None:
         if wanted == "cuda":
-            return Choice(DEFAULT_CUDA_BUILD, f"CUDA build {DEFAULT_CUDA_BUILD}, as asked (no NVIDIA driver answered)",
-                          _pinned(DEFAULT_CUDA_BUILD))
+            return Choice(
+                DEFAULT_CUDA_BUILD,
+                f"CUDA build {DEFAULT_CUDA_BUILD}, as asked (no NVIDIA driver answered)",
+                _pinned(DEFAULT_CUDA_BUILD),
+            )
         return Choice("cpu", "no NVIDIA GPU with a working driver found (nvidia-smi): CPU build", _pinned("cpu"))
     build = _cuda_build_for(machine.driver_cuda)
     driver = "{}.{}".format(*machine.driver_cuda)
@@ -136,14 +144,18 @@ def decide(machine: Machine, wanted: str = "auto") -> Choice:
                 f"the NVIDIA driver supports CUDA {driver}, but torch {TORCH_VERSION} needs {oldest} or newer: "
                 "update the NVIDIA driver, then run the installer again"
             )
-        return Choice("cpu", f"{machine.gpu}: its driver supports CUDA {driver} only, torch {TORCH_VERSION} needs "
-                      f"{oldest} or newer; CPU build for now (update the driver and re-run for the GPU)",
-                      _pinned("cpu"))
+        return Choice(
+            "cpu",
+            f"{machine.gpu}: its driver supports CUDA {driver} only, torch {TORCH_VERSION} needs "
+            f"{oldest} or newer; CPU build for now (update the driver and re-run for the GPU)",
+            _pinned("cpu"),
+        )
     return Choice(build, f"{machine.gpu}, driver supports CUDA {driver}: CUDA build {build}", _pinned(build))
 
 
-def install(choice: Choice, python: str = sys.executable,
-            run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> bool:
+def install(
+    choice: Choice, python: str = sys.executable, run: Callable[..., subprocess.CompletedProcess] = subprocess.run
+) -> bool:
     """Run the choice's pip commands in order until one succeeds; True when torch got installed."""
     for number, attempt in enumerate(choice.attempts):
         if number:
@@ -173,8 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if install(choice):
         return 0
-    print(f"pick_torch: could not install torch {TORCH_VERSION} ({choice.build}); see pip's messages above",
-          file=sys.stderr)
+    print(
+        f"pick_torch: could not install torch {TORCH_VERSION} ({choice.build}); see pip's messages above",
+        file=sys.stderr,
+    )
     return 1
 
 

@@ -8,6 +8,30 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+TEST_PLUGINS = Path(__file__).parent / "plugins"
+"""Third-party plugin distributions for the tests: `hello` (works) and `broken` (fails at import and in hooks)."""
+
+
+def install_test_plugins(site: Path) -> Path:
+    """pip-install the test plugin distributions into `site` (a folder to put on PYTHONPATH); returns it."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(TEST_PLUGINS / "hello"),
+            str(TEST_PLUGINS / "broken"),
+        ],
+        check=True,
+    )
+    return site
+
 
 @dataclass
 class DreamtrayHome:

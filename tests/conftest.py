@@ -10,6 +10,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest  # noqa: E402
 from xsession import XSession  # noqa: E402
 
+pytest_plugins = ["fixtures_engine"]  # the tiny model, an in-process runner, a running engine service
+
 
 @pytest.fixture(scope="session")
 def xsession():

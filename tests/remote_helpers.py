@@ -35,13 +35,18 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -60,11 +65,26 @@ class ServeProcess:
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.token_file = root / "token"
         self.log = root / "serve.log"
-        env = {**os.environ, "XDG_DATA_HOME": str(root / "data"), "XDG_CACHE_HOME": str(root / "cache"),
-               "XDG_CONFIG_HOME": str(root / "config"), "XDG_STATE_HOME": str(root / "state")}
+        env = {
+            **os.environ,
+            "XDG_DATA_HOME": str(root / "data"),
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "XDG_CONFIG_HOME": str(root / "config"),
+            "XDG_STATE_HOME": str(root / "state"),
+        }
         env.pop("DREAMTRAY_CONFIG", None)
-        command = [sys.executable, "-c", "from dreamtray.commands_serve import serve_command; serve_command()",
-                   "--port", str(self.port), "--token-file", str(self.token_file), "--model", "tiny", *args]
+        command = [
+            sys.executable,
+            "-c",
+            "from dreamtray.commands_serve import serve_command; serve_command()",
+            "--port",
+            str(self.port),
+            "--token-file",
+            str(self.token_file),
+            "--model",
+            "tiny",
+            *args,
+        ]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -78,7 +98,9 @@ class ServeProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited with {self.process.returncode}: {self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/health", verify=verify, headers={"Authorization": f"Bearer {self.token}"}).is_success:
+                if httpx.get(
+                    f"{self.url}/health", verify=verify, headers={"Authorization": f"Bearer {self.token}"}
+                ).is_success:
                     return
             except (httpx.TransportError, OSError):
                 pass

@@ -139,7 +139,8 @@ class FakeRegistry(types.ModuleType):
 def test_windows_run_key(monkeypatch: pytest.MonkeyPatch) -> None:
     command = [r"C:\Users\Ann Lee\AppData\Local\dreamtray\venv\Scripts\pythonw.exe", "-m", "dreamtray", "run"]
     assert autostart.run_value(command) == (
-        r'"C:\Users\Ann Lee\AppData\Local\dreamtray\venv\Scripts\pythonw.exe" -m dreamtray run')
+        r'"C:\Users\Ann Lee\AppData\Local\dreamtray\venv\Scripts\pythonw.exe" -m dreamtray run'
+    )
 
     registry = FakeRegistry()
     monkeypatch.setitem(sys.modules, "winreg", registry)

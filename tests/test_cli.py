@@ -21,7 +21,21 @@ def home(tmp_path_factory):
 
 def test_generate_writes_pngs_with_progress_and_reports_seeds(home, tmp_path):
     out = tmp_path / "out"
-    result = home.run("generate", "a red fox", "--size", "64x64", "--seed", "5", "--count", "2", "--steps", "3", "--out", str(out), check=True)
+    result = home.run(
+        "generate",
+        "a red fox",
+        "--size",
+        "64x64",
+        "--seed",
+        "5",
+        "--count",
+        "2",
+        "--steps",
+        "3",
+        "--out",
+        str(out),
+        check=True,
+    )
     lines = result.stdout.splitlines()
     assert [line.rsplit("(", 1)[1] for line in lines] == ["seed 5)", "seed 6)"]
     saved = [Path(line.split("  (")[0]) for line in lines]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dreamtray.hookspecs
 import pluggy
 import pytest
-from dreamtray import Action, GeneratedImage, Request
 from PIL import Image, PngImagePlugin
+
+import dreamtray.hookspecs
+from dreamtray import Action, GeneratedImage, Request
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from datetime import datetime
 
 import pytest
+import tomllib
 from click.testing import CliRunner
 from png_samples import a1111_png, comfyui_png, png_bytes
 

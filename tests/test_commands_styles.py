@@ -20,9 +20,7 @@ def services_for(user_folder) -> StyleServices:
     def no_engine():
         raise AssertionError("the styles commands must not reach the engine")
 
-    return StyleServices(
-        registry=lambda: load_registry(plugins, user_folder), engine=no_engine, series_dir=user_folder
-    )
+    return StyleServices(registry=lambda: load_registry(plugins, user_folder), engine=no_engine, series_dir=user_folder)
 
 
 @pytest.fixture

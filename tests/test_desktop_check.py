@@ -62,8 +62,10 @@ def test_gnome_needs_the_appindicator_extension(tools, monkeypatch: pytest.Monke
     tools("gnome-extensions", "ding@rastersoft.com\\n")
     tray = by_need(desktop_check.check())["GNOME AppIndicator extension"]
     assert tray.ok is False
-    assert tray.fix == (f"sudo pacman -S gnome-shell-extension-appindicator, log out and in, then: "
-                        f"gnome-extensions enable {APPINDICATOR}")
+    assert tray.fix == (
+        f"sudo pacman -S gnome-shell-extension-appindicator, log out and in, then: "
+        f"gnome-extensions enable {APPINDICATOR}"
+    )
     assert "MISSING GNOME AppIndicator extension" in tray.line() and "-> sudo pacman -S" in tray.line()
 
     tools("gnome-extensions", f"ding@rastersoft.com\\n{APPINDICATOR}\\n")
@@ -85,7 +87,8 @@ def test_missing_pygobject_says_how_to_get_it(tools, monkeypatch: pytest.MonkeyP
 
 def test_no_package_manager_gives_a_plain_hint(tools) -> None:
     assert desktop_check.install_hint("xclip") == (
-        "install the package that provides xclip with your system's package manager")
+        "install the package that provides xclip with your system's package manager"
+    )
 
 
 def test_mac_accessibility_names_the_python_to_allow() -> None:

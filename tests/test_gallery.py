@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
-from fixtures_engine import model_cache, runner  # noqa: F401
 from png_samples import pixels, png_bytes
 
 from dreamtray import gallery as gallery_module

@@ -10,7 +10,9 @@ from dreamtray.engine.presets import PRESETS
 
 def card(total_gb: float, bf16: bool = True) -> Machine:
     """A desktop with one NVIDIA card, of which the desktop itself already uses 0.3 GB."""
-    return Machine(gpus=(Gpu(f"{total_gb:g} GB card", total_gb, total_gb - 0.3, bf16),), cpu_cores=8, ram_gb=32, ram_free_gb=24)
+    return Machine(
+        gpus=(Gpu(f"{total_gb:g} GB card", total_gb, total_gb - 0.3, bf16),), cpu_cores=8, ram_gb=32, ram_free_gb=24
+    )
 
 
 MACHINES = {
@@ -30,20 +32,28 @@ GPU, OFF, SEQ, CPU, NONE = Policy.GPU, Policy.MODEL_OFFLOAD, Policy.SEQUENTIAL_O
 
 # machine:        sd-turbo  sdxl-turbo  flux-schnell  tiny
 TABLE = {
-    "4gb":   (OFF, SEQ, NONE, GPU),
-    "6gb":   (GPU, SEQ, SEQ, GPU),
-    "8gb":   (GPU, OFF, SEQ, GPU),
-    "12gb":  (GPU, GPU, SEQ, GPU),
-    "16gb":  (GPU, GPU, SEQ, GPU),
-    "24gb":  (GPU, GPU, SEQ, GPU),
-    "32gb":  (GPU, GPU, OFF, GPU),
+    "4gb": (OFF, SEQ, NONE, GPU),
+    "6gb": (GPU, SEQ, SEQ, GPU),
+    "8gb": (GPU, OFF, SEQ, GPU),
+    "12gb": (GPU, GPU, SEQ, GPU),
+    "16gb": (GPU, GPU, SEQ, GPU),
+    "24gb": (GPU, GPU, SEQ, GPU),
+    "32gb": (GPU, GPU, OFF, GPU),
     "mps16": (GPU, GPU, NONE, GPU),
-    "mps8":  (GPU, NONE, NONE, GPU),
-    "cpu":   (CPU, CPU, NONE, CPU),
+    "mps8": (GPU, NONE, NONE, GPU),
+    "cpu": (CPU, CPU, NONE, CPU),
 }
 AUTO = {
-    "4gb": "sd-turbo", "6gb": "sd-turbo", "8gb": "sdxl-turbo", "12gb": "sdxl-turbo", "16gb": "sdxl-turbo",
-    "24gb": "sdxl-turbo", "32gb": "flux-schnell", "mps16": "sdxl-turbo", "mps8": "sd-turbo", "cpu": "sd-turbo",
+    "4gb": "sd-turbo",
+    "6gb": "sd-turbo",
+    "8gb": "sdxl-turbo",
+    "12gb": "sdxl-turbo",
+    "16gb": "sdxl-turbo",
+    "24gb": "sdxl-turbo",
+    "32gb": "flux-schnell",
+    "mps16": "sdxl-turbo",
+    "mps8": "sd-turbo",
+    "cpu": "sd-turbo",
 }
 PRESET_ORDER = ("sd-turbo", "sdxl-turbo", "flux-schnell", "tiny")
 CASES = [(m, p, TABLE[m][i]) for m in TABLE for i, p in enumerate(PRESET_ORDER)]

@@ -6,7 +6,7 @@ import runpy
 from pathlib import Path
 
 import pytest
-from PIL import Image, IcnsImagePlugin
+from PIL import IcnsImagePlugin, Image
 
 from dreamtray import icon_files
 

@@ -25,16 +25,20 @@ PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip
 
 def environment(home: Path) -> dict[str, str]:
     """This process's environment, moved into `home`, without this test's own virtual environment."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("XDG_") and k not in ("VIRTUAL_ENV", "PYTHONPATH", "DREAMTRAY_TORCH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("XDG_") and k not in ("VIRTUAL_ENV", "PYTHONPATH", "DREAMTRAY_TORCH")
+    }
     path = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) if not p.startswith(sys.prefix)]
     env.update(HOME=str(home), PATH=os.pathsep.join(path), PIP_CACHE_DIR=PIP_CACHE)
     return env
 
 
 def run(home: Path, *command: str | Path, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in command], env=environment(home), capture_output=True, text=True,
-                          timeout=timeout, cwd=home)
+    return subprocess.run(
+        [str(c) for c in command], env=environment(home), capture_output=True, text=True, timeout=timeout, cwd=home
+    )
 
 
 class Home:
@@ -48,8 +52,10 @@ class Home:
         self.command = root / ".local" / "bin" / "dreamtray"
         self.menu_entry = root / ".local" / "share" / "applications" / "dreamtray.desktop"
         self.autostart_entry = root / ".config" / "autostart" / "dreamtray.desktop"
-        self.icons = [root / ".local" / "share" / "icons" / "hicolor" / f"{s}x{s}" / "apps" / "dreamtray.png"
-                      for s in icon_files.APP_SIZES]
+        self.icons = [
+            root / ".local" / "share" / "icons" / "hicolor" / f"{s}x{s}" / "apps" / "dreamtray.png"
+            for s in icon_files.APP_SIZES
+        ]
         self.config = root / ".config" / "dreamtray"
 
     def setup(self, *args: str) -> subprocess.CompletedProcess:
@@ -72,10 +78,13 @@ def installed(tmp_path_factory) -> tuple[Home, subprocess.CompletedProcess]:
 def test_install_builds_a_working_environment_with_the_local_torch(installed) -> None:
     home, result = installed
     assert re.search(r"^dreamtray \S+ installed, with torch 2\.13\.0\+cpu\.$", result.stdout, re.M)
-    assert "pick_torch: torch 2.13.0, no NVIDIA GPU with a working driver found (nvidia-smi): CPU build" in result.stdout
+    assert (
+        "pick_torch: torch 2.13.0, no NVIDIA GPU with a working driver found (nvidia-smi): CPU build" in result.stdout
+    )
     assert "asking the PyTorch wheel index" not in result.stdout  # pip found the pinned wheel as configured
-    probe = run(home.root, home.python, "-c",
-                "import dreamtray, gi, torch; print(torch.__version__); print(dreamtray.__file__)")
+    probe = run(
+        home.root, home.python, "-c", "import dreamtray, gi, torch; print(torch.__version__); print(dreamtray.__file__)"
+    )
     assert probe.returncode == 0, probe.stderr
     torch_version, package = probe.stdout.split()
     assert torch_version == "2.13.0+cpu"
@@ -112,10 +121,12 @@ def test_autostart_on_and_off_in_the_installed_environment(installed) -> None:
 
 def test_running_it_again_upgrades_in_place_and_keeps_the_users_things(installed) -> None:
     home, _ = installed
-    keep = {home.data / "gallery" / "2026-01-01" / "moon.png": b"\x89PNG picture",
-            home.data / "styles" / "mine.toml": b'name = "mine"\n',
-            home.config / "config.toml": b'hotkey = "<ctrl>+<alt>+g"\n',
-            home.venv / "left-by-the-first-install": b""}
+    keep = {
+        home.data / "gallery" / "2026-01-01" / "moon.png": b"\x89PNG picture",
+        home.data / "styles" / "mine.toml": b'name = "mine"\n',
+        home.config / "config.toml": b'hotkey = "<ctrl>+<alt>+g"\n',
+        home.venv / "left-by-the-first-install": b"",
+    }
     for path, data in keep.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -132,8 +143,12 @@ def test_running_it_again_upgrades_in_place_and_keeps_the_users_things(installed
 
 def test_uninstall_keeps_the_users_things_unless_purged(installed) -> None:
     home, _ = installed
-    where = run(home.root, home.python, "-c", "from dreamtray import paths; print(paths.pictures_dir(), "
-                "paths.config_dir(), paths.data_dir(), sep=chr(10))").stdout.split()
+    where = run(
+        home.root,
+        home.python,
+        "-c",
+        "from dreamtray import paths; print(paths.pictures_dir(), paths.config_dir(), paths.data_dir(), sep=chr(10))",
+    ).stdout.split()
     kept = [Path(where[0]) / "kept.png", Path(where[1]) / "config.toml", Path(where[2]) / "styles" / "mine.toml"]
     for path in kept:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,12 +168,15 @@ def test_uninstall_keeps_the_users_things_unless_purged(installed) -> None:
 
 
 def test_uninstall_without_a_working_environment_still_removes_launcher_and_autostart(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = Home(tmp_path)
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         monkeypatch.delenv(name, raising=False)
-    made = [*launcher.LinuxLauncher().install(["/x/dreamtray", "run"]), *launcher.MacLauncher().install(["/x/dreamtray"])]
+    made = [
+        *launcher.LinuxLauncher().install(["/x/dreamtray", "run"]),
+        *launcher.MacLauncher().install(["/x/dreamtray"]),
+    ]
     for place in (autostart.LinuxAutostart(), autostart.MacAutostart()):
         place.enable(["/x/dreamtray", "run"])
         made.append(place.where)
@@ -202,5 +220,8 @@ def test_bad_options_are_refused_clearly(tmp_path: Path) -> None:
     assert result.returncode == 1 and "is not a Python 3.10 or newer with the venv module" in result.stderr
     assert "--cpu, --cuda" in run(tmp_path, "bash", INSTALL, "--help").stdout
     result = run(tmp_path, "bash", UNINSTALL, "--all")
-    assert (result.returncode, result.stderr) == (1, "uninstall.sh: unknown option '--all'; the only option is --purge\n")
+    assert (result.returncode, result.stderr) == (
+        1,
+        "uninstall.sh: unknown option '--all'; the only option is --purge\n",
+    )
     assert not (tmp_path / ".local").exists()

@@ -57,7 +57,7 @@ def test_linux_launcher_installs_a_valid_entry_and_the_icons(home: Path) -> None
 
 
 def test_exec_quoting_survives_odd_paths(tmp_path: Path) -> None:
-    command = ["/home/ann lee/100% \"real\" $HOME/bin\\dreamtray", "run"]
+    command = ['/home/ann lee/100% "real" $HOME/bin\\dreamtray', "run"]
     assert launcher.exec_value(command) == r'"/home/ann lee/100%% \\"real\\" \\$HOME/bin\\\\dreamtray" run'
     assert launcher.exec_value(["/usr/bin/dreamtray", "run"]) == "/usr/bin/dreamtray run"
     entry = tmp_path / "odd.desktop"
@@ -84,7 +84,9 @@ def test_mac_app_bundle_runs_the_command_and_carries_the_icon(home: Path, tmp_pa
     info = plistlib.loads((contents / "Info.plist").read_bytes())
     assert info["CFBundleExecutable"] == "dreamtray" and info["CFBundleIdentifier"] == launcher.BUNDLE_ID
     assert info["CFBundlePackageType"] == "APPL" and info["LSUIElement"] is True
-    assert (contents / "Resources" / f"{info['CFBundleIconFile']}.icns").read_bytes() == icon_files.app_icns().read_bytes()
+    assert (
+        contents / "Resources" / f"{info['CFBundleIconFile']}.icns"
+    ).read_bytes() == icon_files.app_icns().read_bytes()
     stub = contents / "MacOS" / info["CFBundleExecutable"]
     assert stub.stat().st_mode & stat.S_IXUSR
     assert subprocess.run([str(stub)], capture_output=True, text=True).stdout == "run|"

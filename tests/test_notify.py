@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
+
 from dreamtray import notify as notify_module
 from dreamtray.notify import notify
-from PIL import Image
 
 
 @pytest.fixture

@@ -30,13 +30,16 @@ TABLE
 def test_cpu_machine_tries_the_configured_wheel_then_the_cpu_index() -> None:
     choice = pick_torch.decide(Machine("Linux", "x86_64"))
     assert choice.build == "cpu"
-    assert choice.attempts == (("install", "torch==2.13.0+cpu"),
-                               ("install", "torch==2.13.0+cpu", "--index-url", INDEX + "cpu"))
+    assert choice.attempts == (
+        ("install", "torch==2.13.0+cpu"),
+        ("install", "torch==2.13.0+cpu", "--index-url", INDEX + "cpu"),
+    )
     assert pick_torch.decide(Machine("Windows", "AMD64")).attempts == choice.attempts
 
 
-@pytest.mark.parametrize(("driver", "build"), [((12, 8), "cu128"), ((12, 9), "cu128"), ((13, 1), "cu130"),
-                                               ((12, 6), "cu126")])
+@pytest.mark.parametrize(
+    ("driver", "build"), [((12, 8), "cu128"), ((12, 9), "cu128"), ((13, 1), "cu130"), ((12, 6), "cu126")]
+)
 def test_nvidia_driver_picks_the_newest_cuda_build_it_supports(driver, build) -> None:
     choice = pick_torch.decide(Machine("Linux", "x86_64", "NVIDIA H100", driver))
     assert choice.build == build
@@ -85,8 +88,12 @@ def test_install_falls_back_to_the_index_only_when_the_first_try_fails() -> None
     assert ran == [["py", "-m", "pip", *attempt] for attempt in choice.attempts]
 
     ran.clear()
-    assert pick_torch.install(choice, python="py", run=lambda argv, **_: ran.append(argv) or
-                              subprocess.CompletedProcess(argv, 0)) is True
+    assert (
+        pick_torch.install(
+            choice, python="py", run=lambda argv, **_: ran.append(argv) or subprocess.CompletedProcess(argv, 0)
+        )
+        is True
+    )
     assert len(ran) == 1  # the configured wheel was found: the index is never asked
 
 
@@ -100,8 +107,9 @@ def _dry_run(tmp_path: Path, *args: str, smi: bool = False, wanted: str | None =
     env["PATH"] = f"{bin_dir}:/usr/bin:/bin"
     if wanted is not None:
         env["DREAMTRAY_TORCH"] = wanted
-    return subprocess.run([sys.executable, str(SCRIPT), "--dry-run", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_dry_run_on_a_machine_without_gpu_prints_the_cpu_commands(tmp_path: Path) -> None:

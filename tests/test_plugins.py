@@ -8,23 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_env import DreamtrayHome
+from cli_env import DreamtrayHome, install_test_plugins
 
 from dreamtray.metadata import read_metadata
-
-HERE = Path(__file__).parent / "plugins"
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     root = tmp_path_factory.mktemp("plugin-home")
-    site = root / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site),
-         str(HERE / "hello"), str(HERE / "broken")],
-        check=True,
+    site = install_test_plugins(root / "site")
+    env = DreamtrayHome.create(
+        root, plugins="hello,broken_import,broken_hooks", PYTHONPATH=str(site), HELLO_LOG=str(root / "hello.log")
     )
-    env = DreamtrayHome.create(root, plugins="hello,broken_import,broken_hooks", PYTHONPATH=str(site), HELLO_LOG=str(root / "hello.log"))
     yield env
     env.stop_engine()
 
@@ -39,7 +34,9 @@ def test_plugins_lists_each_with_version_hooks_and_status(home):
     records = {r["name"]: r for r in json.loads(result.stdout)}
     hello = records["hello"]
     assert (hello["version"], hello["distribution"], hello["status"]) == ("1.2.3", "dreamtray-hello", "ok")
-    assert {"prepare_request", "register_actions", "image_generated", "register_commands", "tray_menu_items"} <= set(hello["hooks"])
+    assert {"prepare_request", "register_actions", "image_generated", "register_commands", "tray_menu_items"} <= set(
+        hello["hooks"]
+    )
     assert records["broken_import"]["status"] == "failed to load"
     assert "this plugin is broken at import" in records["broken_import"]["errors"][0]
     broken = records["broken_hooks"]
@@ -85,7 +82,9 @@ def test_a_plugin_that_raised_half_way_registers_nothing(home):
 
 def test_trace_switch_logs_every_hook_call(home):
     env = dict(home.env, DREAMTRAY_TRACE_HOOKS="1")
-    result = subprocess.run([sys.executable, "-m", "dreamtray", "hello", "you"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "dreamtray", "hello", "you"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0
     assert "[dreamtray hook] register_commands(cli) -> hello" in result.stderr
     assert "[dreamtray hook] register_commands raised" in result.stderr, "broken_hooks' failure shows in the trace"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import httpx
 import psutil
 import pytest
+from fixtures_engine import pixels
+from remote_helpers import ServeProcess, self_signed_certificate
+
 from dreamtray.engine.client import JobCancelled, ServiceEngine
 from dreamtray.request import Request
 from dreamtray_plugins.remote.openai import OpenAIImages
 from dreamtray_plugins.remote.transport import tls_verify
-from fixtures_engine import pixels
-from remote_helpers import ServeProcess, self_signed_certificate
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 
@@ -20,8 +21,19 @@ def ray_server(tmp_path_factory):
     """`dreamtray serve --ray` over TLS: a local Ray (started through the one helper) serving two engine replicas."""
     root = tmp_path_factory.mktemp("ray")
     cert, key = self_signed_certificate(root)
-    server = ServeProcess(root, "--ray", "--replicas", "2", "--replica-cpus", "0.5",
-                          "--tls-cert", str(cert), "--tls-key", str(key), scheme="https")
+    server = ServeProcess(
+        root,
+        "--ray",
+        "--replicas",
+        "2",
+        "--replica-cpus",
+        "0.5",
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        scheme="https",
+    )
     server.cert = str(cert)
     server.wait_ready(verify=tls_verify(server.cert), timeout=120)
     yield server
@@ -64,8 +76,17 @@ def test_service_client_generates_on_the_pool(ray_url, token, cert):
 
 
 def test_openai_client_generates_on_the_pool(ray_url, token, cert):
-    engine = OpenAIImages({"url": ray_url, "api_key": token, "allow_plain_secret": True, "model": "tiny",
-                           "extra_fields": True, "timeout": 120, "verify": cert})
+    engine = OpenAIImages(
+        {
+            "url": ray_url,
+            "api_key": token,
+            "allow_plain_secret": True,
+            "model": "tiny",
+            "extra_fields": True,
+            "timeout": 120,
+            "verify": cert,
+        }
+    )
     try:
         result = engine.submit(Request(prompt="a fox", seed=7, **SMALL)).result()
         assert result.seeds == [7] and result.images[0].startswith(b"\x89PNG")
@@ -76,7 +97,10 @@ def test_openai_client_generates_on_the_pool(ray_url, token, cert):
 def test_token_and_cancel_on_the_pool(ray_url, token, cert):
     assert ray_url.startswith("https://127.0.0.1:")
     assert httpx.get(f"{ray_url}/health", verify=tls_verify(cert)).status_code == 401
-    assert httpx.get(f"{ray_url}/health", verify=tls_verify(cert), headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        httpx.get(f"{ray_url}/health", verify=tls_verify(cert), headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
     engine = ServiceEngine(ray_url, token, verify=tls_verify(cert), timeout=120)
     try:
         job = engine.submit(Request(prompt="slow", seed=1, width=256, height=256, steps=60))

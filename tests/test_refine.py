@@ -26,8 +26,17 @@ def png(size=(96, 64), texts: dict[str, str] | None = None, fmt: str = "PNG") ->
 
 
 def ours(prompt: str = "a red fox", **fields) -> bytes:
-    request = Request(prompt=prompt, seed=5, steps=3, guidance=2.5, model="tiny", negative_prompt="blurry",
-                      loras=(LoRA(source="me/l.safetensors", scale=0.5),), styles=("Ink",), **fields)
+    request = Request(
+        prompt=prompt,
+        seed=5,
+        steps=3,
+        guidance=2.5,
+        model="tiny",
+        negative_prompt="blurry",
+        loras=(LoRA(source="me/l.safetensors", scale=0.5),),
+        styles=("Ink",),
+        **fields,
+    )
     return add_metadata(png(), request, model="tiny", sampler="Euler")
 
 

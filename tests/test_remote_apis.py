@@ -14,17 +14,18 @@ import threading
 import time
 
 import pytest
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
+from fastapi.responses import JSONResponse
+from fixtures_engine import pixels
+from PIL import Image
+from remote_helpers import truncating_server, uvicorn_server
+
 from dreamtray.engine.client import EngineError, EngineUnavailable, JobCancelled, JobFailed
 from dreamtray.engine.runner import JobCancelled as RunnerCancelled
 from dreamtray.request import Request
 from dreamtray_plugins.remote.a1111 import A1111
 from dreamtray_plugins.remote.openai import OpenAIImages
-from fastapi import FastAPI
-from fastapi import Request as HttpRequest
-from fastapi.responses import JSONResponse
-from fixtures_engine import model_cache, pixels, runner  # noqa: F401
-from PIL import Image
-from remote_helpers import truncating_server, uvicorn_server
 
 SMALL = {"width": 64, "height": 64}
 
@@ -59,8 +60,14 @@ def openai_app(runner, script: Scripted) -> FastAPI:
             return error
         body = script.received[-1][2]
         width, height = (int(side) for side in body.get("size", "64x64").split("x"))
-        request = Request(prompt=body["prompt"], width=width, height=height, steps=body.get("steps", 2),
-                          seed=body.get("seed", 0), count=body.get("n", 1))
+        request = Request(
+            prompt=body["prompt"],
+            width=width,
+            height=height,
+            steps=body.get("steps", 2),
+            seed=body.get("seed", 0),
+            count=body.get("n", 1),
+        )
         result = await asyncio.to_thread(runner.generate, request)
         return {"created": int(time.time()), "data": [{"b64_json": b64png(png)} for png in result.images]}
 
@@ -97,16 +104,28 @@ def a1111_app(runner, script: Scripted, state: A1111State) -> FastAPI:
             return state.interrupted.is_set()
 
         request = Request(
-            prompt=body["prompt"], negative_prompt=body["negative_prompt"], seed=body["seed"], steps=body["steps"],
-            guidance=body["cfg_scale"], width=body["width"], height=body["height"], count=body["n_iter"],
-            sampler=body.get("sampler_name"), init_image=base64.b64decode(init[0]) if init else None,
+            prompt=body["prompt"],
+            negative_prompt=body["negative_prompt"],
+            seed=body["seed"],
+            steps=body["steps"],
+            guidance=body["cfg_scale"],
+            width=body["width"],
+            height=body["height"],
+            count=body["n_iter"],
+            sampler=body.get("sampler_name"),
+            init_image=base64.b64decode(init[0]) if init else None,
             strength=body.get("denoising_strength", 0.6),
         )
         try:
             result = await asyncio.to_thread(runner.generate, request, progress, stopped)
         except RunnerCancelled:
             return {"images": [], "parameters": body, "info": "{}"}
-        info = {"seed": result.seeds[0], "all_seeds": result.seeds, "sd_model_name": "tiny", "sampler_name": result.sampler}
+        info = {
+            "seed": result.seeds[0],
+            "all_seeds": result.seeds,
+            "sd_model_name": "tiny",
+            "sampler_name": result.sampler,
+        }
         return {"images": [b64png(png) for png in result.images], "parameters": body, "info": json.dumps(info)}
 
     app.post("/sdapi/v1/txt2img")(generate)
@@ -114,9 +133,20 @@ def a1111_app(runner, script: Scripted, state: A1111State) -> FastAPI:
 
     @app.get("/sdapi/v1/progress")
     async def progress():
-        return {"progress": 0.0, "eta_relative": 0.0, "current_image": None, "textinfo": None,
-                "state": {"sampling_step": state.step, "sampling_steps": state.steps, "job_no": state.job_no,
-                          "job_count": state.jobs, "interrupted": state.interrupted.is_set(), "skipped": False}}
+        return {
+            "progress": 0.0,
+            "eta_relative": 0.0,
+            "current_image": None,
+            "textinfo": None,
+            "state": {
+                "sampling_step": state.step,
+                "sampling_steps": state.steps,
+                "job_no": state.job_no,
+                "job_count": state.jobs,
+                "interrupted": state.interrupted.is_set(),
+                "skipped": False,
+            },
+        }
 
     @app.post("/sdapi/v1/interrupt")
     async def interrupt(http: HttpRequest):
@@ -130,7 +160,14 @@ def a1111_app(runner, script: Scripted, state: A1111State) -> FastAPI:
 
     @app.get("/sdapi/v1/sd-models")
     async def sd_models():
-        return [{"title": "tiny.safetensors [abc123]", "model_name": "tiny", "hash": "abc123", "filename": "tiny.safetensors"}]
+        return [
+            {
+                "title": "tiny.safetensors [abc123]",
+                "model_name": "tiny",
+                "hash": "abc123",
+                "filename": "tiny.safetensors",
+            }
+        ]
 
     @app.post("/sdapi/v1/unload-checkpoint")
     async def unload(http: HttpRequest):
@@ -214,12 +251,36 @@ def test_openai_extra_fields_reach_servers_that_read_them(openai, runner):
 @pytest.mark.parametrize(
     "answer, error, message",
     [
-        ((401, {}, {"error": {"message": "Incorrect API key provided: sk-bad", "type": "invalid_request_error"}}, 0),
-         EngineUnavailable, r"refused the credentials \(HTTP 401: Incorrect API key provided"),
-        ((500, {}, {"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}, 0),
-         JobFailed, r"failed \(HTTP 500: The server had an error"),
-        ((429, {"retry-after": "3600"}, {"error": {"message": "Rate limit reached for images", "type": "requests"}}, 0),
-         EngineUnavailable, r"rate-limiting requests \(HTTP 429: Rate limit reached for images\); it asks to wait 3600 s"),
+        (
+            (401, {}, {"error": {"message": "Incorrect API key provided: sk-bad", "type": "invalid_request_error"}}, 0),
+            EngineUnavailable,
+            r"refused the credentials \(HTTP 401: Incorrect API key provided",
+        ),
+        (
+            (
+                500,
+                {},
+                {
+                    "error": {
+                        "message": "The server had an error while processing your request.",
+                        "type": "server_error",
+                    }
+                },
+                0,
+            ),
+            JobFailed,
+            r"failed \(HTTP 500: The server had an error",
+        ),
+        (
+            (
+                429,
+                {"retry-after": "3600"},
+                {"error": {"message": "Rate limit reached for images", "type": "requests"}},
+                0,
+            ),
+            EngineUnavailable,
+            r"rate-limiting requests \(HTTP 429: Rate limit reached for images\); it asks to wait 3600 s",
+        ),
         ((200, {}, {}, 8.0), EngineUnavailable, r"did not answer within 0.5 s"),
     ],
     ids=["401", "500", "429-too-long", "timeout"],
@@ -245,7 +306,12 @@ def test_openai_waits_out_429_then_succeeds(openai):
 @pytest.mark.parametrize(
     "body, declared, error, message",
     [
-        (b'{"data": [{"b64_json": "iVBOR', 4000, EngineUnavailable, "closed the connection before the whole answer arrived"),
+        (
+            b'{"data": [{"b64_json": "iVBOR',
+            4000,
+            EngineUnavailable,
+            "closed the connection before the whole answer arrived",
+        ),
         (b'{"data": [{"b64_json": "iVBOR', None, EngineError, "incomplete or malformed answer"),
         (b'{"data": [{"b64_json": "iVBORw0KGgoAAAAN"}], "x": "', None, EngineError, "incomplete or malformed answer"),
         (b'{"data": [{"b64_json": "iVBORw0KGgoAAA"}]}', None, EngineError, "not valid base64"),
@@ -304,7 +370,10 @@ def test_api_key_from_keyring_never_from_plain_config_unless_insisted(openai_ser
     saved = keyring.get_keyring()
     keyring.set_keyring(MemoryKeyring())
     try:
-        with pytest.raises(EngineError, match=r"No API key for the openai engine: set the environment variable OPENAI_API_KEY.*keyring set dreamtray openai"):
+        with pytest.raises(
+            EngineError,
+            match=r"No API key for the openai engine: set the environment variable OPENAI_API_KEY.*keyring set dreamtray openai",
+        ):
             OpenAIImages({"url": url})
         keyring.set_password("dreamtray", "openai", "sk-from-keyring")
         engine = OpenAIImages({"url": url})
@@ -321,16 +390,42 @@ def test_api_key_from_keyring_never_from_plain_config_unless_insisted(openai_ser
 
 def test_a1111_txt2img_shape_progress_and_pixels(a1111, runner):
     engine, script, _ = a1111
-    request = Request(prompt="a red kite", negative_prompt="fog", seed=21, steps=4, guidance=5.0, sampler="Euler a", **SMALL)
+    request = Request(
+        prompt="a red kite", negative_prompt="fog", seed=21, steps=4, guidance=5.0, sampler="Euler a", **SMALL
+    )
     job = engine.submit(request)
     steps = [event["step"] for event in job.events() if event["kind"] == "step"]
     result = job.result()
     path, _, body = script.received[-1]
     assert path == "/sdapi/v1/txt2img"
-    assert {key: body[key] for key in ("prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height",
-                                       "n_iter", "sampler_name", "send_images", "save_images")} == {
-        "prompt": "a red kite", "negative_prompt": "fog", "seed": 21, "steps": 4, "cfg_scale": 5.0,
-        "width": 64, "height": 64, "n_iter": 1, "sampler_name": "Euler a", "send_images": True, "save_images": False}
+    assert {
+        key: body[key]
+        for key in (
+            "prompt",
+            "negative_prompt",
+            "seed",
+            "steps",
+            "cfg_scale",
+            "width",
+            "height",
+            "n_iter",
+            "sampler_name",
+            "send_images",
+            "save_images",
+        )
+    } == {
+        "prompt": "a red kite",
+        "negative_prompt": "fog",
+        "seed": 21,
+        "steps": 4,
+        "cfg_scale": 5.0,
+        "width": 64,
+        "height": 64,
+        "n_iter": 1,
+        "sampler_name": "Euler a",
+        "send_images": True,
+        "save_images": False,
+    }
     assert steps and steps == sorted(steps) and steps[-1] <= 4, steps
     assert result.seeds == [21] and result.model == "tiny" and result.sampler == "Euler a"
     direct = runner.generate(request)
@@ -345,7 +440,9 @@ def test_a1111_img2img(a1111):
     init = Image.new("RGB", (64, 64), (200, 40, 40))
     buffer = io.BytesIO()
     init.save(buffer, format="PNG")
-    result = engine.submit(Request(prompt="x", seed=2, steps=2, init_image=buffer.getvalue(), strength=0.5, model="tiny", **SMALL)).result()
+    result = engine.submit(
+        Request(prompt="x", seed=2, steps=2, init_image=buffer.getvalue(), strength=0.5, model="tiny", **SMALL)
+    ).result()
     path, _, body = script.received[-1]
     assert path == "/sdapi/v1/img2img" and body["denoising_strength"] == 0.5
     assert base64.b64decode(body["init_images"][0]) == buffer.getvalue()
@@ -371,10 +468,16 @@ def test_a1111_cancel_interrupts_the_server(a1111):
 @pytest.mark.parametrize(
     "answer, error, message",
     [
-        ((401, {"www-authenticate": "Basic"}, {"detail": "Incorrect username or password"}, 0),
-         EngineUnavailable, r"AUTOMATIC1111 engine at .* refused the credentials \(HTTP 401: Incorrect username or password"),
-        ((500, {}, {"error": "OutOfMemoryError", "detail": "", "body": "", "errors": "CUDA out of memory."}, 0),
-         JobFailed, r"failed \(HTTP 500: CUDA out of memory"),
+        (
+            (401, {"www-authenticate": "Basic"}, {"detail": "Incorrect username or password"}, 0),
+            EngineUnavailable,
+            r"AUTOMATIC1111 engine at .* refused the credentials \(HTTP 401: Incorrect username or password",
+        ),
+        (
+            (500, {}, {"error": "OutOfMemoryError", "detail": "", "body": "", "errors": "CUDA out of memory."}, 0),
+            JobFailed,
+            r"failed \(HTTP 500: CUDA out of memory",
+        ),
     ],
     ids=["401", "500"],
 )

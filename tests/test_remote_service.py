@@ -9,6 +9,9 @@ import socket
 import httpx
 import pytest
 from click.testing import CliRunner
+from fixtures_engine import pixels, start_engine
+from remote_helpers import ServeProcess, free_port, self_signed_certificate
+
 from dreamtray.commands_serve import is_loopback, serve_command
 from dreamtray.engine.client import EngineError, EngineUnavailable
 from dreamtray.engines import FallbackEngine, engine_names, open_engine
@@ -16,8 +19,6 @@ from dreamtray.plugins import PluginHost
 from dreamtray.request import Request
 from dreamtray_plugins.remote.service import RemoteService
 from dreamtray_plugins.remote.transport import tls_verify as trust
-from fixtures_engine import engine, model_cache, pixels, start_engine  # noqa: F401
-from remote_helpers import ServeProcess, free_port, self_signed_certificate
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 PROMPT = "a lighthouse at dusk, secret-prompt-words"
@@ -32,8 +33,16 @@ def certificate(tmp_path_factory):
 def remote(tmp_path_factory, certificate):
     """The 'GPU box': dreamtray serve over TLS with a token, a 1 MiB body limit and the default rate limit."""
     cert, key = certificate
-    server = ServeProcess(tmp_path_factory.mktemp("box"), "--tls-cert", str(cert), "--tls-key", str(key),
-                          "--max-body-mb", "1", scheme="https")
+    server = ServeProcess(
+        tmp_path_factory.mktemp("box"),
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        "--max-body-mb",
+        "1",
+        scheme="https",
+    )
     server.wait_ready(verify=trust(str(cert)))
     yield server
     server.stop()
@@ -46,7 +55,11 @@ def plugins(monkeypatch):
 
 
 def remote_settings(remote, cert, **extra):
-    return {"backend": "remote", "backends": {"remote": {"url": remote.url, "token_file": str(remote.token_file), "verify": str(cert)}}, **extra}
+    return {
+        "backend": "remote",
+        "backends": {"remote": {"url": remote.url, "token_file": str(remote.token_file), "verify": str(cert)}},
+        **extra,
+    }
 
 
 def test_off_loopback_refuses_to_start_without_a_token():
@@ -75,7 +88,12 @@ def test_wrong_or_missing_token_and_untrusted_certificate_are_rejected(remote, c
     cert, _ = certificate
     assert remote.url.startswith("https://127.0.0.1:")
     assert httpx.get(f"{remote.url}/health", verify=trust(str(cert))).status_code == 401
-    wrong = httpx.post(f"{remote.url}/v1/jobs", json={"prompt": "x"}, verify=trust(str(cert)), headers={"Authorization": "Bearer wrong"})
+    wrong = httpx.post(
+        f"{remote.url}/v1/jobs",
+        json={"prompt": "x"},
+        verify=trust(str(cert)),
+        headers={"Authorization": "Bearer wrong"},
+    )
     assert wrong.status_code == 401 and "token" in wrong.json()["error"]["message"]
     with pytest.raises(EngineUnavailable, match="refused the token"):
         RemoteService(remote.url, "wrong", verify=trust(str(cert))).health()
@@ -83,7 +101,9 @@ def test_wrong_or_missing_token_and_untrusted_certificate_are_rejected(remote, c
         RemoteService(remote.url, remote.token).health()  # the system's CAs do not know this certificate
     with pytest.raises(httpx.TransportError):
         httpx.get(remote.url.replace("https:", "http:") + "/health")  # no plain HTTP on a TLS port
-    stop = httpx.post(f"{remote.url}/v1/shutdown", verify=trust(str(cert)), headers={"Authorization": f"Bearer {remote.token}"})
+    stop = httpx.post(
+        f"{remote.url}/v1/shutdown", verify=trust(str(cert)), headers={"Authorization": f"Bearer {remote.token}"}
+    )
     assert stop.status_code == 403 and "not stopped by its clients" in stop.json()["error"]["message"]
 
 
@@ -109,8 +129,11 @@ def test_the_same_request_on_the_fallback_gives_the_same_pixels(remote, certific
     reference = RemoteService.from_settings(remote_settings(remote, cert)["backends"]["remote"])
     expected = reference.submit(Request(prompt="fox", seed=9, **SMALL)).result()
     told: list[str] = []
-    down = {"backend": "remote", "fallback_to_local": True,
-            "backends": {"remote": {"url": f"https://127.0.0.1:{free_port()}", "token_file": str(remote.token_file)}}}
+    down = {
+        "backend": "remote",
+        "fallback_to_local": True,
+        "backends": {"remote": {"url": f"https://127.0.0.1:{free_port()}", "token_file": str(remote.token_file)}},
+    }
     chosen = open_engine(down, plugins, lambda: engine, warn=told.append)
     job = chosen.submit(Request(prompt="fox", seed=9, **SMALL))
     kinds = [event["kind"] for event in job.events()]
@@ -123,7 +146,10 @@ def test_the_same_request_on_the_fallback_gives_the_same_pixels(remote, certific
 
 
 def test_without_fallback_the_user_is_told_how_to_allow_it(remote, plugins, engine):
-    down = {"backend": "remote", "backends": {"remote": {"url": f"http://127.0.0.1:{free_port()}", "token_file": str(remote.token_file)}}}
+    down = {
+        "backend": "remote",
+        "backends": {"remote": {"url": f"http://127.0.0.1:{free_port()}", "token_file": str(remote.token_file)}},
+    }
     chosen = open_engine(down, plugins, lambda: engine)
     with pytest.raises(EngineUnavailable, match="cannot be reached.*engine.fallback_to_local = true"):
         chosen.submit(Request(prompt="x", seed=1, **SMALL))
@@ -131,7 +157,11 @@ def test_without_fallback_the_user_is_told_how_to_allow_it(remote, plugins, engi
 
 def test_a_job_level_failure_to_reach_an_openai_engine_falls_back_too(plugins, engine, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    down = {"backend": "openai", "fallback_to_local": True, "backends": {"openai": {"url": f"http://127.0.0.1:{free_port()}"}}}
+    down = {
+        "backend": "openai",
+        "fallback_to_local": True,
+        "backends": {"openai": {"url": f"http://127.0.0.1:{free_port()}"}},
+    }
     told: list[str] = []
     chosen = open_engine(down, plugins, lambda: engine, warn=told.append)
     result = chosen.submit(Request(prompt="x", seed=3, **SMALL)).result()
@@ -155,7 +185,7 @@ def test_body_size_limit(remote, certificate):
     big = b'{"prompt": "' + b"x" * (2 * 2**20) + b'"}'
     with httpx.Client(base_url=remote.url, verify=trust(str(cert)), headers=headers) as http:
         declared = http.post("/v1/jobs", content=big)
-        streamed = http.post("/v1/jobs", content=iter([big[:2**20], big[2**20:]]))  # chunked: no length given
+        streamed = http.post("/v1/jobs", content=iter([big[: 2**20], big[2**20 :]]))  # chunked: no length given
     for response in (declared, streamed):
         assert response.status_code == 413
         assert "larger than the 1 MiB" in response.json()["error"]["message"]

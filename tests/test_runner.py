@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures_engine import CPU_MACHINE, model_cache, pixels, runner, tiny_folder  # noqa: F401
+from fixtures_engine import CPU_MACHINE, pixels
 
 from dreamtray.engine.hardware import Overrides, Policy
 from dreamtray.engine.models import ModelError, resolve_model
@@ -96,7 +96,9 @@ def test_out_of_memory_steps_down_and_retries_once(model_cache):
     """An injected out-of-memory error on the first attempt: the retry on the next policy gives the same image."""
     reference = Runner(cache_dir=model_cache, default_model="tiny", machine=CPU_MACHINE)
     expected = reference.generate(Request(prompt="oom", seed=5, **SMALL))
-    runner = Runner(cache_dir=model_cache, default_model="tiny", machine=CPU_MACHINE, overrides=Overrides(policy=Policy.GPU))
+    runner = Runner(
+        cache_dir=model_cache, default_model="tiny", machine=CPU_MACHINE, overrides=Overrides(policy=Policy.GPU)
+    )
     loaded = runner.ensure_loaded(None)
     original_forward = loaded.pipe.unet.forward
     calls = {"n": 0}
@@ -115,7 +117,9 @@ def test_out_of_memory_steps_down_and_retries_once(model_cache):
 
 
 def test_out_of_memory_twice_fails_with_a_clear_message(model_cache):
-    runner = Runner(cache_dir=model_cache, default_model="tiny", machine=CPU_MACHINE, overrides=Overrides(policy=Policy.GPU))
+    runner = Runner(
+        cache_dir=model_cache, default_model="tiny", machine=CPU_MACHINE, overrides=Overrides(policy=Policy.GPU)
+    )
     loaded = runner.ensure_loaded(None)
 
     def always_out_of_memory(*args, **kwargs):
@@ -205,7 +209,9 @@ def test_weights_in_the_hugging_face_cache_are_reused_offline(runner, tiny_folde
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     events = []
     hub_runner = Runner(cache_dir=model_cache, default_model="someone/tiny-sd", machine=CPU_MACHINE)
-    from_cache = hub_runner.generate(Request(prompt="cached", seed=6, steps=2, guidance=0.0, **SMALL), emit=events.append)
+    from_cache = hub_runner.generate(
+        Request(prompt="cached", seed=6, steps=2, guidance=0.0, **SMALL), emit=events.append
+    )
     assert not [e for e in events if e["kind"] == "download"]
     assert from_cache.model == "someone/tiny-sd"
     assert pixels(from_cache.images[0]) == pixels(runner.generate(Request(prompt="cached", seed=6, **SMALL)).images[0])

@@ -7,8 +7,9 @@ import sys
 import time
 
 import pytest
-from dreamtray.selection import NothingSelected, Selection, clean_text, read_selection
 from xsession import wait_until
+
+from dreamtray.selection import NothingSelected, Selection, clean_text, read_selection
 
 
 def test_control_characters_are_dropped_and_whitespace_collapsed():
@@ -32,8 +33,8 @@ def test_unbroken_long_text_is_cut_at_the_limit():
 
 
 def test_emoji_sequences_and_accents_survive():
-    text, _ = clean_text("caf\u00e9 \U0001F469\u200d\U0001F680 \u00fcber".encode())
-    assert text == "caf\u00e9 \U0001F469\u200d\U0001F680 \u00fcber"
+    text, _ = clean_text("caf\u00e9 \U0001f469\u200d\U0001f680 \u00fcber".encode())
+    assert text == "caf\u00e9 \U0001f469\u200d\U0001f680 \u00fcber"
 
 
 @pytest.mark.parametrize("raw", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", bytes(range(128, 256)) * 4])
@@ -143,5 +144,5 @@ def test_synthetic_copy_restores_a_clipboard_image(gtk_entry_with_selection):
 
 
 def test_non_ascii_primary_selection_arrives_intact(serve_primary):
-    serve_primary("caf\u00e9 \u00fcber Stra\u00dfe, \u6771\u4eac\u306e\u591c \U0001F30C".encode())
-    assert read_selection().text == "caf\u00e9 \u00fcber Stra\u00dfe, \u6771\u4eac\u306e\u591c \U0001F30C"
+    serve_primary("caf\u00e9 \u00fcber Stra\u00dfe, \u6771\u4eac\u306e\u591c \U0001f30c".encode())
+    assert read_selection().text == "caf\u00e9 \u00fcber Stra\u00dfe, \u6771\u4eac\u306e\u591c \U0001f30c"

@@ -59,8 +59,14 @@ def test_base_seed_comes_from_option_then_style_then_random():
 
 
 def test_requests_carry_styles_and_settings():
-    settings = Settings(negative_prompt="blurry", width=128, height=96, steps=3, model="tiny",
-                        loras=(LoRA(source="me/l.safetensors", scale=0.5),))
+    settings = Settings(
+        negative_prompt="blurry",
+        width=128,
+        height=96,
+        steps=3,
+        model="tiny",
+        loras=(LoRA(source="me/l.safetensors", scale=0.5),),
+    )
     manifest = new_manifest(2, [INK], settings, seed=10)
     request = manifest.request_for("a red fox", 1)
     assert request.prompt == "ink sketch of a red fox"
@@ -78,7 +84,12 @@ def test_pin_records_what_the_engine_used():
     assert manifest.settings == Settings(width=72, height=96, steps=2, guidance=0.0, sampler="Euler", model="tiny")
     later = manifest.request_for("fox in winter", 1)
     assert (later.width, later.height, later.steps, later.guidance, later.sampler, later.model) == (
-        72, 96, 2, 0.0, "Euler", "tiny"
+        72,
+        96,
+        2,
+        0.0,
+        "Euler",
+        "tiny",
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fixtures_engine import CPU_MACHINE, model_cache, pixels, runner, tiny_folder  # noqa: F401
+from fixtures_engine import pixels
 from PIL import Image
 
 from dreamtray.commands_series import COMMANDS, refine, series
@@ -124,8 +124,9 @@ def test_series_seed_comes_from_a_pinned_style(services, tmp_path):
 def test_extend_refuses_options_that_would_change_the_look(services, tmp_path):
     made = invoke(series, ["a fox", "--count", "1", "--out", str(tmp_path / "s"), *SMALL], services)
     assert made.exit_code == 0
-    refused = CliRunner().invoke(series, ["--extend", str(tmp_path / "s"), "--count", "2", "--style", "Ink", "x"],
-                                 obj=services)
+    refused = CliRunner().invoke(
+        series, ["--extend", str(tmp_path / "s"), "--count", "2", "--style", "Ink", "x"], obj=services
+    )
     assert refused.exit_code == 2
     assert "--count, --style cannot be used with --extend" in refused.stderr
     again = CliRunner().invoke(series, ["a fox", "--out", str(tmp_path / "s"), *SMALL], obj=services)
@@ -139,8 +140,11 @@ def test_unknown_style_stops_before_the_engine(services, engine):
 
 
 def test_refine_reuses_the_loaded_model_and_records_lineage(services, engine, runner, tmp_path):
-    invoke(series, ["a red fox", "--count", "1", "--style", "Ink", "--seed", "7", "--out", str(tmp_path / "s"), *SMALL],
-           services)
+    invoke(
+        series,
+        ["a red fox", "--count", "1", "--style", "Ink", "--seed", "7", "--out", str(tmp_path / "s"), *SMALL],
+        services,
+    )
     original_path = tmp_path / "s" / "01-a-red-fox.png"
     original = original_path.read_bytes()
     loads_before, events_before = runner.load_count, len(engine.events)
@@ -162,11 +166,13 @@ def test_refine_reuses_the_loaded_model_and_records_lineage(services, engine, ru
     assert pixels(refined) != pixels(original)
     chunks = image_texts(refined)
     lineage = json.loads(chunks[LINEAGE_KEY])
-    assert lineage == [{
-        "file": "01-a-red-fox.png",
-        "sha256": hashlib.sha256(original).hexdigest(),
-        "parameters": image_texts(original)[PARAMETERS_KEY],
-    }]
+    assert lineage == [
+        {
+            "file": "01-a-red-fox.png",
+            "sha256": hashlib.sha256(original).hexdigest(),
+            "parameters": image_texts(original)[PARAMETERS_KEY],
+        }
+    ]
     assert "Denoising strength: 0.5" in chunks[PARAMETERS_KEY]
     assert json.loads(chunks[REQUEST_KEY])["prompt"] == "snow falling, ink sketch of a red fox"
 
@@ -210,8 +216,16 @@ def test_refine_file_is_usable_without_the_command_line(engine, tmp_path):
         steps_seen.extend(event["step"] for event in job.events() if event["kind"] == "step")
         return job.result()
 
-    target = refine_file(engine, original, "a red barn", strength=0.5, model="tiny", steps=4, wait=wait,
-                         out=tmp_path / "out" / "barn.png")
+    target = refine_file(
+        engine,
+        original,
+        "a red barn",
+        strength=0.5,
+        model="tiny",
+        steps=4,
+        wait=wait,
+        out=tmp_path / "out" / "barn.png",
+    )
     assert target == tmp_path / "out" / "barn.png"
     assert steps_seen == [1, 2]
     lineage = json.loads(image_texts(target.read_bytes())[LINEAGE_KEY])

@@ -10,7 +10,7 @@ import time
 import httpx
 import psutil
 import pytest
-from fixtures_engine import engine, model_cache, pixels, start_engine  # noqa: F401
+from fixtures_engine import pixels, start_engine
 
 from dreamtray.engine.client import JobCancelled, JobFailed
 from dreamtray.request import Request
@@ -21,7 +21,9 @@ SLOW = {"width": 256, "height": 256, "steps": 40}
 
 def raw(engine) -> httpx.Client:
     client = engine.client()
-    return httpx.Client(base_url=client.url, headers={"Authorization": f"Bearer {engine.token_file.read_text().strip()}"})
+    return httpx.Client(
+        base_url=client.url, headers={"Authorization": f"Bearer {engine.token_file.read_text().strip()}"}
+    )
 
 
 def first_step(job) -> None:
@@ -75,7 +77,15 @@ def test_malformed_and_out_of_range_requests_get_4xx_with_a_message(engine):
 
 
 def test_openai_compatible_generation(engine):
-    body = {"prompt": "a fox", "size": "64x64", "seed": 11, "steps": 3, "n": 1, "negative_prompt": "", "user": "ignored"}
+    body = {
+        "prompt": "a fox",
+        "size": "64x64",
+        "seed": 11,
+        "steps": 3,
+        "n": 1,
+        "negative_prompt": "",
+        "user": "ignored",
+    }
     with raw(engine) as http:
         response = http.post("/v1/images/generations", json=body, timeout=60)
         assert response.status_code == 200, response.text

@@ -70,8 +70,9 @@ def test_checkpoint_layers_have_their_original_names(tiny):
     state = read_checkpoint(tiny[2])
 
     unet_resnet = names_under(state, f"{UNET_PREFIX}input_blocks.3.0.")
-    assert unet_resnet == layer_names("in_layers.0", "in_layers.2", "emb_layers.1", "out_layers.0", "out_layers.3",
-                                      "skip_connection")
+    assert unet_resnet == layer_names(
+        "in_layers.0", "in_layers.2", "emb_layers.1", "out_layers.0", "out_layers.3", "skip_connection"
+    )
     assert layer_names("time_embed.0", "time_embed.2", "out.0", "out.2") <= names_under(state, UNET_PREFIX)
     vae_resnet = names_under(state, f"{VAE_PREFIX}encoder.down.1.block.0.")
     assert vae_resnet == layer_names("norm1", "conv1", "norm2", "conv2", "nin_shortcut")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-from fixtures_engine import CPU_MACHINE, model_cache, runner, tiny_folder  # noqa: F401
 from PIL import Image
 
 from dreamtray.plugins import PluginHost

@@ -41,7 +41,9 @@ def host(tray, tmp_path_factory):
     opener = tools / "xdg-open"
     opener.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{root}/opened"\n')
     opener.chmod(0o755)
-    home = tray_home(root, tray, plugins="clipboard,wallpaper,styles,remote", PATH=f"{tools}{os.pathsep}{os.environ['PATH']}")
+    home = tray_home(
+        root, tray, plugins="clipboard,wallpaper,styles,remote", PATH=f"{tools}{os.pathsep}{os.environ['PATH']}"
+    )
     process = TrayProcess(home)
     icon, seconds = process.wait_docked()
     process.docked, process.visible_after = icon, seconds
@@ -127,13 +129,17 @@ def test_hotkey_turns_the_primary_selection_into_a_png_on_the_clipboard(host, tr
         watching.set()
         watcher.join()
     assert read_metadata(image).parameters.prompt == "a lighthouse at dusk, oil painting"
-    png = wait_until(lambda: (data := read_clipboard_png(tray)) == image.read_bytes() and data, 10, "the PNG on the clipboard")
+    png = wait_until(
+        lambda: (data := read_clipboard_png(tray)) == image.read_bytes() and data, 10, "the PNG on the clipboard"
+    )
     assert png == image.read_bytes()
     busy = [t for t in titles if t.startswith("dreamtray: making an image")]
     assert busy, f"the title never showed the job: {sorted(set(titles))}"
     assert any(t.startswith("dreamtray: making an image 50%") or "100%" in t for t in busy), sorted(set(busy))
     assert titles[-1].startswith("dreamtray: ready")
-    shown = wait_until(lambda: [n for n in notifications() if n["summary"] == "Your image is ready"], 10, "the notification")
+    shown = wait_until(
+        lambda: [n for n in notifications() if n["summary"] == "Your image is ready"], 10, "the notification"
+    )
     assert "clipboard" in shown[0]["body"]
     assert shown[0]["icon_path"] == str(image), "the notification shows the image"
     assert "libtorch" not in Path(f"/proc/{host.pid}/maps").read_text()
@@ -225,7 +231,9 @@ def test_a_failed_job_shows_the_error_state_and_tells_why(host, tray, notificati
     result = host.trigger("clipboard", "--prompt", "   ", "--wait")
     assert result.returncode == 1
     assert "The request is not valid" in result.stderr and "prompt is empty" in result.stderr
-    assert window_title(tray.display, host.docked.window) == "dreamtray: something went wrong (The request is not valid)"
+    assert (
+        window_title(tray.display, host.docked.window) == "dreamtray: something went wrong (The request is not valid)"
+    )
     assert host.status()["state"] == "error"
     [shown] = [n for n in notifications() if n["summary"] == "The request is not valid"]
     assert "prompt is empty" in shown["body"]
@@ -334,9 +342,13 @@ def test_quit_from_the_menu_stops_the_engine_and_leaves_no_process(host, tray):
     assert not (host.home.root / "runtime/dreamtray/control.sock").exists()
     assert not (host.home.root / "state/dreamtray/engine.json").exists()
     assert find_docked_icon(tray.display, host.pid) is None
-    leftovers = [p for p in psutil.process_iter(["cmdline", "environ"])
-                 if (p.info["environ"] or {}).get("XDG_STATE_HOME") == host.home.env["XDG_STATE_HOME"]
-                 and p.info["cmdline"] and p.info["cmdline"][0] != "xclip"]
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline", "environ"])
+        if (p.info["environ"] or {}).get("XDG_STATE_HOME") == host.home.env["XDG_STATE_HOME"]
+        and p.info["cmdline"]
+        and p.info["cmdline"][0] != "xclip"
+    ]
     assert leftovers == [], [p.info["cmdline"] for p in leftovers]
     result = host.trigger("clipboard")
     assert result.returncode == 1 and "dreamtray is not running" in result.stderr
@@ -344,7 +356,10 @@ def test_quit_from_the_menu_stops_the_engine_and_leaves_no_process(host, tray):
 
 def _tray_panel_box(session) -> tuple[int, int, int, int]:
     out = session.run(["xwininfo", "-name", "panel"], text=True, check=True).stdout
-    values = {line.split(":")[0].strip(): int(line.split(":")[1]) for line in out.splitlines()
-              if line.strip().startswith(("Absolute upper-left X", "Absolute upper-left Y", "Width", "Height"))}
+    values = {
+        line.split(":")[0].strip(): int(line.split(":")[1])
+        for line in out.splitlines()
+        if line.strip().startswith(("Absolute upper-left X", "Absolute upper-left Y", "Width", "Height"))
+    }
     x, y = values["Absolute upper-left X"], values["Absolute upper-left Y"]
     return x, y, x + values["Width"], y + values["Height"]

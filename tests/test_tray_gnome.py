@@ -8,29 +8,29 @@ import ast
 import json
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli_env import install_test_plugins
 from tray_process import PLUGINS, TrayProcess, newest, open_menu_and_pick, tray_home, wait_gone
 from xsession import wait_until
 
 BAD_HOTKEY = '[hotkeys]\nwallpaper = "<ctrl>+<foo>+w"\n'
-THIRD_PARTY = Path(__file__).parent / "plugins"
 
 
 @pytest.fixture(scope="module")
 def gnome_host(tray, tmp_path_factory):
     root = tmp_path_factory.mktemp("gnome-home")
-    site = root / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site),
-         str(THIRD_PARTY / "hello"), str(THIRD_PARTY / "broken")],
-        check=True,
-    )
+    site = install_test_plugins(root / "site")
     tray.run(["dunstctl", "close-all"], check=True)
-    home = tray_home(root, tray, config=BAD_HOTKEY, plugins=f"{PLUGINS},hello,broken_import,broken_hooks",
-                     XDG_CURRENT_DESKTOP="GNOME", PYTHONPATH=str(site), HELLO_LOG=str(root / "hello.log"))
+    home = tray_home(
+        root,
+        tray,
+        config=BAD_HOTKEY,
+        plugins=f"{PLUGINS},hello,broken_import,broken_hooks",
+        XDG_CURRENT_DESKTOP="GNOME",
+        PYTHONPATH=str(site),
+        HELLO_LOG=str(root / "hello.log"),
+    )
     process = TrayProcess(home)
     process.docked, _ = process.wait_docked()
     process.wait_started()
@@ -40,15 +40,23 @@ def gnome_host(tray, tmp_path_factory):
 
 
 def gsettings_get(host, key: str) -> str:
-    done = subprocess.run(["gsettings", "get", "org.gnome.desktop.background", key], env=host.home.env,
-                          capture_output=True, text=True, check=True, timeout=20)
+    done = subprocess.run(
+        ["gsettings", "get", "org.gnome.desktop.background", key],
+        env=host.home.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    )
     return ast.literal_eval(done.stdout.strip())
 
 
 def test_a_malformed_hotkey_is_reported_by_key_and_left_off(gnome_host, tray):
     status = gnome_host.status()
     assert status["hotkeys"] == {"<ctrl>+<alt>+i": "clipboard"}
-    shown = wait_until(lambda: [n for n in tray.notifications() if n["summary"] == "Some hotkeys are off"], 10, "the report")
+    shown = wait_until(
+        lambda: [n for n in tray.notifications() if n["summary"] == "Some hotkeys are off"], 10, "the report"
+    )
     assert "hotkeys.wallpaper = '<ctrl>+<foo>+w': '<foo>' is not a key name" in shown[0]["body"]
     assert "hotkeys.wallpaper" in gnome_host.log_text()
 
@@ -64,8 +72,11 @@ def test_the_wallpaper_sets_both_gnome_keys(gnome_host):
 def test_a_plugin_menu_item_runs_from_the_real_menu_next_to_broken_plugins(gnome_host, tray):
     log = gnome_host.home.root / "hello.log"
     open_menu_and_pick(tray, gnome_host.docked, ["Up", "Up", "Return"])  # above Quit: the plugin's "Say hello"
-    entries = wait_until(lambda: log.is_file() and [json.loads(line) for line in log.read_text().splitlines()],
-                         10, "the plugin's menu item to run")
+    entries = wait_until(
+        lambda: log.is_file() and [json.loads(line) for line in log.read_text().splitlines()],
+        10,
+        "the plugin's menu item to run",
+    )
     assert {"menu": "hello"} in entries
     assert gnome_host.process.poll() is None
     assert "broken_hooks raised in tray_menu_items" in gnome_host.log_text()

@@ -15,7 +15,6 @@ from PIL import Image
 from dreamtray import instance
 from dreamtray.job_line import JobLine, Placed
 
-
 # -- hotkeys ------------------------------------------------------------------------------------------
 
 
@@ -28,21 +27,27 @@ def hotkeys(xsession):
 
 
 def test_default_hotkeys_bind_their_actions(hotkeys):
-    bindings = hotkeys.bindings_from_config({"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"},
-                                            {"clipboard", "wallpaper"})
+    bindings = hotkeys.bindings_from_config(
+        {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"}, {"clipboard", "wallpaper"}
+    )
     assert bindings.keys == {"<ctrl>+<alt>+i": "clipboard", "<ctrl>+<alt>+w": "wallpaper"}
     assert bindings.problems == []
 
 
-@pytest.mark.parametrize(("combo", "words"), [
-    ("<ctrl>+<foo>+i", "'<foo>' is not a key name pynput knows"),
-    ("ctrl+alt+i", "'ctrl' is not a key: special keys go in angle brackets, like '<ctrl>'"),
-    ("<ctrl>++i", "empty part"),
-    ("<ctrl>+<alt>+ii", "'ii' is not a key"),
-    ("<ctrl>+<ctrl>+i", "'<ctrl>' is named twice"),
-])
+@pytest.mark.parametrize(
+    ("combo", "words"),
+    [
+        ("<ctrl>+<foo>+i", "'<foo>' is not a key name pynput knows"),
+        ("ctrl+alt+i", "'ctrl' is not a key: special keys go in angle brackets, like '<ctrl>'"),
+        ("<ctrl>++i", "empty part"),
+        ("<ctrl>+<alt>+ii", "'ii' is not a key"),
+        ("<ctrl>+<ctrl>+i", "'<ctrl>' is named twice"),
+    ],
+)
 def test_a_malformed_hotkey_names_the_key_and_what_is_wrong(hotkeys, combo, words):
-    bindings = hotkeys.bindings_from_config({"clipboard": combo, "wallpaper": "<ctrl>+<alt>+w"}, {"clipboard", "wallpaper"})
+    bindings = hotkeys.bindings_from_config(
+        {"clipboard": combo, "wallpaper": "<ctrl>+<alt>+w"}, {"clipboard", "wallpaper"}
+    )
     assert bindings.keys == {"<ctrl>+<alt>+w": "wallpaper"}
     [problem] = bindings.problems
     assert problem.startswith(f"hotkeys.clipboard = {combo!r}: ")
@@ -61,12 +66,15 @@ def test_hotkeys_for_unknown_actions_or_taken_keys_are_reported(hotkeys):
     ]
 
 
-@pytest.mark.parametrize(("environ", "wayland"), [
-    ({"XDG_SESSION_TYPE": "wayland", "DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, True),
-    ({"WAYLAND_DISPLAY": "wayland-0"}, True),
-    ({"WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0"}, False),
-    ({"XDG_SESSION_TYPE": "x11", "DISPLAY": ":0"}, False),
-])
+@pytest.mark.parametrize(
+    ("environ", "wayland"),
+    [
+        ({"XDG_SESSION_TYPE": "wayland", "DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, True),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, True),
+        ({"WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0"}, False),
+        ({"XDG_SESSION_TYPE": "x11", "DISPLAY": ":0"}, False),
+    ],
+)
 def test_wayland_is_told_apart(environ, wayland):
     from dreamtray.hotkeys import is_wayland
 
@@ -174,7 +182,10 @@ def test_the_unix_socket_answers_and_is_private(runtime):
         with socket.socket(socket.AF_UNIX) as raw:
             raw.connect(str(path))
             raw.sendall(b"not json\n")
-            assert json.loads(raw.makefile().readline()) == {"ok": False, "message": "dreamtray could not read the command."}
+            assert json.loads(raw.makefile().readline()) == {
+                "ok": False,
+                "message": "dreamtray could not read the command.",
+            }
     finally:
         server.stop()
     assert not path.exists()
@@ -229,13 +240,16 @@ def test_only_one_instance_holds_the_lock(runtime):
 # -- the backend and the icon ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("environ", "backend"), [
-    ({"PYSTRAY_BACKEND": "xorg"}, "xorg"),
-    ({"XDG_CURRENT_DESKTOP": ""}, "gtk"),
-    ({"XDG_CURRENT_DESKTOP": "XFCE"}, "gtk"),
-    ({"XDG_CURRENT_DESKTOP": "ubuntu:GNOME"}, "appindicator"),
-    ({"XDG_CURRENT_DESKTOP": "KDE"}, "appindicator"),
-])
+@pytest.mark.parametrize(
+    ("environ", "backend"),
+    [
+        ({"PYSTRAY_BACKEND": "xorg"}, "xorg"),
+        ({"XDG_CURRENT_DESKTOP": ""}, "gtk"),
+        ({"XDG_CURRENT_DESKTOP": "XFCE"}, "gtk"),
+        ({"XDG_CURRENT_DESKTOP": "ubuntu:GNOME"}, "appindicator"),
+        ({"XDG_CURRENT_DESKTOP": "KDE"}, "appindicator"),
+    ],
+)
 def test_the_backend_is_chosen_for_the_desktop(environ, backend):
     from dreamtray.tray import choose_backend
 
@@ -248,7 +262,7 @@ def test_the_busy_icon_shows_progress_as_a_bar():
 
     def green(image: Image.Image) -> int:
         data = image.tobytes()
-        return sum(1 for i in range(0, len(data), 4) if data[i:i + 4] == bytes((46, 160, 67, 255)))
+        return sum(1 for i in range(0, len(data), 4) if data[i : i + 4] == bytes((46, 160, 67, 255)))
 
     assert green(tray_image("busy", 0)) == 0
     half, full = green(tray_image("busy", 50)), green(tray_image("busy", 100))
@@ -313,8 +327,20 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         menu = build_menu(host)
         texts = [item.text for item in menu.items]
         assert texts == [
-            "Image from selection to clipboard", "Wallpaper from selection", "New wallpaper from the last prompt",
-            "Refine last image with selection", "- - - -", "Style", "Engine", "Open gallery", "Pause hotkeys", "Unload model", "Start at login", "Plugins", "Say hello", "- - - -",
+            "Image from selection to clipboard",
+            "Wallpaper from selection",
+            "New wallpaper from the last prompt",
+            "Refine last image with selection",
+            "- - - -",
+            "Style",
+            "Engine",
+            "Open gallery",
+            "Pause hotkeys",
+            "Unload model",
+            "Start at login",
+            "Plugins",
+            "Say hello",
+            "- - - -",
             "Quit",
         ]
         items = {item.text: item for item in menu.items}
@@ -347,8 +373,9 @@ def test_run_without_a_desktop_says_what_it_needs(tmp_path):
     home = DreamtrayHome.create(tmp_path, plugins="clipboard", XDG_RUNTIME_DIR=str(tmp_path))
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND"):
         home.env.pop(name, None)
-    result = subprocess.run([sys.executable, "-m", "dreamtray", "run"], env=home.env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "dreamtray", "run"], env=home.env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert "The tray icon cannot be shown here" in result.stderr and "needs a desktop session" in result.stderr
     assert "Traceback" not in result.stderr

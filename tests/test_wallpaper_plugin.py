@@ -7,16 +7,17 @@ import os
 import stat
 import sys
 
-import dreamtray.hookspecs
 import pluggy
 import pytest
 from click.testing import CliRunner
+from PIL import Image, ImageChops, ImageDraw, ImageGrab
+from xsession import XSession
+
+import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.screens import detect_screens
 from dreamtray_plugins.wallpaper.setters import SwaySetter, X11RootSetter, XfceSetter, pick_setter
-from PIL import Image, ImageChops, ImageDraw, ImageGrab
-from xsession import XSession
 
 
 @pytest.fixture
@@ -198,8 +199,11 @@ def calls(log) -> list[list[str]]:
 
 def test_xfce_sets_every_monitor_and_workspace(recording_path, tmp_path):
     recorder, log = recording_path
-    recorder("xfconf-query", prints="/backdrop/screen0/monitor0/workspace0/last-image\n"
-             "/backdrop/screen0/monitorHDMI-1/workspace0/last-image\n/backdrop/screen0/monitor0/workspace0/color-style\n")
+    recorder(
+        "xfconf-query",
+        prints="/backdrop/screen0/monitor0/workspace0/last-image\n"
+        "/backdrop/screen0/monitorHDMI-1/workspace0/last-image\n/backdrop/screen0/monitor0/workspace0/color-style\n",
+    )
     picture = tmp_path / "my wallpaper.png"
     XfceSetter().set(picture)
     set_calls = [c for c in calls(log) if "--set" in c]
@@ -218,7 +222,6 @@ def test_sway_gets_the_path_quoted_for_its_command_parser(recording_path, tmp_pa
     SwaySetter().set(picture)
     quoted = '"' + str(picture).replace('"', '\\"') + '"'
     assert calls(log) == [["output", "*", "bg", quoted, "fill"]]
-
 
 
 def test_wallpaper_command_joins_the_dreamtray_command_line(plugin, desktop):

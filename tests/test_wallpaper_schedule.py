@@ -7,6 +7,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+
 from dreamtray_plugins.wallpaper import commands
 from dreamtray_plugins.wallpaper.schedule import PromptCycle, ScheduleError, read_prompts, run_schedule
 

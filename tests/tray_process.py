@@ -37,9 +37,17 @@ def tray_home(root: Path, session: XSession, config: str = "", plugins: str = PL
     """A private home for a tray host in `session`: tiny model, first-party plugins, its own runtime folder."""
     runtime = root / "runtime"
     runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
-    desktop = {key: session.env[key] for key in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "GSETTINGS_BACKEND", "NO_AT_BRIDGE")}
-    settings = {**desktop, "XDG_RUNTIME_DIR": str(runtime), "XDG_SESSION_TYPE": "x11", "XDG_CURRENT_DESKTOP": "",
-                "PYSTRAY_BACKEND": "gtk", **extra}
+    desktop = {
+        key: session.env[key] for key in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "GSETTINGS_BACKEND", "NO_AT_BRIDGE")
+    }
+    settings = {
+        **desktop,
+        "XDG_RUNTIME_DIR": str(runtime),
+        "XDG_SESSION_TYPE": "x11",
+        "XDG_CURRENT_DESKTOP": "",
+        "PYSTRAY_BACKEND": "gtk",
+        **extra,
+    }
     home = DreamtrayHome.create(root, plugins=plugins, **settings)
     home.env.pop("WAYLAND_DISPLAY", None)
     if config:
@@ -56,8 +64,13 @@ class TrayProcess:
         self.log = home.root / "tray.log"
         self.started_at = time.monotonic()
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "dreamtray", "run"], env=home.env,
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dreamtray", "run"],
+                env=home.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     @property
     def pid(self) -> int:
@@ -68,6 +81,7 @@ class TrayProcess:
 
     def wait_docked(self, timeout: float = 30) -> tuple[Docked, float]:
         """The docked icon, and the seconds from launch until it was there."""
+
         def docked() -> Docked | None:
             if self.process.poll() is not None:
                 raise AssertionError(f"dreamtray run exited {self.process.returncode}:\n{self.log_text()}")
@@ -81,7 +95,9 @@ class TrayProcess:
 
         The icon docks first, and the rest of the start-up follows in the icon's setup, so tests wait for it.
         """
-        return wait_until(lambda: (s := self.status())["hotkeys_listening"] and s, timeout, "the tray to finish starting")
+        return wait_until(
+            lambda: (s := self.status())["hotkeys_listening"] and s, timeout, "the tray to finish starting"
+        )
 
     def trigger(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         return self.home.run("trigger", *args, timeout=timeout)
@@ -92,7 +108,9 @@ class TrayProcess:
         return json.loads(result.stdout)
 
     def wait_idle(self, timeout: float = 180) -> dict:
-        return wait_until(lambda: (s := self.status())["pending"] == 0 and s, timeout, "the tray to finish its jobs", 0.2)
+        return wait_until(
+            lambda: (s := self.status())["pending"] == 0 and s, timeout, "the tray to finish its jobs", 0.2
+        )
 
     def descendants(self) -> list[psutil.Process]:
         try:
@@ -200,7 +218,10 @@ def _menu_is_open(session: XSession) -> bool:
     conn = xdisplay.Display(session.display)
     try:
         type_atom = conn.intern_atom("_NET_WM_WINDOW_TYPE")
-        menu_types = {conn.intern_atom("_NET_WM_WINDOW_TYPE_POPUP_MENU"), conn.intern_atom("_NET_WM_WINDOW_TYPE_DROPDOWN_MENU")}
+        menu_types = {
+            conn.intern_atom("_NET_WM_WINDOW_TYPE_POPUP_MENU"),
+            conn.intern_atom("_NET_WM_WINDOW_TYPE_DROPDOWN_MENU"),
+        }
         for window in conn.screen().root.query_tree().children:
             kind = window.get_full_property(type_atom, X.AnyPropertyType)
             if kind and set(kind.value) & menu_types and window.get_attributes().map_state == X.IsViewable:
@@ -216,7 +237,9 @@ def newest(folder: Path, pattern: str = "*.png") -> list[Path]:
 
 def wait_gone(pids: list[int], timeout: float = 60) -> None:
     def gone() -> bool:
-        return not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        return not [
+            pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        ]
 
     wait_until(gone, timeout, f"processes {pids} to end")
 
@@ -228,7 +251,9 @@ def processes_using(root: Path) -> list[psutil.Process]:
         try:
             if proc.pid == os.getpid():
                 continue
-            if any(str(root) in part for part in proc.cmdline()) or str(root) in proc.environ().get("XDG_STATE_HOME", ""):
+            if any(str(root) in part for part in proc.cmdline()) or str(root) in proc.environ().get(
+                "XDG_STATE_HOME", ""
+            ):
                 found.append(proc)
         except (psutil.Error, OSError):
             continue

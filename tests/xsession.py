@@ -97,9 +97,7 @@ class XSession:
         args = [xvfb, "-displayfd", str(write_end), "-nolisten", "tcp", "-noreset"]
         for number, (width, height) in enumerate(self.screens):
             args += ["-screen", str(number), f"{width}x{height}x24"]
-        proc = subprocess.Popen(
-            args, pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        proc = subprocess.Popen(args, pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(write_end)
         self._processes.append(proc)
         with os.fdopen(read_end) as reader:
@@ -150,7 +148,9 @@ class XSession:
 
     def start_tray(self) -> subprocess.Popen:
         """Start trayer, the system tray that icons dock into, and wait for it to own the tray selection."""
-        trayer = self.spawn([need("trayer"), "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "200"])
+        trayer = self.spawn(
+            [need("trayer"), "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "200"]
+        )
         wait_until(lambda: self.selection_owned("_NET_SYSTEM_TRAY_S0"), 10, "trayer to own the tray")
         return trayer
 
@@ -189,8 +189,15 @@ class XSession:
 
     def bus_name_has_owner(self, name: str) -> bool:
         reply = self.run(
-            [need("dbus-send"), "--session", "--print-reply", "--dest=org.freedesktop.DBus",
-             "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner", f"string:{name}"],
+            [
+                need("dbus-send"),
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                f"string:{name}",
+            ],
             text=True,
         )
         return reply.returncode == 0 and "boolean true" in reply.stdout

@@ -76,7 +76,9 @@ class ServiceJob:
 
     def events(self) -> Iterator[dict[str, Any]]:
         try:
-            with self.engine.http.stream("GET", f"/v1/jobs/{self.id}/events", timeout=httpx.Timeout(10, read=60)) as response:
+            with self.engine.http.stream(
+                "GET", f"/v1/jobs/{self.id}/events", timeout=httpx.Timeout(10, read=60)
+            ) as response:
                 self.engine.check(response)
                 for line in response.iter_lines():
                     if line.startswith("data: "):
@@ -111,7 +113,9 @@ class ServiceEngine:
 
     def __init__(self, url: str, token: str, verify: str | bool = True, timeout: float = 30.0):
         self.url = url
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=timeout)
+        self.http = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=timeout
+        )
 
     def unavailable(self, exc: Exception) -> EngineUnavailable:
         return EngineUnavailable(f"The engine at {self.url} cannot be reached ({type(exc).__name__}: {exc}).")
@@ -137,7 +141,9 @@ class ServiceEngine:
         return response.json()
 
     def submit(self, request: Request) -> ServiceJob:
-        body = self.call("POST", "/v1/jobs", content=request.model_dump_json(), headers={"content-type": "application/json"})
+        body = self.call(
+            "POST", "/v1/jobs", content=request.model_dump_json(), headers={"content-type": "application/json"}
+        )
         return ServiceJob(self, body["id"])
 
     def health(self) -> dict[str, Any]:
@@ -206,11 +212,17 @@ class LocalEngine:
     def _start(self) -> ServiceEngine:
         self.state_file.unlink(missing_ok=True)
         command = [
-            sys.executable, "-m", "dreamtray.engine.service",
-            "--settings", json.dumps(asdict(self.settings)),
-            "--token-file", str(self.token_file),
-            "--state-file", str(self.state_file),
-            "--exit-after-idle", str(self.exit_after_idle),
+            sys.executable,
+            "-m",
+            "dreamtray.engine.service",
+            "--settings",
+            json.dumps(asdict(self.settings)),
+            "--token-file",
+            str(self.token_file),
+            "--state-file",
+            str(self.state_file),
+            "--exit-after-idle",
+            str(self.exit_after_idle),
         ]
         log = open(self.state_dir / "engine.log", "ab")
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
@@ -218,9 +230,8 @@ class LocalEngine:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise EngineUnavailable(
-                    f"The engine service exited at start (code {process.returncode}); see {self.state_dir / 'engine.log'}."
-                )
+                log_file = self.state_dir / "engine.log"
+                raise EngineUnavailable(f"The engine service exited at start (code {process.returncode}); see {log_file}.")
             client = self._running()
             if client is not None:
                 self.started = process

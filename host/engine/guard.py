@@ -67,11 +67,21 @@ class DeclaredBodyLimit:
         await _send_error(send, 413, too_large_message(self.max_bytes), "invalid_request_error")
 
 
-async def _send_error(send: Send, status: int, message: str, kind: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+async def _send_error(
+    send: Send, status: int, message: str, kind: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     body = json.dumps({"error": {"message": message, "type": kind}}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers,
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -143,7 +143,14 @@ def _automatic(machine: Machine, preset: Preset) -> Plan:
         usable = machine.ram_gb * MPS_USABLE_SHARE
         if _fits(usable, preset.weights_gb + preset.activation_gb):
             why = f"Apple GPU (MPS) sharing {machine.ram_gb:.0f} GB of RAM -> whole model in float16"
-            return Plan("mps", "float16", Policy.GPU, preset.native_pixels, attention_slicing=machine.ram_gb < 64, reasons=(why,))
+            return Plan(
+                "mps",
+                "float16",
+                Policy.GPU,
+                preset.native_pixels,
+                attention_slicing=machine.ram_gb < 64,
+                reasons=(why,),
+            )
         return _cpu_plan(machine, preset, f"{preset.name} does not fit the Apple GPU's share of RAM")
     return _cpu_plan(machine, preset, f"no GPU: CPU with {machine.cpu_cores} cores in float32")
 

@@ -57,7 +57,13 @@ class Job:
 
     def summary(self) -> dict[str, Any]:
         progress = next((e for e in reversed(self.events) if e.get("kind") == "step"), None)
-        return {"id": self.id, "status": self.status, "error": self.error, "progress": progress, "created": self.created}
+        return {
+            "id": self.id,
+            "status": self.status,
+            "error": self.error,
+            "progress": progress,
+            "created": self.created,
+        }
 
 
 class JobManager:

@@ -78,7 +78,9 @@ def resolve_model(spec: str, *, allow_pickle: bool = False, single_file_config: 
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return ModelSource(spec, "hub", spec, LOCAL_DEFAULTS)
     known = ", ".join(PRESETS)
-    raise ModelError(f"Unknown model {spec!r}: use a preset ({known}, auto), a hub id, a folder or a .safetensors file.")
+    raise ModelError(
+        f"Unknown model {spec!r}: use a preset ({known}, auto), a hub id, a folder or a .safetensors file."
+    )
 
 
 def _folder_preset(folder: Path) -> Preset:
@@ -104,7 +106,9 @@ def load_pipeline(source: ModelSource, dtype: str, cache_dir: Path, emit: Emit):
         from .tiny import ensure_tiny_folder
 
         folder = ensure_tiny_folder(cache_dir)
-        return pipeline_class("StableDiffusionPipeline").from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+        return pipeline_class("StableDiffusionPipeline").from_pretrained(
+            folder, dtype=torch_dtype, local_files_only=True
+        )
     if source.kind == "folder":
         return pipeline_class(source.preset.pipeline).from_pretrained(
             source.location, dtype=torch_dtype, local_files_only=True
@@ -191,7 +195,9 @@ def _download_size(source: ModelSource, patterns: list[str]) -> int:
     except Exception as exc:
         raise _unreachable(source, exc) from exc
     files = info.siblings or []
-    chosen = [f for f in files if any(fnmatch(f.rfilename, p) or fnmatch(f.rfilename.split("/")[-1], p) for p in patterns)]
+    chosen = [
+        f for f in files if any(fnmatch(f.rfilename, p) or fnmatch(f.rfilename.split("/")[-1], p) for p in patterns)
+    ]
     return sum(f.size or 0 for f in chosen)
 
 

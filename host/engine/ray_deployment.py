@@ -92,7 +92,9 @@ class EngineReplica:
         with self.device:
             try:
                 request = Request.model_validate_json(request_json)
-                result = self.runner.generate(request, emit=lambda event: put("event", event), cancelled=cancelled.is_set)
+                result = self.runner.generate(
+                    request, emit=lambda event: put("event", event), cancelled=cancelled.is_set
+                )
                 put("result", result.model_dump_json())
             except JobCancelled:
                 put("cancelled", "Cancelled; the half-done image was discarded.")
@@ -201,8 +203,11 @@ class EngineIngress:
         from .guard import guarded
 
         app = create_app(
-            self.manager, self.token, health=self.manager.health,
-            max_body_bytes=self.limits["max_body_bytes"], log_prompts=self.limits["log_prompts"],
+            self.manager,
+            self.token,
+            health=self.manager.health,
+            max_body_bytes=self.limits["max_body_bytes"],
+            log_prompts=self.limits["log_prompts"],
         )
         return guarded(app, self.token, self.limits["rate_per_minute"], self.limits["max_body_bytes"])
 
@@ -260,8 +265,15 @@ def start(host: str, port: int, app, ssl: dict[str, str] | None = None) -> None:
     serve.run(app, name=APP_NAME, route_prefix="/")
 
 
-def run_ray_serve(settings: WorkerSettings, token: str, host: str, port: int, pool: PoolOptions,
-                  ssl: dict[str, str] | None = None, **limits: Any) -> None:
+def run_ray_serve(
+    settings: WorkerSettings,
+    token: str,
+    host: str,
+    port: int,
+    pool: PoolOptions,
+    ssl: dict[str, str] | None = None,
+    **limits: Any,
+) -> None:
     """`dreamtray serve --ray`: start a local Ray, serve the pool until interrupted, then stop it all."""
     import signal
 

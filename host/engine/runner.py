@@ -74,7 +74,13 @@ class Runner:
             return self.loaded
         self.unload()
         plan = decide(self._machine(), source.preset, self.overrides)
-        emit({"kind": "loading", "model": source.name, "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})"})
+        emit(
+            {
+                "kind": "loading",
+                "model": source.name,
+                "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})",
+            }
+        )
         pipe = load_pipeline(source, plan.dtype, self.cache_dir, emit)
         pipe.set_progress_bar_config(disable=True)
         _place(pipe, plan)
@@ -96,7 +102,9 @@ class Runner:
         self.loaded = None
         _free_memory()
 
-    def generate(self, request: Request, emit: Emit = lambda event: None, cancelled: Callable[[], bool] = lambda: False) -> Result:
+    def generate(
+        self, request: Request, emit: Emit = lambda event: None, cancelled: Callable[[], bool] = lambda: False
+    ) -> Result:
         started = time.perf_counter()
         request = request.with_seed()
         loaded = self.ensure_loaded(request.model, emit)
@@ -207,7 +215,9 @@ class Runner:
         if request.init_image is not None:
             from PIL import Image
 
-            kwargs["image"] = Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((request.width, request.height))
+            kwargs["image"] = (
+                Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((request.width, request.height))
+            )
             kwargs["strength"] = request.strength
             steps = max(steps, math.ceil(1 / request.strength))
             total = max(1, int(steps * request.strength))

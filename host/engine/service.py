@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request as HttpRequest
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -141,7 +142,9 @@ def create_app(
     answer of /health for managers without a local worker (the Ray deployment). Without `on_shutdown`,
     /v1/shutdown is refused: clients of a shared server must not stop it for everyone.
     """
-    app = FastAPI(title="dreamtray engine", version=VERSION, docs_url=None, redoc_url=None, max_body_size=max_body_bytes)
+    app = FastAPI(
+        title="dreamtray engine", version=VERSION, docs_url=None, redoc_url=None, max_body_size=max_body_bytes
+    )
     describe_health = health or (lambda: local_health(manager))
 
     def authorized(http: HttpRequest) -> None:
@@ -184,8 +187,15 @@ def create_app(
     @app.get("/v1/models", dependencies=guarded)
     def models() -> dict[str, Any]:
         data = [
-            {"id": p.name, "object": "model", "owned_by": "dreamtray", "native_size": p.native_size,
-             "steps": p.steps, "description": p.description, "loaded": p.name == manager.loaded_model}
+            {
+                "id": p.name,
+                "object": "model",
+                "owned_by": "dreamtray",
+                "native_size": p.native_size,
+                "steps": p.steps,
+                "description": p.description,
+                "loaded": p.name == manager.loaded_model,
+            }
             for p in PRESETS.values()
         ]
         return {"object": "list", "data": data}
@@ -240,8 +250,19 @@ def create_app(
         if job.status != "done":
             return error_response(500 if job.status == "failed" else 409, job.error or job.status, "engine_error")
         result = Result.model_validate_json(job.result_json)
-        data = [{"b64_json": image, "revised_prompt": result.request.prompt} for image in result.model_dump(mode="json")["images"]]
-        return JSONResponse({"created": int(time.time()), "data": data, "seeds": result.seeds, "model": result.model, "warnings": result.warnings})
+        data = [
+            {"b64_json": image, "revised_prompt": result.request.prompt}
+            for image in result.model_dump(mode="json")["images"]
+        ]
+        return JSONResponse(
+            {
+                "created": int(time.time()),
+                "data": data,
+                "seeds": result.seeds,
+                "model": result.model,
+                "warnings": result.warnings,
+            }
+        )
 
     @app.post("/v1/unload", dependencies=guarded)
     def unload() -> dict[str, Any]:
@@ -297,8 +318,13 @@ def serve(
     def stop() -> None:
         server.should_exit = True
 
-    app = create_app(manager, token, on_shutdown=stop if clients_may_stop else None,
-                     max_body_bytes=max_body_bytes, log_prompts=log_prompts)
+    app = create_app(
+        manager,
+        token,
+        on_shutdown=stop if clients_may_stop else None,
+        max_body_bytes=max_body_bytes,
+        log_prompts=log_prompts,
+    )
     config.app = guarded(app, token, rate_per_minute, max_body_bytes)
     bound_port = sock.getsockname()[1]
     scheme = "https" if ssl else "http"
@@ -345,7 +371,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exit-after-idle", type=float, default=0.0)
     args = parser.parse_args(argv)
     settings = WorkerSettings(**json.loads(args.settings))
-    serve(settings, load_or_create_token(args.token_file), state_file=args.state_file, exit_after_idle=args.exit_after_idle)
+    serve(
+        settings,
+        load_or_create_token(args.token_file),
+        state_file=args.state_file,
+        exit_after_idle=args.exit_after_idle,
+    )
 
 
 if __name__ == "__main__":

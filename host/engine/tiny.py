@@ -66,7 +66,9 @@ def build_tiny_pipeline():
         norm_num_groups=8,
     )
     scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
         timestep_spacing="trailing",
         steps_offset=1,
     )

@@ -66,7 +66,9 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
         cancel.clear()
         try:
             request = Request.model_validate_json(request_json)
-            result = runner.generate(request, emit=lambda event: conn.send(("event", job_id, event)), cancelled=cancel.is_set)
+            result = runner.generate(
+                request, emit=lambda event: conn.send(("event", job_id, event)), cancelled=cancel.is_set
+            )
             conn.send(("result", job_id, result.model_dump_json()))
         except JobCancelled:
             conn.send(("error", job_id, "cancelled", "Cancelled; the half-done image was discarded."))
@@ -92,7 +94,9 @@ class WorkerProcess:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.cancel = context.Event()
-        self.process = context.Process(target=_main, args=(child, asdict(settings), self.cancel), daemon=True, name="dreamtray-worker")
+        self.process = context.Process(
+            target=_main, args=(child, asdict(settings), self.cancel), daemon=True, name="dreamtray-worker"
+        )
         self.process.start()
         child.close()
         # Reap the process as soon as it exits (idle retirement, crash), so that it leaves no zombie behind.

@@ -40,8 +40,12 @@ class A1111:
             secrets = {"api_key_env": PASSWORD_ENV, **settings}
             auth = (settings["user"], require_secret(secrets, self.name, PASSWORD_ENV, what="password"))
         self.api = HttpApi(
-            "AUTOMATIC1111", settings.get("url", DEFAULT_URL), timeout=float(settings.get("timeout", 600)),
-            verify=settings.get("verify", True), auth=auth, **http_options,
+            "AUTOMATIC1111",
+            settings.get("url", DEFAULT_URL),
+            timeout=float(settings.get("timeout", 600)),
+            verify=settings.get("verify", True),
+            auth=auth,
+            **http_options,
         )
 
     def body(self, request: Request) -> dict[str, Any]:
@@ -85,12 +89,22 @@ class A1111:
         images = answer.get("images") if isinstance(answer, dict) else None
         if not images:
             raise EngineError(f"{self.api.where()} answered without images.")
-        images = [png_from_b64(image, self.api.where()) for image in images[-request.count:]]  # a grid may lead
+        images = [png_from_b64(image, self.api.where()) for image in images[-request.count :]]  # a grid may lead
         info = _info(answer)
-        warnings = [] if request.loras == () else ["The AUTOMATIC1111 engine takes LoRAs in the prompt (<lora:name:1>); the loras field was ignored."]
+        warnings = (
+            []
+            if request.loras == ()
+            else ["The AUTOMATIC1111 engine takes LoRAs in the prompt (<lora:name:1>); the loras field was ignored."]
+        )
         return Result(
-            request=request.model_copy(update={"steps": body["steps"], "guidance": body["cfg_scale"],
-                                               "width": body["width"], "height": body["height"]}),
+            request=request.model_copy(
+                update={
+                    "steps": body["steps"],
+                    "guidance": body["cfg_scale"],
+                    "width": body["width"],
+                    "height": body["height"],
+                }
+            ),
             images=images,
             seeds=info.get("all_seeds") or [request.seed + i for i in range(len(images))],
             model=info.get("sd_model_name") or request.model or "",
@@ -104,7 +118,9 @@ class A1111:
         last = 0
         while not finished.wait(self.progress_interval) and not cancelled():
             try:
-                state = self.api.json("GET", "/sdapi/v1/progress", params={"skip_current_image": "true"}, timeout=10).get("state", {})
+                state = self.api.json(
+                    "GET", "/sdapi/v1/progress", params={"skip_current_image": "true"}, timeout=10
+                ).get("state", {})
             except EngineError:
                 continue  # progress is a nicety: the generation call reports real failures
             steps, step = int(state.get("sampling_steps") or 0), int(state.get("sampling_step") or 0)
@@ -125,7 +141,12 @@ class A1111:
 
     def health(self) -> dict[str, Any]:
         options = self.api.json("GET", "/sdapi/v1/options", timeout=10)
-        return {"status": "ok", "service": "a1111", "url": self.api.url, "loaded_model": options.get("sd_model_checkpoint")}
+        return {
+            "status": "ok",
+            "service": "a1111",
+            "url": self.api.url,
+            "loaded_model": options.get("sd_model_checkpoint"),
+        }
 
     def models(self) -> list[dict[str, Any]]:
         return [

@@ -34,14 +34,20 @@ class OpenAIImages:
         self.extra_fields = bool(settings.get("extra_fields", False))
         key = require_secret(settings, self.name, DEFAULT_ENV)
         self.api = HttpApi(
-            "OpenAI-compatible", settings.get("url", DEFAULT_URL), {"Authorization": f"Bearer {key}"},
-            timeout=float(settings.get("timeout", 180)), verify=settings.get("verify", True), **http_options,
+            "OpenAI-compatible",
+            settings.get("url", DEFAULT_URL),
+            {"Authorization": f"Bearer {key}"},
+            timeout=float(settings.get("timeout", 180)),
+            verify=settings.get("verify", True),
+            **http_options,
         )
 
     def body(self, request: Request) -> tuple[dict[str, Any], list[str]]:
         """The JSON body the API expects, and warnings about what it cannot take."""
         if request.init_image is not None:
-            raise EngineError("The OpenAI-compatible engine does not do image-to-image here; use the a1111 or remote engine.")
+            raise EngineError(
+                "The OpenAI-compatible engine does not do image-to-image here; use the a1111 or remote engine."
+            )
         model = request.model or self.model
         body: dict[str, Any] = {"model": model, "prompt": request.prompt, "n": request.count}
         if request.width and request.height:
@@ -49,13 +55,21 @@ class OpenAIImages:
         if not model.startswith("gpt-image"):
             body["response_format"] = "b64_json"  # gpt-image models always answer b64_json and refuse the field
         warnings = []
-        extras = {"seed": request.seed, "steps": request.steps, "guidance": request.guidance,
-                  "negative_prompt": request.negative_prompt or None}
+        extras = {
+            "seed": request.seed,
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "negative_prompt": request.negative_prompt or None,
+        }
         given = {name: value for name, value in extras.items() if value is not None}
         if self.extra_fields:
             body.update(given)
         else:
-            ignored = [name for name in given] + (["sampler"] if request.sampler else []) + (["loras"] if request.loras else [])
+            ignored = (
+                [name for name in given]
+                + (["sampler"] if request.sampler else [])
+                + (["loras"] if request.loras else [])
+            )
             if ignored:
                 warnings.append(f"The OpenAI-compatible engine ignores: {', '.join(ignored)}.")
         return body, warnings

@@ -27,8 +27,14 @@ class RemoteService(ServiceEngine):
 
     name = "remote"
 
-    def __init__(self, url: str, token: str, verify: ssl.SSLContext | bool = True, timeout: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        verify: ssl.SSLContext | bool = True,
+        timeout: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         super().__init__(url, token, verify=verify, timeout=timeout)
         self.sleep = sleep
 
@@ -40,7 +46,12 @@ class RemoteService(ServiceEngine):
         if settings.get("token_file"):
             secrets["api_key_file"] = settings["token_file"]
         token = require_secret(secrets, cls.name, TOKEN_ENV, what="token")
-        return cls(settings["url"], token, verify=tls_verify(settings.get("verify", True)), timeout=float(settings.get("timeout", 30)))
+        return cls(
+            settings["url"],
+            token,
+            verify=tls_verify(settings.get("verify", True)),
+            timeout=float(settings.get("timeout", 30)),
+        )
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         for attempt in range(MAX_RETRIES + 1):
@@ -54,7 +65,9 @@ class RemoteService(ServiceEngine):
                 break
             delay = retry_after(response, attempt)
             if attempt == MAX_RETRIES or delay > MAX_RETRY_WAIT:
-                raise EngineUnavailable(f"The engine at {self.url} is rate-limiting requests: {error_message(response)}")
+                raise EngineUnavailable(
+                    f"The engine at {self.url} is rate-limiting requests: {error_message(response)}"
+                )
             self.sleep(delay)
         self.check(response)
         try:

@@ -72,7 +72,9 @@ class HttpApi:
     ):
         self.label, self.url, self.timeout = label, url.rstrip("/"), timeout
         self.max_retries, self.max_retry_wait, self.sleep = max_retries, max_retry_wait, sleep
-        self.http = httpx.Client(base_url=self.url, headers=headers or {}, timeout=timeout, verify=tls_verify(verify), auth=auth)
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers or {}, timeout=timeout, verify=tls_verify(verify), auth=auth
+        )
 
     def where(self) -> str:
         return f"The {self.label} engine at {self.url}"
@@ -122,7 +124,9 @@ class HttpApi:
             return
         message = error_message(response)
         if status in (401, 403):
-            raise EngineUnavailable(f"{self.where()} refused the credentials (HTTP {status}: {message}). Check the API key or token.")
+            raise EngineUnavailable(
+                f"{self.where()} refused the credentials (HTTP {status}: {message}). Check the API key or token."
+            )
         if status >= 500:
             raise JobFailed(f"{self.where()} failed (HTTP {status}: {message}).")
         raise EngineError(f"{self.where()} rejected the request (HTTP {status}: {message}).")

@@ -43,7 +43,9 @@ def wallpaper(undo_last: bool, prompts_file: Path | None, every_hours: float | N
     if (every_hours is None) == (not at_login):
         raise click.UsageError("--schedule needs exactly one of --every HOURS and --at-login.")
     try:
-        run_schedule(PromptCycle(prompts_file), dreamtray.generate, None if at_login else every_hours, report=click.echo)
+        run_schedule(
+            PromptCycle(prompts_file), dreamtray.generate, None if at_login else every_hours, report=click.echo
+        )
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
