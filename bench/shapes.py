@@ -1,0 +1,569 @@
+"""Speed on full-size model shapes: random weights in the exact shapes of SD-Turbo and SDXL-Turbo.
+
+Run:  python bench/shapes.py [--shapes sd-turbo,sdxl-turbo] [--repeats 1] [--out figures.md]
+
+Each shape is built once from configs in code (bench/architectures.py), saved as a diffusers folder in fp16
+under the cache (outside the repository), then run side by side at the preset's native size, steps and
+guidance:
+- through the engine service (LocalEngine, the folder as a local model, in the engine's own dtype and policy),
+- through a direct diffusers call on a pipeline loaded from the same folder in the same dtype and device;
+seconds per image (median), the ratio engine/direct, and peak memory (RSS of the process on a CPU; on a GPU,
+torch.cuda.max_memory_allocated for the direct call and the device memory the worker took, read with
+torch.cuda.mem_get_info, for the engine).
+
+On a CPU it then measures the speed options on the SD-Turbo shape at 512x512, one step: the thread count,
+bf16 (autocast, and weights cast to bf16) where the CPU has AVX512-BF16 or AMX, channels_last, fused QKV
+projections, a tiny VAE decoder (TAESD's shape), and VAE tiling for a 4K wallpaper (decode only, on the tiny
+model's VAE: the SD VAE at 4K takes tens of minutes on two cores).
+
+On a GPU (CUDA) it measures instead: the fraction of the dense bf16 peak that the UNet forward reaches (FLOPs
+counted with torch.utils.flop_counter.FlopCounterMode; the peak both from the data sheet and as measured by a
+large bf16 matmul in the same run), torch.compile of the UNet (compile time apart, Inductor's cache under the
+model cache), channels_last, fused QKV, VAE tiling at 3840x2160, and peak memory under each memory policy of
+the decision table (whole model, model offload, sequential offload) for both shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from architectures import ensure_folder
+from measure import DEFAULT_CACHE, OUTPUT, prepare_run, quiet_progress_bars, median, peak_rss_during, report, rss_mb, seconds, table
+from service_run import pixels, start_local_engine, timed_generate
+
+PROMPT = "a lighthouse on a cliff at dawn, oil painting"
+SEED = 7
+WALLPAPER = (3840, 2160)
+
+DENSE_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0, "4090": 165.2, "A10": 125.0}
+"""Data-sheet dense (no sparsity) bf16 tensor TFLOP/s, by a part of the device name."""
+
+
+# ---------------------------------------------------------------------------------------------------------- loading
+
+
+def load_direct(folder: Path, dtype: str, device: str):
+    """The folder's pipeline with plain diffusers: from_pretrained in `dtype`, moved whole to `device`."""
+    import json
+
+    import diffusers
+    import torch
+
+    quiet_progress_bars()
+    cls = getattr(diffusers, json.loads((folder / "model_index.json").read_text())["_class_name"])
+    pipe = cls.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def direct_call(pipe, size: int, steps: int, guidance: float, prompt: str = PROMPT, **extra):
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(SEED)
+    return pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, width=size, height=size, generator=generator, **extra).images[0]
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def free() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def engine_plan(folder: Path):
+    """What the engine decides for this folder on this machine (device, dtype, policy)."""
+    from dreamtray.engine.hardware import decide, probe_machine
+    from dreamtray.engine.models import resolve_model
+
+    return decide(probe_machine(), resolve_model(str(folder)).preset)
+
+
+# ------------------------------------------------------------------------------------------------ engine vs direct
+
+
+def engine_vs_direct(name: str, folder: Path, root: Path, repeats: int, side_by_side: bool) -> list[str]:
+    """Seconds per image and peak memory, the engine service against direct diffusers, same settings."""
+    import torch
+
+    from dreamtray.engine.presets import PRESETS
+    from dreamtray.request import Request
+
+    preset = PRESETS[name]
+    size, steps, guidance = preset.native_size, preset.steps, preset.guidance
+    plan = engine_plan(folder)
+    cuda = torch.cuda.is_available()
+    request = Request(prompt=PROMPT, width=size, height=size, steps=steps, guidance=guidance, seed=SEED, model=str(folder))
+    warm_request = request.model_copy(update={"width": 64, "height": 64})
+    engine = start_local_engine(root / name, folder.parent, default_model=str(folder))
+    times: dict[str, list[float]] = {"engine": [], "direct": []}
+    peaks: dict[str, float] = {}
+    kept: dict[str, object] = {}
+    pipe = None
+
+    def run_direct() -> None:
+        nonlocal pipe
+        if pipe is None:
+            pipe = load_direct(folder, plan.dtype, plan.device)
+            direct_call(pipe, 64, steps, guidance)  # warm-up at a small size: loads, first-call set-up
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        with peak_rss_during() as peak:
+            took, kept["direct"] = seconds(lambda: (direct_call(pipe, size, steps, guidance), sync())[0])
+        times["direct"].append(took)
+        peaks["direct"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak["peak_mb"]
+
+    def run_engine() -> None:
+        if "engine_loaded" not in peaks:
+            timed_generate(engine, warm_request)  # loads the model in the worker
+            peaks["engine_loaded"] = 1.0
+        worker = engine.health()["worker_pid"]
+        with peak_rss_during(worker) as peak, device_used_peak() as used:
+            timed = timed_generate(engine, request)
+        times["engine"].append(timed.total)
+        kept["engine"] = timed
+        peaks["engine"] = used["peak_mb"] if cuda else peak["peak_mb"]
+
+    def drop_direct() -> None:
+        nonlocal pipe
+        pipe = None
+        free()
+
+    try:
+        for repeat in range(repeats):
+            order = (run_engine, run_direct) if repeat % 2 == 0 else (run_direct, run_engine)
+            for run in order:
+                run()
+                if not side_by_side and run is run_direct:
+                    drop_direct()  # two copies do not fit in memory: the direct pipeline goes before the engine runs
+    finally:
+        engine.stop()
+        engine.close()
+        drop_direct()
+    same = pixels(kept["engine"].result.images[0]) == kept["direct"].convert("RGB").tobytes()
+    med = {k: median(v) for k, v in times.items()}
+    memory = "max_memory_allocated / device memory the worker took" if cuda else "peak RSS of the process"
+    rows = [(
+        name, f"{size}x{size}", steps, plan.device, plan.dtype, med["direct"], med["engine"], med["engine"] / med["direct"],
+        peaks["direct"], peaks["engine"], kept["engine"].worker_seconds, same,
+    )]
+    return [table(
+        f"{name}-shaped, engine vs direct diffusers, median of {repeats} (s; MiB: {memory})",
+        ("shape", "size", "steps", "device", "dtype", "direct s", "engine s", "ratio", "direct MiB", "engine MiB",
+         "worker s", "same pixels"),
+        rows,
+    )]
+
+
+@contextmanager
+def device_used_peak(every: float = 0.01):
+    """On a GPU: the peak, during the block, of device memory in use by anyone, less what was in use before."""
+    import torch
+
+    found = {"peak_mb": 0.0}
+    if not torch.cuda.is_available():
+        yield found
+        return
+    import threading
+
+    def used() -> float:
+        free_bytes, total = torch.cuda.mem_get_info()
+        return (total - free_bytes) / 2**20
+
+    base = used()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            found["peak_mb"] = max(found["peak_mb"], used() - base)
+            stop.wait(every)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        thread.join()
+
+
+# ------------------------------------------------------------------------------------------------------ components
+
+
+def unet_inputs(pipe, size: int, device: str, dtype):
+    """One UNet call's inputs at `size` (batch 1, as a guidance-free turbo step), with SDXL's extra conditioning."""
+    import torch
+
+    latent = size // pipe.vae_scale_factor
+    generator = torch.Generator("cpu").manual_seed(SEED)
+    sample = torch.randn(1, 4, latent, latent, generator=generator).to(device, dtype)
+    hidden = torch.randn(1, 77, pipe.unet.config.cross_attention_dim, generator=generator).to(device, dtype)
+    kwargs = {}
+    if pipe.unet.config.addition_embed_type == "text_time":
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(1, 1280, generator=generator).to(device, dtype),
+            "time_ids": torch.tensor([[size, size, 0, 0, size, size]], device=device, dtype=dtype),
+        }
+    return sample, torch.tensor([999], device=device), hidden, kwargs
+
+
+def unet_seconds(pipe, size: int, repeats: int = 1, autocast=None, warm: bool = True) -> float:
+    """Median seconds of one UNet forward at `size` (after one warm-up call when `warm`)."""
+    import torch
+
+    sample, timestep, hidden, kwargs = unet_inputs(pipe, size, pipe.device.type, pipe.unet.dtype)
+    context = autocast or nullcontext
+
+    def call():
+        with torch.inference_mode(), context():
+            pipe.unet(sample, timestep, hidden, **kwargs)
+        sync()
+
+    if warm:
+        call()
+    return median(seconds(call)[0] for _ in range(repeats))
+
+
+def decode_seconds(vae, height: int, width: int, repeats: int = 1, autocast=None, warm: bool = True) -> float:
+    """Median seconds of decoding one latent of an image of height x width (after one warm-up when `warm`)."""
+    import torch
+
+    parameter = next(vae.parameters())
+    channels = vae.config.latent_channels  # every VAE here (SD, SDXL, TAESD, tiny) downsamples 8x
+    latent = torch.randn(1, channels, height // 8, width // 8, generator=torch.Generator("cpu").manual_seed(SEED))
+    latent = latent.to(parameter.device, parameter.dtype)
+    context = autocast or nullcontext
+
+    def call():
+        with torch.inference_mode(), context():
+            vae.decode(latent)
+        sync()
+
+    if warm:
+        call()
+    return median(seconds(call)[0] for _ in range(repeats))
+
+
+def counted_flops(module, call) -> int:
+    """FLOPs of `call(copy)` on a copy of `module` built from its config on the meta device: shapes only, no compute."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        copy = type(module).from_config(module.config).to(next(module.parameters()).dtype)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        call(copy)
+    return counter.get_total_flops()
+
+
+def unet_flops(pipe, size: int) -> int:
+    """FLOPs of one UNet forward at `size` (matmuls, convolutions and attention, as FlopCounterMode counts them)."""
+    sample, timestep, hidden, kwargs = unet_inputs(pipe, size, "meta", pipe.unet.dtype)
+    return counted_flops(pipe.unet, lambda unet: unet(sample, timestep.to("meta"), hidden, **kwargs))
+
+
+def decode_flops(vae, height: int, width: int) -> int:
+    import torch
+
+    latent = torch.empty(1, vae.config.latent_channels, height // 8, width // 8, device="meta", dtype=next(vae.parameters()).dtype)
+    return counted_flops(vae, lambda copy: copy.decode(latent))
+
+
+# ------------------------------------------------------------------------------------------------- CPU speed options
+
+
+def cpu_bf16_support() -> str:
+    flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split()
+    found = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return ", ".join(found) or "none"
+
+
+def cpu_options(folder: Path, cache: Path) -> list[str]:
+    """SD-Turbo shape, 512x512, one step, on the CPU: each option timed on the parts it changes.
+
+    fp32 runs are timed cold-free (oneDNN fp32 needs no warm-up worth the minute it costs here); bf16 and
+    channels_last runs after one warm-up call, since their first call prepares new kernels.
+    """
+    import torch
+
+    pipe = load_direct(folder, "float32", "cpu")
+    size = 512
+    bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    threads = torch.get_num_threads()
+    unet_tf, vae_tf = unet_flops(pipe, size) / 1e12, decode_flops(pipe.vae, size, size) / 1e12
+
+    def rate(unet_s, vae_s) -> str:
+        return f"UNet {1000 * unet_tf / unet_s:.0f}, VAE {1000 * vae_tf / vae_s:.0f} GFLOP/s"
+
+    def text_seconds() -> float:
+        def call():
+            with torch.inference_mode():
+                pipe.encode_prompt(PROMPT, "cpu", 1, False)
+        call()
+        return seconds(call)[0]
+
+    rows: list[tuple] = []
+    base_text, base_unet, base_vae = text_seconds(), unet_seconds(pipe, size, warm=False), decode_seconds(pipe.vae, size, size, warm=False)
+    base = base_text + base_unet + base_vae
+    rows.append((f"fp32, {threads} threads, SDPA (the engine's CPU plan)", base_text, base_unet, base_vae, base, 1.0, rate(base_unet, base_vae)))
+
+    torch.set_num_threads(1)
+    one_unet = unet_seconds(pipe, size, warm=False)
+    torch.set_num_threads(threads)
+    rows.append(("fp32, 1 thread", "", one_unet, "", "", base_unet / one_unet, "UNet only; speed-up vs the first row"))
+
+    ac_unet, ac_vae = unet_seconds(pipe, size, autocast=bf16), decode_seconds(pipe.vae, size, size, autocast=bf16)
+    ac = base_text + ac_unet + ac_vae
+    rows.append(("bf16 autocast, fp32 weights", "", ac_unet, ac_vae, ac, base / ac, f"CPU: {cpu_bf16_support()}; {rate(ac_unet, ac_vae)}"))
+
+    pipe.to(torch.bfloat16)
+    w_text, w_unet, w_vae = text_seconds(), unet_seconds(pipe, size), decode_seconds(pipe.vae, size, size)
+    w = w_text + w_unet + w_vae
+    rows.append(("bf16 weights (pipe.to(torch.bfloat16))", w_text, w_unet, w_vae, w, base / w, f"half the RAM; {rate(w_unet, w_vae)}"))
+
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    cl_unet, cl_vae = unet_seconds(pipe, size), decode_seconds(pipe.vae, size, size)
+    rows.append(("bf16 weights + channels_last", "", cl_unet, cl_vae, w_text + cl_unet + cl_vae, w / (w_text + cl_unet + cl_vae),
+                 "speed-up vs bf16 weights alone"))
+
+    pipe.fuse_qkv_projections()
+    fq_unet = unet_seconds(pipe, size)
+    rows.append(("bf16 weights + channels_last + fused QKV", "", fq_unet, "", "", cl_unet / fq_unet, "UNet only; speed-up vs the row above"))
+
+    taesd = tiny_vae_decoder().to(torch.bfloat16)
+    t_vae = decode_seconds(taesd, size, size)
+    rows.append(("tiny VAE decoder (TAESD's shape, 2.4 M parameters), bf16", "", "", t_vae, "", cl_vae / t_vae,
+                 f"decode only, vs SD VAE bf16 channels_last; {decode_flops(taesd, size, size) / 1e9:.0f} GFLOP"))
+
+    whole = seconds(lambda: direct_call(pipe, size, 1, 0.0))[0]
+    rows.append(("whole pipeline call, bf16 weights + channels_last + fused QKV", "", "", "", whole, base / whole,
+                 "one call, diffusers as is (includes PIL conversion)"))
+    texts = [table(
+        f"CPU options, SD-Turbo shape, 512x512, 1 step: UNet {unet_tf:.2f} TFLOP, VAE decode {vae_tf:.2f} TFLOP "
+        "(FlopCounterMode); seconds, each timed once",
+        ("option", "text enc s", "UNet s", "VAE decode s", "total s", "speed-up", "note"),
+        rows,
+    )]
+    del pipe
+    free()
+    texts.append(vae_tiling_cpu(cache))
+    return texts
+
+
+def tiny_vae_decoder():
+    """An AutoencoderTiny with TAESD's published shape (random weights)."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(SEED)
+    return AutoencoderTiny()
+
+
+def vae_tiling_cpu(cache: Path) -> str:
+    """Decode a 4K wallpaper latent with and without VAE tiling, on the tiny model's VAE (fp32, CPU)."""
+    from diffusers import StableDiffusionPipeline
+
+    from dreamtray.engine.tiny import ensure_tiny_folder
+
+    vae = StableDiffusionPipeline.from_pretrained(ensure_tiny_folder(cache), local_files_only=True).vae
+    width, height = WALLPAPER
+    rows = []
+    for tiled in (False, True):
+        vae.enable_tiling() if tiled else vae.disable_tiling()
+        gc.collect()
+        with peak_rss_during() as peak:
+            before = rss_mb()
+            took = decode_seconds(vae, height, width, warm=False)
+        rows.append((f"{width}x{height}", "tiled" if tiled else "whole", took, peak["peak_mb"] - before))
+    return table(
+        "VAE decode of a 4K wallpaper, tiny model's VAE (8x, 8-16 channels), CPU fp32 (tile = VAE sample_size 512)",
+        ("size", "decode", "s", "peak RSS over start, MiB"),
+        rows,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------- GPU checks
+
+
+def matmul_tflops() -> float:
+    """Achieved dense bf16 TFLOP/s of a large matmul: the device's practical ceiling."""
+    import torch
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    sync()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    sync()
+    return 10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12
+
+
+def datasheet_tflops() -> float | None:
+    import torch
+
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in DENSE_BF16_TFLOPS.items() if k in name), None)
+
+
+def gpu_speed(name: str, folder: Path, cache: Path) -> list[str]:
+    """UNet forward: fraction of the bf16 peak, eager and with each option; torch.compile with its compile time."""
+    import torch
+
+    from dreamtray.engine.presets import PRESETS
+
+    size = PRESETS[name].native_size
+    pipe = load_direct(folder, "bfloat16", "cuda")
+    flops = unet_flops(pipe, size)
+    ceiling, sheet = matmul_tflops(), datasheet_tflops()
+
+    def row(option: str, unet_s: float, extra: str = "") -> tuple:
+        achieved = flops / unet_s / 1e12
+        of_sheet = f"{achieved / sheet:.1%}" if sheet else "?"
+        return (option, 1000 * unet_s, achieved, of_sheet, f"{achieved / ceiling:.1%}", extra)
+
+    rows = [row("bf16 eager, SDPA (engine default)", unet_seconds(pipe, size, repeats=10))]
+    pipe.unet.to(memory_format=torch.channels_last)
+    rows.append(row("+ channels_last", unet_seconds(pipe, size, repeats=10)))
+    pipe.fuse_qkv_projections()
+    rows.append(row("+ fused QKV", unet_seconds(pipe, size, repeats=10)))
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
+    eager_unet = pipe.unet
+    pipe.unet = torch.compile(eager_unet, mode="max-autotune-no-cudagraphs", fullgraph=True)
+    sample, timestep, hidden, kwargs = unet_inputs(pipe, size, "cuda", torch.bfloat16)
+
+    def forward():
+        with torch.inference_mode():
+            pipe.unet(sample, timestep, hidden, **kwargs)
+        sync()
+
+    compile_s = seconds(forward)[0]
+    compiled = median(seconds(forward)[0] for _ in range(10))
+    rows.append(row("+ torch.compile (max-autotune-no-cudagraphs)", compiled, f"first call (compile) {compile_s:.1f} s; cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}"))
+
+    preset = PRESETS[name]
+    compiled_unet = pipe.unet
+    for label, unet in (("eager", eager_unet), ("compiled", compiled_unet)):
+        pipe.unet = unet
+        direct_call(pipe, size, preset.steps, preset.guidance)
+        took = median(seconds(lambda: (direct_call(pipe, size, preset.steps, preset.guidance), sync()))[0] for _ in range(5))
+        rows.append((f"whole pipeline call, UNet {label}, channels_last + fused QKV", 1000 * took, "", "", "", "text + UNet + VAE + PIL"))
+
+    width, height = WALLPAPER
+    for tiled in (False, True):
+        pipe.vae.enable_tiling() if tiled else pipe.vae.disable_tiling()
+        free()
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            took = decode_seconds(pipe.vae, height, width, repeats=3)
+            rows.append((f"VAE decode {width}x{height} {'tiled' if tiled else 'whole'}", 1000 * took, "", "", "",
+                         f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"))
+        except torch.OutOfMemoryError:
+            rows.append((f"VAE decode {width}x{height} {'tiled' if tiled else 'whole'}", "OOM", "", "", "", ""))
+    del pipe, eager_unet, compiled_unet
+    free()
+    return [table(
+        f"{name}-shaped UNet forward on {torch.cuda.get_device_name()}, {size}x{size}, batch 1: {flops / 1e12:.2f} TFLOP "
+        f"(FlopCounterMode); bf16 matmul ceiling measured {ceiling:.0f} TFLOP/s, data sheet {sheet or '?'}",
+        ("option", "ms", "TFLOP/s", "of data-sheet peak", "of matmul ceiling", "note"),
+        rows,
+    )]
+
+
+def gpu_policies(name: str, folder: Path) -> list[str]:
+    """Peak device memory and seconds per image under each memory policy, placed by the engine's own code."""
+    import torch
+
+    from dreamtray.engine.hardware import Plan, Policy
+    from dreamtray.engine.presets import PRESETS
+    from dreamtray.engine.runner import _place
+
+    preset = PRESETS[name]
+    rows = []
+    for policy in (Policy.GPU, Policy.MODEL_OFFLOAD, Policy.SEQUENTIAL_OFFLOAD):
+        pipe = load_direct(folder, "bfloat16", "cpu")
+        _place(pipe, Plan("cuda:0", "bfloat16", policy, preset.native_pixels))
+        direct_call(pipe, 64, preset.steps, preset.guidance)
+        free()
+        torch.cuda.reset_peak_memory_stats()
+        took = seconds(lambda: (direct_call(pipe, preset.native_size, preset.steps, preset.guidance), sync()))[0]
+        rows.append((name, policy.value, took, torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30,
+                     preset.weights_gb + preset.activation_gb if policy is Policy.GPU else
+                     preset.largest_part_gb + preset.activation_gb if policy is Policy.MODEL_OFFLOAD else 1.0 + preset.activation_gb))
+        pipe.remove_all_hooks()
+        del pipe
+        free()
+    return [table(
+        f"{name}-shaped, bf16, {preset.native_size}px {preset.steps} step(s): memory per policy",
+        ("shape", "policy", "s/image", "max allocated GiB", "max reserved GiB", "table assumes GiB (+0.5 margin)"),
+        rows,
+    )]
+
+
+# -------------------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default=None, help="comma-separated: sd-turbo, sdxl-turbo (default: sd-turbo on a CPU, both on a GPU)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed images per path (default: 1 on a CPU, 5 on a GPU)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="model cache (outside the repository)")
+    parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    parser.add_argument("--skip-compare", action="store_true", help="skip the engine-vs-direct comparison")
+    parser.add_argument("--skip-options", action="store_true", help="skip the speed options")
+    args = parser.parse_args()
+    prepare_run()
+
+    import platform
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    shapes = (args.shapes or ("sd-turbo,sdxl-turbo" if cuda else "sd-turbo")).split(",")
+    repeats = args.repeats or (5 if cuda else 1)
+    device = torch.cuda.get_device_name() if cuda else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    if args.out:
+        args.out.write_text("")
+        OUTPUT.append(args.out)
+    texts = [
+        report(f"# Shapes benchmark, {time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, {device}"),
+        report("FLUX.1-schnell-shaped: not run (12 B transformer + 4.7 B T5: ~33 GB in bf16; needs >= 48 GB to hold once)."),
+    ]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dreamtray-shapes-") as scratch:
+        for name in shapes:
+            started = time.perf_counter()
+            folder = ensure_folder(name, args.cache, device="cuda" if cuda else "cpu")
+            texts.append(report(f"{name}: folder ready in {time.perf_counter() - started:.1f} s at {folder}"))
+            if not args.skip_compare:
+                # Two fp32 copies of SDXL (2 x 14 GB) do not fit a 24 GB machine: then the direct copy is dropped first.
+                side_by_side = cuda or name == "sd-turbo"
+                texts += engine_vs_direct(name, folder, Path(scratch), repeats, side_by_side)
+            if cuda:
+                if not args.skip_options:
+                    texts += gpu_speed(name, folder, args.cache)
+                texts += gpu_policies(name, folder)
+            elif name == "sd-turbo" and not args.skip_options:
+                texts += cpu_options(folder, args.cache)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
