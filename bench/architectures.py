@@ -109,11 +109,11 @@ def build_sd_turbo():
     )
 
 
-def build_sdxl_turbo():
-    """StableDiffusionXLPipeline shaped like stabilityai/sdxl-turbo (2.57 B UNet, 123 M + 695 M text encoders)."""
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+def sdxl_unet():
+    """SDXL's UNet (2.57 B parameters), as in stabilityai/sdxl-turbo."""
+    from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=64,
         in_channels=4,
         out_channels=4,
@@ -132,6 +132,13 @@ def build_sdxl_turbo():
         flip_sin_to_cos=True,
         freq_shift=0,
     )
+
+
+def build_sdxl_turbo():
+    """StableDiffusionXLPipeline shaped like stabilityai/sdxl-turbo (2.57 B UNet, 123 M + 695 M text encoders)."""
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+
+    unet = sdxl_unet()
     text_encoder = _clip_text("CLIPTextModel", hidden=768, intermediate=3072, heads=12, layers=12, act="quick_gelu", projection=768)
     text_encoder_2 = _clip_text(
         "CLIPTextModelWithProjection", hidden=1280, intermediate=5120, heads=20, layers=32, act="gelu", projection=1280

@@ -190,9 +190,9 @@ def _service_split(steps: int, engine, service, image) -> list[tuple]:
     health = median(seconds(lambda: http.get("/health"))[0] for _ in range(20))
     return [
         (steps, "health check before submit (LocalEngine.client)", 1000 * m["client"]),
-        (steps, "POST /v1/jobs", 1000 * (m["submitted"] - m["client"])),
         (steps, "worker's Runner.generate (Result.seconds)", 1000 * service.worker_seconds),
-        (steps, "queue + pipe + SSE delivery (to 'done', less worker)", 1000 * (m["done"] - m["submitted"] - service.worker_seconds)),
+        (steps, "POST + dispatch + pipe + SSE to the 'done' event, less the worker", 1000 * (m["done"] - m["client"] - service.worker_seconds)),
+        (steps, "  of which the POST /v1/jobs answer (overlaps the worker)", 1000 * (m["submitted"] - m["client"])),
         (steps, "GET /v1/jobs/{id} with the result + decode", 1000 * (m["result"] - m["done"])),
         (steps, "one GET /health round trip (median of 20)", 1000 * health),
     ]

@@ -19,7 +19,7 @@ WHEELS=(
   diffusers==0.42.1
   fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0 opentelemetry-api==1.45.2
   pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0
-  platformdirs==4.14.8 tomlkit==0.15.2 importlib_metadata==10.2.0
+  platformdirs==4.14.8 tomlkit==0.15.2
 )
 
 if [[ "${1:-}" == fetch-wheels ]]; then

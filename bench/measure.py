@@ -23,12 +23,13 @@ def prepare_run() -> None:
 
 
 def quiet_progress_bars() -> None:
-    """No loading bars from diffusers and transformers in the figures (imports both: call once they are needed)."""
+    """No loading bars or dtype notices from diffusers and transformers (imports both: call once they are needed)."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
+    for logging in (diffusers_logging, transformers_logging):
+        logging.disable_progress_bar()
+        logging.set_verbosity_error()
 
 
 def seconds(call: Callable[[], object]) -> tuple[float, object]:

@@ -96,7 +96,7 @@ def engine_plan(folder: Path):
 # ------------------------------------------------------------------------------------------------ engine vs direct
 
 
-def engine_vs_direct(name: str, folder: Path, root: Path, repeats: int, side_by_side: bool) -> list[str]:
+def engine_vs_direct(name: str, folder: Path, root: Path, repeats: int) -> list[str]:
     """Seconds per image and peak memory, the engine service against direct diffusers, same settings."""
     import torch
 
@@ -114,6 +114,7 @@ def engine_vs_direct(name: str, folder: Path, root: Path, repeats: int, side_by_
     peaks: dict[str, float] = {}
     kept: dict[str, object] = {}
     pipe = None
+    idle_device = device_used_mb()  # before the worker and the direct pipeline hold anything
 
     def run_direct() -> None:
         nonlocal pipe
@@ -128,68 +129,74 @@ def engine_vs_direct(name: str, folder: Path, root: Path, repeats: int, side_by_
         peaks["direct"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak["peak_mb"]
 
     def run_engine() -> None:
-        if "engine_loaded" not in peaks:
+        first = "engine" not in kept
+        if first:
             timed_generate(engine, warm_request)  # loads the model in the worker
-            peaks["engine_loaded"] = 1.0
         worker = engine.health()["worker_pid"]
-        with peak_rss_during(worker) as peak, device_used_peak() as used:
+        # On a GPU the worker's share is read as device memory in use, less what was in use before it started:
+        # valid on the first run only, which comes before the direct pipeline takes memory of its own.
+        with peak_rss_during(worker) as peak, device_used_peak(idle_device if first else None) as used:
             timed = timed_generate(engine, request)
         times["engine"].append(timed.total)
         kept["engine"] = timed
-        peaks["engine"] = used["peak_mb"] if cuda else peak["peak_mb"]
-
-    def drop_direct() -> None:
-        nonlocal pipe
-        pipe = None
-        free()
+        if first or not cuda:
+            peaks["engine"] = max(peaks.get("engine", 0.0), used["peak_mb"] if cuda else peak["peak_mb"])
 
     try:
         for repeat in range(repeats):
             order = (run_engine, run_direct) if repeat % 2 == 0 else (run_direct, run_engine)
             for run in order:
                 run()
-                if not side_by_side and run is run_direct:
-                    drop_direct()  # two copies do not fit in memory: the direct pipeline goes before the engine runs
     finally:
         engine.stop()
         engine.close()
-        drop_direct()
+        pipe = None
+        free()
     same = pixels(kept["engine"].result.images[0]) == kept["direct"].convert("RGB").tobytes()
     med = {k: median(v) for k, v in times.items()}
-    memory = "max_memory_allocated / device memory the worker took" if cuda else "peak RSS of the process"
+    memory = ("direct: max_memory_allocated; engine: device memory the worker took, CUDA context included"
+              if cuda else "peak RSS of each process")
+    last = kept["engine"]
     rows = [(
-        name, f"{size}x{size}", steps, plan.device, plan.dtype, med["direct"], med["engine"], med["engine"] / med["direct"],
-        peaks["direct"], peaks["engine"], kept["engine"].worker_seconds, same,
+        name, f"{size}x{size}", steps, f"{plan.device} {plan.dtype}", med["direct"], med["engine"], med["engine"] / med["direct"],
+        1000 * (last.total - last.worker_seconds), peaks["direct"], peaks["engine"], same,
     )]
+    samples = "; ".join(f"{k}: " + ", ".join(f"{t:.3f}" for t in v) for k, v in times.items())
     return [table(
-        f"{name}-shaped, engine vs direct diffusers, median of {repeats} (s; MiB: {memory})",
-        ("shape", "size", "steps", "device", "dtype", "direct s", "engine s", "ratio", "direct MiB", "engine MiB",
-         "worker s", "same pixels"),
+        f"{name}-shaped, engine vs direct diffusers, median of {repeats} (s; transport = engine total less the worker's "
+        f"own time, last run; MiB: {memory}); samples {samples}",
+        ("shape", "size", "steps", "device", "direct s", "engine s", "ratio", "transport ms", "direct MiB", "engine MiB",
+         "same pixels"),
         rows,
     )]
 
 
+def device_used_mb() -> float:
+    """Device memory in use by every process on the GPU, in MiB (0 without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return 0.0
+    free_bytes, total = torch.cuda.mem_get_info()
+    return (total - free_bytes) / 2**20
+
+
 @contextmanager
-def device_used_peak(every: float = 0.01):
-    """On a GPU: the peak, during the block, of device memory in use by anyone, less what was in use before."""
+def device_used_peak(base_mb: float | None, every: float = 0.01):
+    """On a GPU: the peak, during the block, of device memory in use by anyone, less `base_mb` (None: no sampling)."""
     import torch
 
     found = {"peak_mb": 0.0}
-    if not torch.cuda.is_available():
+    if base_mb is None or not torch.cuda.is_available():
         yield found
         return
     import threading
 
-    def used() -> float:
-        free_bytes, total = torch.cuda.mem_get_info()
-        return (total - free_bytes) / 2**20
-
-    base = used()
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            found["peak_mb"] = max(found["peak_mb"], used() - base)
+            found["peak_mb"] = max(found["peak_mb"], device_used_mb() - base_mb)
             stop.wait(every)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -365,6 +372,39 @@ def cpu_options(folder: Path, cache: Path) -> list[str]:
     return texts
 
 
+def sdxl_unet_cpu() -> list[str]:
+    """SDXL-Turbo shape on a CPU: one UNet forward at 512x512 in bf16 weights, the part that differs from SD-Turbo.
+
+    The whole engine-vs-direct comparison is not run on a CPU: two fp32 copies (2 x 14 GB) do not fit 24 GB, and
+    one after the other they take tens of minutes on two shared cores. Its VAE is SD-Turbo's (same shape).
+    """
+    from types import SimpleNamespace
+
+    import torch
+
+    from architectures import SEED as BUILD_SEED, sdxl_unet
+
+    torch.manual_seed(BUILD_SEED)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        built, unet = seconds(sdxl_unet)
+    finally:
+        torch.set_default_dtype(previous)
+    pipe = SimpleNamespace(unet=unet, vae_scale_factor=8, device=torch.device("cpu"))
+    flops = unet_flops(pipe, 512)
+    with peak_rss_during() as peak:
+        first = unet_seconds(pipe, 512, warm=False)
+    rows = [("sdxl-turbo", "512x512", "bf16 weights", flops / 1e12, first, flops / first / 1e9, peak["peak_mb"], built)]
+    del pipe, unet
+    free()
+    return [table(
+        "SDXL-Turbo-shaped UNet on the CPU, one forward (first call), batch 1",
+        ("shape", "size", "dtype", "TFLOP", "UNet s", "GFLOP/s", "peak RSS MiB", "built in s"),
+        rows,
+    )]
+
+
 def tiny_vae_decoder():
     """An AutoencoderTiny with TAESD's published shape (random weights)."""
     import torch
@@ -423,8 +463,8 @@ def datasheet_tflops() -> float | None:
     return next((v for k, v in DENSE_BF16_TFLOPS.items() if k in name), None)
 
 
-def gpu_speed(name: str, folder: Path, cache: Path) -> list[str]:
-    """UNet forward: fraction of the bf16 peak, eager and with each option; torch.compile with its compile time."""
+def gpu_speed(name: str, folder: Path) -> list[str]:
+    """UNet forward: fraction of the bf16 peak with each eager option; VAE tiling at 4K."""
     import torch
 
     from dreamtray.engine.presets import PRESETS
@@ -445,27 +485,10 @@ def gpu_speed(name: str, folder: Path, cache: Path) -> list[str]:
     pipe.fuse_qkv_projections()
     rows.append(row("+ fused QKV", unet_seconds(pipe, size, repeats=10)))
 
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
-    eager_unet = pipe.unet
-    pipe.unet = torch.compile(eager_unet, mode="max-autotune-no-cudagraphs", fullgraph=True)
-    sample, timestep, hidden, kwargs = unet_inputs(pipe, size, "cuda", torch.bfloat16)
-
-    def forward():
-        with torch.inference_mode():
-            pipe.unet(sample, timestep, hidden, **kwargs)
-        sync()
-
-    compile_s = seconds(forward)[0]
-    compiled = median(seconds(forward)[0] for _ in range(10))
-    rows.append(row("+ torch.compile (max-autotune-no-cudagraphs)", compiled, f"first call (compile) {compile_s:.1f} s; cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}"))
-
     preset = PRESETS[name]
-    compiled_unet = pipe.unet
-    for label, unet in (("eager", eager_unet), ("compiled", compiled_unet)):
-        pipe.unet = unet
-        direct_call(pipe, size, preset.steps, preset.guidance)
-        took = median(seconds(lambda: (direct_call(pipe, size, preset.steps, preset.guidance), sync()))[0] for _ in range(5))
-        rows.append((f"whole pipeline call, UNet {label}, channels_last + fused QKV", 1000 * took, "", "", "", "text + UNet + VAE + PIL"))
+    direct_call(pipe, size, preset.steps, preset.guidance)
+    took = median(seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5))
+    rows.append(("whole pipeline call, channels_last + fused QKV", 1000 * took, "", "", "", "text + UNet + VAE + PIL image"))
 
     width, height = WALLPAPER
     for tiled in (False, True):
@@ -478,12 +501,60 @@ def gpu_speed(name: str, folder: Path, cache: Path) -> list[str]:
                          f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"))
         except torch.OutOfMemoryError:
             rows.append((f"VAE decode {width}x{height} {'tiled' if tiled else 'whole'}", "OOM", "", "", "", ""))
-    del pipe, eager_unet, compiled_unet
+    del pipe
     free()
     return [table(
         f"{name}-shaped UNet forward on {torch.cuda.get_device_name()}, {size}x{size}, batch 1: {flops / 1e12:.2f} TFLOP "
         f"(FlopCounterMode); bf16 matmul ceiling measured {ceiling:.0f} TFLOP/s, data sheet {sheet or '?'}",
         ("option", "ms", "TFLOP/s", "of data-sheet peak", "of matmul ceiling", "note"),
+        rows,
+    )]
+
+
+def gpu_compile(name: str, folder: Path, cache: Path) -> list[str]:
+    """torch.compile of the UNet (Inductor, default mode): compile time apart, then steady speed, and a whole call.
+
+    Inductor's cache goes under the model cache (TORCHINDUCTOR_CACHE_DIR), so a second run, or the engine's next
+    start, loads compiled kernels instead of compiling them again: run twice to see the warm-cache compile time.
+    """
+    import torch
+
+    from dreamtray.engine.presets import PRESETS
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
+    preset = PRESETS[name]
+    size = preset.native_size
+    pipe = load_direct(folder, "bfloat16", "cuda")
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.fuse_qkv_projections()
+    flops = unet_flops(pipe, size)
+    eager = unet_seconds(pipe, size, repeats=10)
+    eager_call = median(seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5))
+    pipe.unet = torch.compile(pipe.unet)
+    sample, timestep, hidden, kwargs = unet_inputs(pipe, size, "cuda", torch.bfloat16)
+
+    def forward():
+        with torch.inference_mode():
+            pipe.unet(sample, timestep, hidden, **kwargs)
+        sync()
+
+    rows = []
+    try:
+        compile_s = seconds(forward)[0]
+        compiled = median(seconds(forward)[0] for _ in range(10))
+        first_call = seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0]  # the pipeline's own call signature compiles again
+        compiled_call = median(seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5))
+    except Exception as exc:  # a graph Inductor cannot compile is a figure too
+        rows.append(("torch.compile failed", f"{type(exc).__name__}: {str(exc)[:200]}", "", "", "", "", ""))
+    else:
+        rows.append(("UNet forward", 1000 * eager, 1000 * compiled, eager / compiled, flops / compiled / 1e12, compile_s, ""))
+        rows.append(("whole pipeline call", 1000 * eager_call, 1000 * compiled_call, eager_call / compiled_call, "", first_call,
+                     "first whole call compiles the pipeline's call signature"))
+    del pipe
+    free()
+    return [table(
+        f"{name}-shaped, torch.compile of the UNet (channels_last + fused QKV, bf16, {size}px); cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}",
+        ("what", "eager ms", "compiled ms", "speed-up", "compiled TFLOP/s", "compile s (first call)", "note"),
         rows,
     )]
 
@@ -550,19 +621,22 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dreamtray-shapes-") as scratch:
         for name in shapes:
+            if not cuda and name == "sdxl-turbo":
+                texts += sdxl_unet_cpu()
+                continue
             started = time.perf_counter()
             folder = ensure_folder(name, args.cache, device="cuda" if cuda else "cpu")
             texts.append(report(f"{name}: folder ready in {time.perf_counter() - started:.1f} s at {folder}"))
             if not args.skip_compare:
-                # Two fp32 copies of SDXL (2 x 14 GB) do not fit a 24 GB machine: then the direct copy is dropped first.
-                side_by_side = cuda or name == "sd-turbo"
-                texts += engine_vs_direct(name, folder, Path(scratch), repeats, side_by_side)
+                texts += engine_vs_direct(name, folder, Path(scratch), repeats)
             if cuda:
                 if not args.skip_options:
-                    texts += gpu_speed(name, folder, args.cache)
+                    texts += gpu_speed(name, folder)
                 texts += gpu_policies(name, folder)
             elif name == "sd-turbo" and not args.skip_options:
                 texts += cpu_options(folder, args.cache)
+        if cuda and not args.skip_options:  # last, being the slowest: compile on the SD-Turbo shape
+            texts += gpu_compile("sd-turbo", ensure_folder("sd-turbo", args.cache, device="cuda"), args.cache)
 
 
 if __name__ == "__main__":
