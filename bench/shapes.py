@@ -228,15 +228,14 @@ def unet_inputs(pipe, size: int, device: str, dtype):
     return sample, torch.tensor([999], device=device), hidden, kwargs
 
 
-def unet_seconds(pipe, size: int, repeats: int = 1, autocast=None, warm: bool = True) -> float:
+def unet_seconds(pipe, size: int, repeats: int = 1, warm: bool = True) -> float:
     """Median seconds of one UNet forward at `size` (after one warm-up call when `warm`)."""
     import torch
 
     sample, timestep, hidden, kwargs = unet_inputs(pipe, size, pipe.device.type, pipe.unet.dtype)
-    context = autocast or nullcontext
 
     def call():
-        with torch.inference_mode(), context():
+        with torch.inference_mode():
             pipe.unet(sample, timestep, hidden, **kwargs)
         sync()
 
@@ -245,7 +244,7 @@ def unet_seconds(pipe, size: int, repeats: int = 1, autocast=None, warm: bool = 
     return median(seconds(call)[0] for _ in range(repeats))
 
 
-def decode_seconds(vae, height: int, width: int, repeats: int = 1, autocast=None, warm: bool = True) -> float:
+def decode_seconds(vae, height: int, width: int, repeats: int = 1, warm: bool = True) -> float:
     """Median seconds of decoding one latent of an image of height x width (after one warm-up when `warm`)."""
     import torch
 
@@ -253,10 +252,9 @@ def decode_seconds(vae, height: int, width: int, repeats: int = 1, autocast=None
     channels = vae.config.latent_channels  # every VAE here (SD, SDXL, TAESD, tiny) downsamples 8x
     latent = torch.randn(1, channels, height // 8, width // 8, generator=torch.Generator("cpu").manual_seed(SEED))
     latent = latent.to(parameter.device, parameter.dtype)
-    context = autocast or nullcontext
 
     def call():
-        with torch.inference_mode(), context():
+        with torch.inference_mode():
             vae.decode(latent)
         sync()
 
@@ -299,70 +297,116 @@ def cpu_bf16_support() -> str:
     return ", ".join(found) or "none"
 
 
-def cpu_options(folder: Path, cache: Path) -> list[str]:
+def alternate(call, variants: dict, pairs: int) -> dict[str, float]:
+    """Median seconds of `call` under each variant (a function that switches an option), timed in turns.
+
+    Each variant is warmed once (new kernels), then they take turns, in ABBA order, so that a change in the
+    machine's load hits both alike.
+    """
+    names = list(variants)
+    for name in names:
+        variants[name]()
+        call()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for turn in range(pairs):
+        for name in names if turn % 2 == 0 else reversed(names):
+            variants[name]()
+            times[name].append(seconds(call)[0])
+    return {name: median(values) for name, values in times.items()}
+
+
+def cpu_options(folder: Path, cache: Path, pairs: int = 2) -> list[str]:
     """SD-Turbo shape, 512x512, one step, on the CPU: each option timed on the parts it changes.
 
-    fp32 runs are timed cold-free (oneDNN fp32 needs no warm-up worth the minute it costs here); bf16 and
-    channels_last runs after one warm-up call, since their first call prepares new kernels.
+    The fp32 baseline is timed once without a warm-up (oneDNN fp32 needs none worth the minute it costs here);
+    each on/off pair is timed in turns after a warm-up of each (`alternate`).
     """
     import torch
 
     pipe = load_direct(folder, "float32", "cpu")
     size = 512
-    bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
     threads = torch.get_num_threads()
     unet_tf, vae_tf = unet_flops(pipe, size) / 1e12, decode_flops(pipe.vae, size, size) / 1e12
+    sample, timestep, hidden, kwargs = unet_inputs(pipe, size, "cpu", torch.float32)
+    latent = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator("cpu").manual_seed(SEED))
+    autocast = {"on": False}
 
-    def rate(unet_s, vae_s) -> str:
+    def context():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if autocast["on"] else nullcontext()
+
+    def unet() -> None:
+        dtype = pipe.unet.dtype
+        with torch.inference_mode(), context():
+            pipe.unet(sample.to(dtype), timestep, hidden.to(dtype), **kwargs)
+
+    def vae() -> None:
+        with torch.inference_mode(), context():
+            pipe.vae.decode(latent.to(pipe.vae.dtype))
+
+    def text() -> None:
+        with torch.inference_mode():
+            pipe.encode_prompt(PROMPT, "cpu", 1, False)
+
+    def rate(unet_s: float, vae_s: float) -> str:
         return f"UNet {1000 * unet_tf / unet_s:.0f}, VAE {1000 * vae_tf / vae_s:.0f} GFLOP/s"
 
-    def text_seconds() -> float:
-        def call():
-            with torch.inference_mode():
-                pipe.encode_prompt(PROMPT, "cpu", 1, False)
-        call()
-        return seconds(call)[0]
+    def memory_format(module, fmt):
+        return lambda: module.to(memory_format=fmt)
 
     rows: list[tuple] = []
-    base_text, base_unet, base_vae = text_seconds(), unet_seconds(pipe, size, warm=False), decode_seconds(pipe.vae, size, size, warm=False)
-    base = base_text + base_unet + base_vae
-    rows.append((f"fp32, {threads} threads, SDPA (the engine's CPU plan)", base_text, base_unet, base_vae, base, 1.0, rate(base_unet, base_vae)))
+    text()
+    base = {"text": seconds(text)[0], "unet": seconds(unet)[0], "vae": seconds(vae)[0]}
+    base_total = sum(base.values())
+    rows.append((f"fp32, {threads} threads, SDPA (the engine's CPU plan)", base["text"], base["unet"], base["vae"], base_total, 1.0,
+                 rate(base["unet"], base["vae"])))
 
-    torch.set_num_threads(1)
-    one_unet = unet_seconds(pipe, size, warm=False)
-    torch.set_num_threads(threads)
-    rows.append(("fp32, 1 thread", "", one_unet, "", "", base_unet / one_unet, "UNet only; speed-up vs the first row"))
-
-    ac_unet, ac_vae = unet_seconds(pipe, size, autocast=bf16), decode_seconds(pipe.vae, size, size, autocast=bf16)
-    ac = base_text + ac_unet + ac_vae
-    rows.append(("bf16 autocast, fp32 weights", "", ac_unet, ac_vae, ac, base / ac, f"CPU: {cpu_bf16_support()}; {rate(ac_unet, ac_vae)}"))
+    autocast["on"] = True
+    unet(), vae()
+    ac = {"unet": seconds(unet)[0], "vae": seconds(vae)[0]}
+    autocast["on"] = False
+    ac_total = base["text"] + ac["unet"] + ac["vae"]
+    rows.append(("bf16 autocast, fp32 weights", "", ac["unet"], ac["vae"], ac_total, base_total / ac_total,
+                 f"CPU bf16: {cpu_bf16_support()}; {rate(ac['unet'], ac['vae'])}"))
 
     pipe.to(torch.bfloat16)
-    w_text, w_unet, w_vae = text_seconds(), unet_seconds(pipe, size), decode_seconds(pipe.vae, size, size)
-    w = w_text + w_unet + w_vae
-    rows.append(("bf16 weights (pipe.to(torch.bfloat16))", w_text, w_unet, w_vae, w, base / w, f"half the RAM; {rate(w_unet, w_vae)}"))
+    text(), unet(), vae()
+    bf = {"text": seconds(text)[0], "unet": seconds(unet)[0], "vae": seconds(vae)[0]}
+    bf_total = sum(bf.values())
+    rows.append(("bf16 weights (pipe.to(torch.bfloat16))", bf["text"], bf["unet"], bf["vae"], bf_total, base_total / bf_total,
+                 f"half the RAM of fp32; {rate(bf['unet'], bf['vae'])}"))
 
-    pipe.unet.to(memory_format=torch.channels_last)
-    pipe.vae.to(memory_format=torch.channels_last)
-    cl_unet, cl_vae = unet_seconds(pipe, size), decode_seconds(pipe.vae, size, size)
-    rows.append(("bf16 weights + channels_last", "", cl_unet, cl_vae, w_text + cl_unet + cl_vae, w / (w_text + cl_unet + cl_vae),
-                 "speed-up vs bf16 weights alone"))
+    thr = alternate(unet, {"2": lambda: torch.set_num_threads(threads), "1": lambda: torch.set_num_threads(1)}, pairs)
+    torch.set_num_threads(threads)
+    rows.append((f"bf16 weights, 1 thread instead of {threads}", "", thr["1"], "", "", thr[str(threads)] / thr["1"],
+                 f"UNet only, in turns: {threads} threads {thr[str(threads)]:.2f} s"))
 
-    pipe.fuse_qkv_projections()
-    fq_unet = unet_seconds(pipe, size)
-    rows.append(("bf16 weights + channels_last + fused QKV", "", fq_unet, "", "", cl_unet / fq_unet, "UNet only; speed-up vs the row above"))
+    cl_unet = alternate(unet, {"off": memory_format(pipe.unet, torch.contiguous_format),
+                               "on": memory_format(pipe.unet, torch.channels_last)}, pairs)
+    cl_vae = alternate(vae, {"off": memory_format(pipe.vae, torch.contiguous_format),
+                             "on": memory_format(pipe.vae, torch.channels_last)}, pairs)
+    cl_total = bf["text"] + cl_unet["on"] + cl_vae["on"]
+    rows.append(("bf16 weights + channels_last (UNet and VAE)", "", cl_unet["on"], cl_vae["on"], cl_total,
+                 (bf["text"] + cl_unet["off"] + cl_vae["off"]) / cl_total,
+                 f"in turns, vs off: UNet {cl_unet['off']:.2f} s, VAE {cl_vae['off']:.2f} s"))
 
-    taesd = tiny_vae_decoder().to(torch.bfloat16)
+    fused = alternate(unet, {"off": lambda: pipe.unfuse_qkv_projections(), "on": lambda: pipe.fuse_qkv_projections()}, pairs)
+    rows.append(("bf16 weights + channels_last + fused QKV", "", fused["on"], "", "", fused["off"] / fused["on"],
+                 f"UNet only, in turns, vs unfused {fused['off']:.2f} s"))
+    best_fused = fused["on"] < fused["off"]
+    pipe.fuse_qkv_projections() if best_fused else pipe.unfuse_qkv_projections()
+
+    taesd = tiny_vae_decoder().to(torch.bfloat16).to(memory_format=torch.channels_last)
     t_vae = decode_seconds(taesd, size, size)
-    rows.append(("tiny VAE decoder (TAESD's shape, 2.4 M parameters), bf16", "", "", t_vae, "", cl_vae / t_vae,
-                 f"decode only, vs SD VAE bf16 channels_last; {decode_flops(taesd, size, size) / 1e9:.0f} GFLOP"))
+    rows.append(("tiny VAE decoder (TAESD's shape, 2.4 M parameters), bf16, channels_last", "", "", t_vae, "",
+                 cl_vae["on"] / t_vae, f"decode only, vs the SD VAE above; {decode_flops(taesd, size, size) / 1e9:.0f} GFLOP"))
 
+    direct_call(pipe, size, 1, 0.0)
     whole = seconds(lambda: direct_call(pipe, size, 1, 0.0))[0]
-    rows.append(("whole pipeline call, bf16 weights + channels_last + fused QKV", "", "", "", whole, base / whole,
-                 "one call, diffusers as is (includes PIL conversion)"))
+    rows.append((f"whole pipeline call: bf16 weights + channels_last{' + fused QKV' if best_fused else ''}", "", "", "",
+                 whole, base_total / whole, "one diffusers call (includes PIL conversion), vs the fp32 parts"))
     texts = [table(
         f"CPU options, SD-Turbo shape, 512x512, 1 step: UNet {unet_tf:.2f} TFLOP, VAE decode {vae_tf:.2f} TFLOP "
-        "(FlopCounterMode); seconds, each timed once",
+        f"(FlopCounterMode); seconds; in-turn pairs: median of {pairs} each",
         ("option", "text enc s", "UNet s", "VAE decode s", "total s", "speed-up", "note"),
         rows,
     )]
@@ -511,7 +555,7 @@ def gpu_speed(name: str, folder: Path) -> list[str]:
     )]
 
 
-def gpu_compile(name: str, folder: Path, cache: Path) -> list[str]:
+def gpu_compile(name: str, folder: Path) -> list[str]:
     """torch.compile of the UNet (Inductor, default mode): compile time apart, then steady speed, and a whole call.
 
     Inductor's cache goes under the model cache (TORCHINDUCTOR_CACHE_DIR), so a second run, or the engine's next
@@ -521,7 +565,6 @@ def gpu_compile(name: str, folder: Path, cache: Path) -> list[str]:
 
     from dreamtray.engine.presets import PRESETS
 
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
     preset = PRESETS[name]
     size = preset.native_size
     pipe = load_direct(folder, "bfloat16", "cuda")
@@ -553,7 +596,8 @@ def gpu_compile(name: str, folder: Path, cache: Path) -> list[str]:
     del pipe
     free()
     return [table(
-        f"{name}-shaped, torch.compile of the UNet (channels_last + fused QKV, bf16, {size}px); cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}",
+        f"{name}-shaped, torch.compile of the UNet (channels_last + fused QKV, bf16, {size}px); Inductor cache "
+        f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}",
         ("what", "eager ms", "compiled ms", "speed-up", "compiled TFLOP/s", "compile s (first call)", "note"),
         rows,
     )]
@@ -602,6 +646,8 @@ def main() -> None:
     parser.add_argument("--skip-options", action="store_true", help="skip the speed options")
     args = parser.parse_args()
     prepare_run()
+    # Inductor's compiled kernels are kept with the models, so the next start loads them instead of compiling.
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(args.cache / "inductor"))
 
     import platform
 
@@ -636,7 +682,7 @@ def main() -> None:
             elif name == "sd-turbo" and not args.skip_options:
                 texts += cpu_options(folder, args.cache)
         if cuda and not args.skip_options:  # last, being the slowest: compile on the SD-Turbo shape
-            texts += gpu_compile("sd-turbo", ensure_folder("sd-turbo", args.cache, device="cuda"), args.cache)
+            texts += gpu_compile("sd-turbo", ensure_folder("sd-turbo", args.cache, device="cuda"))
 
 
 if __name__ == "__main__":
