@@ -18,7 +18,6 @@ so that a busy machine slows every column alike; compare ratios, not seconds, ac
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import subprocess
