@@ -297,6 +297,14 @@ def cpu_bf16_support() -> str:
     return ", ".join(found) or "none"
 
 
+class Rows(list):
+    """Table rows that are also reported one by one as they are measured, so a run cut short keeps them."""
+
+    def append(self, row) -> None:
+        super().append(row)
+        report("row: " + " | ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in row))
+
+
 def alternate(call, variants: dict, pairs: int) -> dict[str, float]:
     """Median seconds of `call` under each variant (a function that switches an option), timed in turns.
 
@@ -353,7 +361,7 @@ def cpu_options(folder: Path, cache: Path, pairs: int = 2) -> list[str]:
     def memory_format(module, fmt):
         return lambda: module.to(memory_format=fmt)
 
-    rows: list[tuple] = []
+    rows = Rows()
     text()
     base = {"text": seconds(text)[0], "unet": seconds(unet)[0], "vae": seconds(vae)[0]}
     base_total = sum(base.values())
@@ -389,11 +397,20 @@ def cpu_options(folder: Path, cache: Path, pairs: int = 2) -> list[str]:
                  (bf["text"] + cl_unet["off"] + cl_vae["off"]) / cl_total,
                  f"in turns, vs off: UNet {cl_unet['off']:.2f} s, VAE {cl_vae['off']:.2f} s"))
 
-    fused = alternate(unet, {"off": lambda: pipe.unfuse_qkv_projections(), "on": lambda: pipe.fuse_qkv_projections()}, pairs)
+    fused_now = {"on": False}
+
+    def fuse(on: bool):
+        def switch() -> None:
+            if on != fused_now["on"]:
+                pipe.unet.fuse_qkv_projections() if on else pipe.unet.unfuse_qkv_projections()
+                fused_now["on"] = on
+        return switch
+
+    fused = alternate(unet, {"off": fuse(False), "on": fuse(True)}, pairs)
     rows.append(("bf16 weights + channels_last + fused QKV", "", fused["on"], "", "", fused["off"] / fused["on"],
                  f"UNet only, in turns, vs unfused {fused['off']:.2f} s"))
     best_fused = fused["on"] < fused["off"]
-    pipe.fuse_qkv_projections() if best_fused else pipe.unfuse_qkv_projections()
+    fuse(best_fused)()
 
     taesd = tiny_vae_decoder().to(torch.bfloat16).to(memory_format=torch.channels_last)
     t_vae = decode_seconds(taesd, size, size)
