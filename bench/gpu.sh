@@ -14,6 +14,7 @@
 # keeps what it measured. Model folders and Inductor's compile cache go to $DREAMTRAY_BENCH_CACHE
 # (default /tmp/dreamtray-bench): a second run on the same machine skips the builds and most of the compiling.
 set -euo pipefail
+cd "$(dirname "$0")/.."  # the repository root
 
 WHEELS=(
   diffusers==0.42.1
@@ -29,7 +30,7 @@ if [[ "${1:-}" == fetch-wheels ]]; then
   exit 0
 fi
 
-out="$(realpath -m "${1:-gpu-figures}")"
+out="$(realpath -m "${1:-gpu-figures}")"  # (relative to the repository root)
 mkdir -p "$out"
 exec > >(tee "$out/gpu-log.txt") 2>&1
 started=$SECONDS
@@ -45,6 +46,7 @@ nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.max.s
 python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
 
 # Both benchmarks stop their engine services on SIGTERM, so a timeout leaves no process holding GPU memory.
+timeout 30 python3 bench/http_latency.py || echo "http_latency.py ended with status $?"
 timeout 100 python3 bench/engine.py --repeats 10 --out "$out/gpu-engine.md" || echo "engine.py ended with status $?"
 timeout $((450 - (SECONDS - started))) python3 bench/shapes.py --out "$out/gpu-shapes.md" || echo "shapes.py ended with status $?"
 echo "GPU run took $((SECONDS - started)) s"
