@@ -289,13 +289,13 @@ def main() -> None:
     if args.out:
         args.out.write_text("")
         OUTPUT.append(args.out)
-    texts = [report(f"# Engine benchmark, {time.strftime('%Y-%m-%d %H:%M')}, python {sys.version.split()[0]}")]
+    report(f"# Engine benchmark, {time.strftime('%Y-%m-%d %H:%M')}, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="dreamtray-bench-") as scratch:
         root = Path(scratch)
-        texts += client_figures(args.repeats)
-        texts += cold_figures(root, args.cache, tiny_folder)
-        texts += warm_figures(root, args.cache, tiny_folder, args.repeats)
-        texts += memory_figures(root, args.cache)
+        client_figures(args.repeats)
+        cold_figures(root, args.cache, tiny_folder)
+        warm_figures(root, args.cache, tiny_folder, args.repeats)
+        memory_figures(root, args.cache)
 
 
 if __name__ == "__main__":

@@ -691,29 +691,27 @@ def main() -> None:
     if args.out:
         args.out.write_text("")
         OUTPUT.append(args.out)
-    texts = [
-        report(f"# Shapes benchmark, {time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, {device}"),
-        report("FLUX.1-schnell-shaped: not run (12 B transformer + 4.7 B T5: ~33 GB in bf16; needs >= 48 GB to hold once)."),
-    ]
+    report(f"# Shapes benchmark, {time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, {device}")
+    report("FLUX.1-schnell-shaped: not run (12 B transformer + 4.7 B T5: ~33 GB in bf16; needs >= 48 GB to hold once).")
     args.cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dreamtray-shapes-") as scratch:
         for name in shapes:
             if not cuda and name == "sdxl-turbo":
-                texts += sdxl_unet_cpu()
+                sdxl_unet_cpu()
                 continue
             started = time.perf_counter()
             folder = ensure_folder(name, args.cache, device="cuda" if cuda else "cpu")
-            texts.append(report(f"{name}: folder ready in {time.perf_counter() - started:.1f} s at {folder}"))
+            report(f"{name}: folder ready in {time.perf_counter() - started:.1f} s at {folder}")
             if not args.skip_compare:
-                texts += engine_vs_direct(name, folder, Path(scratch), repeats)
+                engine_vs_direct(name, folder, Path(scratch), repeats)
             if cuda:
                 if not args.skip_options:
-                    texts += gpu_speed(name, folder)
-                texts += gpu_policies(name, folder)
+                    gpu_speed(name, folder)
+                gpu_policies(name, folder)
             elif name == "sd-turbo" and not args.skip_options:
-                texts += cpu_options(folder, args.cache)
+                cpu_options(folder, args.cache)
         if cuda and not args.skip_options:  # last, being the slowest: compile on the SD-Turbo shape
-            texts += gpu_compile("sd-turbo", ensure_folder("sd-turbo", args.cache, device="cuda"))
+            gpu_compile("sd-turbo", ensure_folder("sd-turbo", args.cache, device="cuda"))
 
 
 if __name__ == "__main__":
