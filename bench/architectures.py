@@ -1,0 +1,188 @@
+"""Random-weight pipelines in the exact shapes of the real models, built from configs written here.
+
+Speed and memory depend on shapes, not on weight values, so these stand in for SD-Turbo and SDXL-Turbo
+where the real weights cannot be downloaded. The numbers are the published configs of
+stabilityai/sd-turbo (SD 2.1 UNet, OpenCLIP ViT-H/14 text tower, SD VAE) and stabilityai/sdxl-turbo
+(SDXL UNet, CLIP ViT-L/14 + OpenCLIP ViT-bigG/14 text towers, SDXL VAE). Their images are noise.
+
+FLUX.1-schnell (a 12 B transformer and a 4.7 B T5-XXL encoder: ~33 GB in bf16, ~67 GB in fp32) is not built:
+it needs a machine with at least ~48 GB of RAM or VRAM to hold once, twice that to compare side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SEED = 1234
+VERSION = 1
+"""Bumped whenever a config below changes, so that a cached folder is rebuilt."""
+
+SD_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    act_fn="silu",
+    latent_channels=4,
+    norm_num_groups=32,
+)
+
+EULER_A_TRAILING = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    num_train_timesteps=1000,
+    steps_offset=1,
+    timestep_spacing="trailing",
+    prediction_type="epsilon",
+)
+
+
+BOS, EOS = 512, 513
+"""Ids of <|startoftext|> and <|endoftext|> in the byte-level vocabulary of `_tokenizer()`."""
+
+
+def _tokenizer(max_length: int = 77):
+    """An offline byte-level CLIP tokenizer (ids fit in any CLIP vocabulary; tokenization cost is negligible)."""
+    from transformers import CLIPTokenizer
+
+    from dreamtray.engine.tiny import _byte_level_vocab
+
+    vocab = _byte_level_vocab()
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
+def _clip_text(cls_name: str, *, hidden: int, intermediate: int, heads: int, layers: int, act: str, projection: int):
+    import transformers
+    from transformers import CLIPTextConfig
+
+    config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        hidden_act=act,
+        projection_dim=projection,
+        max_position_embeddings=77,
+        layer_norm_eps=1e-5,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        pad_token_id=EOS,
+    )
+    return getattr(transformers, cls_name)(config)
+
+
+def build_sd_turbo():
+    """StableDiffusionPipeline shaped like stabilityai/sd-turbo (865 M UNet, 340 M text encoder, 84 M VAE)."""
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        attention_head_dim=(5, 10, 20, 20),
+        cross_attention_dim=1024,
+        use_linear_projection=True,
+        norm_num_groups=32,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    )
+    text_encoder = _clip_text("CLIPTextModel", hidden=1024, intermediate=4096, heads=16, layers=23, act="gelu", projection=512)
+    vae = AutoencoderKL(sample_size=768, scaling_factor=0.18215, **SD_VAE)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=_tokenizer(),
+        unet=unet,
+        scheduler=EulerAncestralDiscreteScheduler(**EULER_A_TRAILING),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def sdxl_unet():
+    """SDXL's UNet (2.57 B parameters), as in stabilityai/sdxl-turbo."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        transformer_layers_per_block=(1, 2, 10),
+        attention_head_dim=(5, 10, 20),
+        cross_attention_dim=2048,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+        norm_num_groups=32,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    )
+
+
+def build_sdxl_turbo():
+    """StableDiffusionXLPipeline shaped like stabilityai/sdxl-turbo (2.57 B UNet, 123 M + 695 M text encoders)."""
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+
+    unet = sdxl_unet()
+    text_encoder = _clip_text("CLIPTextModel", hidden=768, intermediate=3072, heads=12, layers=12, act="quick_gelu", projection=768)
+    text_encoder_2 = _clip_text(
+        "CLIPTextModelWithProjection", hidden=1280, intermediate=5120, heads=20, layers=32, act="gelu", projection=1280
+    )
+    vae = AutoencoderKL(sample_size=1024, scaling_factor=0.13025, force_upcast=True, **SD_VAE)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=_tokenizer(),
+        tokenizer_2=_tokenizer(),
+        unet=unet,
+        scheduler=EulerAncestralDiscreteScheduler(**EULER_A_TRAILING),
+        force_zeros_for_empty_prompt=True,
+    )
+
+
+BUILDERS = {"sd-turbo": build_sd_turbo, "sdxl-turbo": build_sdxl_turbo}
+
+
+def ensure_folder(name: str, cache_dir: Path, dtype_name: str = "float16", device: str = "cpu") -> Path:
+    """The shaped pipeline `name` saved as a diffusers folder in `dtype_name`, built once and then reused.
+
+    Weights are created directly in `dtype_name` (half the RAM of fp32) on `device` (a GPU fills them much
+    faster) and are seeded, so that builds on one device are the same.
+    """
+    import torch
+
+    folder = cache_dir / f"{name}-shaped-v{VERSION}-{dtype_name}"
+    if (folder / "model_index.json").exists():
+        return folder
+    dtype = getattr(torch, dtype_name)
+    torch.manual_seed(SEED)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.no_grad(), torch.device(device):
+            pipe = BUILDERS[name]()
+    finally:
+        torch.set_default_dtype(previous)
+    staging = cache_dir / f"{folder.name}.partial"
+    pipe.save_pretrained(staging, safe_serialization=True)
+    index = json.loads((staging / "model_index.json").read_text())
+    index["_dreamtray_note"] = f"random weights in the shape of {name}: for speed and memory figures only"
+    (staging / "model_index.json").write_text(json.dumps(index, indent=2))
+    staging.rename(folder)
+    return folder
