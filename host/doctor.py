@@ -28,6 +28,8 @@ def diagnose(app: App) -> dict[str, Any]:
                 "device": plan.device,
                 "dtype": plan.dtype,
                 "policy": plan.policy.value,
+                "autocast": plan.autocast,
+                "channels_last": plan.channels_last,
                 "why": list(plan.reasons),
             }
         except InsufficientMemory as exc:
@@ -44,6 +46,7 @@ def diagnose(app: App) -> dict[str, Any]:
         ],
         "mps": machine.mps,
         "cpu_cores": machine.cpu_cores,
+        "cpu_bf16": machine.cpu_bf16,
         "ram_gb": round(machine.ram_gb, 1),
         "ram_free_gb": round(machine.ram_free_gb, 1),
         "auto_model": choose_auto_preset(machine).name,
@@ -73,7 +76,8 @@ def render(report: dict[str, Any]) -> str:
         if "error" in plan:
             lines.append(f"  {name:13} cannot run here: {plan['error']}")
         else:
-            lines.append(f"  {name:13} {plan['policy']} on {plan['device']} in {plan['dtype']}")
+            speed = f" with {plan['autocast']} autocast" if plan.get("autocast") else ""
+            lines.append(f"  {name:13} {plan['policy']} on {plan['device']} in {plan['dtype']}{speed}")
     lines.append(f"Weights cache: {report['model_cache']}")
     lines.append(f"Config:   {report['config_file']}")
     lines.extend(f"  problem: {problem}" for problem in report["config_problems"])

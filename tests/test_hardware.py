@@ -108,3 +108,14 @@ def test_out_of_memory_steps_down_one_policy_at_a_time_ending_on_the_cpu():
 def test_a_model_too_big_for_the_cpu_says_what_to_do():
     with pytest.raises(InsufficientMemory, match="sd-turbo"):
         decide(MACHINES["cpu"], PRESETS["flux-schnell"])
+
+
+def test_a_cpu_with_bf16_units_runs_under_bf16_autocast_in_channels_last():
+    amx = Machine(cpu_cores=2, ram_gb=24, ram_free_gb=20, cpu_bf16=True)
+    plan = decide(amx, PRESETS["sd-turbo"])
+    assert (plan.policy, plan.device, plan.dtype) == (CPU, "cpu", "float32"), "weights stay fp32"
+    assert plan.autocast == "bfloat16" and plan.channels_last
+    assert "bf16" in plan.reasons[0]
+    assert decide(MACHINES["cpu"], PRESETS["sd-turbo"]).autocast is None, "not on CPUs without bf16 units"
+    plain = decide(amx, PRESETS["sd-turbo"], Overrides(dtype="float32"))
+    assert plain.autocast is None, "a dtype set in the config turns autocast off"

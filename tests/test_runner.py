@@ -215,3 +215,16 @@ def test_weights_in_the_hugging_face_cache_are_reused_offline(runner, tiny_folde
     assert not [e for e in events if e["kind"] == "download"]
     assert from_cache.model == "someone/tiny-sd"
     assert pixels(from_cache.images[0]) == pixels(runner.generate(Request(prompt="cached", seed=6, **SMALL)).images[0])
+
+
+def test_bf16_autocast_on_cpus_with_bf16_units_is_reproducible(model_cache, runner):
+    from dreamtray.engine.hardware import Machine
+
+    amx = Runner(cache_dir=model_cache, default_model="tiny", machine=Machine(cpu_cores=2, ram_gb=24, cpu_bf16=True))
+    first = amx.generate(Request(prompt="bf16", seed=3, **SMALL))
+    again = amx.generate(Request(prompt="bf16", seed=3, **SMALL))
+    assert amx.loaded.plan.autocast == "bfloat16"
+    assert amx.loaded.pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert pixels(first.images[0]) == pixels(again.images[0])
+    fp32 = runner.generate(Request(prompt="bf16", seed=3, **SMALL))
+    assert pixels(first.images[0]) != pixels(fp32.images[0]), "autocast really ran in bf16"

@@ -11,10 +11,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -22,6 +22,7 @@ from ..request import Request, Result
 from .worker import WorkerSettings
 
 START_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 class EngineError(RuntimeError):
@@ -176,7 +177,7 @@ class LocalEngine:
 
     def client(self) -> ServiceEngine:
         """A client of the running service, starting the service first if needed."""
-        if self._client is not None and self._alive(self._client):
+        if self._client is not None:
             return self._client
         from filelock import FileLock
 
@@ -231,7 +232,9 @@ class LocalEngine:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 log_file = self.state_dir / "engine.log"
-                raise EngineUnavailable(f"The engine service exited at start (code {process.returncode}); see {log_file}.")
+                raise EngineUnavailable(
+                    f"The engine service exited at start (code {process.returncode}); see {log_file}."
+                )
             client = self._running()
             if client is not None:
                 self.started = process
@@ -241,16 +244,24 @@ class LocalEngine:
         raise EngineUnavailable(f"The engine service did not start within {START_TIMEOUT:.0f} s.")
 
     def submit(self, request: Request) -> ServiceJob:
-        return self.client().submit(request)
+        return self._retrying(lambda client: client.submit(request))
 
     def health(self) -> dict[str, Any]:
-        return self.client().health()
+        return self._retrying(lambda client: client.health())
 
     def models(self) -> list[dict[str, Any]]:
-        return self.client().models()
+        return self._retrying(lambda client: client.models())
 
     def unload(self) -> None:
-        self.client().unload()
+        self._retrying(lambda client: client.unload())
+
+    def _retrying(self, call: Callable[[ServiceEngine], T]) -> T:
+        """`call` on the service; when it went away since we last spoke, find or start it again, once."""
+        try:
+            return call(self.client())
+        except EngineUnavailable:
+            self._client = None
+            return call(self.client())
 
     def stop(self) -> None:
         """Stop the service (and its worker) if it is running."""

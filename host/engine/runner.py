@@ -5,6 +5,7 @@ Transport-free: the worker process, the Ray deployment and the benchmarks all dr
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import math
@@ -241,17 +242,19 @@ class Runner:
 
         emit({"kind": "start", "total": overall})
         images = []
+        plan = loaded.plan
         for index in range(request.count):
             # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
-            output = pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                num_inference_steps=steps,
-                guidance_scale=request.guidance,
-                generator=torch.Generator("cpu").manual_seed(request.seed + index),
-                callback_on_step_end=on_step_end,
-                **kwargs,
-            )
+            with torch.autocast("cpu", getattr(torch, plan.autocast)) if plan.autocast else contextlib.nullcontext():
+                output = pipe(
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt or None,
+                    num_inference_steps=steps,
+                    guidance_scale=request.guidance,
+                    generator=torch.Generator("cpu").manual_seed(request.seed + index),
+                    callback_on_step_end=on_step_end,
+                    **kwargs,
+                )
             images.extend(output.images)
         return images
 
@@ -332,6 +335,10 @@ def _place(pipe, plan: Plan) -> None:
         pipe.to(plan.device)
     if plan.attention_slicing:
         pipe.enable_attention_slicing()
+    if plan.channels_last:
+        for name in ("unet", "vae"):
+            if getattr(pipe, name, None) is not None:
+                getattr(pipe, name).to(memory_format=torch.channels_last)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -351,6 +358,7 @@ def _free_memory() -> None:
 
 
 def _png(image) -> bytes:
+    """Lossless PNG; level 1 is 2-6x faster to write than the default 6, for some 17% more bytes."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()

@@ -281,7 +281,9 @@ def create_app(
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Naming the protocol matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+    # without it every small answer waits ~40 ms for the client's delayed ACK (bench/http_latency.py).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     return sock
