@@ -1,12 +1,12 @@
-"""HTTP round trips to the engine service as it binds its socket, and with the listening socket made as TCP.
+"""HTTP round trips to the engine service with its listening socket made as TCP, and without (proto 0).
 
 Run:  python bench/http_latency.py [--requests 20]
 
-`service.bind()` makes its socket with `socket.socket(family, SOCK_STREAM)`, whose `proto` is 0; asyncio sets
-TCP_NODELAY on accepted connections only when `proto == IPPROTO_TCP`, so the service's answers go out under
-Nagle's algorithm, and a small answer written in two pieces (headers, then body) waits for the client's delayed
-ACK (~40 ms on Linux). This starts the service twice, once as it is and once with a `bind` that passes
-IPPROTO_TCP (the proposed change), and times GET /health and a POST /v1/jobs that is refused (400) on each.
+asyncio sets TCP_NODELAY on accepted connections only when the listening socket's `proto == IPPROTO_TCP`.
+With `socket.socket(family, SOCK_STREAM)` (proto 0) the service's answers go out under Nagle's algorithm, and
+a small answer written in two pieces (headers, then body) waits for the client's delayed ACK (~40 ms on Linux).
+`service.bind()` therefore passes IPPROTO_TCP. This starts the service twice, once as it is and once with a
+proto-0 `bind`, and times GET /health and a POST /v1/jobs that is refused (400) on each.
 No worker is started: only the HTTP layer is measured.
 """
 
@@ -27,15 +27,15 @@ CHILD = """
 import socket, sys
 import dreamtray.engine.service as service
 
-def bind_tcp(host, port):
+def bind_proto0(host, port):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     return sock
 
-if sys.argv[1] == "tcp":
-    service.bind = bind_tcp
+if sys.argv[1] == "proto0":
+    service.bind = bind_proto0
 service.main(sys.argv[2:])
 """
 
@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     args = parser.parse_args()
     rows = []
-    for variant, label in (("as-is", "as bound today (proto 0: Nagle on)"), ("tcp", "bound with IPPROTO_TCP (TCP_NODELAY set by asyncio)")):
+    variants = (("proto0", "proto 0 (Nagle on)"), ("as-is", "service.bind: IPPROTO_TCP (TCP_NODELAY set by asyncio)"))
+    for variant, label in variants:
         health, refused = round_trips(variant, args.requests)
         rows.append((label, health, refused))
     table(f"Service round trips, median of {args.requests} (ms)", ("listening socket", "GET /health", "POST /v1/jobs (400)"), rows)
