@@ -18,6 +18,7 @@ so that a busy machine slows every column alike; compare ratios, not seconds, ac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import subprocess
@@ -137,12 +138,18 @@ def warm_figures(root: Path, cache: Path, tiny_folder: Path, repeats: int) -> li
     machine, plan = tiny_plan()
     pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, dtype=getattr(torch, plan.dtype), local_files_only=True)
     pipe.to(plan.device).set_progress_bar_config(disable=True)
+    if plan.channels_last:  # the same plan as the engine's, so that both make the same pixels
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
     runner = Runner(cache_dir=cache, default_model="tiny", machine=machine)
     engine = start_local_engine(root / "warm", cache, default_model="tiny")
 
     def direct(steps: int):
         generator = torch.Generator("cpu").manual_seed(SEED)
-        return pipe(PROMPT, num_inference_steps=steps, guidance_scale=0.0, width=SIZE, height=SIZE, generator=generator).images[0]
+        with torch.autocast("cpu", getattr(torch, plan.autocast)) if plan.autocast else contextlib.nullcontext():
+            return pipe(
+                PROMPT, num_inference_steps=steps, guidance_scale=0.0, width=SIZE, height=SIZE, generator=generator
+            ).images[0]
 
     texts, ratio_rows, split_rows = [], [], []
     try:
@@ -174,8 +181,9 @@ def warm_figures(root: Path, cache: Path, tiny_folder: Path, repeats: int) -> li
                 1000 * median(transport), (med["direct"] + median(transport)) / med["direct"], identical,
             ))
             split_rows.extend(_service_split(steps, engine, service, image))
+        speed = f" + {plan.autocast} autocast" if plan.autocast else ""
         texts.append(table(
-            f"Warm: {SIZE}x{SIZE}, tiny, {plan.device} {plan.dtype}, {repeats} turns (seconds: medians; ratios: median of "
+            f"Warm: {SIZE}x{SIZE}, tiny, {plan.device} {plan.dtype}{speed}, {repeats} turns (seconds: medians; ratios: median of "
             "each turn's x / direct; transport: service total less the worker's own time; target <= 1.05)",
             ("steps", "direct s", "runner s", "service s", "runner ratio", "service ratio", "transport ms",
              "(direct + transport) / direct", "same pixels"),
@@ -227,7 +235,7 @@ def _path_costs(image, result, pipe) -> str:
     smooth = image.filter(ImageFilter.GaussianBlur(3))
     for label, picture in (("noise (this model)", image), ("smooth (blurred)", smooth)):
         for level in (6, 1, 0):
-            default = " = PIL default, what the worker uses" if level == 6 else ""
+            default = " (PIL default)" if level == 6 else " (what the worker uses)" if level == 1 else ""
             rows.append((f"PNG {picture.width}x{picture.height} {label}, compress_level={level}{default}",
                          timed(lambda: png(picture, level)), len(png(picture, level))))
     dumped = result.model_dump_json()
