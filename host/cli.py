@@ -262,7 +262,7 @@ def engine() -> None:
 @engine.command("status")
 @pass_app
 def engine_status(ctx: Context) -> None:
-    client = ctx.app.local_engine._running()
+    client = ctx.app.local_engine.running()
     if client is None:
         click.echo("The engine is not running; it starts by itself on the first request.")
         return
@@ -273,7 +273,7 @@ def engine_status(ctx: Context) -> None:
 @pass_app
 def engine_unload(ctx: Context) -> None:
     """Free the model's memory now (the next request loads it again)."""
-    if ctx.app.local_engine._running() is None:
+    if ctx.app.local_engine.running() is None:
         click.echo("The engine is not running.")
         return
     ctx.app.local_engine.unload()

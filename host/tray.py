@@ -181,7 +181,7 @@ class TrayHost:
         }
 
     def unload(self) -> dict[str, Any]:
-        if self.app.config.engine.backend == "local" and self.app.local_engine._running() is None:
+        if self.app.config.engine.backend == "local" and self.app.local_engine.running() is None:
             return {"ok": True, "message": "The engine is not running; nothing to unload."}
         self.app.engine.unload()
         notify("Model unloaded", "Its memory is free; the next image loads it again.", urgency="low")

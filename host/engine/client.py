@@ -183,7 +183,7 @@ class LocalEngine:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.state_dir / "engine.lock")):
-            client = self._running() or self._start()
+            client = self.running() or self._start()
         self._client = client
         return client
 
@@ -199,7 +199,8 @@ class LocalEngine:
         except EngineError:
             return False
 
-    def _running(self) -> ServiceEngine | None:
+    def running(self) -> ServiceEngine | None:
+        """A client of the service if one is running and answers; None otherwise (nothing is started)."""
         try:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
@@ -235,7 +236,7 @@ class LocalEngine:
                 raise EngineUnavailable(
                     f"The engine service exited at start (code {process.returncode}); see {log_file}."
                 )
-            client = self._running()
+            client = self.running()
             if client is not None:
                 self.started = process
                 return client
@@ -265,7 +266,7 @@ class LocalEngine:
 
     def stop(self) -> None:
         """Stop the service (and its worker) if it is running."""
-        client = self._running()
+        client = self.running()
         if client is None:
             return
         pid = client.health()["pid"]
