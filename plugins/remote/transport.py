@@ -111,7 +111,7 @@ class HttpApi:
         except httpx.TimeoutException:
             timeout = kwargs.get("timeout", self.timeout)
             raise EngineUnavailable(f"{self.where()} did not answer within {timeout} s.") from None
-        except httpx.RemoteProtocolError as exc:
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:  # a hang-up, or a reset, while the answer came
             raise EngineUnavailable(
                 f"{self.where()} closed the connection before the whole answer arrived ({exc}); try again."
             ) from None
