@@ -58,21 +58,21 @@ def peak_rss_mb() -> float:
 
 
 @contextmanager
-def peak_rss_during(pid: int | None = None, every: float = 0.02):
-    """Sample a process's RSS in a thread while the block runs; yields a dict whose 'peak_mb' is filled at exit."""
+def peak_during(read: Callable[[], float], every: float = 0.02):
+    """Call `read` in a thread while the block runs; yields a dict whose 'peak_mb' holds the highest value read.
+
+    Sampling stops early when `read` raises LookupError (the process it watches is gone).
+    """
     import threading
 
-    import psutil
-
-    process = psutil.Process(pid or os.getpid())
-    found = {"peak_mb": process.memory_info().rss / 2**20}
+    found = {"peak_mb": read()}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             try:
-                found["peak_mb"] = max(found["peak_mb"], process.memory_info().rss / 2**20)
-            except psutil.NoSuchProcess:
+                found["peak_mb"] = max(found["peak_mb"], read())
+            except LookupError:
                 return
             stop.wait(every)
 
@@ -83,6 +83,21 @@ def peak_rss_during(pid: int | None = None, every: float = 0.02):
     finally:
         stop.set()
         thread.join()
+
+
+def peak_rss_during(pid: int | None = None, every: float = 0.02):
+    """The peak RSS (MiB) of a process while the block runs."""
+    import psutil
+
+    process = psutil.Process(pid or os.getpid())
+
+    def rss() -> float:
+        try:
+            return process.memory_info().rss / 2**20
+        except psutil.NoSuchProcess:
+            raise LookupError("the process is gone") from None
+
+    return peak_during(rss, every)
 
 
 def maps_library(pid: int, name: str) -> bool:

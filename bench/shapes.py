@@ -35,7 +35,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from architectures import ensure_folder
-from measure import DEFAULT_CACHE, OUTPUT, prepare_run, quiet_progress_bars, median, peak_rss_during, report, rss_mb, seconds, table
+from measure import DEFAULT_CACHE, OUTPUT, prepare_run, quiet_progress_bars, median, peak_during, peak_rss_during, report, rss_mb, seconds, table
 from service_run import pixels, start_local_engine, timed_generate
 
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
@@ -186,26 +186,11 @@ def device_used_peak(base_mb: float | None, every: float = 0.01):
     """On a GPU: the peak, during the block, of device memory in use by anyone, less `base_mb` (None: no sampling)."""
     import torch
 
-    found = {"peak_mb": 0.0}
     if base_mb is None or not torch.cuda.is_available():
-        yield found
+        yield {"peak_mb": 0.0}
         return
-    import threading
-
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            found["peak_mb"] = max(found["peak_mb"], device_used_mb() - base_mb)
-            stop.wait(every)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
+    with peak_during(lambda: device_used_mb() - base_mb, every) as found:
         yield found
-    finally:
-        stop.set()
-        thread.join()
 
 
 # ------------------------------------------------------------------------------------------------------ components
