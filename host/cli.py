@@ -152,6 +152,7 @@ def generate(
     """Generate images from PROMPT; they are saved in the gallery with their parameters."""
     from . import generation
     from .engine.client import EngineError
+    from .progress import progress_printer
     from .request import Request, RequestError
 
     app = ctx.app
@@ -186,7 +187,7 @@ def generate(
         fields["styles"] = app.config.style
     try:
         request = Request.parse(**fields)
-        outcome = generation.generate(app, request, action, on_event=_progress_printer())
+        outcome = generation.generate(app, request, action, on_event=progress_printer())
     except RequestError as exc:
         raise click.BadParameter(str(exc)) from None
     except (EngineError, generation.UnknownAction, KeyError) as exc:
@@ -214,33 +215,6 @@ def generate(
             click.echo(f"{path}  (seed {seed})")
     if outcome.failed_actions:
         sys.exit(3)
-
-
-def _progress_printer():
-    """Progress bars on stderr, driven by the engine's events: bytes while downloading, then steps."""
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def advance(name: str, done: int, total: int, **style) -> None:
-        bar = bars.get(name)
-        if bar is None:
-            bar = bars[name] = tqdm(total=total, file=sys.stderr, leave=False, **style)
-        bar.update(done - bar.n)
-
-    def on_event(event: dict) -> None:
-        kind = event.get("kind")
-        if event.get("message") and kind in ("loading", "download", "warning"):
-            click.echo(event["message"], err=True)
-        if kind == "download" and "done" in event:
-            advance("download", event["done"], event["total"], unit="B", unit_scale=True, desc="download")
-        elif kind == "step":
-            advance("steps", event["step"], event["total"], unit="step", mininterval=0)
-        elif kind in ("done", "failed", "cancelled"):
-            for bar in bars.values():
-                bar.close()
-
-    return on_event
 
 
 @cli.command()

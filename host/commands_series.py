@@ -8,6 +8,7 @@ import click
 
 from .commands_styles import registry, services
 from .engine.client import EngineError, Job
+from .progress import progress_printer
 from .refine import refine_file
 from .request import MAX_SEED, MAX_SIDE, MIN_SIDE, RequestError, Result
 from .series import (
@@ -30,14 +31,10 @@ SHARED_OPTIONS = ("count", "style_names", "seed", "width", "height", "steps", "g
 
 def follow(job: Job, label: str) -> Result:
     """Show the job's progress on stderr and return its result; engine problems become CLI errors."""
+    show = progress_printer(label)
     try:
         for event in job.events():
-            kind = event.get("kind")
-            if kind == "step":
-                click.echo(f"\r{label}: step {event['step']}/{event['total']}", nl=False, err=True)
-            elif kind in ("loading", "download", "warning") and event.get("message"):
-                click.echo(f"\r{event['message']}", err=True)
-        click.echo(err=True)
+            show(event)
         return job.result()
     except EngineError as exc:
         raise click.ClickException(str(exc)) from None

@@ -41,6 +41,15 @@ def tray(xsession):
 
 
 @pytest.fixture
+def fresh_home(tmp_path, monkeypatch):
+    """A fresh HOME with its XDG data and config folders inside it (`data/`, `config/`)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path
+
+
+@pytest.fixture
 def user_dirs(tmp_path, monkeypatch):
     """Fresh HOME and XDG folders for one test (config, data, cache, state; gsettings keyfile lives in config)."""
     dirs = {

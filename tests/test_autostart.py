@@ -16,16 +16,8 @@ from dreamtray import autostart, commands_install, launcher
 COMMAND = ["/home/ann/.local/share/dreamtray/venv/bin/dreamtray", "run"]
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return tmp_path
-
-
-def test_linux_entry_is_written_valid_and_removed(home: Path) -> None:
-    entry = home / "config" / "autostart" / "dreamtray.desktop"
+def test_linux_entry_is_written_valid_and_removed(fresh_home: Path) -> None:
+    entry = fresh_home / "config" / "autostart" / "dreamtray.desktop"
     assert autostart.is_enabled() is False
     assert autostart.enable() == str(entry)
     assert autostart.is_enabled() is True
@@ -41,7 +33,7 @@ def test_linux_entry_is_written_valid_and_removed(home: Path) -> None:
 
 
 @pytest.mark.parametrize("switch", ["Hidden=true", "X-GNOME-Autostart-enabled=false"])
-def test_linux_honours_the_desktops_own_switch(home: Path, switch: str) -> None:
+def test_linux_honours_the_desktops_own_switch(fresh_home: Path, switch: str) -> None:
     autostart.enable()
     entry = Path(autostart.where())
     entry.write_text(entry.read_text().replace("X-GNOME-Autostart-enabled=true", switch))
@@ -50,10 +42,10 @@ def test_linux_honours_the_desktops_own_switch(home: Path, switch: str) -> None:
     assert autostart.is_enabled() is True
 
 
-def test_commands_switch_it_on_and_off(home: Path) -> None:
+def test_commands_switch_it_on_and_off(fresh_home: Path) -> None:
     runner = CliRunner()
     group = commands_install.setup_group
-    entry = home / "config" / "autostart" / "dreamtray.desktop"
+    entry = fresh_home / "config" / "autostart" / "dreamtray.desktop"
     assert runner.invoke(group, ["autostart", "status"]).output == "off\n"
     result = runner.invoke(group, ["autostart", "on"])
     assert (result.exit_code, result.output) == (0, f"dreamtray will start at login ({entry}).\n")
@@ -64,14 +56,14 @@ def test_commands_switch_it_on_and_off(home: Path) -> None:
     assert [c.name for c in commands_install.COMMANDS] == ["autostart", "launcher", "desktop-check"]
 
 
-def test_unwritable_place_gives_a_clear_error(home: Path) -> None:
-    (home / "config").write_text("a file where the folder should be")
+def test_unwritable_place_gives_a_clear_error(fresh_home: Path) -> None:
+    (fresh_home / "config").write_text("a file where the folder should be")
     result = CliRunner().invoke(commands_install.setup_group, ["autostart", "on"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: could not switch start at login on:")
 
 
-def test_launcher_install_keeps_an_enabled_autostart_current(home: Path) -> None:
+def test_launcher_install_keeps_an_enabled_autostart_current(fresh_home: Path) -> None:
     entry = Path(autostart.where())
     entry.parent.mkdir(parents=True)
     entry.write_text(launcher.desktop_entry(["/old/place/dreamtray", "run"], autostart=True))
@@ -81,11 +73,11 @@ def test_launcher_install_keeps_an_enabled_autostart_current(home: Path) -> None
     assert launcher.exec_value(launcher.launch_command()) in entry.read_text()
 
 
-def test_mac_launch_agent(home: Path) -> None:
+def test_mac_launch_agent(fresh_home: Path) -> None:
     agent = autostart.MacAutostart()
     assert agent.is_enabled() is False
     agent.enable(COMMAND)
-    plist = home / "Library" / "LaunchAgents" / "org.dreamtray.dreamtray.plist"
+    plist = fresh_home / "Library" / "LaunchAgents" / "org.dreamtray.dreamtray.plist"
     assert agent.where == plist and agent.is_enabled() is True
     data = plistlib.loads(plist.read_bytes())
     assert data["Label"] == "org.dreamtray.dreamtray"

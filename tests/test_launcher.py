@@ -9,19 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from dreamtray import icon_files, launcher
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh home with the XDG folders inside it."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return tmp_path
 
 
 def validate(path: Path) -> str:
@@ -36,16 +26,16 @@ def test_launch_command_runs_the_tray_from_this_environment() -> None:
     assert os.access(command[0], os.X_OK)
 
 
-def test_linux_launcher_installs_a_valid_entry_and_the_icons(home: Path) -> None:
+def test_linux_launcher_installs_a_valid_entry_and_the_icons(fresh_home: Path) -> None:
     written = launcher.install()
-    entry = home / "data" / "applications" / "dreamtray.desktop"
+    entry = fresh_home / "data" / "applications" / "dreamtray.desktop"
     assert written[0] == entry and launcher.LinuxLauncher().installed()
     assert validate(entry) == ""
     text = entry.read_text()
     assert f"Exec={Path(sys.executable).parent / 'dreamtray'} run\n" in text
     assert "Icon=dreamtray\n" in text
     for size in icon_files.APP_SIZES:
-        icon = home / "data" / "icons" / "hicolor" / f"{size}x{size}" / "apps" / "dreamtray.png"
+        icon = fresh_home / "data" / "icons" / "hicolor" / f"{size}x{size}" / "apps" / "dreamtray.png"
         assert icon in written
         with Image.open(icon) as image:
             assert image.size == (size, size)
@@ -72,14 +62,14 @@ def test_exec_quoting_survives_odd_paths(tmp_path: Path) -> None:
     assert GLib.shell_parse_argv(exec_line.replace("%%", "%"))[1] == command
 
 
-def test_mac_app_bundle_runs_the_command_and_carries_the_icon(home: Path, tmp_path: Path) -> None:
+def test_mac_app_bundle_runs_the_command_and_carries_the_icon(fresh_home: Path, tmp_path: Path) -> None:
     tray = tmp_path / "my apps" / "fake tray"
     tray.parent.mkdir()
     tray.write_text('#!/bin/sh\nprintf "%s|" "$@"\n')
     tray.chmod(0o755)
 
     app = launcher.MacLauncher()
-    assert app.install([str(tray), "run"]) == [home / "Applications" / "dreamtray.app"]
+    assert app.install([str(tray), "run"]) == [fresh_home / "Applications" / "dreamtray.app"]
     contents = app.bundle / "Contents"
     info = plistlib.loads((contents / "Info.plist").read_bytes())
     assert info["CFBundleExecutable"] == "dreamtray" and info["CFBundleIdentifier"] == launcher.BUNDLE_ID

@@ -1,0 +1,39 @@
+"""Progress on the command line: the engine's events shown as messages and tqdm bars on stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
+    """Progress bars on stderr, driven by the engine's events: bytes while downloading, then steps.
+
+    `label` names the bar of steps (for commands that make several images one job at a time).
+    """
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def advance(name: str, done: int, total: int, **style: Any) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = tqdm(total=total, file=sys.stderr, leave=False, **style)
+        bar.update(done - bar.n)
+
+    def on_event(event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if event.get("message") and kind in ("loading", "download", "warning"):
+            click.echo(event["message"], err=True)
+        if kind == "download" and "done" in event:
+            advance("download", event["done"], event["total"], unit="B", unit_scale=True, desc="download")
+        elif kind == "step":
+            advance("steps", event["step"], event["total"], unit="step", mininterval=0, desc=label or None)
+        elif kind in ("done", "failed", "cancelled"):
+            for bar in bars.values():
+                bar.close()
+
+    return on_event
