@@ -49,7 +49,7 @@ def _tokenizer(max_length: int = 77):
     """An offline byte-level CLIP tokenizer (ids fit in any CLIP vocabulary; tokenization cost is negligible)."""
     from transformers import CLIPTokenizer
 
-    from dreamtray.engine.tiny import _byte_level_vocab
+    from dreamtray.engine.server.tiny import _byte_level_vocab
 
     vocab = _byte_level_vocab()
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
@@ -95,7 +95,9 @@ def build_sd_turbo():
         flip_sin_to_cos=True,
         freq_shift=0,
     )
-    text_encoder = _clip_text("CLIPTextModel", hidden=1024, intermediate=4096, heads=16, layers=23, act="gelu", projection=512)
+    text_encoder = _clip_text(
+        "CLIPTextModel", hidden=1024, intermediate=4096, heads=16, layers=23, act="gelu", projection=512
+    )
     vae = AutoencoderKL(sample_size=768, scaling_factor=0.18215, **SD_VAE)
     return StableDiffusionPipeline(
         vae=vae,
@@ -139,7 +141,9 @@ def build_sdxl_turbo():
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
 
     unet = sdxl_unet()
-    text_encoder = _clip_text("CLIPTextModel", hidden=768, intermediate=3072, heads=12, layers=12, act="quick_gelu", projection=768)
+    text_encoder = _clip_text(
+        "CLIPTextModel", hidden=768, intermediate=3072, heads=12, layers=12, act="quick_gelu", projection=768
+    )
     text_encoder_2 = _clip_text(
         "CLIPTextModelWithProjection", hidden=1280, intermediate=5120, heads=20, layers=32, act="gelu", projection=1280
     )

@@ -27,7 +27,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import DEFAULT_CACHE, OUTPUT, prepare_run, quiet_progress_bars, maps_library, median, peak_rss_during, report, rss_mb, seconds, table
+from measure import (
+    DEFAULT_CACHE,
+    OUTPUT,
+    maps_library,
+    median,
+    peak_rss_during,
+    prepare_run,
+    quiet_progress_bars,
+    report,
+    rss_mb,
+    seconds,
+    table,
+)
 from service_run import pixels, start_local_engine, timed_generate
 
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
@@ -90,8 +102,8 @@ def client_figures(repeats: int) -> list[str]:
 
 def tiny_plan():
     """The engine's own decision for the tiny preset on this machine (fp32 on a CPU, bf16/fp16 on a GPU)."""
-    from dreamtray.engine.hardware import decide, probe_machine
     from dreamtray.engine.presets import PRESETS
+    from dreamtray.engine.server.hardware import decide, probe_machine
 
     machine = probe_machine()
     return machine, decide(machine, PRESETS["tiny"])
@@ -131,7 +143,7 @@ def warm_figures(root: Path, cache: Path, tiny_folder: Path, repeats: int) -> li
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from dreamtray.engine.runner import Runner
+    from dreamtray.engine.server.runner import Runner
     from dreamtray.request import Request
 
     quiet_progress_bars()
@@ -154,7 +166,9 @@ def warm_figures(root: Path, cache: Path, tiny_folder: Path, repeats: int) -> li
     texts, ratio_rows, split_rows = [], [], []
     try:
         for steps in STEP_COUNTS:
-            request = Request(prompt=PROMPT, width=SIZE, height=SIZE, steps=steps, guidance=0.0, seed=SEED, model="tiny")
+            request = Request(
+                prompt=PROMPT, width=SIZE, height=SIZE, steps=steps, guidance=0.0, seed=SEED, model="tiny"
+            )
             calls = {
                 "service": lambda: timed_generate(engine, request),
                 "runner": lambda: runner.generate(request),
@@ -167,7 +181,7 @@ def warm_figures(root: Path, cache: Path, tiny_folder: Path, repeats: int) -> li
             order = list(calls)
             transport = []
             for repeat in range(repeats):
-                for name in order[repeat % 3:] + order[: repeat % 3]:
+                for name in order[repeat % 3 :] + order[: repeat % 3]:
                     took, kept[name] = seconds(calls[name])
                     times[name].append(took)
                 transport.append(kept["service"].total - kept["service"].worker_seconds)
@@ -176,20 +190,42 @@ def warm_figures(root: Path, cache: Path, tiny_folder: Path, repeats: int) -> li
             med = {name: median(values) for name, values in times.items()}
             # The load of a shared machine swings between turns: each turn's ratio is taken, then their median.
             turn = {name: median(t / d for t, d in zip(times[name], times["direct"])) for name in ("runner", "service")}
-            ratio_rows.append((
-                steps, med["direct"], med["runner"], med["service"], turn["runner"], turn["service"],
-                1000 * median(transport), (med["direct"] + median(transport)) / med["direct"], identical,
-            ))
+            ratio_rows.append(
+                (
+                    steps,
+                    med["direct"],
+                    med["runner"],
+                    med["service"],
+                    turn["runner"],
+                    turn["service"],
+                    1000 * median(transport),
+                    (med["direct"] + median(transport)) / med["direct"],
+                    identical,
+                )
+            )
             split_rows.extend(_service_split(steps, engine, service, image))
         speed = f" + {plan.autocast} autocast" if plan.autocast else ""
-        texts.append(table(
-            f"Warm: {SIZE}x{SIZE}, tiny, {plan.device} {plan.dtype}{speed}, {repeats} turns (seconds: medians; ratios: median of "
-            "each turn's x / direct; transport: service total less the worker's own time; target <= 1.05)",
-            ("steps", "direct s", "runner s", "service s", "runner ratio", "service ratio", "transport ms",
-             "(direct + transport) / direct", "same pixels"),
-            ratio_rows,
-        ))
-        texts.append(table("Where the service's extra time goes (last repeat; ms)", ("steps", "part", "ms"), split_rows))
+        texts.append(
+            table(
+                f"Warm: {SIZE}x{SIZE}, tiny, {plan.device} {plan.dtype}{speed}, {repeats} turns (seconds: medians; ratios: median of "
+                "each turn's x / direct; transport: service total less the worker's own time; target <= 1.05)",
+                (
+                    "steps",
+                    "direct s",
+                    "runner s",
+                    "service s",
+                    "runner ratio",
+                    "service ratio",
+                    "transport ms",
+                    "(direct + transport) / direct",
+                    "same pixels",
+                ),
+                ratio_rows,
+            )
+        )
+        texts.append(
+            table("Where the service's extra time goes (last repeat; ms)", ("steps", "part", "ms"), split_rows)
+        )
         texts.append(_path_costs(image, service.result, pipe))
     finally:
         engine.stop()
@@ -204,7 +240,11 @@ def _service_split(steps: int, engine, service, image) -> list[tuple]:
     return [
         (steps, "health check before submit (LocalEngine.client)", 1000 * m["client"]),
         (steps, "worker's Runner.generate (Result.seconds)", 1000 * service.worker_seconds),
-        (steps, "POST + dispatch + pipe + SSE to the 'done' event, less the worker", 1000 * (m["done"] - m["client"] - service.worker_seconds)),
+        (
+            steps,
+            "POST + dispatch + pipe + SSE to the 'done' event, less the worker",
+            1000 * (m["done"] - m["client"] - service.worker_seconds),
+        ),
         (steps, "  of which the POST /v1/jobs answer (overlaps the worker)", 1000 * (m["submitted"] - m["client"])),
         (steps, "GET /v1/jobs/{id} with the result + decode", 1000 * (m["result"] - m["done"])),
         (steps, "one GET /health round trip (median of 20)", 1000 * health),
@@ -217,7 +257,7 @@ def _path_costs(image, result, pipe) -> str:
     of the result's way back."""
     from PIL import ImageFilter
 
-    from dreamtray.engine.runner import fit_prompt, scheduler_for
+    from dreamtray.engine.server.runner import fit_prompt, scheduler_for
     from dreamtray.request import Result
 
     def timed(call) -> float:
@@ -230,18 +270,35 @@ def _path_costs(image, result, pipe) -> str:
 
     rows = [
         ("fit_prompt: tokenize the prompt to check the window", timed(lambda: fit_prompt(PROMPT, pipe.tokenizer)), ""),
-        ("scheduler_for: a fresh scheduler from the default's config", timed(lambda: scheduler_for(pipe.scheduler, None)), ""),
+        (
+            "scheduler_for: a fresh scheduler from the default's config",
+            timed(lambda: scheduler_for(pipe.scheduler, None)),
+            "",
+        ),
     ]
     smooth = image.filter(ImageFilter.GaussianBlur(3))
     for label, picture in (("noise (this model)", image), ("smooth (blurred)", smooth)):
         for level in (6, 1, 0):
             default = " (PIL default)" if level == 6 else " (what the worker uses)" if level == 1 else ""
-            rows.append((f"PNG {picture.width}x{picture.height} {label}, compress_level={level}{default}",
-                         timed(lambda: png(picture, level)), len(png(picture, level))))
+            rows.append(
+                (
+                    f"PNG {picture.width}x{picture.height} {label}, compress_level={level}{default}",
+                    timed(lambda: png(picture, level)),
+                    len(png(picture, level)),
+                )
+            )
     dumped = result.model_dump_json()
     rows.append(("Result -> JSON (base64 PNG), in the worker", timed(result.model_dump_json), len(dumped)))
-    rows.append(("JSON -> Result (base64 decode), in the client", timed(lambda: Result.model_validate_json(dumped)), len(dumped)))
-    return table("Costs around the pipeline call, on the result's way back (median of 5, ms)", ("step", "ms", "bytes"), rows)
+    rows.append(
+        (
+            "JSON -> Result (base64 decode), in the client",
+            timed(lambda: Result.model_validate_json(dumped)),
+            len(dumped),
+        )
+    )
+    return table(
+        "Costs around the pipeline call, on the result's way back (median of 5, ms)", ("step", "ms", "bytes"), rows
+    )
 
 
 def memory_figures(root: Path, cache: Path) -> list[str]:
@@ -255,27 +312,43 @@ def memory_figures(root: Path, cache: Path) -> list[str]:
     rows = []
     try:
         service_pid = engine.health()["pid"]
-        rows.append(("service, no worker yet", rss_mb(service_pid), f"libtorch mapped: {maps_library(service_pid, 'libtorch')}"))
+        rows.append(
+            ("service, no worker yet", rss_mb(service_pid), f"libtorch mapped: {maps_library(service_pid, 'libtorch')}")
+        )
         try:  # a request for a missing model starts the worker, which then fails before loading anything
             engine.submit(Request(prompt=PROMPT, model="/nonexistent/model.safetensors")).result()
         except JobFailed:
             pass
         worker_pid = engine.health()["worker_pid"]
-        rows.append(("worker started, imports done, nothing loaded", rss_mb(worker_pid), f"libtorch mapped: {maps_library(worker_pid, 'libtorch')}"))
+        rows.append(
+            (
+                "worker started, imports done, nothing loaded",
+                rss_mb(worker_pid),
+                f"libtorch mapped: {maps_library(worker_pid, 'libtorch')}",
+            )
+        )
         request = Request(prompt=PROMPT, width=SIZE, height=SIZE, steps=1, guidance=0.0, seed=SEED, model="tiny")
         with peak_rss_during(worker_pid) as peak:
             timed_generate(engine, request)
-        rows.append(("worker after load + one 512x512 image", rss_mb(worker_pid), f"peak while generating {peak['peak_mb']:.0f} MiB"))
+        rows.append(
+            (
+                "worker after load + one 512x512 image",
+                rss_mb(worker_pid),
+                f"peak while generating {peak['peak_mb']:.0f} MiB",
+            )
+        )
         started = time.monotonic()
         while psutil.pid_exists(worker_pid) and time.monotonic() - started < idle + 30:
             time.sleep(0.2)
         gone = not psutil.pid_exists(worker_pid)
         health = engine.health()
-        rows.append((
-            f"worker after idle unload ({idle:.0f} s idle setting)",
-            0.0 if gone else rss_mb(worker_pid),
-            f"worker exited: {gone} after {time.monotonic() - started:.1f} s; health worker_pid={health['worker_pid']}",
-        ))
+        rows.append(
+            (
+                f"worker after idle unload ({idle:.0f} s idle setting)",
+                0.0 if gone else rss_mb(worker_pid),
+                f"worker exited: {gone} after {time.monotonic() - started:.1f} s; health worker_pid={health['worker_pid']}",
+            )
+        )
         rows.append(("service after the worker left", rss_mb(service_pid), ""))
     finally:
         engine.stop()
@@ -291,7 +364,7 @@ def main() -> None:
     args = parser.parse_args()
     prepare_run()
 
-    from dreamtray.engine.tiny import ensure_tiny_folder
+    from dreamtray.engine.server.tiny import ensure_tiny_folder
 
     tiny_folder = ensure_tiny_folder(args.cache)
     if args.out:

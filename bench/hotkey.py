@@ -31,8 +31,16 @@ import psutil  # noqa: E402
 from tray_process import TrayProcess, newest, press, read_clipboard_png, serve_primary, tray_home  # noqa: E402
 from xsession import XSession, wait_until  # noqa: E402
 
-PROMPTS = ["a lighthouse at dusk", "a bowl of cherries", "a paper boat", "a misty forest", "a red fox in snow",
-           "an old tram", "a field of sunflowers", "a snowy cabin"]
+PROMPTS = [
+    "a lighthouse at dusk",
+    "a bowl of cherries",
+    "a paper boat",
+    "a misty forest",
+    "a red fox in snow",
+    "an old tram",
+    "a field of sunflowers",
+    "a snowy cabin",
+]
 
 
 def clipboard_owner(display: str) -> int:
@@ -68,16 +76,21 @@ def hotkey_round(session: XSession, tray: TrayProcess, prompt: str) -> tuple[flo
     return elapsed, image
 
 
-JOB_LINE = re.compile(r"job \(hotkey\) done: (\d+) ms in all: wait (\d+) ms, to engine (\d+) ms, "
-                      r"engine (\d+) ms, save, action (\d+) ms")
+JOB_LINE = re.compile(
+    r"job \(hotkey\) done: (\d+) ms in all: wait (\d+) ms, to engine (\d+) ms, "
+    r"engine (\d+) ms, save, action (\d+) ms"
+)
 
 
 def job_steps_ms(tray: TrayProcess, round_number: int) -> tuple[int, int, int]:
     """From the host's log, for a hotkey job: its whole time (from the text being read to the action's end),
     the engine's part of it (submit to the last progress event), and the host's own steps (queue, submit,
     save, clipboard action)."""
-    jobs = wait_until(lambda: (found := JOB_LINE.findall(tray.log_text())) and len(found) > round_number and found,
-                      10, "the job in the log")
+    jobs = wait_until(
+        lambda: (found := JOB_LINE.findall(tray.log_text())) and len(found) > round_number and found,
+        10,
+        "the job in the log",
+    )
     total, wait, to_engine, engine, save_action = (int(value) for value in jobs[round_number])
     return total, engine, wait + to_engine + save_action
 
@@ -85,7 +98,7 @@ def job_steps_ms(tray: TrayProcess, round_number: int) -> tuple[int, int, int]:
 def engine_round(tray: TrayProcess, image: Path) -> tuple[float, float]:
     """The same request (prompt, seed, size, steps) straight to the tray's engine: wall time and compute time."""
     from dreamtray.engine.client import ServiceEngine
-    from dreamtray.metadata import read_metadata
+    from dreamtray.images.metadata import read_metadata
 
     request = read_metadata(image).request
     state = json.loads((tray.home.root / "state/dreamtray/engine.json").read_text())
@@ -114,14 +127,18 @@ def main() -> None:
             status = tray.status()
             rss = psutil.Process(tray.pid).memory_info().rss
             print(f"tray icon docked after launch: {visible:.2f} s")
-            print(f"host RSS before the first image: {rss / 2**20:.1f} MiB (torch imported: {status['torch_imported']})")
+            print(
+                f"host RSS before the first image: {rss / 2**20:.1f} MiB (torch imported: {status['torch_imported']})"
+            )
             warm = tray.trigger("clipboard", "--prompt", "warm up", "--wait", timeout=600)
             if warm.returncode:
                 raise SystemExit(f"warm-up failed: {warm.stderr}")
             print(f"host RSS after the first image: {psutil.Process(tray.pid).memory_info().rss / 2**20:.1f} MiB")
             print()
-            print(f"{'round':>5} {'hotkey->clipboard ms':>21} {'engine alone ms':>16} {'engine compute ms':>18} "
-                  f"{'overhead ms':>12} {'ratio':>6} | {'key->job ms':>11} {'job engine ms':>13} {'host steps ms':>13}")
+            print(
+                f"{'round':>5} {'hotkey->clipboard ms':>21} {'engine alone ms':>16} {'engine compute ms':>18} "
+                f"{'overhead ms':>12} {'ratio':>6} | {'key->job ms':>11} {'job engine ms':>13} {'host steps ms':>13}"
+            )
             rows = []
             for number in range(args.rounds):
                 hotkey, image = hotkey_round(session, tray, PROMPTS[number % len(PROMPTS)])
@@ -129,16 +146,20 @@ def main() -> None:
                 total, in_engine, host = job_steps_ms(tray, number)
                 before_job = hotkey * 1000 - total
                 rows.append((hotkey, alone, compute, before_job, in_engine, host))
-                print(f"{number + 1:>5} {hotkey * 1000:>21.0f} {alone * 1000:>16.0f} {compute * 1000:>18.0f} "
-                      f"{(hotkey - alone) * 1000:>12.0f} {hotkey / alone:>6.2f} | {before_job:>11.0f} "
-                      f"{in_engine:>13.0f} {host:>13.0f}")
+                print(
+                    f"{number + 1:>5} {hotkey * 1000:>21.0f} {alone * 1000:>16.0f} {compute * 1000:>18.0f} "
+                    f"{(hotkey - alone) * 1000:>12.0f} {hotkey / alone:>6.2f} | {before_job:>11.0f} "
+                    f"{in_engine:>13.0f} {host:>13.0f}"
+                )
             hotkey_m = statistics.median(r[0] for r in rows)
             alone_m = statistics.median(r[1] for r in rows)
             compute_m = statistics.median(r[2] for r in rows)
             before_m, engine_m, host_m = (statistics.median(r[i] for r in rows) for i in (3, 4, 5))
-            print(f"{'median':>6} {hotkey_m * 1000:>20.0f} {alone_m * 1000:>16.0f} {compute_m * 1000:>18.0f} "
-                  f"{(hotkey_m - alone_m) * 1000:>12.0f} {hotkey_m / alone_m:>6.2f} | {before_m:>11.0f} "
-                  f"{engine_m:>13.0f} {host_m:>13.0f}")
+            print(
+                f"{'median':>6} {hotkey_m * 1000:>20.0f} {alone_m * 1000:>16.0f} {compute_m * 1000:>18.0f} "
+                f"{(hotkey_m - alone_m) * 1000:>12.0f} {hotkey_m / alone_m:>6.2f} | {before_m:>11.0f} "
+                f"{engine_m:>13.0f} {host_m:>13.0f}"
+            )
             print("\nkey->job: xdotool, pynput, reading PRIMARY; job engine: the engine's part as the host saw it;")
             print("host steps: the job thread's queue, submitting, saving in the gallery and the clipboard action.")
             load = psutil.getloadavg()

@@ -25,7 +25,7 @@ from measure import median, seconds, table
 
 CHILD = """
 import socket, sys
-import dreamtray.engine.service as service
+import dreamtray.engine.server.service as service
 
 def bind_proto0(host, port):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -42,16 +42,28 @@ service.main(sys.argv[2:])
 
 def round_trips(variant: str, requests: int) -> tuple[float, float]:
     from dreamtray.engine.client import ServiceEngine
-    from dreamtray.engine.service import load_or_create_token
-    from dreamtray.engine.worker import WorkerSettings
+    from dreamtray.engine.server.service import load_or_create_token
+    from dreamtray.engine.server.worker import WorkerSettings
 
     with tempfile.TemporaryDirectory(prefix="dreamtray-http-") as scratch:
         root = Path(scratch)
         token = load_or_create_token(root / "token")
         settings = json.dumps(asdict(WorkerSettings(cache_dir=str(root))))
         state = root / "state.json"
-        child = subprocess.Popen([sys.executable, "-c", CHILD, variant, "--settings", settings,
-                                  "--token-file", str(root / "token"), "--state-file", str(state)])
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                variant,
+                "--settings",
+                settings,
+                "--token-file",
+                str(root / "token"),
+                "--state-file",
+                str(state),
+            ]
+        )
         try:
             while not state.exists():
                 time.sleep(0.05)
@@ -59,7 +71,11 @@ def round_trips(variant: str, requests: int) -> tuple[float, float]:
             client.health()
             health = median(seconds(client.health)[0] for _ in range(requests))
             refused = median(
-                seconds(lambda: client.http.post("/v1/jobs", content=b'{"prompt": " "}', headers={"content-type": "application/json"}))[0]
+                seconds(
+                    lambda: client.http.post(
+                        "/v1/jobs", content=b'{"prompt": " "}', headers={"content-type": "application/json"}
+                    )
+                )[0]
                 for _ in range(requests)
             )
             client.shutdown()
@@ -78,7 +94,11 @@ def main() -> None:
     for variant, label in variants:
         health, refused = round_trips(variant, args.requests)
         rows.append((label, health, refused))
-    table(f"Service round trips, median of {args.requests} (ms)", ("listening socket", "GET /health", "POST /v1/jobs (400)"), rows)
+    table(
+        f"Service round trips, median of {args.requests} (ms)",
+        ("listening socket", "GET /health", "POST /v1/jobs (400)"),
+        rows,
+    )
 
 
 if __name__ == "__main__":

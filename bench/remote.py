@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from remote_helpers import ServeProcess, self_signed_certificate  # noqa: E402
 
 from dreamtray.engine.client import LocalEngine  # noqa: E402
-from dreamtray.engine.worker import WorkerSettings  # noqa: E402
+from dreamtray.engine.server.worker import WorkerSettings  # noqa: E402
 from dreamtray.request import Request  # noqa: E402
 from dreamtray_plugins.remote.service import RemoteService  # noqa: E402
 from dreamtray_plugins.remote.transport import tls_verify  # noqa: E402
@@ -74,8 +74,12 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="dreamtray-bench-"))
     cache = root / "cache" / "dreamtray" / "models"  # the models folder `dreamtray serve` uses under XDG_CACHE_HOME
-    request = Request(prompt="a lighthouse on a cliff at dusk", seed=1, steps=args.steps, width=args.size, height=args.size)
-    local_engine = LocalEngine(WorkerSettings(cache_dir=str(cache), default_model="tiny"), root / "state", root / "token", 600)
+    request = Request(
+        prompt="a lighthouse on a cliff at dusk", seed=1, steps=args.steps, width=args.size, height=args.size
+    )
+    local_engine = LocalEngine(
+        WorkerSettings(cache_dir=str(cache), default_model="tiny"), root / "state", root / "token", 600
+    )
     tls: list[str] = []
     verify: object = True
     if not args.plain:
@@ -104,15 +108,23 @@ def main() -> None:
         generating = statistics.median(run[1] for run in local + remote_runs)
         local_wall, remote_wall = (statistics.median(run[0] for run in runs) for runs in (local, remote_runs))
         scheme = "HTTP" if args.plain else "HTTPS"
-        print(f"request: tiny model, {args.size}x{args.size}, {args.steps} steps, PNG of {png_bytes / 1024:.0f} KiB; "
-              f"medians of {args.repeat}, interleaved")
+        print(
+            f"request: tiny model, {args.size}x{args.size}, {args.steps} steps, PNG of {png_bytes / 1024:.0f} KiB; "
+            f"medians of {args.repeat}, interleaved"
+        )
         print(f"  generation inside the worker:              {generating * 1000:8.1f} ms")
-        print(f"  local engine (LocalEngine, loopback HTTP): {local_wall * 1000:8.1f} ms wall, overhead {overhead(local) * 1000:6.1f} ms")
-        print(f"  remote engine (dreamtray serve, {scheme}): {remote_wall * 1000:8.1f} ms wall, overhead {overhead(remote_runs) * 1000:6.1f} ms")
+        print(
+            f"  local engine (LocalEngine, loopback HTTP): {local_wall * 1000:8.1f} ms wall, overhead {overhead(local) * 1000:6.1f} ms"
+        )
+        print(
+            f"  remote engine (dreamtray serve, {scheme}): {remote_wall * 1000:8.1f} ms wall, overhead {overhead(remote_runs) * 1000:6.1f} ms"
+        )
         extra = overhead(remote_runs) - overhead(local)
-        print(f"  remote vs local: {extra * 1000:+.1f} ms per image; ratio from overheads "
-              f"{(generating + overhead(remote_runs)) / (generating + overhead(local)):.3f}, "
-              f"ratio of wall medians {remote_wall / local_wall:.3f} (target <= 1.10)")
+        print(
+            f"  remote vs local: {extra * 1000:+.1f} ms per image; ratio from overheads "
+            f"{(generating + overhead(remote_runs)) / (generating + overhead(local)):.3f}, "
+            f"ratio of wall medians {remote_wall / local_wall:.3f} (target <= 1.10)"
+        )
         print(f"throughput of the remote engine ({args.jobs_per_client} requests per client, one worker):")
         for clients in (1, 2, 4):
             rate, busy = throughput(remote_client, request, clients, args.jobs_per_client)

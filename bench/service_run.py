@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamtray.engine.client import LocalEngine
-from dreamtray.engine.worker import WorkerSettings
+from dreamtray.engine.server.worker import WorkerSettings
 from dreamtray.request import Request, Result
 
 

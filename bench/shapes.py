@@ -35,14 +35,34 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from architectures import ensure_folder
-from measure import DEFAULT_CACHE, OUTPUT, prepare_run, quiet_progress_bars, median, peak_during, peak_rss_during, report, rss_mb, seconds, table
+from measure import (
+    DEFAULT_CACHE,
+    OUTPUT,
+    median,
+    peak_during,
+    peak_rss_during,
+    prepare_run,
+    quiet_progress_bars,
+    report,
+    rss_mb,
+    seconds,
+    table,
+)
 from service_run import pixels, start_local_engine, timed_generate
 
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 SEED = 7
 WALLPAPER = (3840, 2160)
 
-DENSE_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0, "4090": 165.2, "A10": 125.0}
+DENSE_BF16_TFLOPS = {
+    "H200": 989.4,
+    "H100": 989.4,
+    "A100": 312.0,
+    "L40S": 362.1,
+    "L4": 121.0,
+    "4090": 165.2,
+    "A10": 125.0,
+}
 """Data-sheet dense (no sparsity) bf16 tensor TFLOP/s, by a part of the device name."""
 
 
@@ -67,7 +87,15 @@ def direct_call(pipe, size: int, steps: int, guidance: float, prompt: str = PROM
     import torch
 
     generator = torch.Generator("cpu").manual_seed(SEED)
-    return pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, width=size, height=size, generator=generator, **extra).images[0]
+    return pipe(
+        prompt,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        width=size,
+        height=size,
+        generator=generator,
+        **extra,
+    ).images[0]
 
 
 def sync() -> None:
@@ -87,8 +115,8 @@ def free() -> None:
 
 def engine_plan(folder: Path):
     """What the engine decides for this folder on this machine (device, dtype, policy)."""
-    from dreamtray.engine.hardware import decide, probe_machine
-    from dreamtray.engine.models import resolve_model
+    from dreamtray.engine.server.hardware import decide, probe_machine
+    from dreamtray.engine.server.models import resolve_model
 
     return decide(probe_machine(), resolve_model(str(folder)).preset)
 
@@ -107,7 +135,9 @@ def engine_vs_direct(name: str, folder: Path, root: Path, repeats: int) -> list[
     size, steps, guidance = preset.native_size, preset.steps, preset.guidance
     plan = engine_plan(folder)
     cuda = torch.cuda.is_available()
-    request = Request(prompt=PROMPT, width=size, height=size, steps=steps, guidance=guidance, seed=SEED, model=str(folder))
+    request = Request(
+        prompt=PROMPT, width=size, height=size, steps=steps, guidance=guidance, seed=SEED, model=str(folder)
+    )
     warm_request = request.model_copy(update={"width": 64, "height": 64})
     engine = start_local_engine(root / name, folder.parent, default_model=str(folder))
     times: dict[str, list[float]] = {"engine": [], "direct": []}
@@ -154,21 +184,48 @@ def engine_vs_direct(name: str, folder: Path, root: Path, repeats: int) -> list[
         free()
     same = pixels(kept["engine"].result.images[0]) == kept["direct"].convert("RGB").tobytes()
     med = {k: median(v) for k, v in times.items()}
-    memory = ("direct: max_memory_allocated; engine: device memory the worker took, CUDA context included"
-              if cuda else "peak RSS of each process")
+    memory = (
+        "direct: max_memory_allocated; engine: device memory the worker took, CUDA context included"
+        if cuda
+        else "peak RSS of each process"
+    )
     last = kept["engine"]
-    rows = [(
-        name, f"{size}x{size}", steps, f"{plan.device} {plan.dtype}", med["direct"], med["engine"], med["engine"] / med["direct"],
-        1000 * (last.total - last.worker_seconds), peaks["direct"], peaks["engine"], same,
-    )]
+    rows = [
+        (
+            name,
+            f"{size}x{size}",
+            steps,
+            f"{plan.device} {plan.dtype}",
+            med["direct"],
+            med["engine"],
+            med["engine"] / med["direct"],
+            1000 * (last.total - last.worker_seconds),
+            peaks["direct"],
+            peaks["engine"],
+            same,
+        )
+    ]
     samples = "; ".join(f"{k}: " + ", ".join(f"{t:.3f}" for t in v) for k, v in times.items())
-    return [table(
-        f"{name}-shaped, engine vs direct diffusers, median of {repeats} (s; transport = engine total less the worker's "
-        f"own time, last run; MiB: {memory}); samples {samples}",
-        ("shape", "size", "steps", "device", "direct s", "engine s", "ratio", "transport ms", "direct MiB", "engine MiB",
-         "same pixels"),
-        rows,
-    )]
+    return [
+        table(
+            f"{name}-shaped, engine vs direct diffusers, median of {repeats} (s; transport = engine total less the worker's "
+            f"own time, last run; MiB: {memory}); samples {samples}",
+            (
+                "shape",
+                "size",
+                "steps",
+                "device",
+                "direct s",
+                "engine s",
+                "ratio",
+                "transport ms",
+                "direct MiB",
+                "engine MiB",
+                "same pixels",
+            ),
+            rows,
+        )
+    ]
 
 
 def device_used_mb() -> float:
@@ -269,7 +326,9 @@ def unet_flops(pipe, size: int) -> int:
 def decode_flops(vae, height: int, width: int) -> int:
     import torch
 
-    latent = torch.empty(1, vae.config.latent_channels, height // 8, width // 8, device="meta", dtype=next(vae.parameters()).dtype)
+    latent = torch.empty(
+        1, vae.config.latent_channels, height // 8, width // 8, device="meta", dtype=next(vae.parameters()).dtype
+    )
     return counted_flops(vae, lambda copy: copy.decode(latent))
 
 
@@ -350,37 +409,87 @@ def cpu_options(folder: Path, cache: Path, pairs: int = 2) -> list[str]:
     text()
     base = {"text": seconds(text)[0], "unet": seconds(unet)[0], "vae": seconds(vae)[0]}
     base_total = sum(base.values())
-    rows.append((f"fp32, {threads} threads, SDPA (the engine's CPU plan)", base["text"], base["unet"], base["vae"], base_total, 1.0,
-                 rate(base["unet"], base["vae"])))
+    rows.append(
+        (
+            f"fp32, {threads} threads, SDPA (the engine's CPU plan)",
+            base["text"],
+            base["unet"],
+            base["vae"],
+            base_total,
+            1.0,
+            rate(base["unet"], base["vae"]),
+        )
+    )
 
     autocast["on"] = True
     unet(), vae()
     ac = {"unet": seconds(unet)[0], "vae": seconds(vae)[0]}
     autocast["on"] = False
     ac_total = base["text"] + ac["unet"] + ac["vae"]
-    rows.append(("bf16 autocast, fp32 weights", "", ac["unet"], ac["vae"], ac_total, base_total / ac_total,
-                 f"CPU bf16: {cpu_bf16_support()}; {rate(ac['unet'], ac['vae'])}"))
+    rows.append(
+        (
+            "bf16 autocast, fp32 weights",
+            "",
+            ac["unet"],
+            ac["vae"],
+            ac_total,
+            base_total / ac_total,
+            f"CPU bf16: {cpu_bf16_support()}; {rate(ac['unet'], ac['vae'])}",
+        )
+    )
 
     pipe.to(torch.bfloat16)
     text(), unet(), vae()
     bf = {"text": seconds(text)[0], "unet": seconds(unet)[0], "vae": seconds(vae)[0]}
     bf_total = sum(bf.values())
-    rows.append(("bf16 weights (pipe.to(torch.bfloat16))", bf["text"], bf["unet"], bf["vae"], bf_total, base_total / bf_total,
-                 f"half the RAM of fp32; {rate(bf['unet'], bf['vae'])}"))
+    rows.append(
+        (
+            "bf16 weights (pipe.to(torch.bfloat16))",
+            bf["text"],
+            bf["unet"],
+            bf["vae"],
+            bf_total,
+            base_total / bf_total,
+            f"half the RAM of fp32; {rate(bf['unet'], bf['vae'])}",
+        )
+    )
 
     thr = alternate(unet, {"2": lambda: torch.set_num_threads(threads), "1": lambda: torch.set_num_threads(1)}, pairs)
     torch.set_num_threads(threads)
-    rows.append((f"bf16 weights, 1 thread instead of {threads}", "", thr["1"], "", "", thr[str(threads)] / thr["1"],
-                 f"UNet only, in turns: {threads} threads {thr[str(threads)]:.2f} s"))
+    rows.append(
+        (
+            f"bf16 weights, 1 thread instead of {threads}",
+            "",
+            thr["1"],
+            "",
+            "",
+            thr[str(threads)] / thr["1"],
+            f"UNet only, in turns: {threads} threads {thr[str(threads)]:.2f} s",
+        )
+    )
 
-    cl_unet = alternate(unet, {"off": memory_format(pipe.unet, torch.contiguous_format),
-                               "on": memory_format(pipe.unet, torch.channels_last)}, pairs)
-    cl_vae = alternate(vae, {"off": memory_format(pipe.vae, torch.contiguous_format),
-                             "on": memory_format(pipe.vae, torch.channels_last)}, pairs)
+    cl_unet = alternate(
+        unet,
+        {"off": memory_format(pipe.unet, torch.contiguous_format), "on": memory_format(pipe.unet, torch.channels_last)},
+        pairs,
+    )
+    cl_vae = alternate(
+        vae,
+        {"off": memory_format(pipe.vae, torch.contiguous_format), "on": memory_format(pipe.vae, torch.channels_last)},
+        pairs,
+    )
     cl_total = bf["text"] + cl_unet["on"] + cl_vae["on"]
-    rows.append(("bf16 weights + channels_last (UNet and VAE)", "", cl_unet["on"], cl_vae["on"], cl_total,
-                 (bf["text"] + cl_unet["off"] + cl_vae["off"]) / cl_total,
-                 f"in turns, vs off: UNet {cl_unet['off']:.2f} s, VAE {cl_vae['off']:.2f} s"))
+    rows.append(
+        (
+            "bf16 weights + channels_last (UNet and VAE)",
+            "",
+            cl_unet["on"],
+            cl_vae["on"],
+            cl_total,
+            (bf["text"] + cl_unet["off"] + cl_vae["off"]) / cl_total,
+            f"in turns, vs off: UNet {cl_unet['off']:.2f} s, VAE {cl_vae['off']:.2f} s",
+        )
+    )
 
     fused_now = {"on": False}
 
@@ -389,18 +498,37 @@ def cpu_options(folder: Path, cache: Path, pairs: int = 2) -> list[str]:
             if on != fused_now["on"]:
                 pipe.unet.fuse_qkv_projections() if on else pipe.unet.unfuse_qkv_projections()
                 fused_now["on"] = on
+
         return switch
 
     fused = alternate(unet, {"off": fuse(False), "on": fuse(True)}, pairs)
-    rows.append(("bf16 weights + channels_last + fused QKV", "", fused["on"], "", "", fused["off"] / fused["on"],
-                 f"UNet only, in turns, vs unfused {fused['off']:.2f} s"))
+    rows.append(
+        (
+            "bf16 weights + channels_last + fused QKV",
+            "",
+            fused["on"],
+            "",
+            "",
+            fused["off"] / fused["on"],
+            f"UNet only, in turns, vs unfused {fused['off']:.2f} s",
+        )
+    )
     best_fused = fused["on"] < fused["off"]
     fuse(best_fused)()
 
     taesd = tiny_vae_decoder().to(torch.bfloat16).to(memory_format=torch.channels_last)
     t_vae = decode_seconds(taesd, size, size)
-    rows.append(("tiny VAE decoder (TAESD's shape, 2.4 M parameters), bf16, channels_last", "", "", t_vae, "",
-                 cl_vae["on"] / t_vae, f"decode only, vs the SD VAE above; {decode_flops(taesd, size, size) / 1e9:.0f} GFLOP"))
+    rows.append(
+        (
+            "tiny VAE decoder (TAESD's shape, 2.4 M parameters), bf16, channels_last",
+            "",
+            "",
+            t_vae,
+            "",
+            cl_vae["on"] / t_vae,
+            f"decode only, vs the SD VAE above; {decode_flops(taesd, size, size) / 1e9:.0f} GFLOP",
+        )
+    )
 
     # The whole call, in turns: the engine's CPU plan today against every option that helped above.
     best_threads = 1 if thr["1"] < thr[str(threads)] else threads
@@ -411,21 +539,36 @@ def cpu_options(folder: Path, cache: Path, pairs: int = 2) -> list[str]:
         def switch() -> None:
             torch.set_num_threads(count)
             chosen["pipe"] = candidate
+
         return switch
 
-    whole = alternate(lambda: direct_call(chosen["pipe"], size, 1, 0.0),
-                      {"plan": use(baseline, threads), "best": use(pipe, best_threads)}, pairs)
+    whole = alternate(
+        lambda: direct_call(chosen["pipe"], size, 1, 0.0),
+        {"plan": use(baseline, threads), "best": use(pipe, best_threads)},
+        pairs,
+    )
     torch.set_num_threads(threads)
     del baseline
     best = f"bf16 weights + channels_last{' + fused QKV' if best_fused else ''}, {best_threads} thread(s)"
-    rows.append((f"whole pipeline call, in turns: {best}", "", "", "", whole["best"], whole["plan"] / whole["best"],
-                 f"vs fp32 {threads} threads, whole call {whole['plan']:.2f} s (includes PIL conversion)"))
-    texts = [table(
-        f"CPU options, SD-Turbo shape, 512x512, 1 step: UNet {unet_tf:.2f} TFLOP, VAE decode {vae_tf:.2f} TFLOP "
-        f"(FlopCounterMode); seconds; in-turn pairs: median of {pairs} each",
-        ("option", "text enc s", "UNet s", "VAE decode s", "total s", "speed-up", "note"),
-        rows,
-    )]
+    rows.append(
+        (
+            f"whole pipeline call, in turns: {best}",
+            "",
+            "",
+            "",
+            whole["best"],
+            whole["plan"] / whole["best"],
+            f"vs fp32 {threads} threads, whole call {whole['plan']:.2f} s (includes PIL conversion)",
+        )
+    )
+    texts = [
+        table(
+            f"CPU options, SD-Turbo shape, 512x512, 1 step: UNet {unet_tf:.2f} TFLOP, VAE decode {vae_tf:.2f} TFLOP "
+            f"(FlopCounterMode); seconds; in-turn pairs: median of {pairs} each",
+            ("option", "text enc s", "UNet s", "VAE decode s", "total s", "speed-up", "note"),
+            rows,
+        )
+    ]
     del pipe
     free()
     texts.append(vae_tiling_cpu(cache))
@@ -441,8 +584,8 @@ def sdxl_unet_cpu() -> list[str]:
     from types import SimpleNamespace
 
     import torch
-
-    from architectures import SEED as BUILD_SEED, sdxl_unet
+    from architectures import SEED as BUILD_SEED
+    from architectures import sdxl_unet
 
     torch.manual_seed(BUILD_SEED)
     previous = torch.get_default_dtype()
@@ -458,11 +601,13 @@ def sdxl_unet_cpu() -> list[str]:
     rows = [("sdxl-turbo", "512x512", "bf16 weights", flops / 1e12, first, flops / first / 1e9, peak["peak_mb"], built)]
     del pipe, unet
     free()
-    return [table(
-        "SDXL-Turbo-shaped UNet on the CPU, one forward (first call), batch 1",
-        ("shape", "size", "dtype", "TFLOP", "UNet s", "GFLOP/s", "peak RSS MiB", "built in s"),
-        rows,
-    )]
+    return [
+        table(
+            "SDXL-Turbo-shaped UNet on the CPU, one forward (first call), batch 1",
+            ("shape", "size", "dtype", "TFLOP", "UNet s", "GFLOP/s", "peak RSS MiB", "built in s"),
+            rows,
+        )
+    ]
 
 
 def tiny_vae_decoder():
@@ -478,7 +623,7 @@ def vae_tiling_cpu(cache: Path) -> str:
     """Decode a 4K wallpaper latent with and without VAE tiling, on the tiny model's VAE (fp32, CPU)."""
     from diffusers import StableDiffusionPipeline
 
-    from dreamtray.engine.tiny import ensure_tiny_folder
+    from dreamtray.engine.server.tiny import ensure_tiny_folder
 
     vae = StableDiffusionPipeline.from_pretrained(ensure_tiny_folder(cache), local_files_only=True).vae
     width, height = WALLPAPER
@@ -489,7 +634,9 @@ def vae_tiling_cpu(cache: Path) -> str:
         before = rss_mb()
         with peak_rss_during() as peak:
             took = decode_seconds(vae, height, width, warm=False)
-        rows.append((f"{width}x{height}", "tiled" if tiled else "whole", took, peak["peak_mb"] - before, peak["peak_mb"]))
+        rows.append(
+            (f"{width}x{height}", "tiled" if tiled else "whole", took, peak["peak_mb"] - before, peak["peak_mb"])
+        )
     return table(
         "VAE decode of a 4K wallpaper, tiny model's VAE (8x, 8-16 channels), CPU fp32 (tile = VAE sample_size 512)",
         ("size", "decode", "s", "peak RSS over start, MiB", "peak RSS, MiB"),
@@ -548,7 +695,9 @@ def gpu_speed(name: str, folder: Path) -> list[str]:
     preset = PRESETS[name]
     direct_call(pipe, size, preset.steps, preset.guidance)
     took = median(seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5))
-    rows.append(("whole pipeline call, channels_last + fused QKV", 1000 * took, "", "", "", "text + UNet + VAE + PIL image"))
+    rows.append(
+        ("whole pipeline call, channels_last + fused QKV", 1000 * took, "", "", "", "text + UNet + VAE + PIL image")
+    )
 
     width, height = WALLPAPER
     for tiled in (False, True):
@@ -557,18 +706,28 @@ def gpu_speed(name: str, folder: Path) -> list[str]:
         torch.cuda.reset_peak_memory_stats()
         try:
             took = decode_seconds(pipe.vae, height, width, repeats=3)
-            rows.append((f"VAE decode {width}x{height} {'tiled' if tiled else 'whole'}", 1000 * took, "", "", "",
-                         f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"))
+            rows.append(
+                (
+                    f"VAE decode {width}x{height} {'tiled' if tiled else 'whole'}",
+                    1000 * took,
+                    "",
+                    "",
+                    "",
+                    f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB",
+                )
+            )
         except torch.OutOfMemoryError:
             rows.append((f"VAE decode {width}x{height} {'tiled' if tiled else 'whole'}", "OOM", "", "", "", ""))
     del pipe
     free()
-    return [table(
-        f"{name}-shaped UNet forward on {torch.cuda.get_device_name()}, {size}x{size}, batch 1: {flops / 1e12:.2f} TFLOP "
-        f"(FlopCounterMode); bf16 matmul ceiling measured {ceiling:.0f} TFLOP/s, data sheet {sheet or '?'}",
-        ("option", "ms", "TFLOP/s", "of data-sheet peak", "of matmul ceiling", "note"),
-        rows,
-    )]
+    return [
+        table(
+            f"{name}-shaped UNet forward on {torch.cuda.get_device_name()}, {size}x{size}, batch 1: {flops / 1e12:.2f} TFLOP "
+            f"(FlopCounterMode); bf16 matmul ceiling measured {ceiling:.0f} TFLOP/s, data sheet {sheet or '?'}",
+            ("option", "ms", "TFLOP/s", "of data-sheet peak", "of matmul ceiling", "note"),
+            rows,
+        )
+    ]
 
 
 def gpu_compile(name: str, folder: Path) -> list[str]:
@@ -601,31 +760,48 @@ def gpu_compile(name: str, folder: Path) -> list[str]:
     try:
         compile_s = seconds(forward)[0]
         compiled = median(seconds(forward)[0] for _ in range(10))
-        first_call = seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0]  # the pipeline's own call signature compiles again
-        compiled_call = median(seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5))
+        first_call = seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[
+            0
+        ]  # the pipeline's own call signature compiles again
+        compiled_call = median(
+            seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5)
+        )
     except Exception as exc:  # a graph Inductor cannot compile is a figure too
         rows.append(("torch.compile failed", f"{type(exc).__name__}: {str(exc)[:200]}", "", "", "", "", ""))
     else:
-        rows.append(("UNet forward", 1000 * eager, 1000 * compiled, eager / compiled, flops / compiled / 1e12, compile_s, ""))
-        rows.append(("whole pipeline call", 1000 * eager_call, 1000 * compiled_call, eager_call / compiled_call, "", first_call,
-                     "first whole call compiles the pipeline's call signature"))
+        rows.append(
+            ("UNet forward", 1000 * eager, 1000 * compiled, eager / compiled, flops / compiled / 1e12, compile_s, "")
+        )
+        rows.append(
+            (
+                "whole pipeline call",
+                1000 * eager_call,
+                1000 * compiled_call,
+                eager_call / compiled_call,
+                "",
+                first_call,
+                "first whole call compiles the pipeline's call signature",
+            )
+        )
     del pipe
     free()
-    return [table(
-        f"{name}-shaped, torch.compile of the UNet (channels_last + fused QKV, bf16, {size}px); Inductor cache "
-        f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}",
-        ("what", "eager ms", "compiled ms", "speed-up", "compiled TFLOP/s", "compile s (first call)", "note"),
-        rows,
-    )]
+    return [
+        table(
+            f"{name}-shaped, torch.compile of the UNet (channels_last + fused QKV, bf16, {size}px); Inductor cache "
+            f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}",
+            ("what", "eager ms", "compiled ms", "speed-up", "compiled TFLOP/s", "compile s (first call)", "note"),
+            rows,
+        )
+    ]
 
 
 def gpu_policies(name: str, folder: Path) -> list[str]:
     """Peak device memory and seconds per image under each memory policy, placed by the engine's own code."""
     import torch
 
-    from dreamtray.engine.hardware import Plan, Policy
     from dreamtray.engine.presets import PRESETS
-    from dreamtray.engine.runner import _place
+    from dreamtray.engine.server.hardware import Plan, Policy
+    from dreamtray.engine.server.runner import _place
 
     preset = PRESETS[name]
     rows = []
@@ -636,17 +812,30 @@ def gpu_policies(name: str, folder: Path) -> list[str]:
         free()
         torch.cuda.reset_peak_memory_stats()
         took = seconds(lambda: (direct_call(pipe, preset.native_size, preset.steps, preset.guidance), sync()))[0]
-        rows.append((name, policy.value, took, torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30,
-                     preset.weights_gb + preset.activation_gb if policy is Policy.GPU else
-                     preset.largest_part_gb + preset.activation_gb if policy is Policy.MODEL_OFFLOAD else 1.0 + preset.activation_gb))
+        rows.append(
+            (
+                name,
+                policy.value,
+                took,
+                torch.cuda.max_memory_allocated() / 2**30,
+                torch.cuda.max_memory_reserved() / 2**30,
+                preset.weights_gb + preset.activation_gb
+                if policy is Policy.GPU
+                else preset.largest_part_gb + preset.activation_gb
+                if policy is Policy.MODEL_OFFLOAD
+                else 1.0 + preset.activation_gb,
+            )
+        )
         pipe.remove_all_hooks()
         del pipe
         free()
-    return [table(
-        f"{name}-shaped, bf16, {preset.native_size}px {preset.steps} step(s): memory per policy",
-        ("shape", "policy", "s/image", "max allocated GiB", "max reserved GiB", "table assumes GiB (+0.5 margin)"),
-        rows,
-    )]
+    return [
+        table(
+            f"{name}-shaped, bf16, {preset.native_size}px {preset.steps} step(s): memory per policy",
+            ("shape", "policy", "s/image", "max allocated GiB", "max reserved GiB", "table assumes GiB (+0.5 margin)"),
+            rows,
+        )
+    ]
 
 
 # -------------------------------------------------------------------------------------------------------------- main
@@ -654,8 +843,14 @@ def gpu_policies(name: str, folder: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", default=None, help="comma-separated: sd-turbo, sdxl-turbo (default: sd-turbo on a CPU, both on a GPU)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed images per path (default: 1 on a CPU, 5 on a GPU)")
+    parser.add_argument(
+        "--shapes",
+        default=None,
+        help="comma-separated: sd-turbo, sdxl-turbo (default: sd-turbo on a CPU, both on a GPU)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed images per path (default: 1 on a CPU, 5 on a GPU)"
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="model cache (outside the repository)")
     parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
     parser.add_argument("--skip-compare", action="store_true", help="skip the engine-vs-direct comparison")
@@ -672,7 +867,11 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     shapes = (args.shapes or ("sd-turbo,sdxl-turbo" if cuda else "sd-turbo")).split(",")
     repeats = args.repeats or (5 if cuda else 1)
-    device = torch.cuda.get_device_name() if cuda else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    device = (
+        torch.cuda.get_device_name()
+        if cuda
+        else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     if args.out:
         args.out.write_text("")
         OUTPUT.append(args.out)

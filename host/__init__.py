@@ -7,8 +7,8 @@ imported on first use, so that `import dreamtray` stays cheap for the tray's sta
 from importlib import import_module
 from typing import Any
 
-from .api import Action, GeneratedImage, MenuItem
-from .hookspecs import hookimpl
+from dreamtray.api import Action, GeneratedImage, MenuItem
+from dreamtray.hookspecs import hookimpl
 
 _LAZY = {
     "Request": ("request", "Request"),

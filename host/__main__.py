@@ -1,3 +1,3 @@
-from .cli import main
+from dreamtray.cli import main
 
 main()

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from .engine.client import Engine
-    from .request import Request
+    from dreamtray.engine.client import Engine
+    from dreamtray.request import Request
 
 
 @dataclass(frozen=True)

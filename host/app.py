@@ -6,15 +6,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import paths
-from .plugins import PluginHost
+from dreamtray import paths
+from dreamtray.plugins import PluginHost
 
 if TYPE_CHECKING:
-    from .api import Action
-    from .config import Config, LoadedConfig
-    from .engine.client import Engine, LocalEngine
-    from .gallery import Gallery
-    from .styles import StyleRegistry
+    from dreamtray.api import Action
+    from dreamtray.config import Config, LoadedConfig
+    from dreamtray.engine.client import Engine, LocalEngine
+    from dreamtray.images.gallery import Gallery
+    from dreamtray.styles import StyleRegistry
 
 
 class App:
@@ -26,7 +26,7 @@ class App:
 
     @cached_property
     def loaded_config(self) -> LoadedConfig:
-        from .config import load_config
+        from dreamtray.config import load_config
 
         return load_config(self.config_path)
 
@@ -40,20 +40,20 @@ class App:
 
     @cached_property
     def styles(self) -> StyleRegistry:
-        from .styles import load_registry
+        from dreamtray.styles import load_registry
 
         return load_registry(self.plugins)
 
     @cached_property
     def gallery(self) -> Gallery:
-        from .gallery import Gallery
+        from dreamtray.images.gallery import Gallery
 
         return Gallery(self.config.gallery)
 
     @cached_property
     def local_engine(self) -> LocalEngine:
-        from .engine.client import LocalEngine
-        from .engine.worker import WorkerSettings
+        from dreamtray.engine.client import LocalEngine
+        from dreamtray.engine.server.worker import WorkerSettings
 
         engine = self.config.engine
         overrides = engine.overrides()
@@ -74,7 +74,7 @@ class App:
     @cached_property
     def engine(self) -> Engine:
         """The engine named in the config: the local one, or a back end that a plugin registers."""
-        from .engines import open_engine
+        from dreamtray.engine.backends import open_engine
 
         return open_engine(self.config.engine.model_dump(), self.plugins, lambda: self.local_engine, warn=self.warn)
 

@@ -27,8 +27,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from . import paths
-from .gallery import default_gallery_folder
+from dreamtray import paths
+from dreamtray.images.gallery import default_gallery_folder
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,7 +36,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from .engine.hardware import Overrides
+    from dreamtray.engine.server.hardware import Overrides
 
 CONFIG_ENV = "DREAMTRAY_CONFIG"
 FILE_HEADER = "# dreamtray settings: `dreamtray config show` lists every key with its current value.\n"
@@ -131,7 +131,7 @@ class EngineSettings(BaseModel):
 
     def overrides(self) -> Overrides:
         """The settings that win over the automatic hardware decision (None where `auto`)."""
-        from .engine.hardware import Overrides, Policy
+        from dreamtray.engine.server.hardware import Overrides, Policy
 
         return Overrides(
             device=None if self.device == "auto" else self.device,

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .api import Action, GeneratedImage
-from .request import Request, Result
+from dreamtray.api import Action, GeneratedImage
+from dreamtray.request import Request, Result
 
 if TYPE_CHECKING:
-    from .app import App
-    from .engine.client import Job
+    from dreamtray.app import App
+    from dreamtray.engine.client import Job
 
 log = logging.getLogger("dreamtray")
 
@@ -89,7 +89,7 @@ def generate(
 
 def generate_prompt(prompt: str, action: str | None = None, **fields: Any) -> Outcome:
     """Plugins' entry to the whole flow: generate `prompt` (with Request `fields`) with this process's app."""
-    from .app import current_app
+    from dreamtray.app import current_app
 
     app = current_app()
     if "styles" not in fields and app.config.style:

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     import click
     from PIL.Image import Image
 
-    from .api import Action, EngineFactory, MenuItem
-    from .request import Request
-    from .styles import Style
+    from dreamtray.api import Action, EngineFactory, MenuItem
+    from dreamtray.request import Request
+    from dreamtray.styles import Style
 
 hookspec = pluggy.HookspecMarker("dreamtray")
 hookimpl = pluggy.HookimplMarker("dreamtray")

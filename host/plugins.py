@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from . import hookspecs
+from dreamtray import hookspecs
 
 if TYPE_CHECKING:
-    from .api import Action
-    from .request import Request
+    from dreamtray.api import Action
+    from dreamtray.request import Request
 
 GROUP = "dreamtray"
 ENV_PLUGINS = "DREAMTRAY_PLUGINS"
@@ -122,7 +122,7 @@ class PluginHost:
 
     def prepare_request(self, request: Request) -> Request:
         """Run the prepare_request hooks one after another, each on the previous one's result."""
-        from .request import Request
+        from dreamtray.request import Request
 
         self.load()
         for impl in reversed(self.pm.hook.prepare_request.get_hookimpls()):

@@ -58,10 +58,10 @@ import tomlkit
 import tomlkit.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request
+from dreamtray.request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request
 
 if TYPE_CHECKING:
-    from .plugins import PluginHost
+    from dreamtray.plugins import PluginHost
 
 PROMPT_SLOT = "{prompt}"
 STYLE_FILE_SUFFIXES = (".toml", ".json", ".csv")
@@ -248,7 +248,7 @@ def load_package_packs(package: str, *, plugin: str | None = None) -> list[Style
 
 def default_styles_dir() -> Path:
     """The user styles folder, where style files can be dropped in."""
-    from .paths import data_dir
+    from dreamtray.paths import data_dir
 
     return data_dir() / "styles"
 

@@ -7,7 +7,7 @@ amber with three dots while busy, red with an exclamation mark on error.
 
     python icons/make_icons.py [OUTPUT_DIR]     (default: host/icons, shipped inside the package)
 
-File names and sizes come from `dreamtray.icon_files`, which the app uses to find them.
+File names and sizes come from `dreamtray.desktop.icon_files`, which the app uses to find them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw
 
-from dreamtray.icon_files import APP_SIZES, ICON_DIR, TRAY_SIZES, TRAY_STATES, app_icns, app_ico, app_png, tray_png
+from dreamtray.desktop.icon_files import APP_SIZES, ICON_DIR, TRAY_SIZES, TRAY_STATES, app_icns, app_ico, app_png, tray_png
 
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)
 ICNS_SIZES = (16, 32, 64, 128, 256, 512, 1024)

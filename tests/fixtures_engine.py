@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from dreamtray.engine.client import LocalEngine
-from dreamtray.engine.hardware import Machine
-from dreamtray.engine.runner import Runner
-from dreamtray.engine.worker import WorkerSettings
+from dreamtray.engine.server.hardware import Machine
+from dreamtray.engine.server.runner import Runner
+from dreamtray.engine.server.worker import WorkerSettings
 
 CPU_MACHINE = Machine(cpu_cores=2, ram_gb=24, ram_free_gb=20)
 
@@ -23,7 +23,7 @@ def model_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_folder(model_cache) -> Path:
-    from dreamtray.engine.tiny import ensure_tiny_folder
+    from dreamtray.engine.server.tiny import ensure_tiny_folder
 
     return ensure_tiny_folder(model_cache)
 

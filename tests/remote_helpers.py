@@ -76,7 +76,7 @@ class ServeProcess:
         command = [
             sys.executable,
             "-c",
-            "from dreamtray.commands_serve import serve_command; serve_command()",
+            "from dreamtray.cli.serve import serve_command; serve_command()",
             "--port",
             str(self.port),
             "--token-file",

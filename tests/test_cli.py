@@ -9,7 +9,7 @@ import pytest
 from cli_env import DreamtrayHome
 from fixtures_engine import pixels
 
-from dreamtray.metadata import read_metadata
+from dreamtray.images.metadata import read_metadata
 
 
 @pytest.fixture(scope="module")

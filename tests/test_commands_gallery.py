@@ -11,8 +11,8 @@ import tomllib
 from click.testing import CliRunner
 from png_samples import a1111_png, comfyui_png, png_bytes
 
-from dreamtray.commands_gallery import COMMANDS, config_group, history, show_image
-from dreamtray.gallery import Gallery
+from dreamtray.cli.gallery import COMMANDS, config_group, history, show_image
+from dreamtray.images.gallery import Gallery
 from dreamtray.request import Request
 
 

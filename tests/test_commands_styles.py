@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import dreamtray_plugins.styles
-from dreamtray.commands_styles import COMMANDS, StyleServices, styles
+from dreamtray.cli.styles import COMMANDS, StyleServices, styles
 from dreamtray.plugins import PluginHost
 from dreamtray.styles import StyleRegistry, load_registry
 

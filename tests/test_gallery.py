@@ -12,8 +12,8 @@ import pytest
 from png_samples import pixels, png_bytes
 
 from dreamtray import gallery as gallery_module
-from dreamtray.gallery import Gallery, GalleryError, default_gallery_folder, slugify
-from dreamtray.metadata import DREAMTRAY, read_metadata, request_from_image
+from dreamtray.images.gallery import Gallery, GalleryError, default_gallery_folder, slugify
+from dreamtray.images.metadata import DREAMTRAY, read_metadata, request_from_image
 from dreamtray.request import Request, Result
 
 WHEN = datetime(2026, 11, 28, 13, 5, 9)

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from dreamtray.engine.hardware import Gpu, InsufficientMemory, Machine, Overrides, Policy, choose_auto_preset, decide
 from dreamtray.engine.presets import PRESETS
+from dreamtray.engine.server.hardware import (
+    Gpu,
+    InsufficientMemory,
+    Machine,
+    Overrides,
+    Policy,
+    choose_auto_preset,
+    decide,
+)
 
 
 def card(total_gb: float, bf16: bool = True) -> Machine:

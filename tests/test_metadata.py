@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from png_samples import A1111_TEXT, COMFYUI_GRAPH, a1111_png, comfyui_png, pixels, png_bytes
 
-from dreamtray.metadata import (
+from dreamtray.images.metadata import (
     AUTOMATIC1111,
     COMFYUI,
     DREAMTRAY,

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from dreamtray import notify as notify_module
-from dreamtray.notify import notify
+from dreamtray.desktop.notify import notify
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cli_env import DreamtrayHome, install_test_plugins
 
-from dreamtray.metadata import read_metadata
+from dreamtray.images.metadata import read_metadata
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import json
 import pytest
 from PIL import Image, PngImagePlugin
 
-from dreamtray.lineage import LINEAGE_KEY, MAX_ANCESTORS, image_texts, lineage_of, with_lineage
-from dreamtray.metadata import PARAMETERS_KEY, add_metadata
-from dreamtray.refine import output_path, refine_request
+from dreamtray.images.lineage import LINEAGE_KEY, MAX_ANCESTORS, image_texts, lineage_of, with_lineage
+from dreamtray.images.metadata import PARAMETERS_KEY, add_metadata
+from dreamtray.images.refine import output_path, refine_request
 from dreamtray.request import LoRA, Request
 from dreamtray.styles import Style
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from fixtures_engine import pixels, start_engine
 from remote_helpers import ServeProcess, free_port, self_signed_certificate
 
-from dreamtray.commands_serve import is_loopback, serve_command
+from dreamtray.cli.serve import is_loopback, serve_command
+from dreamtray.engine.backends import FallbackEngine, engine_names, open_engine
 from dreamtray.engine.client import EngineError, EngineUnavailable
-from dreamtray.engines import FallbackEngine, engine_names, open_engine
 from dreamtray.plugins import PluginHost
 from dreamtray.request import Request
 from dreamtray_plugins.remote.service import RemoteService

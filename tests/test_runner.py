@@ -6,9 +6,9 @@ import pytest
 import torch
 from fixtures_engine import CPU_MACHINE, pixels
 
-from dreamtray.engine.hardware import Overrides, Policy
-from dreamtray.engine.models import ModelError, resolve_model
-from dreamtray.engine.runner import GenerationError, JobCancelled, Runner
+from dreamtray.engine.server.hardware import Overrides, Policy
+from dreamtray.engine.server.models import ModelError, resolve_model
+from dreamtray.engine.server.runner import GenerationError, JobCancelled, Runner
 from dreamtray.request import Request, RequestError
 
 SMALL = {"width": 64, "height": 64}
@@ -218,7 +218,7 @@ def test_weights_in_the_hugging_face_cache_are_reused_offline(runner, tiny_folde
 
 
 def test_bf16_autocast_on_cpus_with_bf16_units_is_reproducible(model_cache, runner):
-    from dreamtray.engine.hardware import Machine
+    from dreamtray.engine.server.hardware import Machine
 
     amx = Runner(cache_dir=model_cache, default_model="tiny", machine=Machine(cpu_cores=2, ram_gb=24, cpu_bf16=True))
     first = amx.generate(Request(prompt="bf16", seed=3, **SMALL))

@@ -9,7 +9,7 @@ import time
 import pytest
 from xsession import wait_until
 
-from dreamtray.selection import NothingSelected, Selection, clean_text, read_selection
+from dreamtray.desktop.selection import NothingSelected, Selection, clean_text, read_selection
 
 
 def test_control_characters_are_dropped_and_whitespace_collapsed():

@@ -8,10 +8,9 @@ import json
 import pytest
 from PIL import Image
 
-from dreamtray.lineage import image_texts
-from dreamtray.metadata import PARAMETERS_KEY, REQUEST_KEY
-from dreamtray.request import MAX_SEED, LoRA, Request, Result
-from dreamtray.series import (
+from dreamtray.images.lineage import image_texts
+from dreamtray.images.metadata import PARAMETERS_KEY, REQUEST_KEY
+from dreamtray.images.series import (
     CONTACT_SHEET_NAME,
     GAP,
     Manifest,
@@ -25,6 +24,7 @@ from dreamtray.series import (
     series_folder,
     slug,
 )
+from dreamtray.request import MAX_SEED, LoRA, Request, Result
 from dreamtray.styles import Style
 
 INK = Style(name="Ink", prompt="ink sketch of {prompt}", negative_prompt="color", pack="Mine", source="file:x.toml")

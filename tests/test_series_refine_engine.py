@@ -13,13 +13,13 @@ from click.testing import CliRunner
 from fixtures_engine import pixels
 from PIL import Image
 
-from dreamtray.commands_series import COMMANDS, refine, series
-from dreamtray.commands_styles import StyleServices
-from dreamtray.lineage import LINEAGE_KEY, image_texts
-from dreamtray.metadata import PARAMETERS_KEY, REQUEST_KEY
-from dreamtray.refine import refine_file
+from dreamtray.cli.series import COMMANDS, refine, series
+from dreamtray.cli.styles import StyleServices
+from dreamtray.images.lineage import LINEAGE_KEY, image_texts
+from dreamtray.images.metadata import PARAMETERS_KEY, REQUEST_KEY
+from dreamtray.images.refine import refine_file
+from dreamtray.images.series import load_manifest
 from dreamtray.request import Request, Result
-from dreamtray.series import load_manifest
 from dreamtray.styles import Style, StyleRegistry
 
 SMALL = ["--width", "64", "--height", "64", "--steps", "1"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from ldm_checkpoint import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, ldm_state_dict, save_ldm_checkpoint
 
-from dreamtray.engine.tiny import ensure_tiny_folder
+from dreamtray.engine.server.tiny import ensure_tiny_folder
 
 MODULES = ("unet", "vae", "text_encoder")
 WEIGHT_AND_BIAS = ("weight", "bias")

@@ -27,7 +27,7 @@ from tray_process import (
 )
 from xsession import wait_until
 
-from dreamtray.metadata import read_metadata
+from dreamtray.images.metadata import read_metadata
 
 # From the bottom of the menu: Quit, Plugins, Start at login, Unload model, Pause hotkeys, Open gallery, Engine, Style.
 UP_TO = {"quit": 1, "plugins": 2, "autostart": 3, "unload": 4, "pause": 5, "gallery": 6, "engine": 7, "style": 8}
@@ -282,7 +282,7 @@ def test_the_style_menu_is_a_radio_choice_saved_in_the_config(host, tray, tmp_pa
 
 
 def test_refine_last_image_with_the_selection(host, tray):
-    from dreamtray.lineage import LINEAGE_KEY, image_texts
+    from dreamtray.images.lineage import LINEAGE_KEY, image_texts
 
     serve_primary(tray, "a red barn")
     original = Path(host.trigger("clipboard", "--wait").stdout.strip().splitlines()[-1])

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from dreamtray import instance
-from dreamtray.job_line import JobLine, Placed
+from dreamtray.desktop.job_line import JobLine, Placed
 
 # -- hotkeys ------------------------------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ def test_hotkeys_for_unknown_actions_or_taken_keys_are_reported(hotkeys):
     ],
 )
 def test_wayland_is_told_apart(environ, wayland):
-    from dreamtray.hotkeys import is_wayland
+    from dreamtray.desktop.hotkeys import is_wayland
 
     assert is_wayland(environ) is wayland
 
@@ -95,7 +95,7 @@ def test_the_listener_fires_on_a_real_key_press(hotkeys, xsession):
 
 def test_on_wayland_the_host_says_so_once_and_points_at_trigger(xsession, user_dirs, monkeypatch):
     from dreamtray.app import App
-    from dreamtray.tray import TrayHost
+    from dreamtray.desktop.tray import TrayHost
 
     monkeypatch.setenv("XDG_SESSION_TYPE", "wayland")
     monkeypatch.setenv("DREAMTRAY_PLUGINS", "clipboard")
@@ -251,14 +251,14 @@ def test_only_one_instance_holds_the_lock(runtime):
     ],
 )
 def test_the_backend_is_chosen_for_the_desktop(environ, backend):
-    from dreamtray.tray import choose_backend
+    from dreamtray.desktop.tray import choose_backend
 
     choose_backend(environ)
     assert environ["PYSTRAY_BACKEND"] == backend
 
 
 def test_the_busy_icon_shows_progress_as_a_bar():
-    from dreamtray.tray import tray_image
+    from dreamtray.desktop.tray import tray_image
 
     def green(image: Image.Image) -> int:
         data = image.tobytes()
@@ -313,11 +313,11 @@ class ExtraItems:
 
 def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user_dirs, monkeypatch):
     from dreamtray.app import App
-    from dreamtray.tray import TrayHost
+    from dreamtray.desktop.tray import TrayHost
 
     monkeypatch.setenv("DREAMTRAY_PLUGINS", "clipboard,wallpaper,styles")
     monkeypatch.setenv("PYSTRAY_BACKEND", "gtk")
-    from dreamtray.tray_menu import build_menu
+    from dreamtray.desktop.menu import build_menu
 
     extra = ExtraItems()
     host = TrayHost(App())

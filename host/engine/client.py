@@ -18,8 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from ..request import Request, Result
-from .worker import WorkerSettings
+from dreamtray.engine.server.worker import WorkerSettings
+from dreamtray.request import Request, Result
 
 START_TIMEOUT = 30.0
 T = TypeVar("T")
@@ -188,7 +188,7 @@ class LocalEngine:
         return client
 
     def _token(self) -> str:
-        from .service import load_or_create_token
+        from dreamtray.engine.server.service import load_or_create_token
 
         return load_or_create_token(self.token_file)
 
@@ -216,7 +216,7 @@ class LocalEngine:
         command = [
             sys.executable,
             "-m",
-            "dreamtray.engine.service",
+            "dreamtray.engine.server.service",
             "--settings",
             json.dumps(asdict(self.settings)),
             "--token-file",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dreamtray.engine.client import EngineError, JobCancelled, JobFailed
-from dreamtray.engine.jobs import Job as Record
+from dreamtray.engine.server.jobs import Job as Record
 from dreamtray.request import Request, Result
 
 Emit = Callable[[dict[str, Any]], None]

@@ -1,0 +1,154 @@
+"""Command line for the gallery and the config: `history`, `show IMAGE` and `config path|show|set`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dreamtray.config import ConfigFileError, ConfigValueError, LoadedConfig, config_path, load_config, set_value, show
+from dreamtray.images.gallery import Gallery
+from dreamtray.images.metadata import ImageMetadata, MetadataError, read_metadata
+
+
+def _loaded_config() -> LoadedConfig:
+    """The config, with each problem in it reported on stderr (the command goes on with the defaults)."""
+    loaded = load_config()
+    for problem in loaded.problems:
+        click.echo(f"warning: {problem}", err=True)
+    return loaded
+
+
+def metadata_as_dict(path: Path, metadata: ImageMetadata) -> dict[str, Any]:
+    """An image's metadata as JSON-ready data (an init image is given by its size, not its bytes)."""
+    request = None
+    if metadata.request is not None:
+        request = metadata.request.model_dump(mode="json", exclude={"init_image"})
+        request["init_image_bytes"] = len(metadata.request.init_image or b"")
+    parameters = metadata.parameters
+    return {
+        "file": str(path),
+        "source": metadata.source,
+        "width": metadata.width,
+        "height": metadata.height,
+        "parameters": dataclasses.asdict(parameters) if parameters else None,
+        "settings": parameters.settings() if parameters else {},
+        "request": request,
+        "prompts": list(metadata.prompts),
+        "texts": {key: value for key, value in metadata.texts.items() if key != "dreamtray"},
+        "warnings": list(metadata.warnings),
+    }
+
+
+def _indented(text: str) -> str:
+    return text.replace("\n", "\n    ")
+
+
+def describe(path: Path, metadata: ImageMetadata) -> str:
+    """An image's metadata for people: who wrote it, the prompts, then one line per setting."""
+    lines = [f"{path}: {metadata.width}x{metadata.height} PNG, metadata written by {metadata.source}"]
+    parameters = metadata.parameters
+    if parameters is not None:
+        lines.append(f"Prompt: {_indented(parameters.prompt)}")
+        if parameters.negative_prompt:
+            lines.append(f"Negative prompt: {_indented(parameters.negative_prompt)}")
+        lines += [f"{key}: {_indented(value)}" for key, value in parameters.settings().items()]
+    other_prompts = [text for text in metadata.prompts if parameters is None or text != parameters.prompt]
+    if other_prompts:
+        lines.append("Other prompt texts in the file:" if parameters else "Prompt texts in the file:")
+        lines += [f"  - {_indented(text)}" for text in other_prompts]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many images.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def history(limit: int, as_json: bool) -> None:
+    """List the most recent images in the gallery, newest first."""
+    gallery = Gallery(_loaded_config().config.gallery)
+    entries = gallery.history(limit)
+    if as_json:
+        rows = []
+        for entry in entries:
+            row = metadata_as_dict(entry.path, entry.metadata) if entry.metadata else {"file": str(entry.path)}
+            rows.append(row | {"modified": entry.modified.isoformat(timespec="seconds"), "error": entry.error})
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not entries:
+        click.echo(f"No images yet in {gallery.folder}")
+        return
+    for entry in entries:
+        click.echo(f"{entry.modified:%Y-%m-%d %H:%M:%S}  {entry.path}")
+        parameters = entry.metadata.parameters if entry.metadata else None
+        if parameters is not None:
+            prompt = parameters.prompt.replace("\n", " ")
+            click.echo(f"    {prompt[:100]}{'...' if len(prompt) > 100 else ''}")
+            settings = parameters.settings()
+            click.echo(
+                "    " + ", ".join(f"{key}: {settings[key]}" for key in ("Seed", "Size", "Model") if key in settings)
+            )
+        else:
+            click.echo(f"    {entry.error}")
+
+
+@click.command("show")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def show_image(image: Path, as_json: bool) -> None:
+    """Print how IMAGE was made: prompt, seed, steps, sampler, size, model.
+
+    Reads dreamtray's PNGs, AUTOMATIC1111's (and tools writing its format) and ComfyUI's.
+    """
+    try:
+        metadata = read_metadata(image)
+    except MetadataError as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in metadata.warnings:
+        click.echo(f"warning: {image}: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(metadata_as_dict(image, metadata), indent=2, ensure_ascii=False))
+    else:
+        click.echo(describe(image, metadata))
+
+
+@click.group("config")
+def config_group() -> None:
+    """Read and change the settings file."""
+
+
+@config_group.command("path")
+def config_path_command() -> None:
+    """Print where the settings file is (it may not exist yet)."""
+    click.echo(str(config_path()))
+
+
+@config_group.command("show")
+def config_show() -> None:
+    """Print every setting with its current value, as TOML."""
+    loaded = _loaded_config()
+    note = "" if loaded.path.exists() else " (no such file yet: these are the defaults)"
+    click.echo(f"# {loaded.path}{note}")
+    click.echo(show(loaded.config), nl=False)
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> None:
+    """Set KEY (for example engine.memory_policy or hotkeys.clipboard) to VALUE, keeping the file's comments."""
+    path = config_path()
+    try:
+        set_value(key, value, path)
+    except ConfigValueError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(2)
+    except ConfigFileError as exc:
+        raise click.ClickException(f"{exc}; mend or remove the file first") from None
+    click.echo(f"{key} = {value} saved in {path}")
+
+
+COMMANDS: list[click.Command] = [history, show_image, config_group]

@@ -1,0 +1,138 @@
+"""`dreamtray serve`: this machine's engine as a service for other machines (or a Ray Serve pool of them)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_PORT = 8765
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (an address or `localhost`)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def read_token(host: str, token_file: Path | None) -> tuple[str, Path]:
+    """The token clients must send, and its file; off loopback a token file must be named."""
+    from dreamtray import paths
+    from dreamtray.engine.server.service import load_or_create_token
+
+    if token_file is None:
+        if not is_loopback(host):
+            raise click.UsageError(
+                f"Refusing to serve on {host} without a token: anyone who reaches this port could use the engine. "
+                "Give --token-file FILE (a new token is written there when the file is missing or empty) and "
+                "give the same token to the clients."
+            )
+        token_file = paths.data_dir() / "serve-token"
+    return load_or_create_token(token_file), token_file
+
+
+def tls_options(cert: Path | None, key: Path | None) -> dict[str, str] | None:
+    if (cert is None) != (key is None):
+        raise click.UsageError("TLS needs both --tls-cert and --tls-key (PEM files).")
+    if cert is None:
+        return None
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
+@click.command("serve")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every network)."
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the token clients must send (created when missing). Required off loopback.",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS private key (PEM).")
+@click.option("--log-prompts", is_flag=True, help="Write prompts to the log (they are left out by default).")
+@click.option("--model", help="Model used when a request names none (default: the config's).")
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(0),
+    default=120,
+    show_default=True,
+    help="Requests a minute for each token; 0 for no limit.",
+)
+@click.option(
+    "--max-body-mb", type=click.IntRange(1), default=32, show_default=True, help="Largest request body accepted."
+)
+@click.option(
+    "--ray", "use_ray", is_flag=True, help="Serve through Ray Serve: a pool of engine replicas behind this endpoint."
+)
+@click.option("--replicas", type=click.IntRange(1), default=1, show_default=True, help="With --ray: engine replicas.")
+@click.option(
+    "--replica-gpus",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="With --ray: GPUs for each replica.",
+)
+@click.option(
+    "--replica-cpus",
+    type=click.FloatRange(0.1),
+    default=0.5,
+    show_default=True,
+    help="With --ray: CPUs for each replica.",
+)
+def serve_command(
+    host,
+    port,
+    token_file,
+    tls_cert,
+    tls_key,
+    log_prompts,
+    model,
+    rate_limit,
+    max_body_mb,
+    use_ray,
+    replicas,
+    replica_gpus,
+    replica_cpus,
+) -> None:
+    """Serve this machine's engine to other machines (OpenAI-compatible images API, jobs with progress)."""
+    from dataclasses import replace
+
+    from dreamtray.app import current_app
+
+    ssl = tls_options(tls_cert, tls_key)
+    token, token_path = read_token(host, token_file)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    scheme = "https" if ssl else "http"
+    if not ssl and not is_loopback(host):
+        click.echo(
+            "Warning: no TLS, so the token and prompts cross the network readable; give --tls-cert and --tls-key.",
+            err=True,
+        )
+    click.echo(f"Serving the dreamtray engine on {scheme}://{host}:{port} (token in {token_path}).", err=True)
+    limits = {"rate_per_minute": rate_limit, "max_body_bytes": max_body_mb * 2**20, "log_prompts": log_prompts}
+    settings = current_app().local_engine.settings  # the config's engine settings, as this machine's tray uses them
+    settings = replace(settings, default_model=model or settings.default_model)
+    if use_ray:
+        from dreamtray.engine.server.ray_deployment import PoolOptions, run_ray_serve
+
+        pool = PoolOptions(replicas=replicas, gpus=replica_gpus, cpus=replica_cpus)
+        run_ray_serve(settings, token, host, port, pool, ssl=ssl, **limits)
+        return
+    from dreamtray.engine.server.service import serve
+
+    try:
+        serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, **limits)
+    except OSError as exc:  # the address is taken or not this machine's, or the certificate cannot be read
+        raise click.ClickException(f"Cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+COMMANDS: list[click.Command] = [serve_command]

@@ -1,0 +1,102 @@
+"""`dreamtray styles`: list the styles from plugins and the user styles folder, and show one in full."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from dreamtray.styles import Style, StyleError, StyleRegistry
+
+if TYPE_CHECKING:
+    from dreamtray.engine.client import Engine
+
+
+@dataclass(frozen=True)
+class StyleServices:
+    """What the styles, series and refine commands take from the host; the CLI puts one in `ctx.obj`.
+
+    Factories, so that a command that needs neither loads no plugins and reaches no engine.
+    """
+
+    registry: Callable[[], StyleRegistry]
+    engine: Callable[[], Engine]
+    series_dir: Path
+    """Where new series folders are made."""
+
+
+def services(ctx: click.Context) -> StyleServices:
+    found = ctx.find_object(StyleServices) or getattr(ctx.find_root().obj, "style_services", None)
+    if found is None:
+        raise click.ClickException("internal: the command line did not provide the style services")
+    return found
+
+
+def registry(ctx: click.Context) -> StyleRegistry:
+    """The style registry, with its loading problems (broken files, replaced names) shown as warnings."""
+    loaded = services(ctx).registry()
+    for problem in loaded.problems:
+        click.echo(f"warning: {problem}", err=True)
+    return loaded
+
+
+@click.group("styles", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per style.")
+@click.pass_context
+def styles(ctx: click.Context, as_json: bool) -> None:
+    """List the styles with their pack and source; `styles show NAME` prints one in full."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = list(registry(ctx))
+    if as_json:
+        click.echo(json.dumps([{"name": s.name, "pack": s.pack, "source": s.source} for s in found], indent=2))
+        return
+    if not found:
+        click.echo("No styles. Drop .toml, Fooocus .json or A1111 styles.csv files in the user styles folder.")
+        return
+    name_width = max(len(style.name) for style in found)
+    pack_width = max(len(style.pack) for style in found)
+    for style in found:
+        click.echo(f"{style.name:<{name_width}}  {style.pack:<{pack_width}}  {style.source}")
+
+
+@styles.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the style as JSON.")
+@click.pass_context
+def show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Print a style's template, negative prompt and settings."""
+    try:
+        style = registry(ctx).get(name)
+    except StyleError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(style.model_dump_json(indent=2))
+        return
+    click.echo(describe(style))
+
+
+def describe(style: Style) -> str:
+    """A style as readable lines: what `styles show` prints."""
+    lines = [
+        f"name:      {style.name}",
+        f"pack:      {style.pack}",
+        f"source:    {style.source}",
+    ]
+    if style.description:
+        lines.append(f"about:     {style.description}")
+    lines += [f"template:  {style.prompt}", f"negative:  {style.negative_prompt or '(none)'}"]
+    for key, value in style.settings.items():
+        if key == "loras":
+            value = ", ".join(f"{lora.source} x{lora.scale:g}" for lora in value)
+        elif key == "models":
+            value = ", ".join(value)
+        lines.append(f"{key + ':':<10} {value}")
+    return "\n".join(lines)
+
+
+COMMANDS: list[click.Command] = [styles]

@@ -1,0 +1,457 @@
+"""The tray host behind `dreamtray run`: a pystray icon with its menu, global hotkeys, and the control channel.
+
+It imports no torch: the icon shows at once and the engine service starts in the background, living as long
+as the tray (quitting stops it). Every callback, from the menu, a hotkey, `dreamtray trigger` or a plugin, is
+guarded: a failure becomes a notification, never the end of the tray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dreamtray import route as desktop_flow
+from dreamtray.desktop import icon_files
+from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_from_config, is_wayland
+from dreamtray.desktop.job_line import JobLine, Placed
+from dreamtray.desktop.notify import notify
+from dreamtray.route import Task
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from dreamtray.app import App
+    from dreamtray.engine.client import Job
+
+log = logging.getLogger("dreamtray.desktop.tray")
+NAME = "dreamtray"
+SNI_DESKTOPS = {"gnome", "unity", "ubuntu", "kde", "budgie", "pantheon"}
+"""Desktops that show only StatusNotifier (AppIndicator) icons, or prefer them to the old XEmbed tray."""
+
+
+class TrayUnavailable(RuntimeError):
+    """No tray icon can be shown here (no desktop, or no backend); the message says what would help."""
+
+
+def choose_backend(environ: dict[str, str] | Any = os.environ) -> None:
+    """Pick pystray's backend before it is imported: a user's PYSTRAY_BACKEND wins; on Linux, AppIndicator
+    on desktops that only show those, else GTK (a real menu) where PyGObject has GTK 3; else pystray's choice."""
+    if environ.get("PYSTRAY_BACKEND") or not sys.platform.startswith(("linux", "freebsd")):
+        return
+    try:
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+    except (ImportError, ValueError):
+        return
+    desktops = {part.strip().lower() for part in environ.get("XDG_CURRENT_DESKTOP", "").split(":")}
+    if desktops & SNI_DESKTOPS or environ.get("XDG_SESSION_TYPE") == "wayland":
+        try:
+            gi.require_version("AyatanaAppIndicator3", "0.1")
+            environ["PYSTRAY_BACKEND"] = "appindicator"
+            return
+        except ValueError:
+            pass
+    environ["PYSTRAY_BACKEND"] = "gtk"
+
+
+def tray_image(state: str, percent: int | None = None) -> Image:
+    """The tray picture for `state`; while busy, a bar along the bottom shows the progress."""
+    from PIL import Image, ImageDraw
+
+    image = Image.open(icon_files.tray_png(state, 64)).convert("RGBA")
+    if state == "busy" and percent is not None:
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((4, 56, 59, 62), fill=(255, 255, 255, 230), outline=(40, 40, 40, 255))
+        if percent > 0:
+            draw.rectangle((5, 57, 5 + round(53 * min(percent, 100) / 100), 61), fill=(46, 160, 67, 255))
+    return image
+
+
+def open_folder(folder: Path) -> None:
+    """Show `folder` in the platform's file manager (argument lists, never a shell)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if sys.platform.startswith("win"):
+        os.startfile(folder)  # type: ignore[attr-defined]
+        return
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    try:
+        process = subprocess.Popen(
+            [opener, str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise RuntimeError(f"{opener} is not installed; the gallery is at {folder}") from None
+    threading.Thread(target=process.wait, daemon=True).start()  # reap it
+
+
+class TrayHost:
+    """The running tray: state shown on the icon, the job line, hotkeys, and the commands it answers."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.state = "idle"
+        self.percent: int | None = None
+        self.detail = ""
+        self.paused = False
+        self.icon: Any = None
+        self.hotkeys: HotkeyListener | None = None
+        self.line: JobLine[Task] = JobLine(self._run)
+        self.last_prompt = desktop_flow.load_last_prompt()
+        self._job: Job | None = None
+        self._told_busy = False
+        self._closing = threading.Event()
+
+    # -- what the user asks for ---------------------------------------------------------------------
+
+    def from_selection(self, action: str, origin: str = "hotkey", wait: bool = False) -> dict[str, Any]:
+        """Make an image from the selected text and hand it to `action`."""
+        from dreamtray.desktop.selection import read_selection
+
+        def prompt() -> str:
+            selection = read_selection()
+            if selection.truncated:
+                notify("The selection was cut", f"Only its first {len(selection.text)} characters are used.")
+            return selection.text
+
+        return self._offer(action, prompt, origin, wait)
+
+    def generate(
+        self, prompt: str, action: str = "clipboard", origin: str = "plugin", wait: bool = False
+    ) -> dict[str, Any]:
+        """Make an image from `prompt` (for plugins and `dreamtray trigger --prompt`)."""
+        return self._offer(action, lambda: prompt, origin, wait)
+
+    def wallpaper_again(self, origin: str = "menu", wait: bool = False) -> dict[str, Any]:
+        """A new wallpaper (a new seed) from the last prompt."""
+        if not self.last_prompt:
+            notify("No prompt yet", "Make an image from a selection first; then a new wallpaper can reuse its text.")
+            return {"ok": False, "message": "There is no last prompt yet: make an image from a selection first."}
+        return self._offer("wallpaper", lambda: self.last_prompt or "", origin, wait)
+
+    def _offer(self, action: str, prompt: Callable[[], str], origin: str, wait: bool) -> dict[str, Any]:
+        if self._closing.is_set():
+            return {"ok": False, "message": "dreamtray is quitting."}
+        actions = self.app.actions()
+        if action not in actions and action != desktop_flow.REFINE_LAST:
+            known = ", ".join(sorted(actions)) or "none (no action plugin is loaded)"
+            return {"ok": False, "message": f"No action called {action!r}. Actions: {known}."}
+        placed = self.line.reserve()
+        if placed is Placed.DROPPED:
+            if not self._told_busy:
+                self._told_busy = True
+                notify(
+                    "Still busy", "An image is being made and another waits: this request was dropped.", urgency="low"
+                )
+            return {
+                "ok": False,
+                "placed": placed.value,
+                "message": "Busy: an image is being made and another waits, so this request was dropped.",
+            }
+        try:
+            text = prompt()
+        except Exception as exc:
+            self.line.cancel_reservation()
+            title, body = desktop_flow.describe_error(exc)
+            notify(title, body, urgency="normal")
+            return {"ok": False, "message": f"{title}: {body}"}
+        self.last_prompt = text
+        desktop_flow.save_last_prompt(text)
+        self._refresh_menu()
+        task = Task(action, text, origin)
+        self.line.put(task)
+        if placed is Placed.WAITING:
+            notify("Queued", "This image starts when the one being made is done.", urgency="low")
+        if wait:
+            task.done.wait()
+            reply = task.report.as_reply() if task.report else {"ok": False, "message": "dreamtray quit first."}
+            return {"placed": placed.value, **reply}
+        return {
+            "ok": True,
+            "placed": placed.value,
+            "message": "Started." if placed is Placed.STARTED else "Queued behind the image being made.",
+        }
+
+    def unload(self) -> dict[str, Any]:
+        if self.app.config.engine.backend == "local" and self.app.local_engine.running() is None:
+            return {"ok": True, "message": "The engine is not running; nothing to unload."}
+        self.app.engine.unload()
+        notify("Model unloaded", "Its memory is free; the next image loads it again.", urgency="low")
+        return {"ok": True, "message": "Model unloaded; its memory is free."}
+
+    # -- the job thread -------------------------------------------------------------------------------
+
+    def _run(self, task: Task) -> None:
+        self._told_busy = False
+        self._show("busy", 0, "starting")
+        task.mark("started")
+
+        def on_job(job: Job) -> None:
+            task.mark("submitted")
+            self._job = job
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("kind") in ("done", "failed", "cancelled"):
+                task.mark("generated")
+            self._on_event(event)
+
+        report = desktop_flow.run_task(self.app, task, on_event=on_event, on_job=on_job)
+        task.mark("ended")
+        log.info("%s job (%s) %s: %s", task.action, task.origin, "done" if report.ok else "failed", task.timings())
+        self._job = None
+        task.report = report
+        if report.ok:
+            self._show("idle", None, f"last image: {report.image.name}" if report.image else "")
+        else:
+            self._show("error", None, report.title)
+        desktop_flow.tell(report)
+        task.done.set()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind == "step" and event.get("total"):
+            percent = round(100 * event["step"] / event["total"])
+            if percent != self.percent:
+                self._show("busy", percent, f"{percent}%")
+        elif kind in ("loading", "download") and event.get("message"):
+            self._show("busy", self.percent, str(event["message"]))
+
+    # -- the icon ---------------------------------------------------------------------------------------
+
+    @property
+    def tooltip(self) -> str:
+        words = {"idle": "ready", "busy": "making an image", "error": "something went wrong"}[self.state]
+        percent = f" {self.percent}%" if self.state == "busy" and self.percent is not None else ""
+        detail = f" ({self.detail})" if self.detail and self.detail != f"{self.percent}%" else ""
+        paused = ", hotkeys paused" if self.paused else ""
+        return f"{NAME}: {words}{percent}{detail}{paused}"
+
+    def _show(self, state: str, percent: int | None, detail: str) -> None:
+        self.state, self.percent, self.detail = state, percent, detail
+        icon = self.icon
+        if icon is None:
+            return
+        try:
+            icon.icon = tray_image(state, percent)
+            self._set_tooltip(self.tooltip)
+        except Exception:
+            log.exception("could not update the tray icon")
+
+    def _set_tooltip(self, text: str) -> None:
+        self.icon.title = text
+        status_icon = getattr(self.icon, "_status_icon", None)  # pystray's gtk backend sets only the title
+        if status_icon is not None:
+            from gi.repository import GLib
+
+            GLib.idle_add(status_icon.set_tooltip_text, text)
+
+    def _refresh_menu(self) -> None:
+        if self.icon is not None:
+            try:
+                self.icon.update_menu()
+            except Exception:
+                log.exception("could not update the tray menu")
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def start_hotkeys(self) -> None:
+        if is_wayland():
+            log.warning(WAYLAND_ADVICE)
+            notify("No global hotkeys on Wayland", WAYLAND_ADVICE)
+            return
+        bindings = bindings_from_config(self.app.config.hotkeys, set(self.app.actions()))
+        for problem in bindings.problems:
+            log.warning(problem)
+        if bindings.problems:
+            notify("Some hotkeys are off", "\n".join(bindings.problems))
+        self.hotkeys = HotkeyListener(bindings.keys, self.press)
+        if not self.paused:
+            self.hotkeys.start()
+
+    def press(self, action: str) -> None:
+        """A hotkey was pressed (pynput's thread): take the selection on a thread of its own."""
+        if self.paused or self._closing.is_set():
+            return
+        self.in_background(lambda: self.from_selection(action, "hotkey"), f"the {action} hotkey")
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if self.hotkeys is not None:
+            self.hotkeys.stop() if paused else self.hotkeys.start()
+        self._show(self.state, self.percent, self.detail)
+        self._refresh_menu()
+
+    def start_engine(self) -> None:
+        """Start the local engine service in the background, so the first image does not wait for it."""
+
+        def start() -> None:
+            if self.app.config.engine.backend == "local":
+                self.app.local_engine.client()
+
+        self.in_background(start, "starting the engine")
+
+    def in_background(self, work: Callable[[], Any], what: str) -> None:
+        threading.Thread(target=self.guarded(work, what), name=f"dreamtray: {what}", daemon=True).start()
+
+    def guarded(self, work: Callable[[], Any], what: str) -> Callable[[], None]:
+        """`work` wrapped so that a failure is logged and shown, never raised into the tray."""
+
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:
+                title, body = desktop_flow.describe_error(exc)
+                log.warning("%s failed: %s: %s", what, title, body)
+                self._show("error", None, title)
+                notify(f"{title} ({what})", body, urgency="critical")
+
+        return run
+
+    def quit(self) -> None:
+        """Stop the icon; `close` then stops everything else on the main thread."""
+        self._closing.set()
+        if self.icon is not None:
+            self.icon.stop()
+
+    def close(self) -> None:
+        """Stop hotkeys, the running job, the job thread and the engine this tray started."""
+        self._closing.set()
+        if self.hotkeys is not None:
+            self.hotkeys.stop()
+        job = self._job
+        if job is not None:
+            try:
+                job.cancel()
+            except Exception:
+                log.warning("could not cancel the running job", exc_info=True)
+        self.line.close()
+        if self.app.config.engine.backend == "local":
+            try:
+                self.app.local_engine.stop()
+            except Exception:
+                log.warning("could not stop the engine", exc_info=True)
+            self.app.local_engine.close()
+
+    # -- the control channel (`dreamtray trigger`) -------------------------------------------------------
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        command = str(message.get("action", ""))
+        wait = bool(message.get("wait"))
+        if command == "status":
+            return {"ok": True, **self.status()}
+        if command == "quit":
+            threading.Thread(target=self.quit, daemon=True).start()
+            return {"ok": True, "message": "dreamtray is quitting."}
+        if command == "unload":
+            return self.unload()
+        if command in ("pause", "resume"):
+            self.set_paused(command == "pause")
+            return {"ok": True, "message": "Hotkeys paused." if self.paused else "Hotkeys on."}
+        if command == "wallpaper-again":
+            return self.wallpaper_again("trigger", wait)
+        if not command:
+            return {"ok": False, "message": "No action given."}
+        if isinstance(message.get("prompt"), str):
+            return self.generate(message["prompt"], command, "trigger", wait)
+        return self.from_selection(command, "trigger", wait)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "state": self.state,
+            "percent": self.percent,
+            "tooltip": self.tooltip,
+            "pending": self.line.pending,
+            "paused": self.paused,
+            "hotkeys": dict(self.hotkeys.keys) if self.hotkeys else {},
+            "hotkeys_listening": bool(self.hotkeys and self.hotkeys.running),
+            "backend": type(self.icon).__module__ if self.icon is not None else None,
+            "visible": bool(self.icon is not None and self.icon.visible),
+            "torch_imported": "torch" in sys.modules,
+            "last_prompt": self.last_prompt,
+        }
+
+
+def run_tray(app: App) -> None:
+    """Run the tray until Quit (or SIGTERM/SIGINT). Raises instance.AlreadyRunning when one runs already."""
+    from dreamtray.desktop.control import ControlServer, SingleInstance
+
+    lock = SingleInstance()
+    lock.acquire()
+    host = TrayHost(app)
+    control = ControlServer(host.handle)
+    try:
+        choose_backend()
+        try:
+            import pystray
+        except Exception as exc:  # pystray raises ImportError, or others from a half-working GTK
+            raise TrayUnavailable(
+                f"The tray icon cannot be shown here ({exc}). `dreamtray run` needs a desktop session "
+                "(DISPLAY or WAYLAND_DISPLAY); without one, use `dreamtray generate`."
+            ) from None
+
+        from dreamtray.desktop.menu import build_menu
+
+        _name_the_program()
+        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME, menu=build_menu(host))
+        control.start()
+        _quit_on_signals(host)
+
+        def setup(icon: Any) -> None:
+            icon.visible = True
+            host._set_tooltip(host.tooltip)
+            _catch_signals_in_gtk(host)
+            host.guarded(host.start_hotkeys, "starting the hotkeys")()
+            host.start_engine()
+            for problem in app.loaded_config.problems:
+                log.warning(problem)
+            if app.loaded_config.problems:
+                notify("Some settings were not used", "\n".join(app.loaded_config.problems))
+
+        host.icon.run(setup)
+    finally:
+        control.stop()
+        host.close()
+        lock.release()
+
+
+def _name_the_program() -> None:
+    """Let the tray and the window manager call the icon's window 'dreamtray' (GTK takes it from argv[0])."""
+    if os.environ.get("PYSTRAY_BACKEND") in ("gtk", "appindicator"):
+        from gi.repository import GLib
+
+        GLib.set_prgname(NAME)
+        GLib.set_application_name(NAME)
+
+
+def _quit_on_signals(host: TrayHost) -> None:
+    import signal
+
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: host.quit())
+
+
+def _catch_signals_in_gtk(host: TrayHost) -> None:
+    """GTK's main loop runs no Python signal handler (and pystray resets SIGINT): let GLib catch them."""
+    if getattr(host.icon, "_loop", None) is None or not hasattr(os, "getuid"):
+        return
+    import signal
+
+    from gi.repository import GLib
+
+    def on_signal() -> bool:
+        host.quit()
+        return GLib.SOURCE_REMOVE
+
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        GLib.unix_signal_add(GLib.PRIORITY_HIGH, number, on_signal)

@@ -1,0 +1,119 @@
+"""What stands in front of an engine service that other machines reach: a rate limit per token, and a log.
+
+The rate limit counts requests per token (the `limits` library, moving window, in memory); requests without
+the right token are counted per client address instead, so guessing tokens is slowed down too. An answer
+over the limit is 429 with `Retry-After`. The request log holds method, path, status and time: never a
+header (so never a token) and never a body (so never a prompt).
+A body that declares a length over the limit is refused here at once, with the API's JSON error; a body
+sent without a length is counted by FastAPI's own limit (`FastAPI(max_body_size=...)`, set in `create_app`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import secrets
+import time
+
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("dreamtray.serve")
+
+
+class RateLimit:
+    """ASGI middleware: at most `per_minute` requests a minute for each token (or client without one)."""
+
+    def __init__(self, app: ASGIApp, token: str, per_minute: int):
+        self.app, self.per_minute = app, per_minute
+        self.expected = f"Bearer {token}".encode()
+        self.item = RateLimitItemPerMinute(per_minute)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def key(self, scope: Scope) -> str:
+        given = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        if given and secrets.compare_digest(given, self.expected):
+            return "token:" + hashlib.sha256(given).hexdigest()[:16]
+        client = scope.get("client") or ("unknown", 0)
+        return f"client:{client[0]}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.limiter.hit(self.item, self.key(scope)):
+            await self.app(scope, receive, send)
+            return
+        reset = self.limiter.get_window_stats(self.item, self.key(scope)).reset_time
+        wait = max(1, math.ceil(reset - time.time()))
+        message = f"Too many requests: at most {self.per_minute} a minute; try again in {wait} s."
+        await _send_error(send, 429, message, "rate_limit_error", ((b"retry-after", str(wait).encode()),))
+
+
+class DeclaredBodyLimit:
+    """ASGI middleware: 413, in the API's error shape, for a request whose Content-Length is over the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = dict(scope.get("headers") or ()).get(b"content-length", b"") if scope["type"] == "http" else b""
+        if not (length.isdigit() and int(length) > self.max_bytes):
+            await self.app(scope, receive, send)
+            return
+        from dreamtray.engine.server.service import too_large_message
+
+        await _send_error(send, 413, too_large_message(self.max_bytes), "invalid_request_error")
+
+
+async def _send_error(
+    send: Send, status: int, message: str, kind: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = json.dumps({"error": {"message": message, "type": kind}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestLog:
+    """ASGI middleware: one log line per request, with no header, query string or body in it."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            client = (scope.get("client") or ("-", 0))[0]
+            elapsed = (time.perf_counter() - started) * 1000
+            log.info("%s %s %s -> %d in %.0f ms", client, scope["method"], scope["path"], status, elapsed)
+
+
+def guarded(app: ASGIApp, token: str, per_minute: int, max_body_bytes: int) -> ASGIApp:
+    """`app` behind the request log, the declared-size check and (`per_minute` above 0) the rate limit."""
+    app = DeclaredBodyLimit(app, max_body_bytes)
+    if per_minute > 0:
+        app = RateLimit(app, token, per_minute)
+    return RequestLog(app)

@@ -1,0 +1,236 @@
+"""What the machine can do, and the pure decision of how to run a model on it.
+
+`probe_machine()` reads the hardware (it imports torch, so only the engine and `doctor` call it).
+`decide()` and `choose_auto_preset()` are pure functions of a `Machine` and a `Preset`: the same inputs
+give the same plan, which is what the decision-table tests check on simulated machines.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from dreamtray.engine.presets import PRESETS, Preset
+
+MARGIN_GB = 0.5
+"""Head-room kept free on the device for the allocator, the desktop and fragmentation."""
+SEQUENTIAL_FLOOR_GB = 1.0
+"""Sequential offload still keeps one block's weights and buffers on the device."""
+MPS_USABLE_SHARE = 0.65
+"""Apple silicon shares RAM with the GPU; this share of it is taken as usable by the model."""
+ROOMY_GB = 8.0
+"""Spare device memory beyond which VAE tiling waits until 4x the native pixel count."""
+
+
+class Policy(str, Enum):
+    """Where the model's weights live while it generates, from fastest to most frugal."""
+
+    GPU = "gpu"
+    MODEL_OFFLOAD = "model_offload"
+    SEQUENTIAL_OFFLOAD = "sequential_offload"
+    CPU = "cpu"
+
+
+STEP_DOWN = {
+    Policy.GPU: Policy.MODEL_OFFLOAD,
+    Policy.MODEL_OFFLOAD: Policy.SEQUENTIAL_OFFLOAD,
+    Policy.SEQUENTIAL_OFFLOAD: Policy.CPU,
+}
+
+
+class InsufficientMemory(RuntimeError):
+    """No policy fits the model into this machine."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    total_gb: float
+    free_gb: float
+    bf16: bool
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The facts the decision needs; probed for real, or written out by hand in tests."""
+
+    gpus: tuple[Gpu, ...] = ()
+    mps: bool = False
+    cpu_cores: int = 1
+    ram_gb: float = 8.0
+    ram_free_gb: float = 8.0
+    cpu_bf16: bool = False
+    """The CPU computes bf16 natively (AMX or AVX512-BF16)."""
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Choices from the config that win over the automatic decision; None keeps the automatic one."""
+
+    device: str | None = None
+    dtype: str | None = None
+    policy: Policy | None = None
+    vae_tiling: bool | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a preset runs on a machine, with the reasons in words for `doctor`."""
+
+    device: str
+    dtype: str
+    policy: Policy
+    vae_tiling_above: int
+    """Images with more pixels than this decode with VAE tiling; 0 means always tile."""
+    attention_slicing: bool = False
+    autocast: str | None = None
+    """Run the pipeline under torch.autocast to this dtype (weights stay in `dtype`)."""
+    channels_last: bool = False
+    """Keep the UNet and VAE in channels-last memory format."""
+    reasons: tuple[str, ...] = field(default=())
+
+    def stepped_down(self) -> Plan | None:
+        """The next more frugal plan, used after an out-of-memory error; None when there is none."""
+        lower = STEP_DOWN.get(self.policy)
+        if lower is None:
+            return None
+        device, dtype = (self.device, self.dtype) if lower is not Policy.CPU else ("cpu", "float32")
+        return replace(
+            self,
+            policy=lower,
+            device=device,
+            dtype=dtype,
+            autocast=None,
+            vae_tiling_above=0,
+            reasons=self.reasons + (f"stepped down to {lower.value} after running out of memory",),
+        )
+
+    def tiles(self, width: int, height: int) -> bool:
+        return width * height > self.vae_tiling_above
+
+
+def _fits(free_gb: float, need_gb: float) -> bool:
+    return free_gb >= need_gb + MARGIN_GB
+
+
+def _cpu_plan(machine: Machine, preset: Preset, why: str) -> Plan:
+    need = preset.weights_gb * 2 + preset.activation_gb  # fp32 on the CPU
+    if machine.ram_gb < need:
+        raise InsufficientMemory(
+            f"{preset.name} needs about {need:.0f} GB of RAM on the CPU and this machine has "
+            f"{machine.ram_gb:.0f} GB; choose a smaller model (sd-turbo) or a machine with a GPU"
+        )
+    if machine.cpu_bf16:
+        # Measured on a 2-core AMX CPU (bench/shapes.py, SD-Turbo shape): bf16 autocast 1.3-2.2x and
+        # channels_last 1.1-3x faster. Weights stay fp32: a bf16 text encoder was 10x slower there.
+        why += "; the CPU has bf16 units: bf16 autocast and channels-last"
+        return Plan(
+            "cpu", "float32", Policy.CPU, preset.native_pixels, autocast="bfloat16", channels_last=True, reasons=(why,)
+        )
+    return Plan("cpu", "float32", Policy.CPU, preset.native_pixels, reasons=(why,))
+
+
+def _gpu_policy(free_gb: float, preset: Preset) -> Policy | None:
+    if _fits(free_gb, preset.weights_gb + preset.activation_gb):
+        return Policy.GPU
+    if _fits(free_gb, preset.largest_part_gb + preset.activation_gb):
+        return Policy.MODEL_OFFLOAD
+    if _fits(free_gb, SEQUENTIAL_FLOOR_GB + preset.activation_gb):
+        return Policy.SEQUENTIAL_OFFLOAD
+    return None
+
+
+def _automatic(machine: Machine, preset: Preset) -> Plan:
+    if machine.gpus:
+        gpu = max(machine.gpus, key=lambda g: g.free_gb)
+        policy = _gpu_policy(gpu.free_gb, preset)
+        if policy is None:
+            return _cpu_plan(machine, preset, f"{gpu.name} has {gpu.free_gb:.1f} GB free, too little even for offload")
+        dtype = "bfloat16" if gpu.bf16 else "float16"
+        spare = gpu.free_gb - preset.weights_gb - preset.activation_gb
+        roomy = policy is Policy.GPU and spare >= ROOMY_GB
+        why = f"{gpu.name}: {gpu.free_gb:.1f} of {gpu.total_gb:.1f} GB free -> {policy.value} in {dtype}"
+        return Plan(f"cuda:{gpu.index}", dtype, policy, preset.native_pixels * (4 if roomy else 1), reasons=(why,))
+    if machine.mps:
+        usable = machine.ram_gb * MPS_USABLE_SHARE
+        if _fits(usable, preset.weights_gb + preset.activation_gb):
+            why = f"Apple GPU (MPS) sharing {machine.ram_gb:.0f} GB of RAM -> whole model in float16"
+            return Plan(
+                "mps",
+                "float16",
+                Policy.GPU,
+                preset.native_pixels,
+                attention_slicing=machine.ram_gb < 64,
+                reasons=(why,),
+            )
+        return _cpu_plan(machine, preset, f"{preset.name} does not fit the Apple GPU's share of RAM")
+    return _cpu_plan(machine, preset, f"no GPU: CPU with {machine.cpu_cores} cores in float32")
+
+
+def decide(machine: Machine, preset: Preset, overrides: Overrides = Overrides()) -> Plan:
+    """The plan for running `preset` on `machine`, with the config's overrides applied last."""
+    plan = _automatic(machine, preset)
+    changes: dict[str, object] = {}
+    notes = []
+    if overrides.policy is not None and overrides.policy is not plan.policy:
+        changes["policy"] = overrides.policy
+        if overrides.policy is Policy.CPU:
+            changes.update(device="cpu", dtype="float32")
+        notes.append(f"memory policy {overrides.policy.value} set in the config")
+    if overrides.device is not None:
+        changes["device"] = overrides.device
+        notes.append(f"device {overrides.device} set in the config")
+    if overrides.dtype is not None:
+        changes.update(dtype=overrides.dtype, autocast=None)
+        notes.append(f"dtype {overrides.dtype} set in the config")
+    if overrides.vae_tiling is not None:
+        changes["vae_tiling_above"] = 0 if overrides.vae_tiling else 2**62
+        notes.append(f"VAE tiling {'always' if overrides.vae_tiling else 'never'}, set in the config")
+    if not changes:
+        return plan
+    return replace(plan, **changes, reasons=plan.reasons + tuple(notes))
+
+
+AUTO_ORDER = ("flux-schnell", "sdxl-turbo", "sd-turbo")
+
+
+def choose_auto_preset(machine: Machine) -> Preset:
+    """The best preset this machine runs at a usable speed: whole or model-offloaded on a GPU."""
+    for name in AUTO_ORDER:
+        preset = PRESETS[name]
+        if machine.gpus:
+            free = max(g.free_gb for g in machine.gpus)
+            if free >= preset.min_vram_gb and _gpu_policy(free, preset) in (Policy.GPU, Policy.MODEL_OFFLOAD):
+                return preset
+        elif machine.mps:
+            usable = machine.ram_gb * MPS_USABLE_SHARE
+            if usable >= preset.min_vram_gb and _fits(usable, preset.weights_gb + preset.activation_gb):
+                return preset
+    return PRESETS["sd-turbo"]
+
+
+def probe_machine() -> Machine:
+    """Read this machine's GPUs, RAM and cores (imports torch)."""
+    import psutil
+    import torch
+
+    gpus = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            major, _ = torch.cuda.get_device_capability(index)
+            gpus.append(Gpu(torch.cuda.get_device_name(index), total / 2**30, free / 2**30, major >= 8, index))
+    memory = psutil.virtual_memory()
+    cpu = getattr(torch, "cpu", None)
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    cpu_bf16 = any(getattr(cpu, probe, lambda: False)() for probe in probes)
+    return Machine(
+        gpus=tuple(gpus),
+        mps=bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        ram_gb=memory.total / 2**30,
+        ram_free_gb=memory.available / 2**30,
+        cpu_bf16=cpu_bf16,
+    )

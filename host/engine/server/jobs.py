@@ -1,0 +1,173 @@
+"""The service's job queue: a bounded queue in front of one worker process, one job on the device at a time.
+
+A dispatcher thread feeds the worker and records each job's events; readers wait on a job's condition.
+A worker that dies fails the job it was running with a clear message, and the next job starts a new one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from dreamtray.engine.server.worker import WorkerProcess, WorkerSettings
+from dreamtray.request import Request
+
+FINISHED = ("done", "failed", "cancelled")
+KEEP_FINISHED = 64
+
+
+class QueueFull(RuntimeError):
+    """More jobs are waiting than the queue holds."""
+
+
+@dataclass
+class Job:
+    request: Request
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    status: str = "queued"
+    events: list[dict[str, Any]] = field(default_factory=list)
+    result_json: str | None = None
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def finish(self, status: str, *, result_json: str | None = None, error: str | None = None) -> None:
+        with self.changed:
+            if self.status in FINISHED:
+                return
+            self.status, self.result_json, self.error = status, result_json, error
+            self.events.append({"kind": status, **({"message": error} if error else {})})
+            self.changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> tuple[list[dict[str, Any]], bool]:
+        """Events after the first `seen`, waiting up to `timeout` for some; and whether the job is over."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.events) > seen or self.status in FINISHED, timeout)
+            return self.events[seen:], self.status in FINISHED
+
+    def summary(self) -> dict[str, Any]:
+        progress = next((e for e in reversed(self.events) if e.get("kind") == "step"), None)
+        return {
+            "id": self.id,
+            "status": self.status,
+            "error": self.error,
+            "progress": progress,
+            "created": self.created,
+        }
+
+
+class JobManager:
+    """Accepts jobs, runs them one by one on the worker, and keeps recent ones for their results."""
+
+    def __init__(self, settings: WorkerSettings, max_queue: int = 8):
+        self.settings = settings
+        self.pending: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.worker: WorkerProcess | None = None
+        self.loaded_model: str | None = None
+        self.running: Job | None = None
+        self.last_activity = time.monotonic()
+        self.device_lock = threading.Lock()
+        self.thread = threading.Thread(target=self._dispatch, name="dreamtray-dispatch", daemon=True)
+        self.thread.start()
+
+    def submit(self, request: Request) -> Job:
+        job = Job(request)
+        try:
+            self.pending.put_nowait(job)
+        except queue.Full:
+            raise QueueFull(f"{self.pending.maxsize} jobs are already waiting; try again when one is done") from None
+        self.jobs[job.id] = job
+        while len(self.jobs) > KEEP_FINISHED + self.pending.maxsize:
+            oldest = next(iter(self.jobs.values()))
+            if oldest.status not in FINISHED:
+                break
+            self.jobs.popitem(last=False)
+        self.last_activity = time.monotonic()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def cancel(self, job: Job) -> None:
+        if job.status == "queued":
+            job.finish("cancelled", error="Cancelled before it started.")
+        elif job.status == "running" and self.worker is not None:
+            self.worker.cancel.set()
+
+    def waiting(self) -> int:
+        return self.pending.qsize()
+
+    def unload(self) -> None:
+        """Stop the worker (after the running job), which returns all of the model's memory."""
+        with self.device_lock:
+            self._stop_worker()
+
+    def shutdown(self) -> None:
+        self.pending.put(None)
+        self.unload()
+
+    def busy(self) -> bool:
+        return self.running is not None or self.pending.qsize() > 0
+
+    def _stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        self.worker, self.loaded_model = None, None
+
+    def _dispatch(self) -> None:
+        while (job := self.pending.get()) is not None:
+            if job.status != "queued":
+                continue
+            with self.device_lock:
+                self.running = job
+                job.status = "running"
+                try:
+                    self._run(job, retry_on_idle_exit=True)
+                finally:
+                    self.running = None
+                    self.last_activity = time.monotonic()
+
+    def _run(self, job: Job, retry_on_idle_exit: bool) -> None:
+        if self.worker is None or not self.worker.alive():
+            self.worker, self.loaded_model = WorkerProcess(self.settings), None
+        worker = self.worker
+        try:
+            worker.conn.send(("generate", job.id, job.request.model_dump_json()))
+            while True:
+                message = worker.conn.recv()
+                kind, _, *payload = message
+                if kind == "event":
+                    self._note(payload[0])
+                    job.add_event(payload[0])
+                elif kind == "result":
+                    job.finish("done", result_json=payload[0])
+                    return
+                elif kind == "error":
+                    job.finish(payload[0], error=payload[1])
+                    return
+        except (EOFError, OSError):
+            reason = worker.exit_reason()
+            self.worker, self.loaded_model = None, None
+            if retry_on_idle_exit and not job.events and reason.endswith("code 0"):
+                self._run(job, retry_on_idle_exit=False)  # it had just retired for being idle
+                return
+            job.finish(
+                "failed",
+                error=f"The engine's worker process stopped while generating ({reason}). "
+                "Nothing else is lost; the next request starts a new worker.",
+            )
+
+    def _note(self, event: dict[str, Any]) -> None:
+        if event.get("kind") == "loading":
+            self.loaded_model = event.get("model")

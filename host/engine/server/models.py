@@ -1,0 +1,223 @@
+"""Where a model comes from, and loading it: presets from the hub, local diffusers folders, single files.
+
+`resolve_model()` is cheap and torch-free: it turns what the user wrote into a `ModelSource` and refuses
+pickle checkpoints unless allowed. `load_pipeline()` imports diffusers and does the work, reusing the
+standard Hugging Face cache and announcing a download's size and destination before it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from dreamtray.engine.presets import PRESETS, Preset
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+SINGLE_FILE_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
+
+LOCAL_DEFAULTS = Preset(
+    name="local",
+    hub_id=None,
+    pipeline="StableDiffusionPipeline",
+    native_size=512,
+    steps=25,
+    guidance=7.0,
+    scheduler="",
+    size_multiple=8,
+    weights_gb=2.6,
+    largest_part_gb=1.7,
+    activation_gb=1.0,
+    description="A model from a local folder or file, run with general Stable Diffusion settings.",
+)
+"""Settings for models that are no preset; native size is read from the model once it is loaded."""
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be found, trusted or loaded; the message tells the user the way on."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: what it is called in metadata, where it lives, and its default settings."""
+
+    name: str
+    kind: Literal["hub", "folder", "single_file", "tiny"]
+    location: str
+    preset: Preset
+    config: str | None = None
+    """For single files: a diffusers folder or hub id holding the component configs (optional)."""
+
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def resolve_model(spec: str, *, allow_pickle: bool = False, single_file_config: str | None = None) -> ModelSource:
+    """Turn a preset name, hub id, folder or file path into a ModelSource (no loading yet)."""
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        kind = "tiny" if preset.hub_id is None else "hub"
+        return ModelSource(spec, kind, preset.hub_id or spec, preset)
+    path = Path(os.path.expanduser(spec))
+    if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
+        if not path.is_file():
+            raise ModelError(f"No model file at {path}.")
+        if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+            raise ModelError(
+                f"{path.name} is a pickle checkpoint, and loading one can run code hidden in it. "
+                "Use a .safetensors file instead, or, if you trust its source, set engine.allow_pickle = true."
+            )
+        return ModelSource(path.stem, "single_file", str(path.resolve()), LOCAL_DEFAULTS, single_file_config)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelError(f"{path} is not a diffusers model folder (it has no model_index.json).")
+        return ModelSource(path.name, "folder", str(path.resolve()), _folder_preset(path))
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return ModelSource(spec, "hub", spec, LOCAL_DEFAULTS)
+    known = ", ".join(PRESETS)
+    raise ModelError(
+        f"Unknown model {spec!r}: use a preset ({known}, auto), a hub id, a folder or a .safetensors file."
+    )
+
+
+def _folder_preset(folder: Path) -> Preset:
+    pipeline = json.loads((folder / "model_index.json").read_text()).get("_class_name", "StableDiffusionPipeline")
+    return replace(LOCAL_DEFAULTS, pipeline=pipeline)
+
+
+def pipeline_class(name: str):
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None:
+        raise ModelError(f"This version of diffusers has no {name}; upgrade diffusers to run this model.")
+    return cls
+
+
+def load_pipeline(source: ModelSource, dtype: str, cache_dir: Path, emit: Emit):
+    """Load the pipeline for `source` in `dtype` on the CPU; placement on a device is the runner's job."""
+    import torch
+
+    torch_dtype = getattr(torch, dtype)
+    if source.kind == "tiny":
+        from dreamtray.engine.server.tiny import ensure_tiny_folder
+
+        folder = ensure_tiny_folder(cache_dir)
+        return pipeline_class("StableDiffusionPipeline").from_pretrained(
+            folder, dtype=torch_dtype, local_files_only=True
+        )
+    if source.kind == "folder":
+        return pipeline_class(source.preset.pipeline).from_pretrained(
+            source.location, dtype=torch_dtype, local_files_only=True
+        )
+    if source.kind == "single_file":
+        return _load_single_file(source, torch_dtype)
+    folder = ensure_downloaded(source, emit)
+    return pipeline_class(source.preset.pipeline).from_pretrained(
+        folder, dtype=torch_dtype, variant=_variant_in(folder, source.preset.variant), local_files_only=True
+    )
+
+
+def _variant_in(folder: str, variant: str | None) -> str | None:
+    if variant and any(Path(folder).rglob(f"*.{variant}.safetensors")):
+        return variant
+    return None
+
+
+def single_file_pipeline_name(path: str) -> str:
+    """Which pipeline a single-file checkpoint is for, read from its tensor names."""
+    if not path.endswith(".safetensors"):
+        return "StableDiffusionPipeline"
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as checkpoint:
+        keys = list(checkpoint.keys())
+    if any(key.startswith("conditioner.embedders.1") for key in keys):
+        return "StableDiffusionXLPipeline"
+    if any("double_blocks." in key for key in keys):
+        return "FluxPipeline"
+    return "StableDiffusionPipeline"
+
+
+def _load_single_file(source: ModelSource, torch_dtype):
+    cls = pipeline_class(single_file_pipeline_name(source.location))
+    kwargs = {"dtype": torch_dtype}
+    if source.config:
+        kwargs.update(config=source.config, local_files_only=os.path.isdir(source.config))
+    try:
+        return cls.from_single_file(source.location, **kwargs)
+    except OSError as exc:
+        raise ModelError(
+            f"Could not load {Path(source.location).name}: diffusers needs the model's configuration files "
+            f"from the Hugging Face hub or its cache ({exc}). Connect once, or set engine.single_file_config "
+            "to a local diffusers folder of the same architecture."
+        ) from exc
+
+
+def ensure_downloaded(source: ModelSource, emit: Emit) -> str:
+    """The local snapshot folder of a hub model: the cached one, or a fresh download with progress."""
+    from huggingface_hub import constants, snapshot_download
+
+    patterns = _download_patterns(source.preset.variant)
+    try:
+        return snapshot_download(source.location, allow_patterns=patterns, local_files_only=True)
+    except Exception:
+        pass  # not cached yet (or only in part): download below
+    size = _download_size(source, patterns)
+    emit(
+        {
+            "kind": "download",
+            "message": f"Downloading {source.name} ({size / 1e9:.1f} GB) into {constants.HF_HUB_CACHE}",
+            "total": size,
+        }
+    )
+    try:
+        return snapshot_download(source.location, allow_patterns=patterns, tqdm_class=_progress_tqdm(emit, size))
+    except Exception as exc:
+        raise _unreachable(source, exc) from exc
+
+
+def _download_patterns(variant: str | None) -> list[str]:
+    weights = [f"*.{variant}.safetensors"] if variant else ["*.safetensors"]
+    return ["*.json", "*.txt", "tokenizer*/*", *weights]
+
+
+def _download_size(source: ModelSource, patterns: list[str]) -> int:
+    from fnmatch import fnmatch
+
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(source.location, files_metadata=True)
+    except Exception as exc:
+        raise _unreachable(source, exc) from exc
+    files = info.siblings or []
+    chosen = [
+        f for f in files if any(fnmatch(f.rfilename, p) or fnmatch(f.rfilename.split("/")[-1], p) for p in patterns)
+    ]
+    return sum(f.size or 0 for f in chosen)
+
+
+def _unreachable(source: ModelSource, exc: Exception) -> ModelError:
+    return ModelError(
+        f"Cannot download {source.name} from the Hugging Face hub ({type(exc).__name__}: {exc}). "
+        "Two ways on: a model you already have (--model /path/to/folder or /path/to/model.safetensors), "
+        "or the offline plumbing check (--model tiny)."
+    )
+
+
+def _progress_tqdm(emit: Emit, total: int):
+    """A tqdm class that forwards byte progress of a download to `emit`."""
+    from tqdm.auto import tqdm
+
+    class Progress(tqdm):
+        def update(self, n=1):
+            result = super().update(n)
+            if self.unit == "B":
+                emit({"kind": "download", "done": int(self.n), "total": total})
+            return result
+
+    return Progress

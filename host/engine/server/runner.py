@@ -1,0 +1,364 @@
+"""The diffusers side of the engine: keep one pipeline loaded and turn requests into PNGs.
+
+Transport-free: the worker process, the Ray deployment and the benchmarks all drive a `Runner` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
+from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
+from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
+from dreamtray.request import Request, Result
+
+MAX_PIXELS_OVER_NATIVE = 16
+
+
+class JobCancelled(Exception):
+    """Raised inside the denoising loop when the job was cancelled; the half-done image is discarded."""
+
+
+class GenerationError(RuntimeError):
+    """A job that failed for a reason the user can act on."""
+
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Loaded:
+    source: ModelSource
+    plan: Plan
+    pipe: Any
+    img2img: Any = None
+    loras: tuple = ()
+    native_size: int = 512
+    default_scheduler: Any = None
+
+
+@dataclass
+class Runner:
+    """Owns at most one loaded pipeline and generates with it, one request at a time."""
+
+    cache_dir: Path
+    default_model: str = AUTO
+    overrides: Overrides = field(default_factory=Overrides)
+    allow_pickle: bool = False
+    single_file_config: str | None = None
+    machine: Machine | None = None
+    loaded: Loaded | None = None
+    load_count: int = 0
+
+    def resolve(self, spec: str | None) -> ModelSource:
+        spec = spec or self.default_model
+        if spec == AUTO:
+            spec = choose_auto_preset(self._machine()).name
+        return resolve_model(spec, allow_pickle=self.allow_pickle, single_file_config=self.single_file_config)
+
+    def _machine(self) -> Machine:
+        if self.machine is None:
+            self.machine = probe_machine()
+        return self.machine
+
+    def ensure_loaded(self, spec: str | None, emit: Emit = lambda event: None) -> Loaded:
+        source = self.resolve(spec)
+        if self.loaded and self.loaded.source == source:
+            return self.loaded
+        self.unload()
+        plan = decide(self._machine(), source.preset, self.overrides)
+        emit(
+            {
+                "kind": "loading",
+                "model": source.name,
+                "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})",
+            }
+        )
+        pipe = load_pipeline(source, plan.dtype, self.cache_dir, emit)
+        pipe.set_progress_bar_config(disable=True)
+        _place(pipe, plan)
+        if source.kind == "hub" or not hasattr(pipe, "unet"):
+            native = source.preset.native_size
+        else:
+            native = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+        default_scheduler = pipe.scheduler
+        if source.preset.scheduler:
+            default_scheduler = scheduler_for(pipe.scheduler, source.preset.scheduler)
+        self.loaded = Loaded(source, plan, pipe, native_size=native, default_scheduler=default_scheduler)
+        self.load_count += 1
+        return self.loaded
+
+    def unload(self) -> None:
+        """Drop the pipeline and give its memory back to the device."""
+        if self.loaded is None:
+            return
+        self.loaded = None
+        _free_memory()
+
+    def generate(
+        self, request: Request, emit: Emit = lambda event: None, cancelled: Callable[[], bool] = lambda: False
+    ) -> Result:
+        started = time.perf_counter()
+        request = request.with_seed()
+        loaded = self.ensure_loaded(request.model, emit)
+        warnings: list[str] = []
+        request = self._settle(request, loaded, warnings)
+        try:
+            images = self._run(request, loaded, emit, cancelled)
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            images = self._retry_lower(request, loaded, emit, cancelled, warnings)
+        return Result(
+            request=request,
+            images=[_png(image) for image in images],
+            seeds=[request.seed + i for i in range(request.count)],
+            model=loaded.source.name,
+            sampler=request.sampler or sampler_name(loaded.default_scheduler),
+            warnings=warnings,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _retry_lower(self, request, loaded: Loaded, emit: Emit, cancelled, warnings: list[str]):
+        _free_memory()
+        lower = loaded.plan.stepped_down()
+        if lower is None:
+            raise GenerationError(
+                f"Out of memory running {loaded.source.name} even on the CPU: try a smaller size or a smaller model."
+            )
+        message = f"Ran out of memory; retrying with {lower.policy.value.replace('_', ' ')}."
+        warnings.append(message)
+        emit({"kind": "warning", "message": message})
+        _place(loaded.pipe, lower)
+        loaded.plan = lower
+        loaded.img2img = None
+        try:
+            return self._run(request, loaded, emit, cancelled)
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                _free_memory()
+                raise GenerationError(
+                    f"Out of memory running {loaded.source.name} at {request.width}x{request.height}, also with "
+                    f"{lower.policy.value.replace('_', ' ')}: try a smaller size, fewer images, or a smaller model."
+                ) from exc
+            raise
+
+    def _settle(self, request: Request, loaded: Loaded, warnings: list[str]) -> Request:
+        """Fill in the preset's defaults, snap the size, and cut a prompt longer than the text window."""
+        preset = loaded.source.preset
+        width, height = snap_size(request, loaded.native_size, preset.size_multiple)
+        prompt = request.prompt
+        tokenizer = getattr(loaded.pipe, "tokenizer", None)
+        if tokenizer is not None:
+            prompt, cut = fit_prompt(prompt, tokenizer)
+            if cut:
+                warnings.append(
+                    f"The prompt is longer than the text encoder reads ({tokenizer.model_max_length} tokens); "
+                    f"it was cut to: {prompt!r}"
+                )
+        return request.model_copy(
+            update={
+                "prompt": prompt,
+                "width": width,
+                "height": height,
+                "steps": request.steps or preset.steps,
+                "guidance": preset.guidance if request.guidance is None else request.guidance,
+                "model": loaded.source.name,
+            }
+        )
+
+    def _pipeline_for(self, request: Request, loaded: Loaded):
+        self._apply_loras(request, loaded)
+        pipe = loaded.pipe
+        if request.init_image is not None:
+            if loaded.img2img is None:
+                from diffusers import AutoPipelineForImage2Image
+
+                loaded.img2img = AutoPipelineForImage2Image.from_pipe(pipe)
+                loaded.img2img.set_progress_bar_config(disable=True)
+            pipe = loaded.img2img
+        pipe.scheduler = scheduler_for(loaded.default_scheduler, request.sampler)
+        return pipe
+
+    def _apply_loras(self, request: Request, loaded: Loaded) -> None:
+        wanted = tuple((lora.source, lora.scale) for lora in request.loras)
+        if wanted == loaded.loras:
+            return
+        pipe = loaded.pipe
+        if loaded.loras:
+            pipe.unload_lora_weights()
+        loaded.loras = ()
+        names = []
+        for index, (source, _) in enumerate(wanted):
+            try:
+                pipe.load_lora_weights(source, adapter_name=f"lora{index}")
+            except Exception as exc:
+                raise GenerationError(f"Could not load LoRA {source}: {exc}") from exc
+            names.append(f"lora{index}")
+        if names:
+            pipe.set_adapters(names, adapter_weights=[scale for _, scale in wanted])
+        loaded.loras = wanted
+
+    def _run(self, request: Request, loaded: Loaded, emit: Emit, cancelled: Callable[[], bool]):
+        import torch
+
+        pipe = self._pipeline_for(request, loaded)
+        steps = request.steps
+        kwargs: dict[str, Any] = {}
+        if request.init_image is not None:
+            from PIL import Image
+
+            kwargs["image"] = (
+                Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((request.width, request.height))
+            )
+            kwargs["strength"] = request.strength
+            steps = max(steps, math.ceil(1 / request.strength))
+            total = max(1, int(steps * request.strength))
+        else:
+            kwargs.update(width=request.width, height=request.height)
+            total = steps
+        vae = pipe.vae
+        if loaded.plan.tiles(request.width, request.height):
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+        done, overall = 0, total * request.count
+
+        def on_step_end(pipeline, step, timestep, callback_kwargs):
+            nonlocal done
+            done += 1
+            emit({"kind": "step", "step": done, "total": overall})
+            if cancelled():
+                raise JobCancelled()
+            return callback_kwargs
+
+        emit({"kind": "start", "total": overall})
+        images = []
+        plan = loaded.plan
+        for index in range(request.count):
+            # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
+            with torch.autocast("cpu", getattr(torch, plan.autocast)) if plan.autocast else contextlib.nullcontext():
+                output = pipe(
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt or None,
+                    num_inference_steps=steps,
+                    guidance_scale=request.guidance,
+                    generator=torch.Generator("cpu").manual_seed(request.seed + index),
+                    callback_on_step_end=on_step_end,
+                    **kwargs,
+                )
+            images.extend(output.images)
+        return images
+
+
+def snap_size(request: Request, native: int, multiple: int) -> tuple[int, int]:
+    """The request's size (or its aspect at the native pixel count), snapped to the model's multiple."""
+    if request.width is None and request.height is None:
+        aspect = request.aspect or 1.0
+        width, height = native * math.sqrt(aspect), native / math.sqrt(aspect)
+    else:
+        width = request.width or request.height * (request.aspect or 1.0)
+        height = request.height or request.width / (request.aspect or 1.0)
+    limit = native * native * MAX_PIXELS_OVER_NATIVE
+    if width * height > limit:
+        shrink = math.sqrt(limit / (width * height))
+        width, height = width * shrink, height * shrink
+
+    def snap(side: float) -> int:
+        return max(multiple, int(round(side / multiple)) * multiple)
+
+    return snap(width), snap(height)
+
+
+def fit_prompt(prompt: str, tokenizer) -> tuple[str, bool]:
+    """The longest run of the prompt's words that fits the text encoder's window, and whether it was cut."""
+    window = tokenizer.model_max_length
+
+    def fits(text: str) -> bool:
+        return len(tokenizer(text, truncation=False).input_ids) <= window
+
+    if fits(prompt):
+        return prompt, False
+    words = prompt.split()
+    low, high = 0, len(words)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(" ".join(words[:middle])):
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join(words[:low]), True
+
+
+def sampler_name(scheduler) -> str:
+    """The A1111 name of a scheduler where it has one, else its diffusers class name."""
+    return SAMPLER_NAMES.get(type(scheduler).__name__, type(scheduler).__name__)
+
+
+def scheduler_for(default, sampler: str | None):
+    """A fresh scheduler: the model's default, or the named sampler configured like it."""
+    import diffusers
+
+    if not sampler:
+        return type(default).from_config(default.config)
+    class_name = SAMPLERS.get(sampler, sampler)
+    cls = getattr(diffusers, class_name, None)
+    if cls is None or not class_name.endswith("Scheduler"):
+        known = ", ".join(SAMPLERS)
+        raise GenerationError(f"Unknown sampler {sampler!r}: use one of {known}, or a diffusers scheduler class name.")
+    return cls.from_config(default.config)
+
+
+def _place(pipe, plan: Plan) -> None:
+    """Put the pipeline's weights where the plan says."""
+    import torch
+
+    pipe.remove_all_hooks()
+    dtype = getattr(torch, plan.dtype)
+    if pipe.dtype != dtype:
+        pipe.to(dtype=dtype)
+    if plan.policy is Policy.MODEL_OFFLOAD:
+        pipe.to("cpu")
+        pipe.enable_model_cpu_offload(device=plan.device)
+    elif plan.policy is Policy.SEQUENTIAL_OFFLOAD:
+        pipe.to("cpu")
+        pipe.enable_sequential_cpu_offload(device=plan.device)
+    else:
+        pipe.to(plan.device)
+    if plan.attention_slicing:
+        pipe.enable_attention_slicing()
+    if plan.channels_last:
+        for name in ("unet", "vae"):
+            if getattr(pipe, name, None) is not None:
+                getattr(pipe, name).to(memory_format=torch.channels_last)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
+def _png(image) -> bytes:
+    """Lossless PNG; level 1 is 2-6x faster to write than the default 6, for some 17% more bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

@@ -1,0 +1,385 @@
+"""The engine service: an HTTP API (FastAPI) in front of the job queue and its worker process.
+
+The service process imports no torch (only its worker does), so it answers at once and survives a worker
+that crashes or runs out of memory. Every request must carry the user's token as `Authorization: Bearer`.
+
+Endpoints: GET /health, GET /v1/models, POST /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/events (SSE),
+POST /v1/jobs/{id}/cancel, POST /v1/images/generations (OpenAI-compatible), POST /v1/unload, POST /v1/shutdown.
+Request bodies are size-limited; `serve` can add a per-token rate limit and logs requests without tokens,
+and prompts only when asked (`log_prompts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Request as HttpRequest
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dreamtray.engine.presets import PRESETS
+from dreamtray.engine.server.jobs import Job, JobManager, QueueFull
+from dreamtray.engine.server.worker import WorkerSettings
+from dreamtray.request import Request, Result, describe_validation_error
+
+VERSION = "1"
+MAX_BODY_BYTES = 32 * 2**20
+"""Room for an init image of a few thousand pixels a side, as base64 JSON."""
+log = logging.getLogger("dreamtray.serve")
+
+
+def load_or_create_token(path: Path) -> str:
+    """The per-user token, created on first use in a file only the user can read."""
+    from dreamtray.paths import private_file
+
+    private_file(path)
+    token = path.read_text().strip()
+    if not token:
+        token = secrets.token_urlsafe(32)
+        path.write_text(token + "\n")
+    return token
+
+
+def error_response(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    """Errors in the OpenAI shape, so OpenAI clients show the message."""
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+class ImagesGeneration(BaseModel):
+    """OpenAI's images/generations body, plus dreamtray's fields (seed, steps, guidance, negative_prompt, style)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str
+    model: str | None = None
+    n: int = Field(1, ge=1, le=8)
+    size: str | None = None
+    response_format: str = "b64_json"
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str = ""
+    style: str | list[str] | None = None
+
+    def to_request(self) -> Request:
+        width = height = None
+        if self.size and self.size != "auto":
+            try:
+                width, height = (int(side) for side in self.size.lower().split("x"))
+            except ValueError:
+                raise ValueError(f"size: {self.size!r} is not WIDTHxHEIGHT, for example 512x512") from None
+        if self.response_format != "b64_json":
+            raise ValueError("response_format: only b64_json is served (no image URLs)")
+        model = None if self.model in (None, "", "dall-e-2", "dall-e-3", "gpt-image-1") else self.model
+        return Request.parse(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            styles=self.style or (),
+            width=width,
+            height=height,
+            steps=self.steps,
+            guidance=self.guidance,
+            seed=self.seed,
+            model=model,
+            count=self.n,
+        )
+
+
+def too_large_message(limit: int) -> str:
+    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
+    return f"The request body is larger than the {size} this engine accepts."
+
+
+def describe_request(request: Request, log_prompts: bool) -> str:
+    """A request for the log: its settings, and its prompts only when the operator asked for them."""
+    size = f"{request.width or 'auto'}x{request.height or 'auto'}"
+    text = f"model={request.model or 'default'} size={size} steps={request.steps or 'default'} n={request.count}"
+    if log_prompts:
+        return f"{text} prompt={request.prompt!r} negative={request.negative_prompt!r}"
+    return f"{text} prompt=<{len(request.prompt)} chars>"
+
+
+def local_health(manager: JobManager) -> dict[str, Any]:
+    """The /health answer of a service with its own worker process."""
+    worker = manager.worker if manager.worker and manager.worker.alive() else None
+    return {
+        "status": "ok",
+        "service": "dreamtray",
+        "api": VERSION,
+        "pid": os.getpid(),
+        "worker_pid": worker.pid if worker else None,
+        "loaded_model": manager.loaded_model if worker else None,
+        "running": manager.running.id if manager.running else None,
+        "queued": manager.waiting(),
+    }
+
+
+def create_app(
+    manager: JobManager,
+    token: str,
+    on_shutdown: Callable[[], None] | None = None,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    log_prompts: bool = False,
+    health: Callable[[], dict[str, Any]] | None = None,
+) -> FastAPI:
+    """The HTTP API over `manager`, guarded by `token`.
+
+    `manager` is a JobManager or anything with its submit/get/cancel/unload; `health` replaces the
+    answer of /health for managers without a local worker (the Ray deployment). Without `on_shutdown`,
+    /v1/shutdown is refused: clients of a shared server must not stop it for everyone.
+    """
+    app = FastAPI(
+        title="dreamtray engine", version=VERSION, docs_url=None, redoc_url=None, max_body_size=max_body_bytes
+    )
+    describe_health = health or (lambda: local_health(manager))
+
+    def authorized(http: HttpRequest) -> None:
+        given = http.headers.get("authorization", "")
+        if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "missing or wrong token")
+
+    @app.exception_handler(StarletteHTTPException)  # also FastAPI's, and the body limit's 413
+    async def _http_error(_: HttpRequest, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+        message = str(exc.detail)
+        if exc.status_code == 413:
+            message = too_large_message(max_body_bytes)
+        return error_response(exc.status_code, message, kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: HttpRequest, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, describe_validation_error(exc))
+
+    guarded = [Depends(authorized)]
+
+    def job_or_404(job_id: str) -> Job:
+        job = manager.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return job
+
+    def submit(request: Request) -> Job:
+        try:
+            job = manager.submit(request)
+        except QueueFull as exc:
+            raise HTTPException(429, str(exc)) from None
+        log.info("job %s queued: %s", job.id, describe_request(request, log_prompts))
+        return job
+
+    @app.get("/health", dependencies=guarded)
+    def health() -> dict[str, Any]:
+        return describe_health()
+
+    @app.get("/v1/models", dependencies=guarded)
+    def models() -> dict[str, Any]:
+        data = [
+            {
+                "id": p.name,
+                "object": "model",
+                "owned_by": "dreamtray",
+                "native_size": p.native_size,
+                "steps": p.steps,
+                "description": p.description,
+                "loaded": p.name == manager.loaded_model,
+            }
+            for p in PRESETS.values()
+        ]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/jobs", status_code=202, dependencies=guarded)
+    def create_job(request: Request) -> dict[str, Any]:
+        return submit(request).summary()
+
+    @app.get("/v1/jobs/{job_id}", dependencies=guarded)
+    def job_status(job_id: str) -> Response:
+        job = job_or_404(job_id)
+        body = json.dumps(job.summary())
+        if job.result_json is not None:
+            body = body[:-1] + ', "result": ' + job.result_json + "}"
+        return Response(body, media_type="application/json")
+
+    @app.post("/v1/jobs/{job_id}/cancel", dependencies=guarded)
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        job = job_or_404(job_id)
+        manager.cancel(job)
+        return job.summary()
+
+    @app.get("/v1/jobs/{job_id}/events", dependencies=guarded)
+    def job_events(job_id: str) -> StreamingResponse:
+        job = job_or_404(job_id)
+
+        async def stream() -> AsyncIterator[str]:
+            seen = 0
+            while True:
+                events, finished = await asyncio.to_thread(job.wait, seen, 10.0)
+                seen += len(events)
+                for event in events:
+                    yield f"data: {json.dumps(event)}\n\n"
+                if finished and not events:
+                    return
+                if not events:
+                    yield ": still working\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    @app.post("/v1/images/generations", dependencies=guarded)
+    async def images_generations(body: ImagesGeneration) -> Response:
+        try:
+            request = body.to_request()
+        except (ValueError, ValidationError) as exc:
+            return error_response(400, str(exc))
+        job = submit(request)
+        while True:
+            _, finished = await asyncio.to_thread(job.wait, len(job.events), 10.0)
+            if finished:
+                break
+        if job.status != "done":
+            return error_response(500 if job.status == "failed" else 409, job.error or job.status, "engine_error")
+        result = Result.model_validate_json(job.result_json)
+        data = [
+            {"b64_json": image, "revised_prompt": result.request.prompt}
+            for image in result.model_dump(mode="json")["images"]
+        ]
+        return JSONResponse(
+            {
+                "created": int(time.time()),
+                "data": data,
+                "seeds": result.seeds,
+                "model": result.model,
+                "warnings": result.warnings,
+            }
+        )
+
+    @app.post("/v1/unload", dependencies=guarded)
+    def unload() -> dict[str, Any]:
+        manager.unload()
+        return {"status": "unloaded"}
+
+    @app.post("/v1/shutdown", dependencies=guarded)
+    def shutdown() -> dict[str, Any]:
+        if on_shutdown is None:
+            raise HTTPException(403, "This engine server is not stopped by its clients; stop it where it runs.")
+        threading.Thread(target=on_shutdown, daemon=True).start()
+        return {"status": "stopping"}
+
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Naming the protocol matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+    # without it every small answer waits ~40 ms for the client's delayed ACK (bench/http_latency.py).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def serve(
+    settings: WorkerSettings,
+    token: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    state_file: Path | None = None,
+    exit_after_idle: float = 0.0,
+    ssl: dict[str, str] | None = None,
+    *,
+    rate_per_minute: int = 0,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    log_prompts: bool = False,
+    clients_may_stop: bool = True,
+) -> None:
+    """Run the service until shut down (or idle for `exit_after_idle` seconds, when that is set).
+
+    `ssl` holds uvicorn's options (ssl_certfile, ssl_keyfile); `rate_per_minute` above 0 limits each token;
+    `clients_may_stop` offers /v1/shutdown (the local engine's owner uses it; a shared server does not).
+    """
+    import uvicorn
+
+    from dreamtray.engine.server.guard import guarded
+
+    manager = JobManager(settings)
+    sock = bind(host, port)
+    config = uvicorn.Config(None, log_level="warning", access_log=False, **(ssl or {}))
+    server = uvicorn.Server(config)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    app = create_app(
+        manager,
+        token,
+        on_shutdown=stop if clients_may_stop else None,
+        max_body_bytes=max_body_bytes,
+        log_prompts=log_prompts,
+    )
+    config.app = guarded(app, token, rate_per_minute, max_body_bytes)
+    bound_port = sock.getsockname()[1]
+    scheme = "https" if ssl else "http"
+    log.info("dreamtray engine listening on %s://%s:%d", scheme, _url_host(host), bound_port)
+    if state_file is not None:
+        _write_state(state_file, {"pid": os.getpid(), "url": f"{scheme}://{_url_host(host)}:{bound_port}"})
+    if exit_after_idle:
+        threading.Thread(target=_exit_when_idle, args=(manager, exit_after_idle, stop), daemon=True).start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        manager.shutdown()
+        if state_file is not None:
+            state_file.unlink(missing_ok=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(state))
+    os.replace(partial, path)
+
+
+def _exit_when_idle(manager: JobManager, seconds: float, stop: Callable[[], None]) -> None:
+    while True:
+        time.sleep(min(seconds, 5.0))
+        if not manager.busy() and time.monotonic() - manager.last_activity > seconds:
+            stop()
+            return
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the local service process that `LocalEngine` starts."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dreamtray.engine.server.service")
+    parser.add_argument("--settings", required=True, help="worker settings as JSON")
+    parser.add_argument("--token-file", required=True, type=Path)
+    parser.add_argument("--state-file", required=True, type=Path)
+    parser.add_argument("--exit-after-idle", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    settings = WorkerSettings(**json.loads(args.settings))
+    serve(
+        settings,
+        load_or_create_token(args.token_file),
+        state_file=args.state_file,
+        exit_after_idle=args.exit_after_idle,
+    )
+
+
+if __name__ == "__main__":
+    main()

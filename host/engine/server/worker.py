@@ -1,0 +1,134 @@
+"""The worker process: the only process that imports torch. It runs one job at a time for the service.
+
+It talks to the service over a multiprocessing connection and exits by itself after an idle time, which is
+how an idle model's memory really goes back to the system and the GPU.
+
+Messages in:  ("generate", job_id, request_json) | ("unload",) | ("quit",)
+Messages out: ("event", job_id, dict) | ("result", job_id, result_json) | ("error", job_id, kind, message)
+              | ("unloaded",)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from dreamtray.engine.server.hardware import Overrides, Policy
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything the worker needs, as plain values that cross a process boundary."""
+
+    cache_dir: str
+    default_model: str = "auto"
+    idle_unload_seconds: float = 300.0
+    allow_pickle: bool = False
+    single_file_config: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_overrides(self) -> Overrides:
+        values = dict(self.overrides)
+        if values.get("policy"):
+            values["policy"] = Policy(values["policy"])
+        return Overrides(**values)
+
+
+def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
+    """The worker's loop: answer messages until told to quit or idle for too long."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from dreamtray.engine.server.models import ModelError
+    from dreamtray.engine.server.runner import GenerationError, JobCancelled, Runner
+    from dreamtray.request import Request
+
+    diffusers_logging.disable_progress_bar()
+    runner = Runner(
+        cache_dir=Path(settings.cache_dir),
+        default_model=settings.default_model,
+        overrides=settings.to_overrides(),
+        allow_pickle=settings.allow_pickle,
+        single_file_config=settings.single_file_config,
+    )
+    while conn.poll(settings.idle_unload_seconds or None):
+        message = conn.recv()
+        if message[0] == "quit":
+            return
+        if message[0] == "unload":
+            runner.unload()
+            conn.send(("unloaded",))
+            continue
+        _, job_id, request_json = message
+        cancel.clear()
+        try:
+            request = Request.model_validate_json(request_json)
+            result = runner.generate(
+                request, emit=lambda event: conn.send(("event", job_id, event)), cancelled=cancel.is_set
+            )
+            conn.send(("result", job_id, result.model_dump_json()))
+        except JobCancelled:
+            conn.send(("error", job_id, "cancelled", "Cancelled; the half-done image was discarded."))
+        except (ModelError, GenerationError, ValueError) as exc:
+            conn.send(("error", job_id, "failed", str(exc)))
+        except Exception as exc:  # anything else is reported, and the worker stays up for the next job
+            conn.send(("error", job_id, "failed", f"{type(exc).__name__}: {exc}"))
+
+
+def _main(conn: Connection, settings: dict[str, Any], cancel: Any) -> None:
+    try:
+        serve_jobs(conn, WorkerSettings(**settings), cancel)
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass  # the service went away: nothing to report to
+    finally:
+        conn.close()
+
+
+class WorkerProcess:
+    """The service's handle on a running worker process."""
+
+    def __init__(self, settings: WorkerSettings):
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.cancel = context.Event()
+        self.process = context.Process(
+            target=_main, args=(child, asdict(settings), self.cancel), daemon=True, name="dreamtray-worker"
+        )
+        self.process.start()
+        child.close()
+        # Reap the process as soon as it exits (idle retirement, crash), so that it leaves no zombie behind.
+        # Only this thread waits for the process: two waiters race for its exit status.
+        self.reaper = threading.Thread(target=self.process.join, name="dreamtray-worker-reaper", daemon=True)
+        self.reaper.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.reaper.is_alive()
+
+    def exit_reason(self) -> str:
+        self.reaper.join(timeout=2)
+        code = self.process.exitcode
+        if code is None:
+            return "it stopped answering"
+        if code < 0:
+            import signal
+
+            return f"it was killed by {signal.Signals(-code).name}"
+        return f"it exited with code {code}"
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(("quit",))
+        except (OSError, BrokenPipeError):
+            pass
+        self.reaper.join(timeout=5)
+        if self.reaper.is_alive():
+            self.process.kill()
+            self.reaper.join(timeout=5)
+        self.conn.close()

@@ -1,0 +1,1 @@
+"""Images on disk: the gallery, PNG metadata and chunks, lineage, series and refine."""

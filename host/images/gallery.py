@@ -1,0 +1,184 @@
+"""The gallery: every generated image, saved atomically with its metadata, named from time, prompt and seed.
+
+A file appears in the gallery complete or not at all: it is written to a hidden temporary file in the same
+folder, flushed to disk, then linked under its final name, which never replaces an existing file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import stat
+import tempfile
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from dreamtray import paths
+from dreamtray.images.metadata import ImageMetadata, MetadataError, add_metadata, read_metadata
+from dreamtray.request import Request, Result
+
+SLUG_CHARS = 40
+"""Longest prompt slug in a file name, in characters (the whole name stays far below 255 bytes)."""
+MAX_COLLISIONS = 10_000
+TEMP_PREFIX = ".dreamtray-"
+
+
+class GalleryError(RuntimeError):
+    """An image could not be saved; the message names the folder and the reason."""
+
+
+def default_gallery_folder() -> Path:
+    """`dreamtray` inside the user's pictures folder (XDG pictures dir, ~/Pictures, My Pictures...)."""
+    return paths.pictures_dir()
+
+
+def slugify(text: str, limit: int = SLUG_CHARS) -> str:
+    """A short, safe file-name part from a prompt: lower-case letters and digits joined by '-'.
+
+    Anything else (separators, dots, control characters, NUL, quotes) only splits words, so the slug can
+    never name a path, start with a dot or be empty ("image" then).
+    """
+    words = re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", text).casefold())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > limit:
+            slug = slug or word[:limit]
+            break
+        slug = candidate
+    return slug or "image"
+
+
+def image_stem(when: datetime, prompt: str, seed: int | None) -> str:
+    """`YYYYMMDD-HHMMSS-<slug>-<seed>`; the timestamp first keeps names sortable and never reserved."""
+    stem = f"{when:%Y%m%d-%H%M%S}-{slugify(prompt)}"
+    return stem if seed is None else f"{stem}-{seed}"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One gallery image with what its metadata says (or why it cannot be read)."""
+
+    path: Path
+    modified: datetime
+    metadata: ImageMetadata | None
+    error: str | None = None
+
+
+class Gallery:
+    """The folder where images are kept."""
+
+    def __init__(self, folder: Path | str | None = None) -> None:
+        self.folder = Path(folder).expanduser() if folder is not None else default_gallery_folder()
+
+    def save(
+        self,
+        png: bytes,
+        request: Request,
+        *,
+        model: str,
+        sampler: str,
+        when: datetime | None = None,
+        texts: Mapping[str, str] | None = None,
+    ) -> Path:
+        """Save one generated PNG with its metadata and return its path.
+
+        `request` is the one that made this very image (its seed, the settings really used); `model` and
+        `sampler` are the names the engine reports; `texts` are further PNG text chunks to carry.
+        Raises GalleryError when the folder cannot take the file.
+        """
+        data = add_metadata(png, request, model=model, sampler=sampler, texts=texts)
+        stem = image_stem(when or datetime.now(), request.prompt, request.seed)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(dir=self.folder, prefix=TEMP_PREFIX, suffix=".part")
+        except OSError as exc:
+            raise GalleryError(f"cannot save images in {self.folder}: {exc.strerror or exc}") from None
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            path = self._publish(temp, stem)
+        except OSError as exc:
+            raise GalleryError(f"cannot save {stem}.png in {self.folder}: {exc.strerror or exc}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_folder(self.folder)
+        return path
+
+    def save_result(self, result: Result, when: datetime | None = None) -> list[Path]:
+        """Save every image of a finished job, each with the request for its own seed."""
+        return [
+            self.save(
+                png,
+                result.request.model_copy(update={"seed": seed, "count": 1}),
+                model=result.model,
+                sampler=result.sampler,
+                when=when,
+            )
+            for png, seed in zip(result.images, result.seeds, strict=True)
+        ]
+
+    def _publish(self, temp: Path, stem: str) -> Path:
+        """Give the finished temporary file its name: `stem.png`, else `stem-2.png`... never overwriting."""
+        for number in itertools.count(1):
+            if number > MAX_COLLISIONS:
+                raise GalleryError(f"{self.folder} already holds {MAX_COLLISIONS} images named {stem}*.png")
+            path = self.folder / (f"{stem}.png" if number == 1 else f"{stem}-{number}.png")
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links on this file system (FAT, some network shares)
+                if path.exists():
+                    continue
+                os.replace(temp, path)
+            return path
+        raise AssertionError("unreachable")
+
+    def images(self) -> list[tuple[Path, datetime]]:
+        """The gallery's PNG files with their modification times, newest first."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for path in self.folder.glob("*.png"):
+            try:
+                status = path.stat()
+            except OSError:  # removed meanwhile, or a dangling link
+                continue
+            if stat.S_ISREG(status.st_mode) and not path.name.startswith("."):
+                found.append((status.st_mtime_ns, path.name, path))
+        found.sort(reverse=True)
+        return [(path, datetime.fromtimestamp(mtime_ns / 1e9)) for mtime_ns, _, path in found]
+
+    def history(self, limit: int = 20) -> list[HistoryEntry]:
+        """The `limit` most recent images, newest first, each with its metadata."""
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, not {limit}")
+        entries = []
+        for path, modified in self.images()[:limit]:
+            try:
+                entries.append(HistoryEntry(path, modified, read_metadata(path, name=path.name)))
+            except MetadataError as exc:
+                entries.append(HistoryEntry(path, modified, None, str(exc)))
+        return entries
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the new directory entry durable too (POSIX; Windows has no directory handles to sync)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,405 @@
+"""Generation metadata in PNG files: what we write, and what we can read from our own and others' images.
+
+We write two text chunks:
+- `parameters`: AUTOMATIC1111's format, which A1111, ComfyUI, Civitai and most image tools show:
+  the prompt (one or more lines), a `Negative prompt: ...` line when there is one, then one line of
+  `Key: value` pairs: `Steps: 4, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512, Model: sd-turbo`.
+  A value holding `,` `:` or a line break is written as a JSON string in double quotes, as A1111 does.
+- `dreamtray`: the full request as JSON, so `generate --from IMAGE` reproduces the image exactly.
+
+We read those, AUTOMATIC1111's `parameters` alone, and ComfyUI's `prompt`/`workflow` JSON chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from dreamtray.images.pngchunks import (
+    COMPRESS_ABOVE,
+    Chunk,
+    CorruptPNGError,
+    image_size,
+    join_chunks,
+    read_text,
+    split_chunks,
+    text_chunk,
+)
+from dreamtray.request import Request, RequestError, describe_validation_error
+
+PARAMETERS_KEY = "parameters"
+REQUEST_KEY = "dreamtray"
+COMFYUI_KEYS = ("prompt", "workflow")
+
+DREAMTRAY = "dreamtray"
+AUTOMATIC1111 = "AUTOMATIC1111"
+COMFYUI = "ComfyUI"
+
+_SETTING = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+"""One `Key: value` pair of A1111's settings line (the same pattern A1111 parses with)."""
+_KEY = re.compile(r"\w[\w \-/]+")
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+_NEEDS_QUOTES = re.compile(r'[,:\x00-\x1f\x7f]|^"|^\s|\s$')
+
+
+class MetadataError(ValueError):
+    """An image whose generation metadata cannot be read; the message names the file and says why."""
+
+
+class NoMetadataError(MetadataError):
+    """A readable PNG that does not say how it was generated."""
+
+
+class CorruptImageError(MetadataError):
+    """A file that is not a well-formed PNG (wrong signature, truncated, a damaged chunk)."""
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """The settings an image was made with, as the A1111 `parameters` text carries them."""
+
+    prompt: str
+    negative_prompt: str = ""
+    steps: int | None = None
+    sampler: str | None = None
+    cfg_scale: float | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    model: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    """Further `Key: value` pairs, in order (A1111 writes many: Model hash, VAE, Version...)."""
+
+    def settings(self) -> dict[str, str]:
+        """All settings as A1111 names them, in A1111's order, leaving out unknown ones."""
+        size = f"{self.width}x{self.height}" if self.width and self.height else None
+        cfg = None if self.cfg_scale is None else _number(self.cfg_scale)
+        known = {
+            "Steps": self.steps,
+            "Sampler": self.sampler,
+            "CFG scale": cfg,
+            "Seed": self.seed,
+            "Size": size,
+            "Model": self.model,
+        }
+        return {key: str(value) for key, value in known.items() if value is not None} | self.extra
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What an image says about how it was made."""
+
+    source: str
+    """Who wrote the metadata: `dreamtray`, `AUTOMATIC1111` (or a tool writing its format), `ComfyUI`."""
+    width: int
+    height: int
+    parameters: Parameters | None
+    request: Request | None = None
+    """The full request, from our own `dreamtray` chunk."""
+    prompts: tuple[str, ...] = ()
+    """Every prompt text found (ComfyUI graphs may hold several)."""
+    texts: dict[str, str] = field(default_factory=dict)
+    """Every text chunk of the file, by keyword."""
+    warnings: tuple[str, ...] = ()
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def quote(value: str) -> str:
+    """A value as it goes into the settings line: JSON-quoted when it holds `,` `:` or a line break.
+
+    Values that start with a quote or have blanks at either end are quoted too, so that they read back
+    unchanged (A1111 would unquote or strip them).
+    """
+    return json.dumps(value, ensure_ascii=False) if _NEEDS_QUOTES.search(value) else value
+
+
+def unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def format_parameters(parameters: Parameters) -> str:
+    """The A1111 `parameters` text for these settings."""
+    for key in parameters.extra:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"setting name {key!r} is not allowed: use letters, digits, blanks, '-' and '/'")
+    settings = ", ".join(f"{key}: {quote(value)}" for key, value in parameters.settings().items())
+    negative = f"\nNegative prompt: {parameters.negative_prompt}" if parameters.negative_prompt else ""
+    return f"{parameters.prompt}{negative}\n{settings}".strip()
+
+
+def parse_parameters(text: str) -> Parameters:
+    """Read A1111 `parameters` text: prompt lines, `Negative prompt:` lines, and a last line of settings."""
+    *lines, last = text.strip().split("\n")
+    if len(_SETTING.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt: list[str] = []
+    negative: list[str] = []
+    for line in lines:
+        line = line.strip()
+        if not negative and line.startswith("Negative prompt:"):
+            negative.append(line.removeprefix("Negative prompt:").strip())
+        elif negative:
+            negative.append(line)
+        else:
+            prompt.append(line)
+    settings = {key: unquote(value.strip()) for key, value in _SETTING.findall(last)}
+    return _parameters_from_settings("\n".join(prompt), "\n".join(negative), settings)
+
+
+def _parameters_from_settings(prompt: str, negative: str, settings: dict[str, str]) -> Parameters:
+    """Typed fields for the settings we know; anything else, or what does not parse, stays in `extra`."""
+    typed: dict[str, Any] = {}
+    extra: dict[str, str] = {}
+    for key, value in settings.items():
+        try:
+            if key == "Steps":
+                typed["steps"] = int(value)
+            elif key == "Sampler":
+                typed["sampler"] = value
+            elif key == "CFG scale":
+                typed["cfg_scale"] = float(value)
+            elif key == "Seed":
+                typed["seed"] = int(value)
+            elif key == "Size" and (size := _SIZE.match(value)):
+                typed["width"], typed["height"] = int(size[1]), int(size[2])
+            elif key == "Model":
+                typed["model"] = value
+            else:
+                extra[key] = value
+        except ValueError:
+            extra[key] = value
+    return Parameters(prompt=prompt, negative_prompt=negative, extra=extra, **typed)
+
+
+def parameters_for(request: Request, *, width: int, height: int, model: str, sampler: str) -> Parameters:
+    """The A1111 settings of an image generated from `request` (which should hold the settings really used)."""
+    extra = {"Denoising strength": _number(request.strength)} if request.init_image is not None else {}
+    return Parameters(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        steps=request.steps,
+        sampler=sampler,
+        cfg_scale=request.guidance,
+        seed=request.seed,
+        width=width,
+        height=height,
+        model=model,
+        extra=extra,
+    )
+
+
+def add_metadata(
+    png: bytes, request: Request, *, model: str, sampler: str, texts: Mapping[str, str] | None = None
+) -> bytes:
+    """The PNG with our `parameters` and `dreamtray` chunks (replacing earlier ones); pixels untouched.
+
+    `request` should be the one that made this very image: its seed set, the settings really used.
+    It is stored with `count=1`, so that it reproduces this one image. `texts` are further text chunks
+    to carry (a refined image's lineage, say), each replacing a chunk of the same name.
+    """
+    try:
+        chunks = split_chunks(png)
+    except CorruptPNGError as exc:
+        raise CorruptImageError(f"the engine's image: {exc}") from None
+    width, height = image_size(chunks)
+    request = request.model_copy(update={"count": 1})
+    parameters = format_parameters(parameters_for(request, width=width, height=height, model=model, sampler=sampler))
+    request_json = request.model_dump_json()
+    ours = {PARAMETERS_KEY: parameters, REQUEST_KEY: request_json, **(texts or {})}
+    new = [
+        text_chunk(key, text, compress=len(text) > COMPRESS_ABOVE and key != PARAMETERS_KEY)
+        for key, text in ours.items()
+    ]
+    kept = [chunk for chunk in chunks[1:] if _text_key(chunk) not in ours]
+    return join_chunks([chunks[0], *new, *kept])
+
+
+def _text_key(chunk: Chunk) -> str | None:
+    try:
+        found = read_text(chunk)
+    except CorruptPNGError:
+        return None
+    return found[0] if found else None
+
+
+def read_metadata(source: Path | str | bytes, *, name: str | None = None) -> ImageMetadata:
+    """Read the generation metadata of a PNG file (or PNG bytes, named `name` in messages).
+
+    Raises CorruptImageError for a file that is not a well-formed PNG, NoMetadataError for a PNG that
+    does not say how it was made, MetadataError when the file cannot be read.
+    """
+    if isinstance(source, bytes):
+        data, label = source, name or "the image"
+    else:
+        label = name or str(source)
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise MetadataError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        chunks = split_chunks(data)
+        texts: dict[str, str] = {}
+        for chunk in chunks:
+            found = read_text(chunk)
+            if found and found[0] not in texts:
+                texts[found[0]] = found[1]
+    except CorruptPNGError as exc:
+        raise CorruptImageError(f"{label}: {exc}") from None
+    width, height = image_size(chunks)
+    if REQUEST_KEY in texts or PARAMETERS_KEY in texts:
+        return _a1111_or_ours(texts, width, height, label)
+    if any(key in texts for key in COMFYUI_KEYS):
+        return _comfyui(texts, width, height)
+    present = ", ".join(repr(key) for key in texts)
+    raise NoMetadataError(
+        f"{label}: no generation metadata (no 'parameters', 'dreamtray' or ComfyUI text chunk)"
+        + (f"; its text chunks are {present}" if present else "; it has no text chunks at all")
+    )
+
+
+def _a1111_or_ours(texts: dict[str, str], width: int, height: int, label: str) -> ImageMetadata:
+    warnings: list[str] = []
+    request = None
+    if REQUEST_KEY in texts:
+        try:
+            request = Request.model_validate_json(texts[REQUEST_KEY])
+        except ValidationError as exc:
+            warnings.append(f"the 'dreamtray' chunk holds no valid request ({describe_validation_error(exc)})")
+    parameters = parse_parameters(texts[PARAMETERS_KEY]) if PARAMETERS_KEY in texts else None
+    if parameters is not None:
+        prompts: tuple[str, ...] = (parameters.prompt,)
+    elif request is not None:
+        prompts = (request.prompt,)
+    else:
+        raise NoMetadataError(f"{label}: its only generation metadata is unreadable: {warnings[0]}")
+    source = DREAMTRAY if request is not None else AUTOMATIC1111
+    return ImageMetadata(source, width, height, parameters, request, prompts, texts, tuple(warnings))
+
+
+def _comfyui(texts: dict[str, str], width: int, height: int) -> ImageMetadata:
+    """ComfyUI stores its graph: `prompt` (the API form: node id -> class_type and inputs) and `workflow`."""
+    warnings: list[str] = []
+    graph: dict[str, Any] = {}
+    try:
+        loaded = json.loads(texts.get("prompt", "{}"))
+        graph = {key: node for key, node in loaded.items() if isinstance(node, dict)}
+    except (ValueError, AttributeError):
+        warnings.append("its 'prompt' chunk is not a JSON object of nodes")
+    node_texts = {key: text for key, node in graph.items() if (text := _node_text(node))}
+    prompts = tuple(dict.fromkeys(node_texts.values()))
+    if not prompts and "workflow" in texts:
+        prompts = _workflow_texts(texts["workflow"], warnings)
+    parameters = _comfyui_parameters(graph, node_texts, width, height) if graph else None
+    if parameters is None and prompts:
+        parameters = Parameters(prompt=prompts[0], width=width, height=height)
+    return ImageMetadata(COMFYUI, width, height, parameters, None, prompts, texts, tuple(warnings))
+
+
+def _node_text(node: dict[str, Any]) -> str | None:
+    inputs = node.get("inputs")
+    if not isinstance(inputs, dict):
+        return None
+    parts = [inputs[key] for key in ("text", "text_g", "text_l") if isinstance(inputs.get(key), str)]
+    return "\n".join(dict.fromkeys(part for part in parts if part.strip())) or None
+
+
+def _workflow_texts(workflow: str, warnings: list[str]) -> tuple[str, ...]:
+    try:
+        nodes = json.loads(workflow).get("nodes", [])
+    except (ValueError, AttributeError):
+        warnings.append("its 'workflow' chunk is not valid JSON")
+        return ()
+    found = []
+    for node in nodes:
+        if isinstance(node, dict) and "TextEncode" in str(node.get("type", "")):
+            found += [value for value in node.get("widgets_values") or [] if isinstance(value, str) and value]
+    return tuple(dict.fromkeys(found))
+
+
+def _comfyui_parameters(
+    graph: dict[str, Any], node_texts: dict[str, str], width: int, height: int
+) -> Parameters | None:
+    """Settings from the first sampler node: one whose `positive` and `negative` inputs link to text nodes."""
+
+    def linked_text(link: object) -> str:
+        return node_texts.get(str(link[0]), "") if isinstance(link, list) and link else ""
+
+    model = next(
+        (
+            node["inputs"][key]
+            for node in graph.values()
+            for key in ("ckpt_name", "unet_name")
+            if isinstance(node.get("inputs"), dict) and isinstance(node["inputs"].get(key), str)
+        ),
+        None,
+    )
+    for node in graph.values():
+        inputs = node.get("inputs")
+        if not isinstance(inputs, dict) or "positive" not in inputs:
+            continue
+        seed = inputs.get("seed", inputs.get("noise_seed"))
+        return Parameters(
+            prompt=linked_text(inputs.get("positive")),
+            negative_prompt=linked_text(inputs.get("negative")),
+            steps=inputs["steps"] if isinstance(inputs.get("steps"), int) else None,
+            sampler=inputs["sampler_name"] if isinstance(inputs.get("sampler_name"), str) else None,
+            cfg_scale=float(inputs["cfg"]) if isinstance(inputs.get("cfg"), (int, float)) else None,
+            seed=seed if isinstance(seed, int) else None,
+            width=width,
+            height=height,
+            model=model,
+        )
+    return None
+
+
+def request_from_metadata(
+    metadata: ImageMetadata, *, name: str = "the image", samplers: Collection[str] = ()
+) -> Request:
+    """A request that makes the image again: our stored request, else one built from the A1111 settings.
+
+    From another program's image, the prompt, negative prompt, steps, CFG scale, seed and size carry over,
+    and the sampler when it is one of `samplers` (those the engine knows). Its model name is that program's
+    own checkpoint, so dreamtray's configured model is used instead.
+    """
+    if metadata.request is not None:
+        return metadata.request
+    parameters = metadata.parameters
+    if parameters is None or not parameters.prompt.strip():
+        raise NoMetadataError(f"{name}: its metadata holds no prompt to generate from")
+    try:
+        return Request.parse(
+            prompt=parameters.prompt,
+            negative_prompt=parameters.negative_prompt,
+            steps=parameters.steps,
+            guidance=parameters.cfg_scale,
+            seed=parameters.seed,
+            width=parameters.width or metadata.width,
+            height=parameters.height or metadata.height,
+            sampler=parameters.sampler if parameters.sampler in samplers else None,
+        )
+    except RequestError as exc:
+        raise RequestError(f"{name}: its settings make no valid request: {exc}") from None
+
+
+def request_from_image(path: Path | str, *, samplers: Collection[str] = ()) -> Request:
+    """The request that reproduces the image at `path` (for `dreamtray generate --from IMAGE`).
+
+    Raises MetadataError (or a subclass) when the file says nothing usable, RequestError when its settings
+    are outside what dreamtray accepts; both messages name the file.
+    """
+    return request_from_metadata(read_metadata(path), name=str(path), samplers=samplers)

@@ -1,0 +1,133 @@
+"""Refine: image-to-image on an existing picture, keeping the original's look and recording where it came from.
+
+The new request starts from what the original says about itself: the prompt is the change followed by the
+original's prompt, and a dreamtray image also hands over its negative prompt, model, steps, guidance, sampler
+and LoRAs. Reusing the model means the engine reuses the loaded modules (img2img via `from_pipe`), loading
+nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dreamtray.images.lineage import lineage_of, with_lineage, write_atomically
+from dreamtray.images.metadata import MetadataError, add_metadata, read_metadata
+from dreamtray.request import MAX_SIDE, Request, Result
+from dreamtray.styles import Style, apply_styles
+
+if TYPE_CHECKING:
+    from dreamtray.engine.client import Engine, Job
+
+CARRIED = ("negative_prompt", "model", "steps", "guidance", "sampler", "loras", "styles")
+"""Settings a refined image takes over from its original's dreamtray metadata."""
+
+
+def original_prompt_and_settings(original: bytes) -> tuple[str, dict[str, object]]:
+    """What the original says about itself: its prompt, and the settings to carry over.
+
+    From a dreamtray image, its prompt and the CARRIED settings; from another program's (A1111, ComfyUI) only
+    the prompt and negative prompt, since its model and sampler names are that program's own.
+    """
+    try:
+        found = read_metadata(original)
+    except MetadataError:
+        return "", {}
+    if found.request is not None:
+        settings = {key: getattr(found.request, key) for key in CARRIED}
+        return found.request.prompt, {key: value for key, value in settings.items() if value not in (None, "", ())}
+    if found.parameters is not None:
+        negative = found.parameters.negative_prompt
+        return found.parameters.prompt, ({"negative_prompt": negative} if negative else {})
+    return (found.prompts[0] if found.prompts else ""), {}
+
+
+def as_png(data: bytes) -> tuple[bytes, int, int]:
+    """Any image Pillow reads, as RGB PNG bytes no larger than the engine accepts, with its size."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"not an image that can be refined: {exc}") from None
+    if max(image.size) > MAX_SIDE:
+        image.thumbnail((MAX_SIDE, MAX_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), image.width, image.height
+
+
+def refine_request(
+    original: bytes,
+    change: str,
+    *,
+    strength: float,
+    styles: Iterable[Style] = (),
+    only_change: bool = False,
+    **explicit: object,
+) -> Request:
+    """The img2img request that refines `original` (image bytes) by `change`.
+
+    The prompt is `change`, a comma, then the original's prompt: the change comes first because the text
+    encoder weighs early words most and cuts a long prompt at the end. `change` alone with `only_change`, or
+    when the original carries no prompt. `explicit` settings (seed, model, steps...) win over the original's.
+    """
+    init_image, width, height = as_png(original)
+    parent_prompt, carried = original_prompt_and_settings(original)
+    parent_prompt = parent_prompt.strip()
+    prompt = change.strip() if only_change or not parent_prompt else f"{change.strip()}, {parent_prompt}"
+    settings = {**carried, **{key: value for key, value in explicit.items() if value is not None}}
+    request = Request.parse(
+        prompt=prompt, init_image=init_image, strength=strength, width=width, height=height, **settings
+    )
+    return apply_styles(request, styles)
+
+
+def refined_png(result: Result, original: bytes, original_name: str) -> bytes:
+    """The engine's image with its own metadata plus its lineage: the original first, then the original's own."""
+    generated = result.request.model_copy(update={"seed": result.seeds[0], "count": 1})
+    png = add_metadata(result.images[0], generated, model=result.model, sampler=result.sampler)
+    return with_lineage(png, lineage_of(original, original_name))
+
+
+def output_path(original: Path) -> Path:
+    """A free name next to the original: `<name>-refined.png`, then `-refined-2.png`..."""
+    candidate = original.with_name(f"{original.stem}-refined.png")
+    number = 1
+    while candidate.exists():
+        number += 1
+        candidate = original.with_name(f"{original.stem}-refined-{number}.png")
+    return candidate
+
+
+def refine_file(
+    engine: Engine,
+    image: Path,
+    change: str,
+    *,
+    strength: float = 0.6,
+    styles: Iterable[Style] = (),
+    only_change: bool = False,
+    out: Path | None = None,
+    wait: Callable[[Job], Result] = lambda job: job.result(),
+    **explicit: object,
+) -> Path:
+    """Refine the image file `image` on `engine` and save the new PNG (beside it unless `out`); return its path.
+
+    `wait` follows the job and returns its result: the CLI shows progress there, the tray its icon. A file that
+    cannot be refined raises ValueError naming it; engine problems raise the engine's errors.
+    """
+    original = image.read_bytes()
+    try:
+        request = refine_request(
+            original, change, strength=strength, styles=styles, only_change=only_change, **explicit
+        )
+    except ValueError as exc:
+        raise ValueError(f"{image}: {exc}") from None
+    result = wait(engine.submit(request))
+    target = out or output_path(image)
+    write_atomically(target, refined_png(result, original, image.name))
+    return target
