@@ -116,6 +116,8 @@ class EngineSettings(BaseModel):
 
     idle_unload_seconds: StrictInt = Field(default=300, ge=0)
     """Unload the model after this many idle seconds (gives the memory back)."""
+    stall_seconds: StrictInt = Field(default=120, ge=1, le=3600)
+    """End a job that shows no progress for this long, and restart the engine's worker (3x while it starts)."""
     device: Annotated[str, Field(strict=True), AfterValidator(_device)] = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     memory_policy: Literal["auto", "gpu", "model_offload", "sequential_offload", "cpu"] = "auto"

@@ -171,8 +171,9 @@ class RayJobManager:
     def waiting(self) -> int:
         return sum(job.status == "queued" for job in list(self.jobs.values()))
 
-    def unload(self) -> None:
+    def unload(self) -> bool:
         """Replicas unload by themselves when idle (see the module's docstring)."""
+        return True
 
     def health(self) -> dict[str, Any]:
         jobs = list(self.jobs.values())
@@ -233,7 +234,7 @@ def engine_app(
 def build_app(args: dict[str, Any]):
     """Builder for a Serve config file (`import_path: dreamtray.engine.server.ray_deployment:build_app`)."""
     from dreamtray import paths
-    from dreamtray.engine.server.service import load_or_create_token
+    from dreamtray.engine.access import load_or_create_token
 
     token_file = args.get("token_file")
     if not token_file:

@@ -11,7 +11,9 @@ Messages out: ("event", job_id, dict) | ("result", job_id, result_json) | ("erro
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -27,6 +29,8 @@ class WorkerSettings:
     cache_dir: str
     default_model: str = "auto"
     idle_unload_seconds: float = 300.0
+    stall_seconds: float = 120.0
+    """A job that sends no progress for this long is ended and its worker killed (more while it starts)."""
     allow_pickle: bool = False
     single_file_config: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -78,7 +82,15 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
             conn.send(("error", job_id, "failed", f"{type(exc).__name__}: {exc}"))
 
 
-def _main(conn: Connection, settings: dict[str, Any], cancel: Any) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the service that started it is gone (killed, say), even in the middle of a job."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int) -> None:
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="dreamtray-parent-watch", daemon=True).start()
     try:
         serve_jobs(conn, WorkerSettings(**settings), cancel)
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
@@ -95,7 +107,10 @@ class WorkerProcess:
         self.conn, child = context.Pipe()
         self.cancel = context.Event()
         self.process = context.Process(
-            target=_main, args=(child, asdict(settings), self.cancel), daemon=True, name="dreamtray-worker"
+            target=_main,
+            args=(child, asdict(settings), self.cancel, os.getpid()),
+            daemon=True,
+            name="dreamtray-worker",
         )
         self.process.start()
         child.close()
@@ -123,12 +138,17 @@ class WorkerProcess:
         return f"it exited with code {code}"
 
     def stop(self) -> None:
+        """Ask the worker to quit; kill it when it has not within a few seconds (busy, or stopped)."""
         try:
             self.conn.send(("quit",))
         except (OSError, BrokenPipeError):
             pass
         self.reaper.join(timeout=5)
+        self.kill()
+
+    def kill(self) -> None:
+        """End the worker now (SIGKILL also ends a stopped process) and wait until it is reaped."""
         if self.reaper.is_alive():
             self.process.kill()
-            self.reaper.join(timeout=5)
+            self.reaper.join(timeout=10)
         self.conn.close()
