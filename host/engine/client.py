@@ -22,6 +22,8 @@ from dreamtray.engine.server.worker import WorkerSettings
 from dreamtray.request import Request, Result
 
 START_TIMEOUT = 30.0
+HEALTH_TIMEOUT = 5.0
+"""A service that does not answer /health within this is not taken as running (it may be stopped or hung)."""
 STOP_GRACE = 20.0
 """Seconds a service asked to shut down gets (it cancels its job, the worker has 10 s to stop) before SIGTERM."""
 SIGNAL_GRACE = 5.0
@@ -223,7 +225,7 @@ class LocalEngine:
 
     def _alive(self, client: ServiceEngine) -> bool:
         try:
-            client.health()
+            client.call("GET", "/health", timeout=HEALTH_TIMEOUT)
             return True
         except EngineError:
             return False
@@ -301,16 +303,18 @@ class LocalEngine:
         """
         processes = self._processes()
         client = self.running()
+        asked = False
         if client is not None:
             try:
                 client.shutdown()
+                asked = True
             except EngineError:
                 pass  # it is going anyway, or stuck: the signals below see to it
             client.close()
         self.close()
         if not processes:
             return client is not None
-        left = _end_processes(processes)
+        left = _end_processes(processes, STOP_GRACE if asked else 0.0)
         if left:
             names = ", ".join(f"{process.pid}" for process in left)
             raise EngineError(
@@ -345,9 +349,9 @@ class LocalEngine:
             self._client = None
 
 
-def _end_processes(processes: list[psutil.Process]) -> list[psutil.Process]:
-    """Wait for `processes` to exit after a shutdown request, then SIGTERM, then SIGKILL; returns those left."""
-    _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE)
+def _end_processes(processes: list[psutil.Process], grace: float) -> list[psutil.Process]:
+    """Give `processes` `grace` seconds to exit, then SIGTERM, then SIGKILL, waiting after each; returns those left."""
+    _, alive = psutil.wait_procs(processes, timeout=grace)
     for signal_name, grace in (("terminate", SIGNAL_GRACE), ("kill", SIGNAL_GRACE)):
         if not alive:
             break
