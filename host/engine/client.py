@@ -351,16 +351,35 @@ class LocalEngine:
 
 def _end_processes(processes: list[psutil.Process], grace: float) -> list[psutil.Process]:
     """Give `processes` `grace` seconds to exit, then SIGTERM, then SIGKILL, waiting after each; returns those left."""
-    _, alive = psutil.wait_procs(processes, timeout=grace)
-    for signal_name, grace in (("terminate", SIGNAL_GRACE), ("kill", SIGNAL_GRACE)):
+    alive = _wait_exit(processes, grace)
+    for signal_name in ("terminate", "kill"):
         if not alive:
             break
         for process in alive:
             try:
                 getattr(process, signal_name)()
-            except psutil.NoSuchProcess:
+                process.resume()  # a stopped (SIGSTOP) process acts on SIGTERM only once it runs again
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
-            except psutil.AccessDenied:
-                continue
-        _, alive = psutil.wait_procs(alive, timeout=grace)
+        alive = _wait_exit(alive, SIGNAL_GRACE)
     return alive
+
+
+def _wait_exit(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Those of `processes` still running after up to `timeout` seconds (zombies count as gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [process for process in processes if _running(process)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return True
+        process.wait(timeout=0)  # our own child (the engine this process started): reap it
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+    return False

@@ -97,6 +97,7 @@ def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int) 
         pass  # the service went away: nothing to report to
     finally:
         conn.close()
+    os._exit(0)  # at once: the interpreter's own teardown with torch loaded takes seconds and frees nothing more
 
 
 class WorkerProcess:
