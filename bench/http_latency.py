@@ -42,7 +42,7 @@ service.main(sys.argv[2:])
 
 def round_trips(variant: str, requests: int) -> tuple[float, float]:
     from dreamtray.engine.client import ServiceEngine
-    from dreamtray.engine.access import load_or_create_token
+    from dreamtray.engine.token import load_or_create_token
     from dreamtray.engine.server.worker import WorkerSettings
 
     with tempfile.TemporaryDirectory(prefix="dreamtray-http-") as scratch:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from dreamtray.engine.access import is_loopback
+from dreamtray.cli.context import Context, pass_app
+from dreamtray.engine.token import is_loopback
 
 DEFAULT_PORT = 8765
 
@@ -16,7 +17,7 @@ DEFAULT_PORT = 8765
 def read_token(host: str, token_file: Path | None) -> tuple[str, Path]:
     """The token clients must send, and its file; off loopback a token file must be named, with a strong token."""
     from dreamtray import paths
-    from dreamtray.engine.access import WeakToken, check_strength, load_or_create_token
+    from dreamtray.engine.token import WeakToken, check_strength, load_or_create_token
 
     if token_file is None:
         if not is_loopback(host):
@@ -88,7 +89,9 @@ def tls_options(cert: Path | None, key: Path | None) -> dict[str, str] | None:
     show_default=True,
     help="With --ray: CPUs for each replica.",
 )
+@pass_app
 def serve_command(
+    ctx: Context,
     host,
     port,
     token_file,
@@ -106,8 +109,6 @@ def serve_command(
     """Serve this machine's engine to other machines (OpenAI-compatible images API, jobs with progress)."""
     from dataclasses import replace
 
-    from dreamtray.app import current_app
-
     ssl = tls_options(tls_cert, tls_key)
     token, token_path = read_token(host, token_file)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
@@ -119,7 +120,7 @@ def serve_command(
         )
     click.echo(f"Starting the dreamtray engine on {scheme}://{host}:{port} (token in {token_path}).", err=True)
     limits = {"rate_per_minute": rate_limit, "max_body_bytes": max_body_mb * 2**20, "log_prompts": log_prompts}
-    settings = current_app().local_engine.settings  # the config's engine settings, as this machine's tray uses them
+    settings = ctx.app.local_engine.settings  # the config's engine settings, as this machine's tray uses them
     settings = replace(settings, default_model=model or settings.default_model)
     if use_ray:
         from dreamtray.engine.server.ray_deployment import PoolOptions, run_ray_serve

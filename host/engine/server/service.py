@@ -31,10 +31,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dreamtray.engine.access import load_or_create_token
+from dreamtray.atomic import write_atomically
+from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
-from dreamtray.engine.server.jobs import Job, JobManager, QueueFull
-from dreamtray.engine.server.worker import WorkerSettings
+from dreamtray.engine.server.guard import too_large_message
+from dreamtray.engine.server.jobs import JobManager, QueueFull
+from dreamtray.engine.settings import WorkerSettings
+from dreamtray.engine.token import load_or_create_token
 from dreamtray.request import Request, Result, describe_validation_error
 
 VERSION = "1"
@@ -96,11 +99,6 @@ class ImagesGeneration(BaseModel):
             model=model,
             count=self.n,
         )
-
-
-def too_large_message(limit: int) -> str:
-    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
-    return f"The request body is larger than the {size} this engine accepts."
 
 
 def describe_request(request: Request, log_prompts: bool) -> str:
@@ -171,13 +169,13 @@ def create_app(
 
     guarded = [Depends(authorized)]
 
-    def job_or_404(job_id: str) -> Job:
+    def job_or_404(job_id: str) -> JobRecord:
         job = manager.get(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         return job
 
-    def submit(request: Request) -> Job:
+    def submit(request: Request) -> JobRecord:
         try:
             job = manager.submit(request)
         except QueueFull as exc:
@@ -316,8 +314,8 @@ def serve(
     `ssl` holds uvicorn's options (ssl_certfile, ssl_keyfile); `rate_per_minute` above 0 limits each token;
     `clients_may_stop` offers /v1/shutdown (the local engine's owner uses it; a shared server does not).
     """
-    from dreamtray.engine.access import is_loopback
     from dreamtray.engine.server.guard import guarded, loopback_hosts
+    from dreamtray.engine.token import is_loopback
 
     if ssl:
         check_tls_files(ssl["ssl_certfile"], ssl["ssl_keyfile"])
@@ -332,7 +330,7 @@ def serve(
     def announce() -> None:
         log.info("dreamtray engine listening on %s", url)
         if state_file is not None:
-            _write_state(state_file, {"pid": os.getpid(), "url": url})
+            write_atomically(state_file, json.dumps({"pid": os.getpid(), "url": url}))
 
     server = StartedServer(config, announce)
 
@@ -408,13 +406,6 @@ def remove_own_state(path: Path) -> None:
             path.unlink(missing_ok=True)
     except (OSError, ValueError, AttributeError):
         pass
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(state))
-    os.replace(partial, path)
 
 
 def _exit_when_idle(manager: JobManager, seconds: float, stop: Callable[[], None]) -> None:

@@ -1,6 +1,5 @@
-"""Who may use an engine: the token (made, read, checked for strength and privacy) and loopback addresses.
-
-Torch- and web-framework-free, so that the tray's engine client and the service share it.
+"""The engine service's bearer token (one per user, in a file only that user can read; checked for strength and
+privacy) and which hosts are loopback. Torch- and web-framework-free: the client and the service share it.
 """
 
 from __future__ import annotations
