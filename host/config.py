@@ -53,6 +53,10 @@ class ConfigFileError(ValueError):
     """The config file cannot be read or is not valid TOML; the message names the file and line."""
 
 
+class ConfigWriteError(ConfigFileError):
+    """The config file cannot be written (a read-only or full folder, no permission); nothing was changed."""
+
+
 class ConfigValueError(ValueError):
     """A value not allowed for a key; the message names the key and what is allowed."""
 
@@ -349,7 +353,13 @@ def set_value(key: str, text: str, path: Path | None = None) -> Config:
             table[part] = tomlkit.table()
         table = table[part]
     table[parts[-1]] = value
-    write_atomically(path, tomlkit.dumps(document))
+    try:
+        write_atomically(path, tomlkit.dumps(document))
+    except OSError as exc:
+        raise ConfigWriteError(
+            f"{path}: cannot be written ({exc.strerror or exc}); nothing was changed. Check that its folder "
+            f"is writable, or name another file with {CONFIG_ENV}=FILE."
+        ) from None
     return config
 
 

@@ -60,8 +60,8 @@ def generate(
     for event in job.events():
         on_event(event)
     result = job.result()
-    paths = app.gallery.save_result(result)
     outcome = Outcome(result, [])
+    paths = app.gallery.save_result(result, warn=outcome.messages.append)
     for path, seed in zip(paths, result.seeds, strict=True):
         image = GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
         outcome.images.append(image)
@@ -76,7 +76,7 @@ def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None
     try:
         message = action.run(image)
     except Exception as exc:  # plugin code: report, keep going; the image is already saved
-        log.warning("action %s failed: %s", action.name, exc, exc_info=True)
+        log.debug("action %s failed", action.name, exc_info=True)  # the trace for the log, not the user
         outcome.failed_actions.append(action.name)
         outcome.messages.append(f"{action.label} failed ({exc}); the image is saved at {image.path}.")
         return

@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from dreamtray.cli.context import Context, pass_app
-from dreamtray.config import ConfigFileError, ConfigValueError, config_path, set_value, show
+from dreamtray.config import (
+    ConfigFileError,
+    ConfigValueError,
+    ConfigWriteError,
+    config_path,
+    set_value,
+    show,
+)
 from dreamtray.images.gallery import Gallery
 from dreamtray.images.metadata import ImageMetadata, MetadataError, read_metadata
 
@@ -141,6 +148,8 @@ def config_set(ctx: click.Context, key: str, value: str) -> None:
     except ConfigValueError as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(2)
+    except ConfigWriteError as exc:
+        raise click.ClickException(str(exc)) from None
     except ConfigFileError as exc:
         raise click.ClickException(f"{exc}; mend or remove the file first") from None
     click.echo(f"{key} = {value} saved in {path}")

@@ -72,10 +72,13 @@ def generate(
     from dreamtray import generation, route
     from dreamtray.cli.progress import progress_printer
     from dreamtray.engine.client import EngineError
+    from dreamtray.images.gallery import GalleryError
     from dreamtray.plugins import UnknownAction
     from dreamtray.request import RequestError
 
     app = ctx.app
+    for problem in app.loaded_config.problems:  # the rest of the config still applies
+        click.echo(f"warning: {problem}", err=True)
     width, height = parse_size(size)
     given = {
         "prompt": prompt,
@@ -111,10 +114,18 @@ def generate(
         raise click.BadParameter(str(exc)) from None
     except (EngineError, UnknownAction, KeyError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from None
+    except GalleryError as exc:
+        raise click.ClickException(f"The image could not be saved: {exc}") from None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for path in outcome.paths:
-            shutil.copy2(path, out / path.name)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for path in outcome.paths:
+                shutil.copy2(path, out / path.name)
+        except OSError as exc:
+            where = ", ".join(str(path) for path in outcome.paths)
+            raise click.ClickException(
+                f"Could not copy the images into {out} ({exc.strerror or exc}); they are saved at {where}."
+            ) from None
     for message in outcome.messages:
         click.echo(message, err=True)
     if as_json:

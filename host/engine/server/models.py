@@ -84,8 +84,13 @@ def resolve_model(spec: str, *, allow_pickle: bool = False, single_file_config: 
 
 
 def _folder_preset(folder: Path) -> Preset:
-    pipeline = json.loads((folder / "model_index.json").read_text()).get("_class_name", "StableDiffusionPipeline")
-    return replace(LOCAL_DEFAULTS, pipeline=pipeline)
+    index = folder / "model_index.json"
+    try:
+        pipeline = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "StableDiffusionPipeline")
+    except (OSError, ValueError, AttributeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not a JSON object: {exc}"
+        raise ModelError(f"{index} cannot be read ({reason}); the model folder is damaged: copy it again.") from None
+    return replace(LOCAL_DEFAULTS, pipeline=str(pipeline))
 
 
 def pipeline_class(name: str):
@@ -110,9 +115,15 @@ def load_pipeline(source: ModelSource, dtype: str, cache_dir: Path, emit: Emit):
             folder, dtype=torch_dtype, local_files_only=True
         )
     if source.kind == "folder":
-        return pipeline_class(source.preset.pipeline).from_pretrained(
-            source.location, dtype=torch_dtype, local_files_only=True
-        )
+        try:
+            return pipeline_class(source.preset.pipeline).from_pretrained(
+                source.location, dtype=torch_dtype, local_files_only=True
+            )
+        except (OSError, ValueError) as exc:  # a weights file cut short, say; diffusers names the file
+            raise ModelError(
+                f"Could not load the model in {source.location}: {exc}. A file of it is damaged or incomplete "
+                "(an interrupted copy or download?): copy it again."
+            ) from exc
     if source.kind == "single_file":
         return _load_single_file(source, torch_dtype)
     folder = ensure_downloaded(source, emit)
@@ -131,10 +142,15 @@ def single_file_pipeline_name(path: str) -> str:
     """Which pipeline a single-file checkpoint is for, read from its tensor names."""
     if not path.endswith(".safetensors"):
         return "StableDiffusionPipeline"
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(path, framework="pt") as checkpoint:
-        keys = list(checkpoint.keys())
+    try:
+        with safe_open(path, framework="pt") as checkpoint:
+            keys = list(checkpoint.keys())
+    except SafetensorError as exc:
+        raise ModelError(
+            f"{path} is not a readable .safetensors file ({exc}): it may be empty, cut short or still downloading."
+        ) from None
     if any(key.startswith("conditioner.embedders.1") for key in keys):
         return "StableDiffusionXLPipeline"
     if any("double_blocks." in key for key in keys):
@@ -147,8 +163,14 @@ def _load_single_file(source: ModelSource, torch_dtype):
     kwargs = {"dtype": torch_dtype}
     if source.config:
         kwargs.update(config=source.config, local_files_only=os.path.isdir(source.config))
+    from safetensors import SafetensorError
+
     try:
         return cls.from_single_file(source.location, **kwargs)
+    except SafetensorError as exc:
+        raise ModelError(
+            f"{source.location} is not a readable .safetensors file ({exc}): it may be cut short or still downloading."
+        ) from None
     except OSError as exc:
         raise ModelError(
             f"Could not load {Path(source.location).name}: diffusers needs the model's configuration files "

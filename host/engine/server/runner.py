@@ -156,6 +156,8 @@ class Runner:
         """Fill in the preset's defaults, snap the size, and cut a prompt longer than the text window."""
         preset = loaded.source.preset
         width, height = snap_size(request, loaded.native_size, preset.size_multiple)
+        if note := size_change_note(request, width, height, loaded.native_size, preset.size_multiple):
+            warnings.append(note)
         prompt = request.prompt
         tokenizer = getattr(loaded.pipe, "tokenizer", None)
         if tokenizer is not None:
@@ -215,11 +217,7 @@ class Runner:
         steps = request.steps
         kwargs: dict[str, Any] = {}
         if request.init_image is not None:
-            from PIL import Image
-
-            kwargs["image"] = (
-                Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((request.width, request.height))
-            )
+            kwargs["image"] = init_picture(request.init_image).resize((request.width, request.height))
             kwargs["strength"] = request.strength
             steps = max(steps, math.ceil(1 / request.strength))
             total = max(1, int(steps * request.strength))
@@ -277,6 +275,35 @@ def snap_size(request: Request, native: int, multiple: int) -> tuple[int, int]:
         return max(multiple, int(round(side / multiple)) * multiple)
 
     return snap(width), snap(height)
+
+
+def init_picture(data: bytes):
+    """The init image as RGB pixels; GenerationError when the bytes are no image PIL reads."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            return picture.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        kind = "not an image" if isinstance(exc, Image.UnidentifiedImageError) else f"unreadable ({exc})"
+        raise GenerationError(
+            f"The init image ({len(data):,} bytes, starting {data[:8]!r}) is {kind}: give a PNG, JPEG or WebP file."
+        ) from None
+
+
+def size_change_note(request: Request, width: int, height: int, native: int, multiple: int) -> str | None:
+    """A warning when the size asked for is not the size made (None when it is, or when none was asked for)."""
+    asked = (request.width or width, request.height or height)
+    if request.width is None and request.height is None or asked == (width, height):
+        return None
+    limit = native * native * MAX_PIXELS_OVER_NATIVE
+    reasons = []
+    if asked[0] * asked[1] > limit:
+        reasons.append(f"at most {limit:,} pixels ({MAX_PIXELS_OVER_NATIVE}x its native {native}x{native})")
+    if asked[0] % multiple or asked[1] % multiple:
+        reasons.append(f"sides in multiples of {multiple}")
+    why = " and ".join(reasons) or "its own size steps"
+    return f"The size {asked[0]}x{asked[1]} was changed to {width}x{height}: this model takes {why}."
 
 
 def fit_prompt(prompt: str, tokenizer) -> tuple[str, bool]:
