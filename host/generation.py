@@ -75,7 +75,7 @@ def generate(
 def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None:
     try:
         message = action.run(image)
-    except Exception as exc:  # plugin code: report, keep going; the image is already saved
+    except (Exception, SystemExit) as exc:  # plugin code: report, keep going; the image is already saved
         log.debug("action %s failed", action.name, exc_info=True)  # the trace for the log, not the user
         outcome.failed_actions.append(action.name)
         outcome.messages.append(f"{action.label} failed ({exc}); the image is saved at {image.path}.")
@@ -86,5 +86,6 @@ def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None
 def _announce(app: App, image: GeneratedImage) -> None:
     from PIL import Image
 
-    with Image.open(image.path) as picture:
-        app.plugins.call("image_generated", image=picture, request=image.request, path=image.path)
+    picture = Image.open(image.path)
+    picture.load()  # the pixels in memory, the file closed: the hooks run on after this returns
+    app.plugins.call_later("image_generated", image=picture, request=image.request, path=image.path)
