@@ -20,6 +20,7 @@ from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_f
 from dreamtray.desktop.job_line import JobLine, Placed
 from dreamtray.desktop.last_prompt import load_last_prompt, save_last_prompt
 from dreamtray.desktop.notify import notify
+from dreamtray.desktop.notify import problem as notify_problem
 from dreamtray.route import Report, Task
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class TrayHost:
         self._job: Job | None = None
         self._told_busy = False
         self._closing = threading.Event()
+        self.problems: list[str] = []
+        """Desktop pieces found missing (a tray host...), each said once; `status` lists them."""
 
     # -- what the user asks for ---------------------------------------------------------------------
 
@@ -216,7 +219,19 @@ class TrayHost:
         percent = f" {self.percent}%" if self.state == "busy" and self.percent is not None else ""
         detail = f" ({self.detail})" if self.detail and self.detail != f"{self.percent}%" else ""
         paused = ", hotkeys paused" if self.paused else ""
-        return f"{NAME}: {words}{percent}{detail}{paused}"
+        silent = ", notifications unavailable (see the log)" if notify_problem() else ""
+        return f"{NAME}: {words}{percent}{detail}{paused}{silent}"
+
+    def check_tray_host(self) -> None:
+        """Say once, in the log and as a notification, when the icon has nowhere to show."""
+        from dreamtray.desktop.tray_presence import NO_TRAY_ADVICE, tray_host_problem
+
+        problem = tray_host_problem(os.environ.get("PYSTRAY_BACKEND"))
+        if problem is None:
+            return
+        self.problems.append(problem)
+        log.warning("%s %s", problem, NO_TRAY_ADVICE)
+        notify("The dreamtray icon has nowhere to show", f"{problem} {NO_TRAY_ADVICE}")
 
     def _show(self, state: str, percent: int | None, detail: str) -> None:
         self.state, self.percent, self.detail = state, percent, detail
@@ -362,6 +377,7 @@ class TrayHost:
             "torch_imported": "torch" in sys.modules,
             "heavy_modules": sorted(name for name in HEAVY_MODULES if name in sys.modules),
             "last_prompt": self.last_prompt,
+            "problems": [*self.problems, *filter(None, [notify_problem()])],
         }
 
 
@@ -400,6 +416,7 @@ def run_tray(app: App) -> None:
 
         from dreamtray.desktop.menu import build_menu
 
+        _without_pystray_notifier()
         _name_the_program()
         host.icon = pystray.Icon(NAME, tray_image("idle"), NAME, menu=build_menu(host))
         control.start()
@@ -408,6 +425,7 @@ def run_tray(app: App) -> None:
         def setup(icon: Any) -> None:
             icon.visible = True
             host._set_tooltip(host.tooltip)
+            host.check_tray_host()
             _catch_signals_in_gtk(host)
             host.guarded(host.start_hotkeys, "starting the hotkeys")()
             host.start_engine()
@@ -421,6 +439,26 @@ def run_tray(app: App) -> None:
         control.stop()
         host.close()
         lock.release()
+
+
+class _NoNotifier:
+    """Stands in for pystray's own D-Bus notifier, which dreamtray does not use."""
+
+    def notify(self, title: str, message: str, icon: str) -> None:
+        """dreamtray shows notifications itself (desktop.notify), where a missing service is told once."""
+
+    def hide(self) -> None:
+        """Nothing shown, nothing to hide."""
+
+
+def _without_pystray_notifier() -> None:
+    """pystray's GTK and AppIndicator icons open a D-Bus notifier as they start, and raise (ending the tray)
+    when the session's notification service cannot start or the bus cannot be reached. dreamtray never uses
+    that notifier, so the icon gets one that needs no service."""
+    if os.environ.get("PYSTRAY_BACKEND") in ("gtk", "appindicator"):
+        from pystray._util import notify_dbus
+
+        notify_dbus.Notifier = _NoNotifier
 
 
 def _name_the_program() -> None:
