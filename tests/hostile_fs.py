@@ -17,9 +17,18 @@ MOUNTS = {
 }
 
 
-def run_on_hostile_folder(kind: str, folder: Path, command: list[str], **kwargs) -> subprocess.CompletedProcess:
-    """Run `command` with a `kind` ("readonly" or "full") file system mounted on `folder` (created first)."""
+def run_on_hostile_folder(
+    kind: str, folder: Path, command: list[str], keep: tuple[Path, ...] = (), **kwargs
+) -> subprocess.CompletedProcess:
+    """Run `command` with a `kind` ("readonly" or "full") file system mounted on `folder` (created first);
+    the files in `keep` are copied into it first, so that they are there, read-only, for the command."""
     folder.mkdir(parents=True, exist_ok=True)
-    setup = MOUNTS[kind].format(folder=shlex.quote(str(folder)))
+    quoted = shlex.quote(str(folder))
+    if keep:
+        copies = " ".join(shlex.quote(str(path)) for path in keep)
+        setup = f"mount -t tmpfs -o size=8M tmpfs {quoted} && cp {copies} {quoted}/ && "
+        setup += f"mount -o remount,ro {quoted} && " if kind == "readonly" else FILLER.format(folder=quoted)
+    else:
+        setup = MOUNTS[kind].format(folder=quoted)
     script = setup + 'exec "$@"'
     return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", *command], **kwargs)

@@ -67,3 +67,23 @@ def test_a_file_in_place_of_the_gallery_keeps_the_image_elsewhere(home):
     finally:
         home.gallery.unlink()
     check_kept(home, result, 13, "File exists")
+
+
+def test_a_refined_image_that_cannot_go_beside_its_original_is_kept_elsewhere(home, tmp_path):
+    made = home.run("generate", "a kept fox", "--size", "64x64", "--steps", "1", "--seed", "14", "--json", check=True)
+    original = Path(json.loads(made.stdout)["images"][0])
+    folder = tmp_path / "read-only"
+    result = run_on_hostile_folder(
+        "readonly",
+        folder,
+        [sys.executable, "-m", "dreamtray", "refine", str(folder / original.name), "in the snow", "--steps", "1"],
+        keep=(original,),
+        env=home.env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "could not be written (Read-only file system); the image is kept at" in result.stderr
+    kept = home.root / "data" / "dreamtray" / "unsaved" / f"{original.stem}-refined.png"
+    assert kept.exists() and str(kept) in result.stdout + result.stderr

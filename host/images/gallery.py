@@ -45,6 +45,26 @@ def fallback_folders() -> Iterator[Path]:
         return
 
 
+def keep_elsewhere(data: bytes, name: str, problem: str, warn: Callable[[str], None] = log.warning) -> Path:
+    """Write a finished PNG that could not go where it belonged into the first fallback folder that takes it,
+    under `name` (with -2, -3... rather than overwrite); `warn` says where and repeats `problem`."""
+    problems = [problem]
+    stem = Path(name).stem
+    for folder in fallback_folders():
+        for number in range(1, MAX_COLLISIONS + 1):
+            path = folder / (f"{stem}.png" if number == 1 else f"{stem}-{number}.png")
+            try:
+                write_atomically(path, data, replace=False)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                problems.append(f"{folder}: {exc.strerror or exc}")
+                break
+            warn(f"{problem}; the image is kept at {path} instead.")
+            return path
+    raise GalleryError("the image could not be saved anywhere: " + "; ".join(problems))
+
+
 def default_gallery_folder() -> Path:
     """`dreamtray` inside the user's pictures folder (XDG pictures dir, ~/Pictures, My Pictures...)."""
     return paths.pictures_dir()
