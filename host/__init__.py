@@ -15,9 +15,22 @@ _LAZY = {
     "RequestError": ("request", "RequestError"),
     "Result": ("request", "Result"),
     "generate": ("generation", "generate_prompt"),
+    "display_server": ("display", "display_server"),
+    "read_config": ("config", "read_config"),
 }
 
-__all__ = ["Action", "GeneratedImage", "MenuItem", "Request", "RequestError", "Result", "generate", "hookimpl"]
+__all__ = [
+    "Action",
+    "GeneratedImage",
+    "MenuItem",
+    "Request",
+    "RequestError",
+    "Result",
+    "display_server",
+    "generate",
+    "read_config",
+    "hookimpl",
+]
 
 
 def __getattr__(name: str) -> Any:

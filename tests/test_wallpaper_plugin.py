@@ -85,11 +85,11 @@ def test_wallpaper_covers_the_screen_and_the_root_window_shows_it(desktop, actio
 
 
 def test_feh_paints_the_same_pixels(desktop, user_dirs, tmp_path):
-    from dreamtray_plugins.wallpaper.apply import apply, save_scaled
+    from dreamtray_plugins.wallpaper.apply import apply, save_pictures
 
-    path = save_scaled(make_png(tmp_path / "00002-2.png", hue=90).path)
-    apply(path, setter=X11RootSetter("feh"))
-    with Image.open(path) as scaled:
+    [placement] = save_pictures("same", make_png(tmp_path / "00002-2.png", hue=90), detect_screens(), None)
+    apply([placement], setter=X11RootSetter("feh"))
+    with Image.open(placement.path) as scaled:
         assert ImageChops.difference(root_window(desktop), scaled.convert("RGB")).getbbox() is None
 
 

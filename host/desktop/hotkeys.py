@@ -8,10 +8,11 @@ left out. On Wayland no program may grab keys for the whole desktop: the host sa
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from dreamtray.display import display_server
 
 log = logging.getLogger("dreamtray.desktop.hotkeys")
 
@@ -31,11 +32,8 @@ class Bindings:
 
 
 def is_wayland(environ: Mapping[str, str] | None = None) -> bool:
-    """True on a Wayland session, where global key grabs are impossible."""
-    env = os.environ if environ is None else environ
-    if env.get("XDG_SESSION_TYPE", "").lower() == "wayland":
-        return True
-    return bool(env.get("WAYLAND_DISPLAY")) and not env.get("DISPLAY")
+    """True on a Wayland session, where global key grabs are impossible (a stale WAYLAND_DISPLAY is not one)."""
+    return display_server(environ) == "wayland"
 
 
 def check_hotkey(combo: str) -> str | None:
