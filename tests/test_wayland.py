@@ -96,6 +96,48 @@ def test_the_tray_runs_on_sway_and_says_once_that_trigger_replaces_hotkeys(sway,
     assert len(shown) == 1 and "dreamtray trigger clipboard" in shown[0]["body"]
 
 
+def bus_call(sway: SwaySession, destination: str, path: str, method: str, *args: str) -> str:
+    done = sway.run(
+        ["dbus-send", "--session", "--print-reply", f"--dest={destination}", path, method, *args], text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_icon_registers_with_a_status_notifier_host_when_one_appears(sway, tray, tmp_path):
+    config = sway.root / "waybar.json"
+    config.write_text(json.dumps({"layer": "top", "position": "bottom", "modules-right": ["tray"]}))
+    sway.give(config)
+    waybar = sway.spawn(["waybar", "--config", str(config)])  # a panel whose tray is a StatusNotifier host
+    try:
+        watcher = ("org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher")
+        get = "org.freedesktop.DBus.Properties.Get"
+
+        def registered() -> list[str]:
+            if not sway.bus_name_has_owner(watcher[0]):
+                return []
+            reply = bus_call(sway, *watcher, get, f"string:{watcher[0]}", "string:RegisteredStatusNotifierItems")
+            return [line.split('"')[1] for line in reply.splitlines() if "dreamtray" in line]
+
+        [item] = wait_until(registered, 20, "the dreamtray icon to register with the panel")
+        bus_name, _, path = item.partition("/")
+        owner_pid = bus_call(
+            sway, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.GetConnectionUnixProcessID", f"string:{bus_name}",
+        )  # fmt: skip
+        assert f"uint32 {tray.process.pid}" in owner_pid
+        sni = "string:org.kde.StatusNotifierItem"
+        folder = bus_call(sway, bus_name, f"/{path}", get, sni, "string:IconThemePath").split('"')[1]
+        icon = bus_call(sway, bus_name, f"/{path}", get, sni, "string:IconName").split('"')[1]
+        files = [Path(icon)] if Path(icon).is_absolute() else list(Path(folder).glob(f"{icon}.*"))
+        assert files and files[0].is_file(), f"the panel is told of an icon that exists: {folder!r} {icon!r}"
+        with Image.open(files[0]) as picture:
+            assert picture.size[0] >= 16
+    finally:
+        waybar.terminate()
+        waybar.wait(timeout=10)
+
+
 def test_trigger_clipboard_turns_the_primary_selection_into_a_png_on_the_wayland_clipboard(sway, tray):
     sway.copy("a lighthouse at dusk, oil painting", primary=True)
     done = tray.dreamtray("trigger", "clipboard", "--wait")
