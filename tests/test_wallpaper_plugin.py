@@ -17,7 +17,7 @@ import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.screens import detect_screens
-from dreamtray_plugins.wallpaper.setters import SwaySetter, X11RootSetter, XfceSetter, pick_setter
+from dreamtray_plugins.wallpaper.setters import SwaySetter, X11RootSetter, pick_setter
 
 
 @pytest.fixture
@@ -195,24 +195,6 @@ def recording_path(tmp_path, monkeypatch):
 
 def calls(log) -> list[list[str]]:
     return [chunk.strip("\n").split("\n") for chunk in log.read_text().split("--\n") if chunk.strip()]
-
-
-def test_xfce_sets_every_monitor_and_workspace(recording_path, tmp_path):
-    recorder, log = recording_path
-    recorder(
-        "xfconf-query",
-        prints="/backdrop/screen0/monitor0/workspace0/last-image\n"
-        "/backdrop/screen0/monitorHDMI-1/workspace0/last-image\n/backdrop/screen0/monitor0/workspace0/color-style\n",
-    )
-    picture = tmp_path / "my wallpaper.png"
-    XfceSetter().set(picture)
-    set_calls = [c for c in calls(log) if "--set" in c]
-    assert [(c[c.index("--property") + 1], c[-1]) for c in set_calls] == [
-        ("/backdrop/screen0/monitor0/workspace0/last-image", str(picture)),
-        ("/backdrop/screen0/monitor0/workspace0/image-style", "5"),
-        ("/backdrop/screen0/monitorHDMI-1/workspace0/last-image", str(picture)),
-        ("/backdrop/screen0/monitorHDMI-1/workspace0/image-style", "5"),
-    ]
 
 
 def test_sway_gets_the_path_quoted_for_its_command_parser(recording_path, tmp_path):

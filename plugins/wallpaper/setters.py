@@ -185,19 +185,24 @@ class XfceSetter(Setter):
 
     def _image_properties(self) -> list[str]:
         listed = run([*self.channel, "--list"]).split()
-        return [prop for prop in listed if prop.endswith("/last-image")]
+        return [prop for prop in listed if prop.startswith("/backdrop/screen0/") and prop.endswith("/last-image")]
+
+    def _workspaces(self, listed: list[str]) -> list[str]:
+        """The workspaces that have a picture already, and every workspace xfwm4 has."""
+        return sorted(
+            {prop.split("/")[4] for prop in listed} | {f"workspace{n}" for n in range(self._workspace_count())}
+        )
 
     def set(self, path: Path) -> None:
-        properties = self._image_properties() or ["/backdrop/screen0/monitor0/workspace0/last-image"]
-        for prop in properties:
-            self._set_image(prop, path)
+        listed = self._image_properties()
+        for monitor in sorted({prop.split("/")[3] for prop in listed}) or ["monitor0"]:
+            for workspace in self._workspaces(listed):
+                self._set_image(f"/backdrop/screen0/{monitor}/{workspace}/last-image", path)
 
     def set_each(self, placements: Sequence[Placement]) -> None:
-        existing = {prop.split("/")[4] for prop in self._image_properties()}
-        workspaces = sorted(existing | {f"workspace{n}" for n in range(self._workspace_count())})
+        workspaces = self._workspaces(self._image_properties())
         for index, placement in enumerate(placements):
-            assert placement.screen is not None
-            monitor = f"monitor{placement.screen.name or index}"
+            monitor = f"monitor{placement.screen.name if placement.screen and placement.screen.name else index}"
             for workspace in workspaces:
                 self._set_image(f"/backdrop/screen0/{monitor}/{workspace}/last-image", placement.path)
 
