@@ -156,19 +156,32 @@ for (const desktop of desktops()) {
 }
 """
 
+    CURRENT_SCRIPT = """
+const desktop = desktops()[0];
+desktop.currentConfigGroup = ["Wallpaper", "org.kde.image", "General"];
+print(desktop.readConfig("Image"));
+"""
+
     def set(self, path: Path) -> None:
         if shutil.which("plasma-apply-wallpaperimage"):
             run(["plasma-apply-wallpaperimage", str(path.resolve())])
             return
-        self._evaluate({"*": path.resolve().as_uri()})
+        self._evaluate(self.SCRIPT % json.dumps({"*": path.resolve().as_uri()}))
 
     def set_each(self, placements: Sequence[Placement]) -> None:
-        self._evaluate({_geometry_key(p.screen): p.path.resolve().as_uri() for p in placements if p.screen})
+        files = {_geometry_key(p.screen): p.path.resolve().as_uri() for p in placements if p.screen}
+        self._evaluate(self.SCRIPT % json.dumps(files))
 
-    def _evaluate(self, files: dict[str, str]) -> None:
+    def current(self) -> Path | None:
+        try:
+            value = self._evaluate(self.CURRENT_SCRIPT).strip()
+        except WallpaperError:
+            return None
+        return path_from_uri(value) if value else None
+
+    def _evaluate(self, script: str) -> str:
         qdbus = shutil.which("qdbus6") or shutil.which("qdbus") or "qdbus"
-        script = self.SCRIPT % json.dumps(files)
-        run([qdbus, "org.kde.plasmashell", "/PlasmaShell", "org.kde.PlasmaShell.evaluateScript", script])
+        return run([qdbus, "org.kde.plasmashell", "/PlasmaShell", "org.kde.PlasmaShell.evaluateScript", script])
 
 
 def _geometry_key(screen: Screen) -> str:
