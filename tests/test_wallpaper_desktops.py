@@ -12,6 +12,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
+from dreamtray.cli.context import Context
 from dreamtray_plugins.wallpaper.apply import apply, undo
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.layout import Placement
@@ -29,6 +30,11 @@ SCREENS = [
     Screen(320, 0, 160, 90, "Virtual-2"),
     Screen(480, 0, 120, 200, "Virtual-3"),
 ]
+
+
+def undo_command():
+    """`dreamtray wallpaper --undo` as the command line runs it (with the real command host)."""
+    return CliRunner().invoke(wallpaper_command, ["--undo"], obj=Context())
 
 
 @pytest.fixture
@@ -85,7 +91,7 @@ def test_gsettings_desktops_take_the_picture_zoomed_and_undo_restores(
     assert [gsetting(desktop, schema, key) for key in keys] == [as_stored(saved, uri)] * len(keys)
     assert gsetting(desktop, schema, "picture-options") == "zoom"
 
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 0, result.output
     assert [gsetting(desktop, schema, key) for key in keys] == [as_stored(old, uri)] * len(keys)
 

@@ -12,6 +12,7 @@ from xsession import XSession, need, wait_until
 
 import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
+from dreamtray.cli.context import Context
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.layout import Placement
 from dreamtray_plugins.wallpaper.screens import Screen
@@ -19,6 +20,11 @@ from dreamtray_plugins.wallpaper.setters import KdeSetter, pick_setter
 
 DESKTOP_AREA = (0, 0, 800, 480)
 """The part of the 800x600 screen that Plasma's default bottom panel never covers."""
+
+
+def undo_command():
+    """`dreamtray wallpaper --undo` as the command line runs it (with the real command host)."""
+    return CliRunner().invoke(wallpaper_command, ["--undo"], obj=Context())
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +97,7 @@ def test_plasma_shows_the_wallpaper_and_undo_brings_back_the_one_before(kde, act
     assert plasma_image(kde) == saved.resolve().as_uri()
     assert_desktop_shows(kde, saved)
 
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 0, result.output
     assert plasma_image(kde) == old.resolve().as_uri()
     assert_desktop_shows(kde, old)

@@ -15,9 +15,15 @@ from xsession import XSession
 
 import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
+from dreamtray.cli.context import Context
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.screens import detect_screens
 from dreamtray_plugins.wallpaper.setters import SwaySetter, X11RootSetter, pick_setter
+
+
+def undo_command():
+    """`dreamtray wallpaper --undo` as the command line runs it (with the real command host)."""
+    return CliRunner().invoke(wallpaper_command, ["--undo"], obj=Context())
 
 
 @pytest.fixture
@@ -97,12 +103,12 @@ def test_undo_on_x11_brings_back_the_previous_picture(desktop, action, user_dirs
     action.run(make_png(tmp_path / "00003-3.png", hue=10))
     action.run(make_png(tmp_path / "00004-4.png", hue=200))
     first, second = saved_wallpapers(user_dirs)
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 0, result.output
     assert str(first) in result.output
     with Image.open(first) as expected:
         assert ImageChops.difference(root_window(desktop), expected.convert("RGB")).getbbox() is None
-    assert CliRunner().invoke(wallpaper_command, ["--undo"]).exit_code == 0  # undoing the undo
+    assert undo_command().exit_code == 0  # undoing the undo
     with Image.open(second) as expected:
         assert ImageChops.difference(root_window(desktop), expected.convert("RGB")).getbbox() is None
 
@@ -123,14 +129,14 @@ def test_gnome_gets_both_keys_and_undo_restores_the_old_picture(desktop, action,
     assert gsetting(desktop, "picture-uri-dark") == f"'{saved.as_uri()}'"
     assert gsetting(desktop, "picture-options") == "'zoom'"
 
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 0, result.output
     assert gsetting(desktop, "picture-uri") == f"'{old.as_uri()}'"
     assert gsetting(desktop, "picture-uri-dark") == f"'{old.as_uri()}'"
 
 
 def test_undo_with_no_history_says_so(desktop):
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 1
     assert "no previous wallpaper" in result.output
 
@@ -211,7 +217,7 @@ def test_wallpaper_command_joins_the_dreamtray_command_line(plugin, desktop):
 
     cli = click.Group("dreamtray")
     plugin.hook.register_commands(cli=cli)
-    result = CliRunner().invoke(cli, ["wallpaper", "--undo"])
+    result = CliRunner().invoke(cli, ["wallpaper", "--undo"], obj=Context())
     assert (result.exit_code, "no previous wallpaper" in result.output) == (1, True)
     assert "--schedule" in CliRunner().invoke(cli, ["wallpaper", "--help"]).output
 
@@ -221,6 +227,6 @@ def test_undo_names_a_previous_wallpaper_that_was_deleted(desktop, action, user_
     action.run(make_png(tmp_path / "00007-7.png", hue=60))
     first, _ = saved_wallpapers(user_dirs)
     first.unlink()
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 1
     assert f"The previous wallpaper {first} no longer exists" in result.output

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dreamtray import display_server
+from dreamtray.api import display_server
 
 
 class ClipboardError(RuntimeError):

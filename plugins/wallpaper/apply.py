@@ -7,10 +7,9 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import dreamtray
-from dreamtray import GeneratedImage, Request
+from dreamtray.api import GeneratedImage, Request, read_config, write_atomically
 
-from .history import WallpaperHistory, Wallpapers, wallpaper_dir, write_atomically
+from .history import WallpaperHistory, Wallpapers, wallpaper_dir
 from .layout import MakeImage, Mode, Placement, aspect_for, pictures
 from .screens import Screen, detect_screens
 from .setters import Setter, WallpaperError, pick_setter
@@ -19,7 +18,7 @@ MAX_SEED = 2**32 - 1
 
 
 def configured_mode() -> Mode:
-    return dreamtray.read_config().wallpaper_mode
+    return read_config().wallpaper_mode
 
 
 def shape_request(request: Request) -> Request:
@@ -42,17 +41,17 @@ def set_wallpaper(image: GeneratedImage) -> str:
 
 
 def make_for_monitor(image: GeneratedImage) -> MakeImage:
-    """Makes the picture of monitor `index` from the same prompt and settings, seed + index, at its aspect;
-    saved in the gallery like any image."""
+    """Makes the picture of monitor `index` from the same prompt and settings, seed + index, at its aspect,
+    along the route that made `image` (so it lands in the gallery too). Where no route is at hand (the action
+    called on its own), the other monitors get `image` itself."""
 
     def make(index: int, screen: Screen) -> Path:
-        request = image.request
-        seed = ((request.seed or 0) + index) % (MAX_SEED + 1)
-        fields = request.model_dump(exclude={"prompt", "width", "height", "aspect", "seed", "count", "styles"})
-        outcome = dreamtray.generate(
-            request.prompt, None, **fields, styles=(), seed=seed, aspect=min(max(screen.aspect, 0.11), 9.9)
-        )
-        return outcome.paths[0]
+        if image.make_another is None:
+            return image.path
+        seed = ((image.request.seed or 0) + index) % (MAX_SEED + 1)
+        aspect = min(max(screen.aspect, 0.11), 9.9)
+        update = {"seed": seed, "aspect": aspect, "width": None, "height": None, "count": 1}
+        return image.make_another(image.request.model_copy(update=update)).path
 
     return make
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from dreamtray import display_server
+from dreamtray.api import display_server, write_atomically
 
 from .layout import Placement
 from .screens import Screen, bounding_box, xinerama_heads
@@ -77,7 +77,6 @@ def write_composed(placements: Sequence[Placement]) -> Path:
     """The monitors' files composed into one picture of the desktop, saved beside the first one."""
     from PIL import Image
 
-    from .history import write_atomically
     from .layout import compose
 
     pictures = []
