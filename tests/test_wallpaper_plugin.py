@@ -230,3 +230,39 @@ def test_undo_names_a_previous_wallpaper_that_was_deleted(desktop, action, user_
     result = undo_command()
     assert result.exit_code == 1
     assert f"The previous wallpaper {first} no longer exists" in result.output
+
+
+def test_windows_per_monitor_script_parses_and_gets_each_monitor_rectangle(tmp_path):
+    import json
+
+    from test_windows_scripts import syntax_errors
+
+    from dreamtray_plugins.wallpaper.layout import Placement
+    from dreamtray_plugins.wallpaper.screens import Screen
+    from dreamtray_plugins.wallpaper.setters import WindowsSetter
+
+    left, right = tmp_path / "left.png", tmp_path / "right.png"
+    placements = [Placement(Screen(0, 0, 1920, 1080), left), Placement(Screen(1920, -200, 1080, 1920), right)]
+    args, _, env = WindowsSetter().per_monitor_call(placements)
+    assert args[:4] == ["powershell", "-NoProfile", "-NonInteractive", "-Command"]
+    assert syntax_errors(args[4]) == []
+    assert "SetWallpaper($monitor, $file)" in args[4] and "GetMonitorRECT" in args[4]
+    # the script's key: left, top, width, height of the monitor's rectangle
+    assert json.loads(env["DREAMTRAY_WALLPAPERS"]) == {"0,0,1920,1080": str(left), "1920,-200,1080,1920": str(right)}
+
+
+def test_macos_per_screen_script_gets_each_screen_by_size_and_left_edge(tmp_path):
+    import json
+
+    from dreamtray_plugins.wallpaper.layout import Placement
+    from dreamtray_plugins.wallpaper.screens import Screen
+    from dreamtray_plugins.wallpaper.setters import MacSetter
+
+    placements = [
+        Placement(Screen(0, 0, 1512, 982), tmp_path / "a.png"),
+        Placement(Screen(1512, 0, 2560, 1440), tmp_path / "b.png"),
+    ]
+    args = MacSetter().per_screen_args(placements)
+    assert args[:4] == ["osascript", "-l", "JavaScript", "-e"]
+    assert "setDesktopImageURLForScreenOptionsError" in args[4]
+    assert json.loads(args[5]) == {"0,1512,982": str(tmp_path / "a.png"), "1512,2560,1440": str(tmp_path / "b.png")}
