@@ -126,7 +126,7 @@ def test_same_puts_the_one_image_on_every_monitor(three_monitors, home):
 
 
 def test_undo_brings_back_every_monitor_and_undoing_again_redoes(three_monitors, home):
-    first = make_wallpaper(home, "per-monitor", seed=400)
+    first = make_wallpaper(home, "same", seed=400)  # three files, one per monitor, as in every mode
     second = make_wallpaper(home, "span", seed=500)
     undone = home.run("wallpaper", "--undo", check=True)
     assert all(p["path"] in undone.stdout for p in first)
