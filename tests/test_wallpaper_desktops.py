@@ -113,6 +113,11 @@ def test_gsettings_desktops_span_one_composed_picture_over_several_monitors(
             with Image.open(placement.path) as part:
                 assert ImageChops.difference(whole.crop(placement.screen.box).convert("RGB"), part).getbbox() is None
 
+    apply([Placement(p.screen, picture(tmp_path / f"next-{i}.png", (8, 8), 99)) for i, p in enumerate(each)])
+    undo()
+    assert gsetting(desktop, schema, "picture-options") == "spanned"
+    assert gsetting(desktop, schema, keys[0]) == as_stored(composed, uri)
+
 
 # -- XFCE ----------------------------------------------------------------------------------------------
 

@@ -84,13 +84,22 @@ def apply(
     history = history or WallpaperHistory.load()
     previous = history.current
     shown = setter.current()  # the user may have changed the wallpaper since dreamtray last did
-    if shown is not None and shown.resolve() not in {p.path.resolve() for p in previous}:
+    if shown is not None and not _ours(shown, previous, history.folder):
         previous = (Placement(None, shown),)
     show(placements, setter)
     history.record(new=placements, previous=previous)
 
 
-def show(placements: Wallpapers | Sequence[Placement], setter: Setter) -> None:
+def _ours(shown: Path, wallpapers: Sequence[Placement], folder: Path) -> bool:
+    """Whether the desktop shows what dreamtray set: one of `wallpapers`' files, or the picture composed of them
+    (`desktop-*.png` beside them), or any file in dreamtray's wallpaper folder."""
+    shown = shown.resolve()
+    files = {placement.path.resolve() for placement in wallpapers}
+    composed = shown.name.startswith("desktop-") and shown.parent in {path.parent for path in files}
+    return shown in files or composed or shown.parent == folder.resolve()
+
+
+def show(placements: Sequence[Placement], setter: Setter) -> None:
     """One file for every monitor through `set`, else each monitor's file through `set_each`."""
     if len(placements) == 1:
         setter.set(placements[0].path)
