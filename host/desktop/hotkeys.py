@@ -8,6 +8,7 @@ left out. On Wayland no program may grab keys for the whole desktop: the host sa
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,10 @@ class Bindings:
 
 
 def is_wayland(environ: Mapping[str, str] | None = None) -> bool:
-    """True on a Wayland session, where global key grabs are impossible (a stale WAYLAND_DISPLAY is not one)."""
-    return display_server(environ) == "wayland"
+    """True on a Wayland session, where global key grabs are impossible: the session says so (even to a program
+    that sees only Xwayland), or a live compositor answers on WAYLAND_DISPLAY (a stale one does not count)."""
+    env = os.environ if environ is None else environ
+    return env.get("XDG_SESSION_TYPE", "").lower() == "wayland" or display_server(env) == "wayland"
 
 
 def check_hotkey(combo: str) -> str | None:
