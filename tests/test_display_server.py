@@ -72,6 +72,7 @@ def stale_host(tray, tmp_path_factory):
     yield process
     process.stop()
     home.stop_engine()
+    tray.run(["dunstctl", "close-all"], check=True)  # its notifications must not cover later tests' screens
 
 
 def test_with_a_stale_wayland_display_the_hotkey_reads_primary_and_copies_through_x11(stale_host, tray):

@@ -45,8 +45,10 @@ def action(plugin) -> Action:
 
 @pytest.fixture
 def desktop(xsession, user_dirs, monkeypatch):
-    """The test X session with fresh user folders, as a plain X11 desktop unless a test says otherwise."""
+    """The test X session with fresh user folders, as a plain X11 desktop unless a test says otherwise; no
+    notification left open by an earlier test covers the root window."""
     monkeypatch.setenv("XDG_CURRENT_DESKTOP", "")
+    xsession.run(["dunstctl", "close-all"], check=True)
     return xsession
 
 
