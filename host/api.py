@@ -95,18 +95,21 @@ class TrayHost(Protocol):
 
 
 class CommandHost(ABC):
-    """What a plugin's command receives through `@pass_host`: images made with the user's settings."""
+    """What a plugin's command gets from `command_host()`: images made with the user's settings."""
 
     @abstractmethod
     def generate(self, prompt: str, action: str | None = None, **fields: Any) -> list[GeneratedImage]:
         """Make the images of `prompt` (Request `fields` may override settings), save them, run `action`."""
 
 
-def pass_host(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a plugin's click command to receive the CommandHost as its first argument."""
+def command_host() -> CommandHost:
+    """The CommandHost of the `dreamtray` command line running the current click command (a plugin's command)."""
     import click
 
-    return click.make_pass_decorator(CommandHost)(command)
+    host = click.get_current_context().find_object(CommandHost)
+    if host is None:
+        raise click.ClickException("This command makes images only when it runs as part of `dreamtray`.")
+    return host
 
 
 _LAZY = {
@@ -154,7 +157,7 @@ __all__ = [
     "TrayHost",
     "display_server",
     "load_package_packs",
-    "pass_host",
+    "command_host",
     "read_config",
     "write_atomically",
 ]

@@ -12,7 +12,6 @@ from PIL import Image, ImageChops, ImageDraw
 
 import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
-from dreamtray.cli.context import Context
 from dreamtray_plugins.wallpaper.apply import apply, undo
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.layout import Placement
@@ -33,8 +32,8 @@ SCREENS = [
 
 
 def undo_command():
-    """`dreamtray wallpaper --undo` as the command line runs it (with the real command host)."""
-    return CliRunner().invoke(wallpaper_command, ["--undo"], obj=Context())
+    """`dreamtray wallpaper --undo` as the command line runs it."""
+    return CliRunner().invoke(wallpaper_command, ["--undo"])
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from xsession import XSession, need, wait_until
 
 import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
-from dreamtray.cli.context import Context
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.layout import Placement
 from dreamtray_plugins.wallpaper.screens import Screen
@@ -23,8 +22,8 @@ DESKTOP_AREA = (0, 0, 800, 480)
 
 
 def undo_command():
-    """`dreamtray wallpaper --undo` as the command line runs it (with the real command host)."""
-    return CliRunner().invoke(wallpaper_command, ["--undo"], obj=Context())
+    """`dreamtray wallpaper --undo` as the command line runs it."""
+    return CliRunner().invoke(wallpaper_command, ["--undo"])
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,14 @@ from xsession import XSession
 
 import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
-from dreamtray.cli.context import Context
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.screens import detect_screens
 from dreamtray_plugins.wallpaper.setters import SwaySetter, X11RootSetter, pick_setter
 
 
 def undo_command():
-    """`dreamtray wallpaper --undo` as the command line runs it (with the real command host)."""
-    return CliRunner().invoke(wallpaper_command, ["--undo"], obj=Context())
+    """`dreamtray wallpaper --undo` as the command line runs it."""
+    return CliRunner().invoke(wallpaper_command, ["--undo"])
 
 
 @pytest.fixture
@@ -219,7 +218,7 @@ def test_wallpaper_command_joins_the_dreamtray_command_line(plugin, desktop):
 
     cli = click.Group("dreamtray")
     plugin.hook.register_commands(cli=cli)
-    result = CliRunner().invoke(cli, ["wallpaper", "--undo"], obj=Context())
+    result = CliRunner().invoke(cli, ["wallpaper", "--undo"])
     assert (result.exit_code, "no previous wallpaper" in result.output) == (1, True)
     assert "--schedule" in CliRunner().invoke(cli, ["wallpaper", "--help"]).output
 
