@@ -36,7 +36,7 @@ def wallpaper(undo_last: bool, prompts_file: Path | None, every_hours: float | N
             restored = undo()
         except WallpaperError as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(f"Wallpaper restored: {restored}")
+        click.echo("Wallpaper restored: " + ", ".join(str(placement.path) for placement in restored))
         return
     if prompts_file is None:
         raise click.UsageError("Say what to do: --undo, or --schedule PROMPTS_FILE with --every HOURS or --at-login.")
