@@ -418,12 +418,13 @@ def run_tray(app: App) -> None:
 
         _without_pystray_notifier()
         _name_the_program()
-        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME, menu=build_menu(host))
+        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME)
         control.start()
         _quit_on_signals(host)
 
         def setup(icon: Any) -> None:
-            icon.visible = True
+            icon.visible = True  # first: the icon docks before the plugins and styles that the menu needs load
+            icon.menu = build_menu(host)
             host._set_tooltip(host.tooltip)
             host.check_tray_host()
             _catch_signals_in_gtk(host)
