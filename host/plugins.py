@@ -117,13 +117,17 @@ class PluginHost:
 
     def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call `hook` on every plugin in pluggy's order, each on its own; returns the non-None results."""
+        return [outcome for _, outcome in self.call_named(hook, **kwargs)]
+
+    def call_named(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """`call`, with each result paired with the name of the plugin that gave it."""
         self.load()
         caller = getattr(self.pm.hook, hook)
         results = []
         for impl in reversed(caller.get_hookimpls()):
             ok, outcome = self._call_one(hook, impl.plugin_name, kwargs)
             if ok and outcome is not None:
-                results.append(outcome)
+                results.append((impl.plugin_name, outcome))
         return results
 
     def _call_one(self, hook: str, plugin_name: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:

@@ -188,10 +188,11 @@ def plugin_items(host: MenuHost) -> list[Any]:
     from dreamtray.api import MenuItem as PluginItem
 
     items = []
-    for batch in host.app.plugins.call("tray_menu_items", host=host):
+    plugins = host.app.plugins
+    for plugin, batch in plugins.call_named("tray_menu_items", host=host):
         for entry in batch if isinstance(batch, list | tuple) else [batch]:
             if not isinstance(entry, PluginItem):
-                log.warning("a plugin's tray_menu_items gave %r, not a dreamtray.api.MenuItem; left out", entry)
+                plugins.complain(plugin, f"tray_menu_items gave {entry!r:.80}: not a dreamtray.api.MenuItem; left out")
                 continue
             items.append(MenuItem(entry.label, _plugin_action(host, entry)))
     return items
