@@ -103,3 +103,20 @@ def test_a_slow_image_hook_does_not_hold_up_the_next_image(site, engine, tmp_pat
         (tmp_path / "release").touch()
         app.plugins.wait_later(timeout=10.0)
     assert f"end {first.paths[0]}" in log.read_text() and f"end {second.paths[0]}" in log.read_text()
+
+
+def test_a_menu_item_of_the_wrong_kind_is_named_and_left_out(site, xsession, user_dirs, monkeypatch):
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "hostile_hooks")
+    monkeypatch.setenv("PYSTRAY_BACKEND", "gtk")
+    from dreamtray.desktop.menu import build_menu
+    from dreamtray.desktop.tray import TrayHost
+
+    host = TrayHost(App())
+    try:
+        texts = [item.text for item in build_menu(host).items]
+    finally:
+        host.line.close()
+    assert "Hostile but fine" in texts and "not a menu item" not in texts
+    errors = host.app.plugins.records["hostile_hooks"].errors
+    assert any("tray_menu_items gave 'not a menu item': not a dreamtray.api.MenuItem; left out" in e for e in errors)

@@ -44,3 +44,8 @@ def image_generated(image, request, path):
         time.sleep(0.05)
     with log.open("a") as file:
         file.write(f"end {path}\n")
+
+
+@dreamtray.hookimpl
+def tray_menu_items(host):
+    return ["not a menu item", dreamtray.MenuItem("Hostile but fine", lambda host: None)]
