@@ -73,6 +73,11 @@ class Request(BaseModel):
     def _prompt_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the prompt is empty: write what the image should show")
+        from dreamtray.engine.prompt_syntax import check
+
+        problem = check(value)
+        if problem:
+            raise ValueError(f"{problem}: write what the image should show")
         return value.strip()
 
     @field_validator("styles", mode="before")

@@ -64,14 +64,6 @@ def test_cancel_stops_the_job_and_returns_no_image(runner):
     assert [e["step"] for e in events if e["kind"] == "step"] == [1, 2]
 
 
-def test_long_prompt_is_cut_to_the_text_window_with_a_warning(runner):
-    long_prompt = " ".join(f"word{i}" for i in range(200))
-    result = runner.generate(Request(prompt=long_prompt, seed=1, **SMALL))
-    assert result.warnings and "77 tokens" in result.warnings[0]
-    assert long_prompt.startswith(result.request.prompt) and len(result.request.prompt) < len(long_prompt)
-    assert len(runner.loaded.pipe.tokenizer(result.request.prompt).input_ids) <= 77
-
-
 def test_blank_and_out_of_range_requests_are_clear_errors():
     with pytest.raises(RequestError, match="prompt: the prompt is empty"):
         Request.parse(prompt="   ")

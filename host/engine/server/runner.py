@@ -17,6 +17,7 @@ from typing import Any
 
 from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
 from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
+from dreamtray.engine.server import prompts
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
 from dreamtray.request import Request, Result
 
@@ -152,21 +153,12 @@ class Runner:
             raise
 
     def _settle(self, request: Request, loaded: Loaded, warnings: list[str]) -> Request:
-        """Fill in the preset's defaults, snap the size, and cut a prompt longer than the text window."""
+        """Fill in the preset's defaults and snap the size; note what the pipeline cannot honour in the prompt."""
         preset = loaded.source.preset
         width, height = snap_size(request, loaded.native_size, preset.size_multiple)
-        prompt = request.prompt
-        tokenizer = getattr(loaded.pipe, "tokenizer", None)
-        if tokenizer is not None:
-            prompt, cut = fit_prompt(prompt, tokenizer)
-            if cut:
-                warnings.append(
-                    f"The prompt is longer than the text encoder reads ({tokenizer.model_max_length} tokens); "
-                    f"it was cut to: {prompt!r}"
-                )
+        warnings += prompts.warnings_for(loaded.pipe, request.prompt, request.negative_prompt)
         return request.model_copy(
             update={
-                "prompt": prompt,
                 "width": width,
                 "height": height,
                 "steps": request.steps or preset.steps,
@@ -243,12 +235,13 @@ class Runner:
         emit({"kind": "start", "total": overall})
         images = []
         plan = loaded.plan
+        with torch.autocast("cpu", getattr(torch, plan.autocast)) if plan.autocast else contextlib.nullcontext():
+            text = prompts.encode(pipe, request.prompt, request.negative_prompt, guidance=request.guidance)
         for index in range(request.count):
             # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
             with torch.autocast("cpu", getattr(torch, plan.autocast)) if plan.autocast else contextlib.nullcontext():
                 output = pipe(
-                    prompt=request.prompt,
-                    negative_prompt=request.negative_prompt or None,
+                    **text.kwargs,
                     num_inference_steps=steps,
                     guidance_scale=request.guidance,
                     generator=torch.Generator("cpu").manual_seed(request.seed + index),
@@ -276,26 +269,6 @@ def snap_size(request: Request, native: int, multiple: int) -> tuple[int, int]:
         return max(multiple, int(round(side / multiple)) * multiple)
 
     return snap(width), snap(height)
-
-
-def fit_prompt(prompt: str, tokenizer) -> tuple[str, bool]:
-    """The longest run of the prompt's words that fits the text encoder's window, and whether it was cut."""
-    window = tokenizer.model_max_length
-
-    def fits(text: str) -> bool:
-        return len(tokenizer(text, truncation=False).input_ids) <= window
-
-    if fits(prompt):
-        return prompt, False
-    words = prompt.split()
-    low, high = 0, len(words)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if fits(" ".join(words[:middle])):
-            low = middle
-        else:
-            high = middle - 1
-    return " ".join(words[:low]), True
 
 
 def sampler_name(scheduler) -> str:
