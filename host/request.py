@@ -46,6 +46,15 @@ class LoRA(BaseModel):
     scale: float = Field(1.0, ge=-4.0, le=4.0)
 
 
+class UserText(BaseModel):
+    """The prompt and negative prompt as the user wrote them, before styles were applied."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+
+
 class Request(BaseModel):
     """One generation job. Fields left as None take the model preset's defaults."""
 
@@ -54,6 +63,8 @@ class Request(BaseModel):
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     styles: tuple[str, ...] = ()
+    unstyled: UserText | None = None
+    """Set once `styles` are applied: the user's own text, kept apart from the styled `prompt`."""
     width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
     height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
     aspect: float | None = Field(None, gt=0.1, lt=10.0)
