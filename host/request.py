@@ -91,6 +91,13 @@ class Request(BaseModel):
             raise ValueError(f"{problem}: write what the image should show")
         return value.strip()
 
+    @field_validator("sampler")
+    @classmethod
+    def _sampler_as_a1111_names_it(cls, value: str | None) -> str | None:
+        from dreamtray.engine.samplers import parse
+
+        return None if value is None or not value.strip() else parse(value).label
+
     @field_validator("styles", mode="before")
     @classmethod
     def _styles_from_text(cls, value: object) -> object:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
+from dreamtray.engine import samplers
+from dreamtray.engine.presets import AUTO
 from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server import prompts
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
@@ -123,7 +124,7 @@ class Runner:
             images=[_png(image) for image in images],
             seeds=[request.seed + i for i in range(request.count)],
             model=loaded.source.name,
-            sampler=request.sampler or sampler_name(loaded.default_scheduler),
+            sampler=samplers.parse(request.sampler).label if request.sampler else sampler_name(loaded.default_scheduler),
             warnings=warnings,
             seconds=time.perf_counter() - started,
         )
@@ -272,8 +273,8 @@ def snap_size(request: Request, native: int, multiple: int) -> tuple[int, int]:
 
 
 def sampler_name(scheduler) -> str:
-    """The A1111 name of a scheduler where it has one, else its diffusers class name."""
-    return SAMPLER_NAMES.get(type(scheduler).__name__, type(scheduler).__name__)
+    """The A1111 name of a scheduler (`DPM++ 2M Karras`) where it has one, else its diffusers class name."""
+    return samplers.from_class(type(scheduler).__name__, dict(scheduler.config)).label
 
 
 def scheduler_for(default, sampler: str | None):
@@ -282,12 +283,14 @@ def scheduler_for(default, sampler: str | None):
 
     if not sampler:
         return type(default).from_config(default.config)
-    class_name = SAMPLERS.get(sampler, sampler)
+    try:
+        class_name, settings = samplers.parse(sampler).scheduler()
+    except samplers.SamplerError as exc:
+        raise GenerationError(f"{exc}.") from None
     cls = getattr(diffusers, class_name, None)
-    if cls is None or not class_name.endswith("Scheduler"):
-        known = ", ".join(SAMPLERS)
-        raise GenerationError(f"Unknown sampler {sampler!r}: use one of {known}, or a diffusers scheduler class name.")
-    return cls.from_config(default.config)
+    if cls is None:
+        raise GenerationError(f"Unknown sampler {sampler!r}: diffusers has no scheduler class {class_name!r}.")
+    return cls.from_config(default.config, **settings)
 
 
 def _place(pipe, plan: Plan) -> None:
