@@ -7,6 +7,7 @@ the same way everywhere. Neither imports torch.
 from __future__ import annotations
 
 import base64
+import math
 import random
 from typing import Annotated
 
@@ -16,6 +17,7 @@ MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 4096
 MAX_PROMPT_CHARS = 20_000
+MAX_PIXELS_OVER_NATIVE = 16
 
 
 class RequestError(ValueError):
@@ -104,6 +106,25 @@ class Request(BaseModel):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    def pixel_size(self, native: int, multiple: int = 8) -> tuple[int, int]:
+        """Width and height to generate: the request's (or its aspect at the native pixel count), at most 16x the
+        native pixel count, snapped to the model's multiple. Every back end sizes images this one way."""
+        if self.width is None and self.height is None:
+            aspect = self.aspect or 1.0
+            width, height = native * math.sqrt(aspect), native / math.sqrt(aspect)
+        else:
+            width = self.width or self.height * (self.aspect or 1.0)
+            height = self.height or self.width / (self.aspect or 1.0)
+        limit = native * native * MAX_PIXELS_OVER_NATIVE
+        if width * height > limit:
+            shrink = math.sqrt(limit / (width * height))
+            width, height = width * shrink, height * shrink
+
+        def snap(side: float) -> int:
+            return max(multiple, int(round(side / multiple)) * multiple)
+
+        return snap(width), snap(height)
 
     def with_seed(self) -> Request:
         """This request with a concrete seed: the given one, or a fresh random one to report back."""

@@ -22,7 +22,6 @@ from dreamtray.engine.server import prompts
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
 from dreamtray.request import Request, Result
 
-MAX_PIXELS_OVER_NATIVE = 16
 
 
 class JobCancelled(Exception):
@@ -156,7 +155,7 @@ class Runner:
     def _settle(self, request: Request, loaded: Loaded, warnings: list[str]) -> Request:
         """Fill in the preset's defaults and snap the size; note what the pipeline cannot honour in the prompt."""
         preset = loaded.source.preset
-        width, height = snap_size(request, loaded.native_size, preset.size_multiple)
+        width, height = request.pixel_size(loaded.native_size, preset.size_multiple)
         warnings += prompts.warnings_for(loaded.pipe, request.prompt, request.negative_prompt)
         return request.model_copy(
             update={
@@ -251,25 +250,6 @@ class Runner:
                 )
             images.extend(output.images)
         return images
-
-
-def snap_size(request: Request, native: int, multiple: int) -> tuple[int, int]:
-    """The request's size (or its aspect at the native pixel count), snapped to the model's multiple."""
-    if request.width is None and request.height is None:
-        aspect = request.aspect or 1.0
-        width, height = native * math.sqrt(aspect), native / math.sqrt(aspect)
-    else:
-        width = request.width or request.height * (request.aspect or 1.0)
-        height = request.height or request.width / (request.aspect or 1.0)
-    limit = native * native * MAX_PIXELS_OVER_NATIVE
-    if width * height > limit:
-        shrink = math.sqrt(limit / (width * height))
-        width, height = width * shrink, height * shrink
-
-    def snap(side: float) -> int:
-        return max(multiple, int(round(side / multiple)) * multiple)
-
-    return snap(width), snap(height)
 
 
 def sampler_name(scheduler) -> str:
