@@ -19,9 +19,13 @@ import threading
 import time
 from typing import Any
 
+<<<<<<< HEAD
 from dreamtray.engine.client import EngineError
 from dreamtray.engine.samplers import SamplerError, a1111_api
 from dreamtray.request import Request, Result
+=======
+from dreamtray.api import EngineError, Request, Result
+>>>>>>> main
 
 from .credentials import require_secret
 from .images import png_from_b64

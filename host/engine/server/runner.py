@@ -15,16 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+<<<<<<< HEAD
 from dreamtray.engine import samplers
 from dreamtray.engine.presets import AUTO
 from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server import prompts
+=======
+from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
+from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
+>>>>>>> main
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
+from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, Result
 
 
 
-class JobCancelled(Exception):
+class GenerationCancelled(Exception):
     """Raised inside the denoising loop when the job was cancelled; the half-done image is discarded."""
 
 
@@ -229,7 +235,7 @@ class Runner:
             done += 1
             emit({"kind": "step", "step": done, "total": overall})
             if cancelled():
-                raise JobCancelled()
+                raise GenerationCancelled()
             return callback_kwargs
 
         emit({"kind": "start", "total": overall})
