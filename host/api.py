@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ServiceEngine,
     )
     from dreamtray.engine.job_record import JobRecord
+    from dreamtray.samplers import SamplerError, a1111_sampler
     from dreamtray.request import Request, RequestError, Result
     from dreamtray.styles import Style, StyleError, load_package_packs
 
@@ -119,6 +120,8 @@ _LAZY = {
     "JobCancelled": "dreamtray.engine.client",
     "ServiceEngine": "dreamtray.engine.client",
     "JobRecord": "dreamtray.engine.job_record",
+    "SamplerError": "dreamtray.samplers",
+    "a1111_sampler": "dreamtray.samplers",
     "write_atomically": "dreamtray.atomic",
 }
 
@@ -138,10 +141,12 @@ __all__ = [
     "Request",
     "RequestError",
     "Result",
+    "SamplerError",
     "ServiceEngine",
     "Style",
     "StyleError",
     "TrayHost",
+    "a1111_sampler",
     "load_package_packs",
     "pass_host",
     "write_atomically",

@@ -86,7 +86,7 @@ class Request(BaseModel):
     def _prompt_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the prompt is empty: write what the image should show")
-        from dreamtray.engine.prompt_syntax import check
+        from dreamtray.prompt_syntax import check
 
         problem = check(value)
         if problem:
@@ -96,7 +96,7 @@ class Request(BaseModel):
     @field_validator("sampler")
     @classmethod
     def _sampler_as_a1111_names_it(cls, value: str | None) -> str | None:
-        from dreamtray.engine.samplers import parse
+        from dreamtray.samplers import parse
 
         return None if value is None or not value.strip() else parse(value).label
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from fixtures_engine import pixels
 
-from dreamtray.engine.prompt_syntax import Fragment, check, is_plain, parse, plain_text
+from dreamtray.prompt_syntax import Fragment, check, is_plain, parse, plain_text
 from dreamtray.engine.server import prompts
 from dreamtray.request import Request
 

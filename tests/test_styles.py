@@ -214,7 +214,7 @@ def test_request_settings_win_else_the_last_style():
     first = Style(name="A", steps=10, guidance=3.0, seed=1, sampler="euler", aspect=1.5, models=("tiny",))
     second = Style(name="B", steps=20, width=512, height=768, models=("sd-turbo", "tiny"))
     styled = apply_styles(Request(prompt="fox"), [first, second])
-    assert (styled.steps, styled.guidance, styled.seed, styled.sampler) == (20, 3.0, 1, "euler")
+    assert (styled.steps, styled.guidance, styled.seed, styled.sampler) == (20, 3.0, 1, "Euler"), "A1111 name"
     assert (styled.width, styled.height, styled.aspect, styled.model) == (512, 768, None, "sd-turbo")
     explicit = Request(prompt="fox", steps=4, seed=99, aspect=2.0, model="tiny")
     styled = apply_styles(explicit, [first, second])

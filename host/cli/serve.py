@@ -121,12 +121,7 @@ def serve_command(
         )
     click.echo(f"Serving the dreamtray engine on {scheme}://{host}:{port} (token in {token_path}).", err=True)
     limits = {"rate_per_minute": rate_limit, "max_body_bytes": max_body_mb * 2**20, "log_prompts": log_prompts}
-<<<<<<< HEAD
-    app = current_app()
-    settings = app.local_engine.settings  # the config's engine settings, as this machine's tray uses them
-=======
     settings = ctx.app.local_engine.settings  # the config's engine settings, as this machine's tray uses them
->>>>>>> main
     settings = replace(settings, default_model=model or settings.default_model)
     if use_ray:
         from dreamtray.engine.server.ray_deployment import PoolOptions, run_ray_serve
@@ -137,7 +132,7 @@ def serve_command(
     from dreamtray.engine.server.service import serve
 
     try:
-        serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, styles=app.styles, **limits)
+        serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, styles=ctx.app.styles, **limits)
     except OSError as exc:  # the address is taken or not this machine's, or the certificate cannot be read
         raise click.ClickException(f"Cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

@@ -36,7 +36,7 @@ from dreamtray.images.pngchunks import (
     split_chunks,
     text_chunk,
 )
-from dreamtray.engine import samplers
+from dreamtray import samplers
 from dreamtray.request import Request, RequestError, describe_validation_error
 
 PARAMETERS_KEY = "parameters"
@@ -481,10 +481,8 @@ def request_from_metadata(metadata: ImageMetadata, *, name: str = "the image") -
     return reproduce(metadata, name=name).request
 
 
-def request_from_image(path: Path | str, samplers: object = None) -> Request:
+def request_from_image(path: Path | str) -> Request:
     """The request that reproduces the image at `path` (for `dreamtray generate --from IMAGE`).
-
-    `samplers` is no longer used (every A1111 sampler is mapped); it goes once the command line stops passing it.
 
     Raises MetadataError (or a subclass) when the file says nothing usable, RequestError when its settings
     are outside what dreamtray accepts; both messages name the file.

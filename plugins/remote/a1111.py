@@ -19,13 +19,7 @@ import threading
 import time
 from typing import Any
 
-<<<<<<< HEAD
-from dreamtray.engine.client import EngineError
-from dreamtray.engine.samplers import SamplerError, a1111_api
-from dreamtray.request import Request, Result
-=======
-from dreamtray.api import EngineError, Request, Result
->>>>>>> main
+from dreamtray.api import EngineError, Request, Result, SamplerError, a1111_sampler
 
 from .credentials import require_secret
 from .images import png_from_b64
@@ -78,7 +72,7 @@ class A1111:
         }
         if request.sampler:
             try:
-                body.update(a1111_api(request.sampler))
+                body.update(a1111_sampler(request.sampler))
             except SamplerError as exc:
                 raise EngineError(f"{self.api.where()}: {exc}.") from None
         if request.model:

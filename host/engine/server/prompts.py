@@ -1,6 +1,6 @@
 """Text embeddings for prompts in A1111's syntax and of any length, built with compel.
 
-The prompt is parsed by `dreamtray.engine.prompt_syntax` (A1111's rules) and handed to compel as weighted
+The prompt is parsed by `dreamtray.prompt_syntax` (A1111's rules) and handed to compel as weighted
 fragments, one compel prompt per BREAK chunk (compel's `.and()`: each part is encoded on its own and the parts
 are joined). compel encodes text longer than the encoder's window in 75-token chunks, split at the last
 phrase mark (`,` `.` `;` `:`) before the window's end, and concatenates them, as A1111 does.
@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from dreamtray.engine.prompt_syntax import Chunk, is_plain, parse, plain_text
+from dreamtray.prompt_syntax import Chunk, is_plain, parse, plain_text
 
 _COMPELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

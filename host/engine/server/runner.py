@@ -15,15 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-<<<<<<< HEAD
-from dreamtray.engine import samplers
+from dreamtray import samplers
 from dreamtray.engine.presets import AUTO
-from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server import prompts
-=======
-from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
 from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
->>>>>>> main
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
 from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, Result

@@ -34,16 +34,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dreamtray.atomic import write_atomically
 from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
-<<<<<<< HEAD
 from dreamtray.engine.server import api_fields
-from dreamtray.engine.server.jobs import Job, JobManager, QueueFull
-from dreamtray.engine.server.worker import WorkerSettings
-=======
 from dreamtray.engine.server.guard import too_large_message
 from dreamtray.engine.server.jobs import JobManager, QueueFull
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.engine.token import load_or_create_token
->>>>>>> main
 from dreamtray.request import Request, Result, describe_validation_error
 
 VERSION = "1"
@@ -172,18 +167,14 @@ def create_app(
             raise HTTPException(404, f"no job {job_id}")
         return job
 
-<<<<<<< HEAD
     @app.exception_handler(api_fields.FieldError)
     async def _field(_: HttpRequest, exc: api_fields.FieldError) -> JSONResponse:
         error = {"message": str(exc), "type": "invalid_request_error"} | ({"code": exc.code} if exc.code else {})
         return JSONResponse({"error": error}, status_code=exc.status)
 
-    def submit(request: Request) -> Job:
+    def submit(request: Request) -> JobRecord:
         api_fields.check_model(request.model)
         request = api_fields.apply_styles(request, styles)
-=======
-    def submit(request: Request) -> JobRecord:
->>>>>>> main
         try:
             job = manager.submit(request)
         except QueueFull as exc:

@@ -137,7 +137,7 @@ def join(sampler: str, schedule: str | None) -> tuple[Sampler | None, list[str]]
     return found, [f"Schedule type: {schedule!r} is not available for {found.name}; its default schedule is used"]
 
 
-def a1111_api(label: str) -> dict[str, str]:
+def a1111_sampler(label: str) -> dict[str, str]:
     """The A1111 API fields (1.9+) for a sampler label: `sampler_name` and `scheduler` (`karras`, `automatic`)."""
     sampler = parse(label)
     if sampler.name not in SAMPLERS:
