@@ -95,3 +95,20 @@ def test_fooocus_json_as_fooocus_reads_it_and_its_display_names_resolve(tmp_path
     assert styled.prompt == "cinematic film still a fox"
     assert styled.negative_prompt == "text, anime, (blur, blurry, bokeh)", "grouped terms kept whole"
     assert registry.problems == []
+
+
+def test_the_tray_reports_an_unknown_style_with_the_closest_before_any_engine(fresh_home, monkeypatch):
+    from dreamtray import route
+    from dreamtray.app import App
+
+    styles = fresh_home / "data" / "dreamtray" / "styles"
+    styles.mkdir(parents=True)
+    (styles / "mine.csv").write_text("name,prompt\nWatercolor,watercolor of {prompt}\nInk,ink {prompt}\n", "utf-8")
+    config = fresh_home / "config.toml"
+    config.write_text('model = "tiny"\nstyle = "Watercolr"\n', encoding="utf-8")
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "")
+    app = App(config)
+    report = route.run_task(app, route.Task("clipboard", "a fox"))
+    assert (report.ok, report.title) == (False, "The chosen style is a problem")
+    assert report.body == "unknown style 'Watercolr'; the closest are 'Watercolor', 'Ink' (`dreamtray styles` lists all 2)"
+    assert "local_engine" not in vars(app) and "engine" not in vars(app), "no engine was started"
