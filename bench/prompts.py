@@ -93,7 +93,11 @@ def encoding_costs(name: str, pipe, repeats: int) -> None:
         for label, call in calls.items():
             times[label].append(seconds(call)[0])
     base = median(times["plain (diffusers' encode_prompt)"])
-    tokens = {label: len(pipe.tokenizer(text, truncation=False).input_ids) - 2 for label, text in CASES.items()}
+    from dreamtray.prompt_syntax import plain_text
+
+    tokens = {
+        label: len(pipe.tokenizer(plain_text(text), truncation=False).input_ids) - 2 for label, text in CASES.items()
+    }
     tokens["plain (diffusers' encode_prompt)"] = len(pipe.tokenizer(PLAIN).input_ids) - 2
     table(
         f"Prompt encoding on {name} (median of {repeats}, ms; ratio to plain)",

@@ -80,10 +80,11 @@ def _fits_plain(pipe: Any, chunks: list[Chunk]) -> bool:
 
 
 def _compel(pipe: Any, tokenizer: Any, encoder: Any, kind: str, pooled: bool = False) -> Any:
-    """One compel per text encoder, kept while the encoder lives."""
+    """One compel per text encoder and device, kept while the encoder lives (its empty-prompt embedding too)."""
+    device = pipe._execution_device
     cached = _COMPELS.get(encoder)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == device:
+        return cached[1]
     from compel import Compel, ReturnedEmbeddingsType, SplitLongTextMode
 
     returned = (
@@ -98,9 +99,9 @@ def _compel(pipe: Any, tokenizer: Any, encoder: Any, kind: str, pooled: bool = F
         returned_embeddings_type=returned,
         requires_pooled=pooled,
         split_long_text_mode=SplitLongTextMode.PHRASES,
-        device=pipe._execution_device,
+        device=device,
     )
-    _COMPELS[encoder] = made
+    _COMPELS[encoder] = (device, made)
     return made
 
 
