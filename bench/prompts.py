@@ -49,7 +49,9 @@ def style_counts() -> None:
             ours = {name_key(style.name) for style in load_style_file(path, problems)}
             rows.append((path.name, len(a1111_styles(path)), len(ours), len(problems)))
         registry = load_registry(None, paths[0].parent)
-        rows.append(("all of the above, one folder", sum(row[1] for row in rows), len(registry), len(registry.problems)))
+        rows.append(
+            ("all of the above, one folder", sum(row[1] for row in rows), len(registry), len(registry.problems))
+        )
         stopper = Path(folder) / "field-over-the-csv-limit.csv"
         stopper.write_text(f"name,prompt\nFirst,a {{prompt}}\nHuge,{'x' * (csv.field_size_limit() + 1)}\nLast,z\n")
         problems = []
@@ -70,7 +72,9 @@ def sd_turbo_text_pipe():
 
     torch.manual_seed(0)
     pipe = build_tiny_pipeline()
-    encoder = _clip_text("CLIPTextModel", hidden=1024, intermediate=4096, heads=16, layers=23, act="gelu", projection=512)
+    encoder = _clip_text(
+        "CLIPTextModel", hidden=1024, intermediate=4096, heads=16, layers=23, act="gelu", projection=512
+    )
     pipe.register_modules(text_encoder=encoder.eval(), tokenizer=_tokenizer())
     return pipe
 

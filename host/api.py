@@ -29,8 +29,8 @@ if TYPE_CHECKING:
         ServiceEngine,
     )
     from dreamtray.engine.job_record import JobRecord
-    from dreamtray.samplers import SamplerError, a1111_sampler
     from dreamtray.request import Request, RequestError, Result
+    from dreamtray.samplers import SamplerError, a1111_sampler
     from dreamtray.styles import Style, StyleError, load_package_packs
 
 

@@ -38,7 +38,9 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 }
 """A1111 schedule types that change a sampler's sigmas, as diffusers scheduler settings."""
 
-SIGMA_SCHEDULES = frozenset({"Euler", "Heun", "LMS", "DPM2", "DPM2 a", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ SDE", "UniPC"})
+SIGMA_SCHEDULES = frozenset(
+    {"Euler", "Heun", "LMS", "DPM2", "DPM2 a", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ SDE", "UniPC"}
+)
 """The samplers whose diffusers scheduler takes the Karras, exponential and beta schedules."""
 
 DEFAULT_SCHEDULES = frozenset({"Automatic", "Uniform", "Normal"})

@@ -47,8 +47,9 @@ Stacking (`apply_styles`), in the order the styles are given:
 
 Registry: names are looked up ignoring case and the separators blank, `-`, `_` and `,` (so `sai-cinematic`,
 `SAI Cinematic` and `sai_cinematic` are one name); when two styles share a name, the later one wins and the
-replacement is reported. An unknown name is a StyleError naming the three closest known names. Plugins are read first and the user folder last (its files in name order), so a
-user's own file can override a first-party style by giving it the same name.
+replacement is reported. An unknown name is a StyleError naming the three closest known names. Plugins are
+read first and the user folder last (its files in name order), so a user's own file can override a
+first-party style by giving it the same name.
 """
 
 from __future__ import annotations
@@ -228,9 +229,8 @@ def styles_from_a1111_csv(
         raise StyleError(f"{where}: line 1: not valid CSV: {exc}") from None
     text_column = "prompt" if "prompt" in columns else "text"
     if "name" not in columns or text_column not in columns:
-        raise StyleError(
-            f"{where}: the header must be name,prompt,negative_prompt or name,text (got {','.join(columns) or 'nothing'})"
-        )
+        got = ",".join(columns) or "nothing"
+        raise StyleError(f"{where}: the header must be name,prompt,negative_prompt or name,text (got {got})")
     wanted = {"name": columns.index("name"), "prompt": columns.index(text_column)}
     if "negative_prompt" in columns:
         wanted["negative_prompt"] = columns.index("negative_prompt")

@@ -52,9 +52,7 @@ FILES: dict[str, str] = {
         'Vivid, "{prompt}, vivid colors", dull\r\n'
     ),
     "trailing-commas.csv": (
-        "name,prompt,negative_prompt,\n"
-        "Ink,ink sketch of {prompt},color,\n"
-        "Neon,{prompt} in neon light,,,\n"
+        "name,prompt,negative_prompt,\nInk,ink sketch of {prompt},color,\nNeon,{prompt} in neon light,,,\n"
     ),
     "quoted-commas.csv": (
         "name,prompt,negative_prompt\n"

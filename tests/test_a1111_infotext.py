@@ -105,7 +105,9 @@ def test_infotexts_of_each_a1111_version_map_field_by_field_with_one_warning_eac
 )
 def test_dreamtray_writes_a1111_sampler_names_whatever_was_typed(typed, written):
     request = Request(prompt="a fox", sampler=typed, seed=1, steps=4, guidance=7.0)
-    png = add_metadata(a1111_png("x\nSteps: 1, Sampler: Euler, Seed: 1"), request, model="tiny", sampler=request.sampler)
+    png = add_metadata(
+        a1111_png("x\nSteps: 1, Sampler: Euler, Seed: 1"), request, model="tiny", sampler=request.sampler
+    )
     settings = reference_parse(read_metadata(png).texts["parameters"])["settings"]
     assert {key: settings[key] for key in written} == written
     assert ("Schedule type" in settings) == ("Schedule type" in written)

@@ -37,7 +37,10 @@ def generate(home: DreamtrayHome, *args: str) -> dict:
 
 
 def test_japanese_without_spaces_makes_an_image_and_keeps_the_prompt_whole(home):
-    prompt = "夕暮れの灯台と静かな海、油絵風、柔らかい光、遠くに小さな船が浮かんでいる、空には雲がたなびき、波は穏やかに岸辺に打ち寄せている"
+    prompt = (
+        "夕暮れの灯台と静かな海、油絵風、柔らかい光、遠くに小さな船が浮かんでいる、"
+        "空には雲がたなびき、波は穏やかに岸辺に打ち寄せている"
+    )
     made = generate(home, prompt)
     assert made["warnings"] == []
     image = Path(made["images"][0])

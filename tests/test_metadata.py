@@ -221,15 +221,19 @@ def test_a_request_from_an_a1111_png_keeps_its_settings_but_not_its_model_names(
     path = tmp_path / "00001-1234567890.png"
     path.write_bytes(a1111_png())
     found = reproduce_image(path)
-    assert found.request == request_from_image(path) == Request(
-        prompt="masterpiece, a lighthouse at dusk, <lora:film:0.8>",
-        negative_prompt="lowres, bad anatomy",
-        steps=20,
-        guidance=7.0,
-        seed=1234567890,
-        width=512,
-        height=768,
-        sampler="DPM++ 2M Karras",
+    assert (
+        found.request
+        == request_from_image(path)
+        == Request(
+            prompt="masterpiece, a lighthouse at dusk, <lora:film:0.8>",
+            negative_prompt="lowres, bad anatomy",
+            steps=20,
+            guidance=7.0,
+            seed=1234567890,
+            width=512,
+            height=768,
+            sampler="DPM++ 2M Karras",
+        )
     )
     assert found.warnings == (
         "Model: 'v1-5-pruned-emaonly' is that program's checkpoint; dreamtray's configured model is used",

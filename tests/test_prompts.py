@@ -6,8 +6,8 @@ import pytest
 import torch
 from fixtures_engine import pixels
 
-from dreamtray.prompt_syntax import Fragment, check, is_plain, parse, plain_text
 from dreamtray.engine.server import prompts
+from dreamtray.prompt_syntax import Fragment, check, is_plain, parse, plain_text
 from dreamtray.request import Request
 
 SMALL = {"width": 64, "height": 64}

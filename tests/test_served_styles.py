@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from remote_helpers import ServeProcess
 
-STYLES_CSV = "name,prompt,negative_prompt\nWatercolor,watercolor painting of {prompt},photo\nVivid,\"{prompt}, vivid\",\n"
+STYLES_CSV = 'name,prompt,negative_prompt\nWatercolor,watercolor painting of {prompt},photo\nVivid,"{prompt}, vivid",\n'
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,9 @@ SMALL = {"model": "tiny", "size": "64x64", "response_format": "b64_json"}
 
 
 def test_style_in_extra_body_styles_the_prompt(client):
-    answer = client.images.generate(prompt="a red fox", extra_body={"style": "watercolor", "seed": 3, "steps": 1}, **SMALL)
+    answer = client.images.generate(
+        prompt="a red fox", extra_body={"style": "watercolor", "seed": 3, "steps": 1}, **SMALL
+    )
     assert answer.data[0].revised_prompt == "watercolor painting of a red fox"
     assert Image.open(io.BytesIO(base64.b64decode(answer.data[0].b64_json))).size == (64, 64)
 

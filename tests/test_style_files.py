@@ -35,7 +35,7 @@ def test_all_files_together_load_as_many_styles_as_a1111(folder):
     assert len(registry) == expected == 676
     assert registry.problems == []
     styled = registry.apply(Request(prompt="a red fox", styles=("Moody, dark", "cinematic")))
-    merged = a1111_merge("cinematic still of {prompt}", a1111_merge("{prompt}, moody \"noir\" light", "a red fox"))
+    merged = a1111_merge("cinematic still of {prompt}", a1111_merge('{prompt}, moody "noir" light', "a red fox"))
     assert styled.prompt == merged == 'cinematic still of a red fox, moody "noir" light'
     assert styled.negative_prompt == "bright, cheerful, cartoon"
 
@@ -88,7 +88,12 @@ def test_fooocus_json_as_fooocus_reads_it_and_its_display_names_resolve(tmp_path
     ]
     (tmp_path / "sdxl_styles_sai.json").write_text(json.dumps(entries), encoding="utf-8")
     registry = load_registry(None, tmp_path)
-    assert [style.name for style in registry] == ["Fooocus Sharp", "MRE Dark Cyberpunk", "SAI 3D Model", "SAI Cinematic"]
+    assert [style.name for style in registry] == [
+        "Fooocus Sharp",
+        "MRE Dark Cyberpunk",
+        "SAI 3D Model",
+        "SAI Cinematic",
+    ]
     for typed in ("SAI Cinematic", "sai-cinematic", "sai_cinematic", "SAI  CINEMATIC"):
         assert registry.get(typed).name == "SAI Cinematic"
     styled = registry.apply(Request(prompt="a fox", negative_prompt="text", styles=("sai-cinematic", "fooocus sharp")))
@@ -110,5 +115,7 @@ def test_the_tray_reports_an_unknown_style_with_the_closest_before_any_engine(fr
     app = App(config)
     report = route.run_task(app, route.Task("clipboard", "a fox"))
     assert (report.ok, report.title) == (False, "The chosen style is a problem")
-    assert report.body == "unknown style 'Watercolr'; the closest are 'Watercolor', 'Ink' (`dreamtray styles` lists all 2)"
+    assert (
+        report.body == "unknown style 'Watercolr'; the closest are 'Watercolor', 'Ink' (`dreamtray styles` lists all 2)"
+    )
     assert "local_engine" not in vars(app) and "engine" not in vars(app), "no engine was started"

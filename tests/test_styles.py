@@ -179,7 +179,10 @@ def test_unknown_style_names_the_known_ones():
         registry.add(Style(name=name))
     with pytest.raises(StyleError) as caught:
         registry.get("Inc")
-    assert str(caught.value) == "unknown style 'Inc'; the closest are 'Ink', 'Inkwell', 'Oil paint' (`dreamtray styles` lists all 4)"
+    assert (
+        str(caught.value)
+        == "unknown style 'Inc'; the closest are 'Ink', 'Inkwell', 'Oil paint' (`dreamtray styles` lists all 4)"
+    )
     with pytest.raises(StyleError, match="there are no styles"):
         StyleRegistry().get("Ink")
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from dreamtray import samplers
 from dreamtray.images.pngchunks import (
     COMPRESS_ABOVE,
     Chunk,
@@ -36,7 +37,6 @@ from dreamtray.images.pngchunks import (
     split_chunks,
     text_chunk,
 )
-from dreamtray import samplers
 from dreamtray.request import Request, RequestError, describe_validation_error
 
 PARAMETERS_KEY = "parameters"
@@ -429,7 +429,9 @@ def reproduce(metadata: ImageMetadata, *, name: str = "the image") -> Reproducti
         found, problems = samplers.join(parameters.sampler, parameters.extra.get("Schedule type"))
         sampler, warnings = (found.label if found else None), problems
     if parameters.model:
-        warnings.append(f"Model: {parameters.model!r} is that program's checkpoint; dreamtray's configured model is used")
+        warnings.append(
+            f"Model: {parameters.model!r} is that program's checkpoint; dreamtray's configured model is used"
+        )
     warnings += _unhonoured(parameters.extra)
     try:
         request = Request.parse(

@@ -52,9 +52,7 @@ def warnings_for(pipe: Any, prompt: str, negative: str) -> list[str]:
     """What this pipeline cannot honour in the prompt (weights or BREAK on a plain-text pipeline)."""
     if family(pipe) != "plain" or all(is_plain(parse(text)) for text in (prompt, negative)):
         return []
-    return [
-        f"{type(pipe).__name__} reads the prompt as plain text: its A1111 weights and BREAK are not applied."
-    ]
+    return [f"{type(pipe).__name__} reads the prompt as plain text: its A1111 weights and BREAK are not applied."]
 
 
 def encode(pipe: Any, prompt: str, negative: str, *, guidance: float) -> Encoded:

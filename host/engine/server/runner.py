@@ -24,7 +24,6 @@ from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, Result
 
 
-
 class GenerationCancelled(Exception):
     """Raised inside the denoising loop when the job was cancelled; the half-done image is discarded."""
 
@@ -124,7 +123,7 @@ class Runner:
             images=[_png(image) for image in images],
             seeds=[request.seed + i for i in range(request.count)],
             model=loaded.source.name,
-            sampler=samplers.parse(request.sampler).label if request.sampler else sampler_name(loaded.default_scheduler),
+            sampler=request.sampler or sampler_name(loaded.default_scheduler),  # the request holds A1111 names
             warnings=warnings,
             seconds=time.perf_counter() - started,
         )
