@@ -127,7 +127,7 @@ def serve_command(
         from dreamtray.engine.server.ray_deployment import PoolOptions, run_ray_serve
 
         pool = PoolOptions(replicas=replicas, gpus=replica_gpus, cpus=replica_cpus)
-        run_ray_serve(settings, token, host, port, pool, ssl=ssl, **limits)
+        run_ray_serve(settings, token, host, port, pool, ssl=ssl, styles=ctx.app.styles, **limits)
         return
     from dreamtray.engine.server.service import serve
 
