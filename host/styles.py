@@ -243,6 +243,8 @@ def styles_from_a1111_csv(
             break
         except csv.Error as exc:
             _report(problems, f"{where}: line {line}: skipped: not valid CSV: {exc}")
+            if reader.line_num < line:  # nothing was read past the error: stop rather than loop
+                break
             continue
         if not row or row[0].startswith("#"):
             continue
