@@ -258,3 +258,14 @@ def processes_using(root: Path) -> list[psutil.Process]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def shown_window(session: XSession, title: str) -> int:
+    """The id of a window named `title` that is on screen, else 0."""
+    found = session.run(["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"], text=True)
+    return int(found.stdout.split()[0]) if found.returncode == 0 and found.stdout.strip() else 0
+
+
+def primary_text(session: XSession) -> str:
+    done = session.run(["xclip", "-o", "-selection", "primary"], timeout=10)
+    return done.stdout.decode(errors="replace") if done.returncode == 0 else ""
