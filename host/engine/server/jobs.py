@@ -19,6 +19,8 @@ from dreamtray.request import Request
 
 FINISHED = ("done", "failed", "cancelled")
 KEEP_FINISHED = 64
+DEFAULT_MAX_QUEUE = 8
+"""Jobs that may wait behind the running one, unless the service is started with another number."""
 
 
 class QueueFull(RuntimeError):
@@ -69,7 +71,7 @@ class Job:
 class JobManager:
     """Accepts jobs, runs them one by one on the worker, and keeps recent ones for their results."""
 
-    def __init__(self, settings: WorkerSettings, max_queue: int = 8):
+    def __init__(self, settings: WorkerSettings, max_queue: int = DEFAULT_MAX_QUEUE):
         self.settings = settings
         self.pending: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self.jobs: OrderedDict[str, Job] = OrderedDict()
