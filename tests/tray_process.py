@@ -261,9 +261,23 @@ def processes_using(root: Path) -> list[psutil.Process]:
 
 
 def shown_window(session: XSession, title: str) -> int:
-    """The id of a window named `title` that is on screen, else 0."""
-    found = session.run(["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"], text=True)
-    return int(found.stdout.split()[0]) if found.returncode == 0 and found.stdout.strip() else 0
+    """The id of a top-level window named `title` that is on screen, else 0 (the session runs no window manager,
+    so top-level windows are the root's children)."""
+    from Xlib import X
+    from Xlib import display as xdisplay
+    from Xlib.error import XError
+
+    conn = xdisplay.Display(session.display)
+    try:
+        for window in conn.screen().root.query_tree().children:
+            try:
+                if window.get_wm_name() == title and window.get_attributes().map_state == X.IsViewable:
+                    return window.id
+            except XError:
+                continue
+        return 0
+    finally:
+        conn.close()
 
 
 def primary_text(session: XSession) -> str:
