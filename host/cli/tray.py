@@ -44,14 +44,19 @@ def run(verbose: bool) -> None:
 @click.argument("action")
 @click.argument("words", nargs=-1)
 @click.option("--prompt", help="Use this text instead of the selection.")
+@click.option("--style", help="Use this style (comma-separated names; '' for none) instead of the config's.")
 @click.option("--wait", is_flag=True, help="Wait until the image is made, and tell how it went.")
 @click.option("--json", "as_json", is_flag=True, help="Print the tray's answer as JSON.")
-def trigger(action: str, words: tuple[str, ...], prompt: str | None, wait: bool, as_json: bool) -> None:
+def trigger(
+    action: str, words: tuple[str, ...], prompt: str | None, style: str | None, wait: bool, as_json: bool
+) -> None:
     from dreamtray.desktop.control import NotRunning, send
 
     message: dict[str, object] = {"action": action, "wait": wait, **_arguments(action, words)}
     if prompt is not None:
         message["prompt"] = prompt
+    if style is not None:
+        message["style"] = style
     try:
         reply = send(message, timeout=3600 if wait else 10)
     except NotRunning as exc:
