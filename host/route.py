@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dreamtray import paths
 from dreamtray.desktop.notify import Urgency, notify
 
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from dreamtray.request import Request
 
 log = logging.getLogger("dreamtray.flow")
-LAST_PROMPT_FILE = "last-prompt.txt"
 REFINE_LAST = "refine-last"
 """The pseudo-action that refines the newest gallery image, the selected text saying what to change."""
 
@@ -36,6 +34,8 @@ class Task:
     action: str
     prompt: str
     origin: str = "hotkey"
+    style: str | None = None
+    """Style names instead of the config's ('' for none); None keeps the config's."""
     done: threading.Event = field(default_factory=threading.Event)
     report: Report | None = None
     marks: dict[str, float] = field(default_factory=lambda: {"asked": time.monotonic()})
@@ -77,11 +77,12 @@ class Report:
         }
 
 
-def build_request(app: App, prompt: str) -> Request:
-    """The request for a desktop job: the prompt with the style chosen in the config."""
+def build_request(app: App, prompt: str, style: str | None = None) -> Request:
+    """The request for a desktop job: the prompt with `style`, else the style chosen in the config."""
     from dreamtray.request import Request
 
-    return Request.parse(prompt=prompt, styles=app.config.style or ())
+    styles = app.config.style if style is None else style
+    return Request.parse(prompt=prompt, styles=styles or ())
 
 
 def run_task(
@@ -96,7 +97,7 @@ def run_task(
     if task.action == REFINE_LAST:
         return refine_last(app, task.prompt, on_event, on_job)
     try:
-        request = build_request(app, task.prompt)
+        request = build_request(app, task.prompt, task.style)
         outcome = generation.generate(app, request, task.action, on_event=on_event, on_job=on_job)
     except Exception as exc:
         title, body = describe_error(exc)
@@ -167,19 +168,3 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
             return title, str(exc)
     log.error("unexpected failure", exc_info=exc)
     return "Something went wrong", f"{type(exc).__name__}: {exc}. The log has the details."
-
-
-def save_last_prompt(prompt: str) -> None:
-    try:
-        path = paths.state_dir() / LAST_PROMPT_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(prompt, encoding="utf-8")
-    except OSError:
-        log.warning("could not remember the last prompt", exc_info=True)
-
-
-def load_last_prompt() -> str | None:
-    try:
-        return (paths.state_dir() / LAST_PROMPT_FILE).read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None

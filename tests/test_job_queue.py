@@ -173,3 +173,19 @@ def test_close_returns_the_waiting_jobs_that_never_ran(line, worker):
 def test_a_queue_holds_at_least_one_job(worker):
     with pytest.raises(ValueError, match="at least one job"):
         JobQueue(worker, capacity=0)
+
+
+def test_a_failing_job_does_not_stop_the_queue():
+    done: list[str] = []
+
+    def work(entry: Entry[str]) -> None:
+        if entry.item == "boom":
+            raise RuntimeError("boom")
+        done.append(entry.item)
+
+    line: JobQueue[str] = JobQueue(work)
+    add(line, "boom")
+    add(line, "after")
+    wait_empty(line)
+    assert done == ["after"]
+    line.close()

@@ -1,4 +1,4 @@
-"""The tray's parts on their own: hotkey strings, the job line, the control channel, the backend choice,
+"""The tray's parts on their own: hotkey strings, the control channel, the backend choice,
 the Wayland advice and the progress icon."""
 
 from __future__ import annotations
@@ -7,13 +7,11 @@ import json
 import socket
 import stat
 import threading
-import time
 
 import pytest
 from PIL import Image
 
 from dreamtray import instance
-from dreamtray.desktop.job_line import JobLine, Placed
 
 # -- hotkeys ------------------------------------------------------------------------------------------
 
@@ -108,54 +106,6 @@ def test_on_wayland_the_host_says_so_once_and_points_at_trigger(xsession, user_d
     assert host.hotkeys is None
     shown = [n for n in xsession.notifications() if n["summary"] == "No global hotkeys on Wayland"]
     assert len(shown) == 1 and "dreamtray trigger clipboard" in shown[0]["body"]
-
-
-# -- the job line -------------------------------------------------------------------------------------
-
-
-def test_one_job_runs_one_waits_the_rest_are_dropped():
-    release = threading.Event()
-    done: list[int] = []
-
-    def work(item: int) -> None:
-        release.wait(10)
-        done.append(item)
-
-    line: JobLine[int] = JobLine(work)
-    places = []
-    for item in range(10):
-        place = line.reserve()
-        places.append(place)
-        if place is not Placed.DROPPED:
-            line.put(item)
-    assert places == [Placed.STARTED, Placed.WAITING] + [Placed.DROPPED] * 8
-    release.set()
-    deadline = time.monotonic() + 10
-    while line.pending and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert done == [0, 1] and line.pending == 0
-    assert line.reserve() is Placed.STARTED, "a free line takes jobs again"
-    line.cancel_reservation()
-    line.close()
-
-
-def test_a_failing_job_does_not_stop_the_line():
-    done: list[int] = []
-
-    def work(item: int) -> None:
-        if item == 0:
-            raise RuntimeError("boom")
-        done.append(item)
-
-    line: JobLine[int] = JobLine(work)
-    for item in (0, 1):
-        assert line.reserve() is not Placed.DROPPED
-        line.put(item)
-    deadline = time.monotonic() + 10
-    while line.pending and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert done == [1]
-    line.close()
 
 
 # -- single instance and the control channel ----------------------------------------------------------

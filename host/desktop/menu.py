@@ -37,6 +37,7 @@ def build_menu(host: TrayHost) -> Any:
             "Wallpaper from selection",
             act(lambda: host.from_selection("wallpaper", "menu"), "wallpaper from selection"),
         ),
+        MenuItem("Type a prompt…", act(lambda: host.open_prompt_box(), "opening the prompt box")),
         MenuItem(
             "New wallpaper from the last prompt",
             act(host.wallpaper_again, "new wallpaper"),
@@ -46,6 +47,8 @@ def build_menu(host: TrayHost) -> Any:
             "Refine last image with selection",
             act(lambda: host.from_selection(REFINE_LAST, "menu"), "refining the last image"),
         ),
+        MenuItem("Queue: empty", None, enabled=False, visible=lambda item: not host.queue.entries()),
+        MenuItem(lambda item: queue_title(host), Menu(lambda: queue_items(host))),
         Menu.SEPARATOR,
         MenuItem("Style", Menu(lambda: style_items(host))),
         MenuItem("Engine", Menu(lambda: engine_items(host))),
@@ -66,6 +69,79 @@ def build_menu(host: TrayHost) -> Any:
         Menu.SEPARATOR,
         MenuItem("Quit", host.quit),
     )
+
+
+def queue_title(host: TrayHost) -> str:
+    """'Queue: 1 making, 2 waiting'."""
+    from dreamtray.desktop.job_queue import State
+
+    states = [job.state for job in host.queue.entries()]
+    making, waiting = states.count(State.RUNNING), states.count(State.WAITING)
+    return "Queue: " + ", ".join(
+        part for part in (making and f"{making} making", waiting and f"{waiting} waiting") if part
+    )
+
+
+def queue_items(host: TrayHost) -> list[Any]:
+    """One item per queued image, which cancels it: 'Cancel #3 (making 40%) clipboard: a lighthouse'."""
+    from pystray import MenuItem
+
+    from dreamtray.desktop.tray import job_state, short
+
+    def cancel(number: int) -> Callable[[], None]:
+        return lambda: host.in_background(lambda: host.cancel(number), f"cancelling #{number}")
+
+    return [
+        MenuItem(
+            f"Cancel #{job.number} ({job_state(job)}) {job.item.action}: {short(job.item.prompt, 40)}",
+            cancel(job.number),
+        )
+        for job in host.queue.entries()
+    ]
+
+
+def describe_menu(menu: Any, depth: int = 0) -> list[str]:
+    """The menu as the tray shows it now, one line an item, submenus indented: ' [x]' marks a checked item,
+    ' (off)' one that cannot be picked."""
+    from pystray import Menu
+
+    lines = []
+    for item in menu.items:
+        if item is Menu.SEPARATOR:
+            lines.append("  " * depth + "-----")
+            continue
+        if not item.visible:
+            continue
+        mark = " [x]" if item.checked else ""
+        off = "" if item.enabled else " (off)"
+        lines.append(f"{'  ' * depth}{item.text}{mark}{off}")
+        if item.submenu is not None:
+            lines += describe_menu(item.submenu, depth + 1)
+    return lines
+
+
+def pick(menu: Any, path: list[str], icon: Any) -> dict[str, Any]:
+    """Run the item that the labels in `path` lead to (each label, or its start, at its level), as a click would."""
+    item = None
+    for depth, label in enumerate(path):
+        if item is not None:
+            if item.submenu is None:
+                return {"ok": False, "message": f"{item.text!r} has no items under it."}
+            menu = item.submenu
+        found = [i for i in menu.items if i.visible and i.text.startswith(label)]
+        exact = [i for i in found if i.text == label]
+        if not found:
+            where = f" under {' > '.join(path[:depth])}" if depth else ""
+            return {"ok": False, "message": f"No menu item {label!r}{where}."}
+        item = (exact or found)[0]
+    if item is None:
+        return {"ok": False, "message": "Name the item to pick."}
+    if item.submenu is not None:
+        return {"ok": False, "message": f"{item.text!r} opens a submenu: name one of its items too."}
+    if not item.enabled:
+        return {"ok": False, "message": f"{item.text!r} cannot be picked now."}
+    item(icon)
+    return {"ok": True, "message": f"Picked {item.text!r}."}
 
 
 def style_items(host: TrayHost) -> list[Any]:
