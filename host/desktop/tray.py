@@ -214,7 +214,7 @@ class TrayHost:
         self.queue.fill(entry, task)
         ahead = self.queue.ahead_of(entry)
         if ahead:
-            notify("Queued", f"#{entry.number} starts when the {_images(ahead)} before it are done.", urgency="low")
+            notify("Queued", f"#{entry.number} waits its turn behind {_images(ahead)}.", urgency="low")
         placed = "waiting" if ahead else "started"
         if wait:
             task.done.wait()
@@ -475,6 +475,8 @@ class TrayHost:
         if command == "menu":
             from dreamtray.desktop.menu import describe_menu, pick
 
+            if self.icon is None:
+                return {"ok": False, "message": "The menu is not ready yet."}
             path = message.get("path") or []
             if path:
                 return pick(self.icon.menu, [str(label) for label in path], self.icon)
