@@ -11,7 +11,7 @@ import threading
 import pytest
 from PIL import Image
 
-from dreamtray import instance
+from dreamtray.desktop import control as instance
 
 # -- hotkeys ------------------------------------------------------------------------------------------
 
@@ -19,7 +19,7 @@ from dreamtray import instance
 @pytest.fixture
 def hotkeys(xsession):
     """pynput needs a display even to parse key names."""
-    from dreamtray import hotkeys
+    from dreamtray.desktop import hotkeys
 
     return hotkeys
 
@@ -102,7 +102,7 @@ def test_on_wayland_the_host_says_so_once_and_points_at_trigger(xsession, user_d
     try:
         host.start_hotkeys()
     finally:
-        host.line.close()
+        host.queue.close()
     assert host.hotkeys is None
     shown = [n for n in xsession.notifications() if n["summary"] == "No global hotkeys on Wayland"]
     assert len(shown) == 1 and "dreamtray trigger clipboard" in shown[0]["body"]
@@ -180,7 +180,7 @@ def test_only_one_instance_holds_the_lock(runtime):
     first = instance.SingleInstance()
     first.acquire()
     try:
-        code = "from dreamtray import instance\ntry:\n    instance.SingleInstance().acquire()\nexcept instance.AlreadyRunning as e:\n    print(e)"
+        code = "from dreamtray.desktop import control as instance\ntry:\n    instance.SingleInstance().acquire()\nexcept instance.AlreadyRunning as e:\n    print(e)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip() == "dreamtray is already running (see its icon in the tray)."
     finally:
@@ -275,12 +275,14 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
     host.app.plugins.register(extra.broken, name="broken")
     try:
         menu = build_menu(host)
-        texts = [item.text for item in menu.items]
+        texts = [item.text for item in menu.items if item.visible]
         assert texts == [
-            "Image from selection to clipboard",
-            "Wallpaper from selection",
-            "New wallpaper from the last prompt",
+            "From selection: Copy image to clipboard",
+            "From selection: Set as wallpaper",
             "Refine last image with selection",
+            "Type a prompt…",
+            "Last prompt again",
+            "Queue: empty",
             "- - - -",
             "Style",
             "Engine",
@@ -294,8 +296,12 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "Quit",
         ]
         items = {item.text: item for item in menu.items}
-        assert items["Image from selection to clipboard"].default
-        assert items["New wallpaper from the last prompt"].enabled is False, "no prompt yet"
+        assert items["From selection: Copy image to clipboard"].default, "the config's default action"
+        assert not items["From selection: Set as wallpaper"].default
+        assert items["Last prompt again"].enabled is False, "no prompt yet"
+        host.history = ["a lighthouse"]
+        again = [entry.text for entry in items["Last prompt again"].submenu.items]
+        assert items["Last prompt again"].enabled and again == ["Copy image to clipboard", "Set as wallpaper"]
         assert items["Pause hotkeys"].checked is False and items["Start at login"].checked is False
         styles = list(items["Style"].submenu.items)
         assert [s.text for s in styles] == ["None", "Illustration", "Photography", "Wallpaper"]
@@ -311,7 +317,7 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         items["Say hello"](None)
         assert extra.called.wait(10) and extra.called_with == [host]
     finally:
-        host.line.close()
+        host.queue.close()
 
 
 def test_run_without_a_desktop_says_what_it_needs(tmp_path):

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from dreamtray import paths
-from dreamtray.desktop.launcher import write_atomically
+from dreamtray.atomic import write_atomically
 
 log = logging.getLogger("dreamtray.history")
 HISTORY_FILE = "prompt-history.json"

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dreamtray import route as desktop_flow
+from dreamtray import route
 from dreamtray.desktop import icon_files
 from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_from_config, is_wayland
-from dreamtray.desktop.job_queue import Entry, JobQueue, NoSuchJob, Snapshot, State
+from dreamtray.desktop.job_queue import Entry, JobQueue, NoSuchJob, State
+from dreamtray.desktop.menu import describe_job
 from dreamtray.desktop.notify import notify
 from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
 from dreamtray.desktop.prompt_history import load_history, remember
@@ -33,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.desktop.tray")
 NAME = "dreamtray"
+AGAIN = "-again"
+"""`dreamtray trigger ACTION-again`: a new image from the last prompt for ACTION (wallpaper-again, ...)."""
 SNI_DESKTOPS = {"gnome", "unity", "ubuntu", "kde", "budgie", "pantheon"}
 """Desktops that show only StatusNotifier (AppIndicator) icons, or prefer them to the old XEmbed tray."""
 
@@ -76,26 +77,6 @@ def tray_image(state: str, percent: int | None = None) -> Image:
     return image
 
 
-def open_folder(folder: Path) -> None:
-    """Show `folder` in the platform's file manager (argument lists, never a shell)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if sys.platform.startswith("win"):
-        os.startfile(folder)  # type: ignore[attr-defined]
-        return
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
-    try:
-        process = subprocess.Popen(
-            [opener, str(folder)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise RuntimeError(f"{opener} is not installed; the gallery is at {folder}") from None
-    threading.Thread(target=process.wait, daemon=True).start()  # reap it
-
-
 class TrayHost:
     """The running tray: state shown on the icon, the job queue, hotkeys, and the commands it answers."""
 
@@ -131,7 +112,7 @@ class TrayHost:
             try:
                 selection = read_selection()
             except NothingSelected:
-                if wait or action == desktop_flow.REFINE_LAST:
+                if wait or action == route.REFINE_LAST:
                     raise
                 raise _OpenPromptBox from None
             if selection.truncated:
@@ -160,7 +141,7 @@ class TrayHost:
         except PromptBoxUnavailable as exc:
             notify("No prompt box here", str(exc))
             return {"ok": False, "message": str(exc)}
-        actions = sorted(self.app.actions())
+        actions = sorted(self.app.plugins.actions())
         styles = [style.name for style in self.app.styles]
         current = self.app.config.style.strip()
         offer = Offer(
@@ -180,37 +161,37 @@ class TrayHost:
             "the prompt box's image",
         )
 
-    def wallpaper_again(self, origin: str = "menu", wait: bool = False) -> dict[str, Any]:
-        """A new wallpaper (a new seed) from the last prompt."""
+    def again(self, action: str, origin: str = "menu", wait: bool = False) -> dict[str, Any]:
+        """A new image (a new seed) from the last prompt, handed to `action`."""
         if not self.last_prompt:
-            notify("No prompt yet", "Make an image from a selection first; then a new wallpaper can reuse its text.")
+            notify("No prompt yet", "Make an image from a selection first; then it can be made again from its text.")
             return {"ok": False, "message": "There is no last prompt yet: make an image from a selection first."}
-        return self._offer("wallpaper", lambda: self.last_prompt or "", origin, wait)
+        return self._offer(action, lambda: self.last_prompt or "", origin, wait)
 
     def _offer(
         self, action: str, prompt: Callable[[], str], origin: str, wait: bool, style: str | None = None
     ) -> dict[str, Any]:
         if self._closing.is_set():
             return {"ok": False, "message": "dreamtray is quitting."}
-        actions = self.app.actions()
-        if action not in actions and action != desktop_flow.REFINE_LAST:
-            known = ", ".join(sorted(actions)) or "none (no action plugin is loaded)"
-            return {"ok": False, "message": f"No action called {action!r}. Actions: {known}."}
+        try:
+            route.check_action(self.app, action)
+        except Exception as exc:
+            return {"ok": False, "message": str(exc)}
         entry = self.queue.reserve()
         if entry is None:
             return self._dropped(action, origin)
         try:
             text = prompt()
+            task = route.task_for(self.app, action, text, origin, style)
         except _OpenPromptBox:
             self.queue.release(entry)
             return self.open_prompt_box(action)
         except Exception as exc:
             self.queue.release(entry)
-            title, body = desktop_flow.describe_error(exc)
+            title, body = describe(exc)
             notify(title, body, urgency="normal")
             return {"ok": False, "message": f"{title}: {body}"}
         self.history = remember(text)
-        task = Task(action, text, origin, style=style)
         self.queue.fill(entry, task)
         ahead = self.queue.ahead_of(entry)
         if ahead:
@@ -247,7 +228,7 @@ class TrayHost:
         if task is not None:
             task.report = Report(False, "The image was cancelled", f"#{number} left the queue before it started.")
             task.done.set()
-            desktop_flow.tell(task.report)
+            tell(task.report)
         return {"ok": True, "message": f"Cancelled #{number}; it had not started."}
 
     def queue_reply(self) -> dict[str, Any]:
@@ -297,7 +278,7 @@ class TrayHost:
                 self.queue.progress(entry, round(100 * event["step"] / event["total"]))
             self._on_event(event)
 
-        report = desktop_flow.run_task(self.app, task, on_event=on_event, on_job=on_job)
+        report = route.run_task(self.app, task, on_event=on_event, on_job=on_job)
         task.mark("ended")
         log.info("%s job (%s) %s: %s", task.action, task.origin, "done" if report.ok else "failed", task.timings())
         task.report = report
@@ -305,7 +286,7 @@ class TrayHost:
             self._show("idle", None, f"last image: {report.image.name}" if report.image else "")
         else:
             self._show("error", None, report.title)
-        desktop_flow.tell(report)
+        tell(report)
         task.done.set()
 
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -357,9 +338,9 @@ class TrayHost:
         ]
         if shows != self._menu_shows:
             self._menu_shows = shows
-            self._refresh_menu()
+            self.refresh_menu()
 
-    def _refresh_menu(self) -> None:
+    def refresh_menu(self) -> None:
         if self.icon is not None:
             try:
                 self.icon.update_menu()
@@ -373,7 +354,7 @@ class TrayHost:
             log.warning(WAYLAND_ADVICE)
             notify("No global hotkeys on Wayland", WAYLAND_ADVICE)
             return
-        bindings = bindings_from_config(self.app.config.hotkeys, set(self.app.actions()))
+        bindings = bindings_from_config(self.app.config.hotkeys, set(self.app.plugins.actions()))
         for problem in bindings.problems:
             log.warning(problem)
         if bindings.problems:
@@ -393,7 +374,7 @@ class TrayHost:
         if self.hotkeys is not None:
             self.hotkeys.stop() if paused else self.hotkeys.start()
         self._show(self.state, self.percent, self.detail)
-        self._refresh_menu()
+        self.refresh_menu()
 
     def start_engine(self) -> None:
         """Start the local engine service in the background, so the first image does not wait for it."""
@@ -414,7 +395,7 @@ class TrayHost:
             try:
                 work()
             except Exception as exc:
-                title, body = desktop_flow.describe_error(exc)
+                title, body = describe(exc)
                 log.warning("%s failed: %s: %s", what, title, body)
                 self._show("error", None, title)
                 notify(f"{title} ({what})", body, urgency="critical")
@@ -461,8 +442,8 @@ class TrayHost:
         if command in ("pause", "resume"):
             self.set_paused(command == "pause")
             return {"ok": True, "message": "Hotkeys paused." if self.paused else "Hotkeys on."}
-        if command == "wallpaper-again":
-            return self.wallpaper_again("trigger", wait)
+        if command.endswith(AGAIN):
+            return self.again(command.removesuffix(AGAIN), "trigger", wait)
         if command == "queue":
             return self.queue_reply()
         if command == "cancel":
@@ -473,20 +454,23 @@ class TrayHost:
         if command == "prompt":
             return self.open_prompt_box()
         if command == "menu":
-            from dreamtray.desktop.menu import describe_menu, pick
-
-            if self.icon is None:
-                return {"ok": False, "message": "The menu is not ready yet."}
-            path = message.get("path") or []
-            if path:
-                return pick(self.icon.menu, [str(label) for label in path], self.icon)
-            return {"ok": True, "message": "\n".join(describe_menu(self.icon.menu))}
+            return self._menu_reply(message.get("path") or [])
         if not command:
             return {"ok": False, "message": "No action given."}
         style = message.get("style") if isinstance(message.get("style"), str) else None
         if isinstance(message.get("prompt"), str):
             return self.generate(message["prompt"], command, "trigger", wait, style)
         return self.from_selection(command, "trigger", wait, style)
+
+    def _menu_reply(self, path: list[Any]) -> dict[str, Any]:
+        """`trigger menu`: the menu's items as shown now, or the item that `path` leads to, picked."""
+        from dreamtray.desktop.menu import describe_menu, pick
+
+        if self.icon is None:
+            return {"ok": False, "message": "The menu is not ready yet."}
+        if path:
+            return pick(self.icon.menu, [str(label) for label in path], self.icon)
+        return {"ok": True, "message": "\n".join(describe_menu(self.icon.menu))}
 
     def status(self) -> dict[str, Any]:
         return {
@@ -506,28 +490,23 @@ class TrayHost:
         }
 
 
+def describe(exc: BaseException) -> tuple[str, str]:
+    """A title and a sentence for the user about `exc`, desktop failures included."""
+    from dreamtray.desktop.selection import NothingSelected, SelectionError
+
+    if isinstance(exc, NothingSelected):
+        return "Nothing selected", str(exc)
+    if isinstance(exc, SelectionError):
+        return "The selection could not be read", str(exc)
+    return route.describe_error(exc)
+
+
+def tell(report: Report) -> None:
+    notify(report.title, report.body, report.image, "normal" if report.ok else "critical")
+
+
 class _OpenPromptBox(Exception):
     """Nothing is selected, and the prompt box should ask for the text instead."""
-
-
-def job_state(job: Snapshot[Task]) -> str:
-    """'waiting', 'making', 'making 40%' or 'cancelling'."""
-    if job.cancelled:
-        return "cancelling"
-    if job.state is State.RUNNING:
-        return "making" if job.percent is None else f"making {job.percent}%"
-    return "waiting"
-
-
-def describe_job(job: Snapshot[Task]) -> str:
-    """One line for a queued image: '#3 making 40%: clipboard: a lighthouse at dusk'."""
-    return f"#{job.number} {job_state(job)}: {job.item.action}: {short(job.item.prompt)}"
-
-
-def short(text: str, limit: int = 60) -> str:
-    """`text` on one line, cut with an ellipsis after `limit` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _images(count: int) -> str:

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
-from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
+from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
+from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, Result
 
 MAX_PIXELS_OVER_NATIVE = 16
 
 
-class JobCancelled(Exception):
+class GenerationCancelled(Exception):
     """Raised inside the denoising loop when the job was cancelled; the half-done image is discarded."""
 
 
@@ -237,7 +238,7 @@ class Runner:
             done += 1
             emit({"kind": "step", "step": done, "total": overall})
             if cancelled():
-                raise JobCancelled()
+                raise GenerationCancelled()
             return callback_kwargs
 
         emit({"kind": "start", "total": overall})
