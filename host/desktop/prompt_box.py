@@ -144,8 +144,12 @@ class GtkPromptBox:
                 return True
             return False
 
+        def on_delete(*_: Any) -> bool:
+            close()
+            return True
+
         window.connect("key-press-event", on_key)
-        window.connect("delete-event", lambda *_: close() or True)
+        window.connect("delete-event", on_delete)
         self._window = window
         window.show_all()
         entry.grab_focus()
@@ -156,10 +160,13 @@ class GtkPromptBox:
     def _present(window: Any) -> None:
         """Raise and focus the box; on X11 with the server's time, so that window managers let it take focus."""
         try:
+            import gi
+
+            gi.require_version("GdkX11", "3.0")
             from gi.repository import GdkX11
 
             window.present_with_time(GdkX11.x11_get_server_time(window.get_window()))
-        except (ImportError, TypeError, ValueError):
+        except (ImportError, TypeError, ValueError):  # not on X11 (Wayland): GTK's own present
             window.present()
 
 
