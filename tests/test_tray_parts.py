@@ -335,3 +335,26 @@ def test_run_without_a_desktop_says_what_it_needs(tmp_path):
     assert result.returncode == 1
     assert "The tray icon cannot be shown here" in result.stderr and "needs a desktop session" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_menu_offers_only_the_actions_that_are_installed(xsession, user_dirs, monkeypatch):
+    from dreamtray.app import App
+    from dreamtray.desktop.tray import TrayHost
+
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "clipboard")
+    monkeypatch.setenv("PYSTRAY_BACKEND", "gtk")
+    from dreamtray.desktop.menu import build_menu
+
+    host = TrayHost(App())
+    try:
+        texts = [item.text for item in build_menu(host).items]
+        assert texts[:3] == [
+            "From selection: Copy image to clipboard",
+            "Refine last image with selection",
+            "Last prompt again",
+        ]
+        assert not any("allpaper" in text for text in texts), texts
+        reply = host.from_selection("wallpaper", "trigger")
+        assert reply == {"ok": False, "message": "No action called 'wallpaper'. Actions: clipboard."}
+    finally:
+        host.line.close()

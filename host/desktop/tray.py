@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.desktop.tray")
 NAME = "dreamtray"
+HEAVY_MODULES = ("torch", "diffusers", "transformers", "openvino", "fastapi", "starlette", "uvicorn")
+"""What the tray process must never load: they belong to the engine's own process."""
 AGAIN = "-again"
 """`dreamtray trigger ACTION-again`: a new image from the last prompt for ACTION (wallpaper-again, ...)."""
 SNI_DESKTOPS = {"gnome", "unity", "ubuntu", "kde", "budgie", "pantheon"}
@@ -486,6 +488,7 @@ class TrayHost:
             "backend": type(self.icon).__module__ if self.icon is not None else None,
             "visible": bool(self.icon is not None and self.icon.visible),
             "torch_imported": "torch" in sys.modules,
+            "heavy_modules": sorted(name for name in HEAVY_MODULES if name in sys.modules),
             "last_prompt": self.last_prompt,
         }
 
