@@ -348,13 +348,14 @@ def test_the_menu_offers_only_the_actions_that_are_installed(xsession, user_dirs
     host = TrayHost(App())
     try:
         texts = [item.text for item in build_menu(host).items]
-        assert texts[:3] == [
+        assert texts[:4] == [
             "From selection: Copy image to clipboard",
             "Refine last image with selection",
+            "Type a prompt…",
             "Last prompt again",
         ]
         assert not any("allpaper" in text for text in texts), texts
         reply = host.from_selection("wallpaper", "trigger")
         assert reply == {"ok": False, "message": "No action called 'wallpaper'. Actions: clipboard."}
     finally:
-        host.line.close()
+        host.queue.close()
