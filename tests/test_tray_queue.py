@@ -209,6 +209,7 @@ def test_nothing_selected_the_hotkey_opens_the_prompt_box_and_enter_makes_the_im
     assert keeper.poll() is None and primary_text(tray) == "  ", "the selection is still the one that was there"
     history = json.loads((host.home.root / "state/dreamtray/prompt-history.json").read_text())
     assert history[0] == "a paper lantern"
+    assert host.status()["heavy_modules"] == [], "the prompt box loads no engine side into the tray"
 
 
 def test_the_prompt_box_leaves_a_real_selection_alone_and_escape_makes_nothing(host, tray):
