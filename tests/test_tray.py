@@ -217,9 +217,8 @@ def test_a_failed_job_shows_the_error_state_and_tells_why(host, tray, notificati
     result = host.trigger("clipboard", "--prompt", "   ", "--wait")
     assert result.returncode == 1
     assert "The request is not valid" in result.stderr and "prompt is empty" in result.stderr
-    assert (
-        window_title(tray.display, host.docked.window) == "dreamtray: something went wrong (The request is not valid)"
-    )
+    wrong = "dreamtray: something went wrong (The request is not valid)"
+    wait_until(lambda: window_title(tray.display, host.docked.window) == wrong, 10, "the title (GTK sets it)")
     assert host.status()["state"] == "error"
     [shown] = [n for n in notifications() if n["summary"] == "The request is not valid"]
     assert "prompt is empty" in shown["body"]

@@ -178,6 +178,7 @@ def test_cancel_the_running_image_from_the_real_menu(host, tray, notifications):
     assert host.trigger("clipboard", "--prompt", "a slow snail", "--style", "Slow").returncode == 0
     wait_until(lambda: (jobs := queue(host)) and jobs[0]["percent"], 120, "the slow image to make progress")
     open_menu_and_pick(tray, host.docked, ["Up"] * QUEUE_FROM_BOTTOM + ["Right", "Return"])
+    tray.run(["xdotool", "mousemove", "0", "0"], check=True)  # off the icon: its tooltip would stay on screen
     wait_until(lambda: host.status()["pending"] == 0, 60, "the running image to stop")
     assert gallery(host) == before
     assert any(n["summary"] == "The image was cancelled" for n in notifications())
