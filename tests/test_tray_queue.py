@@ -213,6 +213,17 @@ def test_nothing_selected_the_hotkey_opens_the_prompt_box_and_enter_makes_the_im
     assert host.status()["heavy_modules"] == [], "the prompt box loads no engine side into the tray"
 
 
+def test_the_prompt_box_offers_the_last_prompts(host, tray):
+    host.wait_idle()
+    history = json.loads((host.home.root / "state/dreamtray/prompt-history.json").read_text())
+    before = gallery(host)
+    assert host.trigger("prompt").returncode == 0
+    wait_until(lambda: shown_window(tray, TITLE), 30, "the prompt box")
+    tray.run(["xdotool", "key", "--delay", "200", "alt+Down", "Return", "Return"], check=True)
+    [made] = wait_new_images(host, before, 1)
+    assert read_metadata(made).parameters.prompt == history[0]
+
+
 def test_the_prompt_box_leaves_a_real_selection_alone_and_escape_makes_nothing(host, tray):
     host.wait_idle()
     before = gallery(host)
