@@ -285,6 +285,7 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "Queue: empty",
             "- - - -",
             "Style",
+            "Wallpapers",
             "Engine",
             "Open gallery",
             "Pause hotkeys",
@@ -308,6 +309,13 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         assert styles[0].checked is True and styles[0].radio
         wallpaper_pack = [s.text for s in styles[3].submenu.items]
         assert len(wallpaper_pack) > 3 and all(s.radio for s in styles[3].submenu.items)
+        modes = list(items["Wallpapers"].submenu.items)
+        assert [m.text for m in modes] == [
+            "Each monitor its own image",
+            "One image across all monitors",
+            "The same image on each monitor",
+        ]
+        assert [m.checked for m in modes] == [True, False, False] and all(m.radio for m in modes)
         engines = list(items["Engine"].submenu.items)
         assert [e.text for e in engines] == ["local"] and engines[0].checked and engines[0].radio
         plugins = [p.text for p in items["Plugins"].submenu.items]

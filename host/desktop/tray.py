@@ -468,7 +468,7 @@ class TrayHost:
         """`trigger menu`: the menu's items as shown now, or the item that `path` leads to, picked."""
         from dreamtray.desktop.menu import describe_menu, pick
 
-        if self.icon is None:
+        if self.icon is None or not self.icon.menu:
             return {"ok": False, "message": "The menu is not ready yet."}
         if path:
             return pick(self.icon.menu, [str(label) for label in path], self.icon)
@@ -537,12 +537,13 @@ def run_tray(app: App) -> None:
         from dreamtray.desktop.menu import build_menu
 
         _name_the_program()
-        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME, menu=build_menu(host))
+        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME)
         control.start()
         _quit_on_signals(host)
 
         def setup(icon: Any) -> None:
-            icon.visible = True
+            icon.visible = True  # first: the icon docks before the plugins and styles that the menu needs load
+            icon.menu = build_menu(host)
             host._set_tooltip(host.tooltip)
             _catch_signals_in_gtk(host)
             host.guarded(host.start_hotkeys, "starting the hotkeys")()
