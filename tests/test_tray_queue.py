@@ -48,7 +48,6 @@ height = 256
 steps = 150
 """
 PROMPTS = ["a red kite", "a blue door", "a green pear"]
-QUEUE_FROM_BOTTOM = 9  # Quit, Plugins, Start at login, Unload, Pause, Gallery, Engine, Style, then Queue
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +103,14 @@ def engine_held(host) -> Iterator[None]:
     finally:
         job.cancel()
         engine.close()
+
+
+def from_bottom(host, label: str) -> int:
+    """How many Up presses from the bottom of the open menu reach the top-level item starting with `label`
+    (as `trigger menu` lists them: separators and items that cannot be picked are skipped by the keys)."""
+    top = [line for line in host.trigger("menu").stdout.splitlines() if not line.startswith((" ", "-----", "\t"))]
+    top = [line for line in top if not line.endswith(" (off)")]
+    return len(top) - next(i for i, line in enumerate(top) if line.startswith(label))
 
 
 def wait_new_images(host, before: list[Path], count: int) -> list[Path]:
@@ -177,7 +184,7 @@ def test_cancel_the_running_image_from_the_real_menu(host, tray, notifications):
     before = gallery(host)
     assert host.trigger("clipboard", "--prompt", "a slow snail", "--style", "Slow").returncode == 0
     wait_until(lambda: (jobs := queue(host)) and jobs[0]["percent"], 120, "the slow image to make progress")
-    open_menu_and_pick(tray, host.docked, ["Up"] * QUEUE_FROM_BOTTOM + ["Right", "Return"])
+    open_menu_and_pick(tray, host.docked, ["Up"] * from_bottom(host, "Queue: ") + ["Right", "Return"])
     tray.run(["xdotool", "mousemove", "0", "0"], check=True)  # off the icon: its tooltip would stay on screen
     wait_until(lambda: host.status()["pending"] == 0, 60, "the running image to stop")
     assert gallery(host) == before
