@@ -21,6 +21,8 @@ from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request
 
 KEEP_FINISHED = 64
+DEFAULT_MAX_QUEUE = 8
+"""Jobs that may wait behind the running one, unless the service is started with another number."""
 LOAD_FACTOR = 3
 """Until a job's first `start` event (worker start, model load), the watchdog waits this many stall times."""
 CANCEL_GRACE = 10.0
@@ -38,7 +40,7 @@ class QueueFull(RuntimeError):
 class JobManager:
     """Accepts jobs, runs them one by one on the worker, and keeps recent ones for their results."""
 
-    def __init__(self, settings: WorkerSettings, max_queue: int = 8):
+    def __init__(self, settings: WorkerSettings, max_queue: int = DEFAULT_MAX_QUEUE):
         self.settings = settings
         self.pending: queue.Queue[JobRecord | None] = queue.Queue(maxsize=max_queue)
         self.jobs: OrderedDict[str, JobRecord] = OrderedDict()
