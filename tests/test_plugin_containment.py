@@ -116,7 +116,7 @@ def test_a_menu_item_of_the_wrong_kind_is_named_and_left_out(site, xsession, use
     try:
         texts = [item.text for item in build_menu(host).items]
     finally:
-        host.line.close()
+        host.queue.close()
     assert "Hostile but fine" in texts and "not a menu item" not in texts
     errors = host.app.plugins.records["hostile_hooks"].errors
     assert any("tray_menu_items gave 'not a menu item': not a dreamtray.api.MenuItem; left out" in e for e in errors)

@@ -13,7 +13,7 @@ import pytest
 from cli_env import DreamtrayHome
 from hostile_fs import run_on_hostile_folder
 
-from dreamtray.engine.client import JobFailed
+from dreamtray.engine.client import EngineError, JobFailed
 from dreamtray.request import Request
 
 SMALL = {"width": 64, "height": 64, "steps": 1}
@@ -31,7 +31,7 @@ def test_config_set_in_a_read_only_config_folder_says_so(home):
     result = run_on_hostile_folder(
         "readonly",
         folder,
-        [sys.executable, "-m", "dreamtray", "config", "set", "style", "ink"],
+        [sys.executable, "-m", "dreamtray", "config", "set", "engine.stall_seconds", "60"],
         env=home.env,
         capture_output=True,
         text=True,
@@ -64,7 +64,7 @@ def test_a_model_folder_with_a_broken_index_names_the_file(engine, tmp_path, tin
     folder = tmp_path / "damaged"
     shutil.copytree(tiny_folder, folder)
     (folder / "model_index.json").write_text("{ not json")
-    with pytest.raises(JobFailed, match=rf"{folder / 'model_index.json'} cannot be read \(not a JSON object"):
+    with pytest.raises(EngineError, match=rf"{folder / 'model_index.json'} cannot be read \(not a JSON object"):
         engine.submit(Request(prompt="x", model=str(folder), **SMALL)).result()
 
 
