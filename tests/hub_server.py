@@ -8,9 +8,10 @@ It speaks the parts of the hub's HTTP API that downloads use:
   sha256 together with `X-Linked-Etag`/`X-Linked-Size`); LFS files redirect to `/lfs/{sha256}` the way the
   hub redirects to its CDN; the bytes are served with `Range` support (206 and `Content-Range`).
 
-Faults on order, each for the next request that serves a file's bytes: `cut_at(file, offset)` sends the
-headers of the whole answer and closes the connection after `offset` bytes of the file; `silent_for`
-sends the headers, then nothing for that long; `damage(file)` flips one byte of what is served.
+Faults on order: `cut_at(file, offset)` makes the next answer with that file's bytes send the headers of the
+whole answer and close the connection after `offset` bytes of the file; from then on, `silent_for(seconds)`
+sends headers and then nothing for that long, `crawl_at(bytes_per_second)` sends the bytes that slowly, and
+`damage(file)` flips the last byte of that file whenever it is served.
 Every request is logged with its method, path, Range header, status and body bytes sent.
 """
 
@@ -117,6 +118,7 @@ class Logged:
 class Faults:
     cuts: dict[str, int] = field(default_factory=dict)
     silence: float = 0.0
+    crawl: int = 0
     damaged: set[str] = field(default_factory=set)
 
 
@@ -176,6 +178,9 @@ class HubServer:
 
     def silent_for(self, seconds: float) -> None:
         self.faults.silence = min(seconds, LONGEST_SILENCE)
+
+    def crawl_at(self, bytes_per_second: int) -> None:
+        self.faults.crawl = bytes_per_second
 
     def damage(self, path: str) -> None:
         self.faults.damaged.add(path)
@@ -299,8 +304,11 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             with hub.lock:
                 cut = hub.faults.cuts.pop(file.path, None)
             end = len(data) if cut is None else max(cut, start)
-            for offset in range(start, end, CHUNK):
-                self._write(entry, data[offset : min(offset + CHUNK, end)])
+            step = max(1, hub.faults.crawl // 10) if hub.faults.crawl else CHUNK
+            for offset in range(start, end, step):
+                if hub.faults.crawl and hub.closing.wait(0.1):
+                    return
+                self._write(entry, data[offset : min(offset + step, end)])
             if cut is not None:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True

@@ -32,8 +32,11 @@ import httpx
 
 Emit = Callable[[dict[str, Any]], None]
 
-TRIES = 5
-"""Attempts per file in a row that bring no new byte; any progress starts the count again."""
+TRIES = 4
+"""Attempts per file in a row that bring (almost) nothing; one that brings MIN_BYTES_PER_WINDOW or more
+starts the count again, so a download ends after at most size / MIN_BYTES_PER_WINDOW + TRIES attempts."""
+PAUSE = 1.0
+"""Seconds between two attempts at a file, as huggingface_hub waits."""
 MIN_BYTES_PER_WINDOW = 64 * 1024
 """A server that sends less than this within one timeout window is treated like a silent one."""
 EVENT_INTERVAL = 0.25
@@ -287,14 +290,15 @@ def _fetch_file(client: httpx.Client, snapshot: Snapshot, file: HubFile, progres
             _stream(client, url, file, partial, before, progress, cancelled, snapshot.hub.timeout)
             break
         except _Retry as exc:
-            fruitless = 0 if snapshot.partial_bytes(file) > before else fruitless + 1
+            fruitful = snapshot.partial_bytes(file) - before >= min(MIN_BYTES_PER_WINDOW, file.size - before)
+            fruitless = 0 if fruitful else fruitless + 1
             if fruitless >= TRIES:
                 raise DownloadError(
                     f"The hub at {snapshot.hub.endpoint} {exc} while sending {file.path}, {TRIES} times in a row. "
                     f"The {human(progress.done)} fetched so far are kept: run again to resume, or check the "
                     "connection (and the proxy settings, see docs/models.md)."
                 ) from exc
-            _pause(min(fruitless, 3), cancelled, progress)
+            _pause(PAUSE, cancelled, progress)
     _verify(partial, file, snapshot.hub.endpoint)
     progress.flush(file.path)
 
