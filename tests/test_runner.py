@@ -6,9 +6,9 @@ import pytest
 import torch
 from fixtures_engine import CPU_MACHINE, pixels
 
-from dreamtray.engine.server.hardware import Overrides, Policy
 from dreamtray.engine.server.models import ModelError, resolve_model
-from dreamtray.engine.server.runner import GenerationError, JobCancelled, Runner
+from dreamtray.engine.server.runner import GenerationCancelled, GenerationError, Runner
+from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, RequestError
 
 SMALL = {"width": 64, "height": 64}
@@ -55,7 +55,7 @@ def test_progress_events_once_per_step(runner):
 
 def test_cancel_stops_the_job_and_returns_no_image(runner):
     events = []
-    with pytest.raises(JobCancelled):
+    with pytest.raises(GenerationCancelled):
         runner.generate(
             Request(prompt="x", steps=5, seed=1, **SMALL),
             emit=events.append,
@@ -114,6 +114,19 @@ def test_out_of_memory_steps_down_and_retries_once(model_cache):
     assert runner.loaded.plan.policy is Policy.MODEL_OFFLOAD
     assert any("out of memory" in w for w in result.warnings)
     assert pixels(result.images[0]) == pixels(expected.images[0])
+
+
+def test_model_offload_on_the_cpu_gives_the_cpu_pixels(runner, model_cache):
+    """Offload hooks copy the weights out of the memory-mapped model file; the plain CPU plan must compute alike.
+
+    At 256 px: a weight at another alignment moves a few bytes of the image by one, often none at 64 px.
+    """
+    request = Request(prompt="policies", seed=9, width=256, height=256)
+    offload = Overrides(policy=Policy.MODEL_OFFLOAD)
+    offloaded = Runner(cache_dir=model_cache, default_model="tiny", machine=CPU_MACHINE, overrides=offload)
+    result = offloaded.generate(request)
+    assert offloaded.loaded.plan.policy is Policy.MODEL_OFFLOAD
+    assert pixels(result.images[0]) == pixels(runner.generate(request).images[0])
 
 
 def test_out_of_memory_twice_fails_with_a_clear_message(model_cache):

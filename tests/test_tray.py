@@ -133,6 +133,9 @@ def test_hotkey_turns_the_primary_selection_into_a_png_on_the_clipboard(host, tr
         lambda: (data := read_clipboard_png(tray)) == image.read_bytes() and data, 10, "the PNG on the clipboard"
     )
     assert png == image.read_bytes()
+    assert host.status()["heavy_modules"] == [], "a whole hotkey job loads no engine side into the tray"
+    maps = Path(f"/proc/{host.pid}/maps").read_text()
+    assert "libtorch" not in maps and "torch/lib" not in maps
     busy = [t for t in titles if t.startswith("dreamtray: making an image")]
     assert busy, f"the title never showed the job: {sorted(set(titles))}"
     assert any(t.startswith("dreamtray: making an image 50%") or "100%" in t for t in busy), sorted(set(busy))

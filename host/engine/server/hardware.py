@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
 from dreamtray.engine.presets import PRESETS, Preset
+from dreamtray.engine.settings import Overrides, Policy
 
 MARGIN_GB = 0.5
 """Head-room kept free on the device for the allocator, the desktop and fragmentation."""
@@ -21,15 +21,6 @@ MPS_USABLE_SHARE = 0.65
 """Apple silicon shares RAM with the GPU; this share of it is taken as usable by the model."""
 ROOMY_GB = 8.0
 """Spare device memory beyond which VAE tiling waits until 4x the native pixel count."""
-
-
-class Policy(str, Enum):
-    """Where the model's weights live while it generates, from fastest to most frugal."""
-
-    GPU = "gpu"
-    MODEL_OFFLOAD = "model_offload"
-    SEQUENTIAL_OFFLOAD = "sequential_offload"
-    CPU = "cpu"
 
 
 STEP_DOWN = {
@@ -63,16 +54,6 @@ class Machine:
     ram_free_gb: float = 8.0
     cpu_bf16: bool = False
     """The CPU computes bf16 natively (AMX or AVX512-BF16)."""
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Choices from the config that win over the automatic decision; None keeps the automatic one."""
-
-    device: str | None = None
-    dtype: str | None = None
-    policy: Policy | None = None
-    vae_tiling: bool | None = None
 
 
 @dataclass(frozen=True)
