@@ -18,15 +18,11 @@ import pytest
 from cli_env import DreamtrayHome
 from hub_server import HubServer
 from PIL import Image
+from tray_process import TrayProcess, open_menu_and_pick, tray_home
+from xsession import wait_until
 
-from dreamtray.engine.server.download import (
-    TRIES,
-    DownloadCancelled,
-    DownloadError,
-    Hub,
-    ensure_snapshot,
-    human,
-)
+from dreamtray.engine.downloads import human
+from dreamtray.engine.server.download import TRIES, DownloadCancelled, DownloadError, Hub, ensure_snapshot
 
 REPO = "dreamtray/tiny"
 UNET = "unet/diffusion_pytorch_model.safetensors"
@@ -43,10 +39,14 @@ def hub(tiny_folder):
 
 def cli_home(root: Path, hub: HubServer, **extra: str) -> DreamtrayHome:
     """A private home whose engine fetches models from the loopback hub into `root/hf`, with no proxy."""
-    home = DreamtrayHome.create(root, model=REPO)
+    return use_hub(DreamtrayHome.create(root, model=REPO), hub, **extra)
+
+
+def use_hub(home: DreamtrayHome, hub: HubServer, **extra: str) -> DreamtrayHome:
     for key in [k for k in home.env if k.upper().endswith("_PROXY") or k.startswith("HF_")]:
         del home.env[key]
-    home.env.update(HF_ENDPOINT=hub.url, HF_HOME=str(root / "hf"), HF_HUB_DISABLE_TELEMETRY="1", **extra)
+    home.env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home.root / "hf"), HF_HUB_DISABLE_TELEMETRY="1", **extra)
+    (home.root / "config" / "dreamtray" / "config.toml").write_text(f'model = "{REPO}"\n')
     return home
 
 
@@ -202,3 +202,47 @@ def test_huggingface_hub_itself_downloads_from_the_loopback_hub(tmp_path, hub):
     folder = Path(result.stdout.strip())
     for path, file in hub.repos[REPO].files.items():
         assert (folder / path).read_bytes() == file.data
+
+
+def test_the_tray_shows_the_download_and_its_menu_cancels_it(tray, tmp_path, hub):
+    """Notifications at the start and the end, progress in the tooltip, a menu entry that cancels; then resume."""
+    hub.crawl_at(300_000)  # about 12 s for the model: time to watch it and to cancel it from the menu
+    home = use_hub(tray_home(tmp_path, tray), hub)
+    process = TrayProcess(home)
+    try:
+        icon, _ = process.wait_docked()
+        process.wait_started()
+        tray.run(["dunstctl", "close-all"], check=True)
+        seen = {n.get("id") for n in tray.notifications()}
+        assert process.trigger("clipboard", "--prompt", "a lighthouse at dusk").returncode == 0
+
+        def downloading() -> str | None:
+            tooltip = process.status()["tooltip"]
+            return tooltip if f"downloading {REPO}: " in tooltip else None
+
+        tooltip = wait_until(downloading, 60, "the download in the tooltip", 0.2)
+        assert re.search(rf"downloading {REPO}: \d+% of {re.escape(human(repo_size(hub)))}", tooltip), tooltip
+        open_menu_and_pick(tray, icon, ["Down", "Return"])  # the first item that can be chosen: Cancel download
+        process.wait_idle(timeout=60)
+        cancelled = [n for n in tray.notifications() if n.get("id") not in seen]
+        summaries = [n["summary"] for n in cancelled]
+        assert "Downloading a model" in summaries and "The image was cancelled" in summaries, summaries
+        body = next(n["body"] for n in cancelled if n["summary"] == "The image was cancelled")
+        assert "Download cancelled" in body and "the next run resumes" in body
+        assert "Model downloaded" not in summaries
+        assert not list(home.gallery.glob("*.png"))
+
+        hub.crawl_at(0)
+        seen |= {n.get("id") for n in cancelled}
+        result = process.trigger("clipboard", "--prompt", "a lighthouse at dusk", "--wait")
+        assert result.returncode == 0, result.stderr
+        finished = [n for n in tray.notifications() if n.get("id") not in seen]
+        start = next(n["body"] for n in finished if n["summary"] == "Downloading a model")
+        assert "already here from an earlier try" in start
+        done = next(n["body"] for n in finished if n["summary"] == "Model downloaded")
+        assert f"Downloaded {REPO}" in done and "all files verified" in done
+        assert "downloading" not in process.status()["tooltip"]
+        assert len(list(home.gallery.glob("*.png"))) == 1
+    finally:
+        process.stop()
+        home.stop_engine()

@@ -26,6 +26,7 @@ class MenuHost(Protocol):
     app: App
     paused: bool
     last_prompt: str | None
+    download_line: str
 
     def in_background(self, work: Callable[[], Any], what: str) -> None: ...
     def from_selection(self, action: str, origin: str = "hotkey", wait: bool = False) -> dict[str, Any]: ...
@@ -33,6 +34,7 @@ class MenuHost(Protocol):
     def set_paused(self, paused: bool) -> None: ...
     def unload(self) -> dict[str, Any]: ...
     def refresh_menu(self) -> None: ...
+    def cancel_download(self) -> None: ...
     def quit(self) -> None: ...
 
 
@@ -53,7 +55,10 @@ def build_menu(host: MenuHost) -> Any:
         )
         for label, name in route.menu_entries(host.app)
     ]
+    downloading = lambda item: bool(host.download_line)  # noqa: E731
     return Menu(
+        MenuItem(lambda item: host.download_line, None, enabled=False, visible=downloading),
+        MenuItem("Cancel download", act(host.cancel_download, "cancelling the download"), visible=downloading),
         *from_selection,
         MenuItem(
             "Last prompt again",

@@ -30,6 +30,9 @@ from urllib.parse import quote
 
 import httpx
 
+from dreamtray.atomic import write_atomically
+from dreamtray.engine.downloads import human
+
 Emit = Callable[[dict[str, Any]], None]
 
 TRIES = 4
@@ -241,7 +244,7 @@ def download(
         }
     )
     check_free_space(destination, total - already, snapshot.repo_id)
-    progress = Progress(emit, total, already)
+    progress = Progress(emit, snapshot.repo_id, total, already)
     for file in missing:
         _fetch_file(client, snapshot, file, progress, cancelled)
         _link(snapshot, file)
@@ -418,8 +421,8 @@ def _client(hub: Hub) -> httpx.Client:
 class Progress:
     """Byte counts of one download, sent as events at most every EVENT_INTERVAL, with a recent speed."""
 
-    def __init__(self, emit: Emit, total: int, done: int):
-        self.emit, self.total, self.done = emit, total, done
+    def __init__(self, emit: Emit, model: str, total: int, done: int):
+        self.emit, self.model, self.total, self.done = emit, model, total, done
         self.started = time.monotonic()
         self.samples: deque[tuple[float, int]] = deque([(self.started, done)])
         self.last_event, self.last_sent = 0.0, -1
@@ -446,22 +449,11 @@ class Progress:
         if self.done == self.last_sent:
             return
         self.last_event, self.last_sent = time.monotonic(), self.done
-        self.emit({"kind": "download", "stage": "progress", "done": self.done, "total": self.total,
-                   "speed": round(self.speed()), "file": file})  # fmt: skip
+        self.emit({"kind": "download", "stage": "progress", "model": self.model, "done": self.done,
+                   "total": self.total, "speed": round(self.speed()), "file": file})  # fmt: skip
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
-
-
-def human(count: float) -> str:
-    """A byte count the way people read it: 950 bytes, 3.2 MB, 2.1 GB."""
-    if count < 1000:
-        return f"{int(count)} bytes"
-    for unit in ("kB", "MB", "GB"):
-        count /= 1000
-        if count < 1000 or unit == "GB":
-            return f"{count:.1f} {unit}"
-    return f"{count:.1f} GB"
 
 
 def _record_path(record_dir: Path, repo_id: str, revision: str) -> Path:
@@ -487,10 +479,7 @@ def _write_record(record: Path, snapshot: Snapshot, patterns: list[str]) -> None
         "patterns": patterns,
         "files": {f.path: f.size for f in snapshot.files},
     }
-    record.parent.mkdir(parents=True, exist_ok=True)
-    staging = record.with_suffix(".partial")
-    staging.write_text(json.dumps(data, indent=1))
-    os.replace(staging, record)
+    write_atomically(record, json.dumps(data, indent=1))
 
 
 def _other_copy(repo_id: str, revision: str, patterns: list[str], hub: Hub) -> Path | None:
