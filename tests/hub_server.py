@@ -334,3 +334,64 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             entry.sent += len(data)
 
     return Handler
+
+
+class LoopbackProxy:
+    """A forward HTTP proxy on 127.0.0.1 that only forwards to 127.0.0.1, logging every URL it is asked for."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(self))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return _address(self.server)
+
+    def __enter__(self) -> LoopbackProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def _proxy_handler(proxy: LoopbackProxy) -> type[BaseHTTPRequestHandler]:
+    import http.client
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format, *args):
+            pass
+
+        def do_HEAD(self) -> None:
+            self._forward()
+
+        def do_GET(self) -> None:
+            self._forward()
+
+        def _forward(self) -> None:
+            proxy.urls.append(self.path)
+            target = urlsplit(self.path)
+            if target.hostname != "127.0.0.1":  # never a byte off this machine
+                self.send_error(403, "this test proxy only reaches 127.0.0.1")
+                return
+            upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=LONGEST_SILENCE)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+            path = target.path + (f"?{target.query}" if target.query else "")
+            upstream.request(self.command, path, headers=headers)
+            answer = upstream.getresponse()
+            self.send_response(answer.status)
+            for key, value in answer.getheaders():
+                if key.lower() not in ("connection", "transfer-encoding", "keep-alive"):
+                    self.send_header(key, value)
+            self.end_headers()
+            while self.command != "HEAD" and (block := answer.read(CHUNK)):
+                self.wfile.write(block)
+            upstream.close()
+
+    return Handler

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_env import DreamtrayHome
-from hub_server import HubServer
+from hub_server import HubServer, LoopbackProxy
 from PIL import Image
 from tray_process import TrayProcess, open_menu_and_pick, tray_home
 from xsession import wait_until
@@ -187,6 +187,22 @@ def test_cancel_keeps_the_bytes_and_the_next_run_resumes(tmp_path, hub):
     progress = [e for e in events if e["stage"] == "progress"]
     assert progress[-1]["done"] == progress[-1]["total"] == start["total"]
     assert all(a["done"] <= b["done"] for a, b in zip(progress, progress[1:]))
+
+
+def test_downloads_go_through_the_proxy_the_system_names(tmp_path, hub, monkeypatch):
+    """HTTP(S)_PROXY from the environment (where desktops and the shell put the system proxy) is used."""
+    for key in [k for k in os.environ if k.upper() in ("NO_PROXY", "ALL_PROXY", "HTTPS_PROXY")]:
+        monkeypatch.delenv(key)
+    with LoopbackProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        folder = ensure_snapshot(
+            REPO, PATTERNS, record_dir=tmp_path, emit=lambda e: None, hub=in_process(hub, tmp_path)
+        )
+    unet = hub.repos[REPO].files[UNET]
+    assert (folder / UNET).read_bytes() == unet.data
+    assert proxy.urls[0] == f"{hub.url}/api/models/{REPO}/revision/main?blobs=true"
+    assert f"{hub.cdn_url}/lfs/{REPO}/{unet.sha256}" in proxy.urls  # the redirect to the CDN too
+    assert len(proxy.urls) == len(hub.log)
 
 
 def test_huggingface_hub_itself_downloads_from_the_loopback_hub(tmp_path, hub):
