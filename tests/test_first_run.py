@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,34 @@ def test_a_disk_too_small_is_refused_before_any_byte_is_fetched(tmp_path, hub):
     assert hub.downloads() == []
     assert len(hub.api_calls()) == 1
     assert list(small.iterdir()) == []  # the tmpfs went with its mount namespace; the folder under it is empty
+
+
+def test_ctrl_c_cancels_the_download_in_the_engine_and_the_next_run_resumes(tmp_path, hub):
+    hub.crawl_at(300_000)
+    home = cli_home(tmp_path, hub)
+    blobs = tmp_path / "hf" / "hub" / "models--dreamtray--tiny" / "blobs"
+    command = [sys.executable, "-m", "dreamtray", *GENERATE]
+    try:
+        process = subprocess.Popen(command, env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: any(p.stat().st_size for p in blobs.glob("*.incomplete")), 120, "bytes on disk")
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 130, err
+        assert f"Downloading {REPO}" in err and "Cancelled." in err
+        kept = {p.name: p.stat().st_size for p in blobs.glob("*.incomplete")}
+        assert kept and all(kept.values())
+
+        hub.crawl_at(0)
+        again = home.run(*GENERATE, check=True)
+        assert "already here from an earlier try" in again.stderr
+    finally:
+        home.stop_engine()
+    resumed = [e for e in hub.downloads() if e.range]
+    assert resumed and all(e.range == f"bytes={kept[e.path.rsplit('/', 1)[-1] + '.incomplete']}-" for e in resumed)
+    assert Image.open(json.loads(again.stdout)["images"][0]).size == (64, 64)
 
 
 def in_process(hub: HubServer, cache: Path, timeout: float = 2.0) -> Hub:
