@@ -15,6 +15,8 @@ offline switch and timeout are huggingface_hub's own (`HF_ENDPOINT`, `HF_HUB_CAC
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -44,6 +46,8 @@ MIN_BYTES_PER_WINDOW = 64 * 1024
 """A server that sends less than this within one timeout window is treated like a silent one."""
 EVENT_INTERVAL = 0.25
 """Seconds between two progress events (the last one of each file is always sent)."""
+LOCK_WAIT = 600.0
+"""Seconds to wait for another program that is downloading the same file into the same cache."""
 SPEED_WINDOW = 3.0
 """Seconds of recent transfer that the reported speed averages over."""
 
@@ -246,12 +250,12 @@ def download(
     check_free_space(destination, total - already, snapshot.repo_id)
     progress = Progress(emit, snapshot.repo_id, total, already)
     for file in missing:
-        _fetch_file(client, snapshot, file, progress, cancelled)
-        _link(snapshot, file)
+        with _file_lock(snapshot, file, cancelled, progress):
+            if not _has_size(snapshot.folder / file.path, file.size):  # else another program just fetched it
+                _fetch_file(client, snapshot, file, progress, cancelled)
+                _link(snapshot, file)
     if snapshot.revision != snapshot.commit:
-        ref = destination / "refs" / snapshot.revision
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        ref.write_text(snapshot.commit)
+        write_atomically(destination / "refs" / snapshot.revision, snapshot.commit, mode=0o644)
     seconds = progress.elapsed()
     fetched = total - already
     emit(
@@ -281,7 +285,36 @@ def check_free_space(destination: Path, needed: int, name: str) -> None:
         )
 
 
-def _fetch_file(client: httpx.Client, snapshot: Snapshot, file: HubFile, progress: Progress, cancelled) -> None:
+@contextlib.contextmanager
+def _file_lock(snapshot: Snapshot, file: HubFile, cancelled: Callable[[], bool], progress: Progress):
+    """huggingface_hub's lock for this blob, so that two programs never write one file; waited for boundedly."""
+    from filelock import FileLock, Timeout
+
+    path = snapshot.hub.cache / ".locks" / snapshot.hub.repo_folder(snapshot.repo_id).name / f"{file.etag}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            lock.acquire(timeout=0.5)
+            break
+        except Timeout:
+            if cancelled():
+                raise _cancel(progress) from None
+            if time.monotonic() > deadline:
+                raise DownloadError(
+                    f"Another program has been downloading {file.path} into {snapshot.hub.cache} for "
+                    f"{LOCK_WAIT / 60:.0f} minutes. Let it finish (or stop it), then run again."
+                ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fetch_file(
+    client: httpx.Client, snapshot: Snapshot, file: HubFile, progress: Progress, cancelled: Callable[[], bool]
+) -> None:
     """Stream one file into its `.incomplete` blob, resuming after failures, then verify it."""
     partial = snapshot.partial(file)
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +347,10 @@ def _stream(client, url, file: HubFile, partial: Path, have: int, progress, canc
         with client.stream("GET", url, headers=headers) as response:
             if response.status_code >= 500:
                 raise _Retry(f"failed (HTTP {response.status_code})")
+            if response.status_code == 416:  # what is on disk is no prefix the server knows: start the file again
+                partial.unlink()
+                progress.rewind(have)
+                raise _Retry("refused to resume (HTTP 416)")
             _raise_for_status(response, file.path)
             if have and response.status_code != 206:
                 progress.rewind(have)  # the server ignored the Range: start the file again
@@ -322,17 +359,16 @@ def _stream(client, url, file: HubFile, partial: Path, have: int, progress, canc
                 window_start, window_bytes = time.monotonic(), 0
                 for chunk in response.iter_raw():
                     if cancelled():
-                        raise DownloadCancelled(
-                            f"Download cancelled; the {human(progress.done)} fetched so far are kept, "
-                            "and the next run resumes from there."
-                        )
+                        raise _cancel(progress)
                     if have + len(chunk) > file.size:
+                        out.close()
+                        partial.unlink()
                         raise DownloadError(
                             f"The hub sent more of {file.path} than the {human(file.size)} it declared; "
                             "nothing of it was kept. Run again; if it happens again, the mirror or a proxy "
                             "is changing files."
                         )
-                    out.write(chunk)
+                    _write(out, chunk, progress)
                     have += len(chunk)
                     window_bytes += len(chunk)
                     progress.add(len(chunk), file.path)
@@ -340,15 +376,24 @@ def _stream(client, url, file: HubFile, partial: Path, have: int, progress, canc
                         if window_bytes < MIN_BYTES_PER_WINDOW:
                             raise _Retry(f"sent only {human(window_bytes)} in {timeout:g} s")
                         window_start, window_bytes = time.monotonic(), 0
-    except DownloadError:
-        partial.unlink(missing_ok=True)
-        raise
     except httpx.TimeoutException as exc:
         raise _Retry(f"sent nothing for {timeout:g} s") from exc
     except httpx.TransportError as exc:
         raise _Retry(f"dropped the connection ({type(exc).__name__})") from exc
     if have < file.size:
         raise _Retry(f"ended the answer early ({human(have)} of {human(file.size)})")
+
+
+def _write(out, chunk: bytes, progress: Progress) -> None:
+    try:
+        out.write(chunk)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise DownloadError(
+            f"The disk filled up during the download ({out.name}). The {human(progress.done)} fetched so far are "
+            "kept: free some space and run again to resume, or point HF_HOME (or HF_HUB_CACHE) at a larger disk."
+        ) from exc
 
 
 def _verify(partial: Path, file: HubFile, endpoint: str) -> None:
@@ -385,11 +430,14 @@ def _pause(seconds: float, cancelled: Callable[[], bool], progress: Progress) ->
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if cancelled():
-            raise DownloadCancelled(
-                f"Download cancelled; the {human(progress.done)} fetched so far are kept, "
-                "and the next run resumes from there."
-            )
+            raise _cancel(progress)
         time.sleep(0.1)
+
+
+def _cancel(progress: Progress) -> DownloadCancelled:
+    return DownloadCancelled(
+        f"Download cancelled; the {human(progress.done)} fetched so far are kept, and the next run resumes from there."
+    )
 
 
 def _raise_for_status(response: httpx.Response, what: str) -> None:
