@@ -112,6 +112,8 @@ class Logged:
     range: str | None
     status: int = 0
     sent: int = 0
+    file: str | None = None
+    """The repo file whose bytes this answer carried (200 or 206)."""
 
 
 @dataclass
@@ -186,16 +188,12 @@ class HubServer:
         self.faults.damaged.add(path)
 
     def downloads(self, path: str | None = None) -> list[Logged]:
-        """GET requests that served file bytes (of `path` if given: its resolve URL or its LFS URL)."""
-        repos_files = {f.sha256: f.path for r in self.repos.values() for f in r.files.values() if f.lfs}
-        chosen = []
-        for entry in list(self.log):
-            if entry.method != "GET" or entry.status not in (200, 206):
-                continue
-            served = _served_path(entry.path, repos_files)
-            if served is not None and (path is None or served == path):
-                chosen.append(entry)
-        return chosen
+        """GET requests that served file bytes (of the file `path` if given), in order."""
+        return [
+            entry
+            for entry in list(self.log)
+            if entry.method == "GET" and entry.file is not None and (path is None or entry.file == path)
+        ]
 
     def api_calls(self) -> list[Logged]:
         return [entry for entry in list(self.log) if entry.path.startswith("/api/")]
@@ -204,16 +202,6 @@ class HubServer:
 def _address(server: ThreadingHTTPServer) -> str:
     host, port = server.server_address[:2]
     return f"http://{host}:{port}"
-
-
-def _served_path(url_path: str, lfs_paths: dict[str, str]) -> str | None:
-    if url_path.startswith("/lfs/"):
-        return lfs_paths.get(url_path.rsplit("/", 1)[-1])
-    match = re.match(r"^/[^/]+/[^/]+/resolve/[^/]+/(.+)$", url_path)
-    if match is None:
-        return None
-    name = unquote(match.group(1))
-    return None if name in lfs_paths.values() else name
 
 
 def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
@@ -297,6 +285,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             headers.setdefault("ETag", f'"{file.etag}"')
             headers["Content-Type"] = "application/octet-stream"
             self._send(entry, status, headers)
+            entry.file = file.path
             if not body:
                 return
             if hub.faults.silence and hub.closing.wait(hub.faults.silence):
