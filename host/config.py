@@ -154,6 +154,11 @@ class Config(BaseModel):
     style: Text = ""
     """Style names applied to every request, comma-separated; '' for none."""
     gallery: Annotated[Path, AfterValidator(_folder)] = Field(default_factory=default_gallery_folder)
+    queue_length: StrictInt = Field(default=5, ge=1, le=50)
+    """Images the tray holds at once, the one being made and those waiting; the local engine lets as many wait."""
+    wallpaper_mode: Literal["per-monitor", "span", "same"] = "per-monitor"
+    """With several monitors: each its own image (`per-monitor`), one image across all of them (`span`), or
+    the same image on each (`same`)."""
     engine: EngineSettings = Field(default_factory=EngineSettings)
 
     @field_validator("hotkeys")
@@ -177,6 +182,11 @@ def config_path() -> Path:
     if override := os.environ.get(CONFIG_ENV):
         return Path(override).expanduser()
     return paths.config_dir() / "config.toml"
+
+
+def read_config() -> Config:
+    """The settings as the file says now (defaults where it is missing or wrong); for plugins."""
+    return load_config().config
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -15,9 +15,17 @@ from dreamtray.desktop import autostart
 
 if TYPE_CHECKING:
     from dreamtray.app import App
+    from dreamtray.desktop.job_queue import JobQueue, Snapshot
+    from dreamtray.route import Task
 
 log = logging.getLogger("dreamtray.tray")
 NO_STYLE = "None"
+WALLPAPER_MODES = {
+    "per-monitor": "Each monitor its own image",
+    "span": "One image across all monitors",
+    "same": "The same image on each monitor",
+}
+"""The config's `wallpaper_mode` values, as the menu names them."""
 
 
 class MenuHost(Protocol):
@@ -26,15 +34,18 @@ class MenuHost(Protocol):
     app: App
     paused: bool
     last_prompt: str | None
+    queue: JobQueue[Task]
     download_line: str
 
     def in_background(self, work: Callable[[], Any], what: str) -> None: ...
     def from_selection(self, action: str, origin: str = "hotkey", wait: bool = False) -> dict[str, Any]: ...
     def again(self, action: str, origin: str = "menu", wait: bool = False) -> dict[str, Any]: ...
+    def open_prompt_box(self, action: str | None = None) -> dict[str, Any]: ...
+    def cancel(self, number: int) -> dict[str, Any]: ...
     def set_paused(self, paused: bool) -> None: ...
     def unload(self) -> dict[str, Any]: ...
     def refresh_menu(self) -> None: ...
-    def cancel_download(self) -> None: ...
+    def cancel_download(self) -> dict[str, Any]: ...
     def quit(self) -> None: ...
 
 
@@ -55,18 +66,25 @@ def build_menu(host: MenuHost) -> Any:
         )
         for label, name in route.menu_entries(host.app)
     ]
-    downloading = lambda item: bool(host.download_line)  # noqa: E731
+
+    def downloading(item: Any) -> bool:
+        return bool(host.download_line)
+
     return Menu(
         MenuItem(lambda item: host.download_line, None, enabled=False, visible=downloading),
         MenuItem("Cancel download", act(host.cancel_download, "cancelling the download"), visible=downloading),
         *from_selection,
+        MenuItem("Type a prompt…", act(lambda: host.open_prompt_box(), "opening the prompt box")),
         MenuItem(
             "Last prompt again",
             Menu(lambda: again_items(host)),
             enabled=lambda item: bool(host.last_prompt),
         ),
+        MenuItem("Queue: empty", None, enabled=False, visible=lambda item: not host.queue.entries()),
+        MenuItem(lambda item: queue_title(host), Menu(lambda: queue_items(host))),
         Menu.SEPARATOR,
         MenuItem("Style", Menu(lambda: style_items(host))),
+        *wallpaper_mode_entry(host),
         MenuItem("Engine", Menu(lambda: engine_items(host))),
         MenuItem("Open gallery", act(lambda: _open_gallery(host), "opening the gallery")),
         MenuItem(
@@ -97,6 +115,97 @@ def again_items(host: MenuHost) -> list[Any]:
     ]
 
 
+def queue_title(host: MenuHost) -> str:
+    """'Queue: 1 making, 2 waiting'."""
+    from dreamtray.desktop.job_queue import State
+
+    states = [job.state for job in host.queue.entries()]
+    making, waiting = states.count(State.RUNNING), states.count(State.WAITING)
+    parts = [f"{count} {what}" for count, what in ((making, "making"), (waiting, "waiting")) if count]
+    return "Queue: " + ", ".join(parts)
+
+
+def queue_items(host: MenuHost) -> list[Any]:
+    """One item per queued image, which cancels it: 'Cancel #3 (making 40%) clipboard: a lighthouse'."""
+    from pystray import MenuItem
+
+    def cancel(number: int) -> Callable[[], None]:
+        return lambda: host.in_background(lambda: host.cancel(number), f"cancelling #{number}")
+
+    return [
+        MenuItem(
+            f"Cancel #{job.number} ({job_state(job)}) {job.item.action}: {short(job.item.prompt, 40)}",
+            cancel(job.number),
+        )
+        for job in host.queue.entries()
+    ]
+
+
+def job_state(job: Snapshot[Task]) -> str:
+    """'waiting', 'making', 'making 40%' or 'cancelling'."""
+    from dreamtray.desktop.job_queue import State
+
+    if job.cancelled:
+        return "cancelling"
+    if job.state is State.RUNNING:
+        return "making" if job.percent is None else f"making {job.percent}%"
+    return "waiting"
+
+
+def describe_job(job: Snapshot[Task]) -> str:
+    """One line for a queued image: '#3 making 40%: clipboard: a lighthouse at dusk'."""
+    return f"#{job.number} {job_state(job)}: {job.item.action}: {short(job.item.prompt)}"
+
+
+def short(text: str, limit: int = 60) -> str:
+    """`text` on one line, cut with an ellipsis after `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def describe_menu(menu: Any, depth: int = 0) -> list[str]:
+    """The menu as the tray shows it now, one line an item, submenus indented: ' [x]' marks a checked item,
+    ' (off)' one that cannot be picked."""
+    from pystray import Menu
+
+    lines = []
+    for item in menu.items:
+        if item is Menu.SEPARATOR:
+            lines.append("  " * depth + "-----")
+            continue
+        if not item.visible:
+            continue
+        mark = " [x]" if item.checked else ""
+        off = "" if item.enabled else " (off)"
+        lines.append(f"{'  ' * depth}{item.text}{mark}{off}")
+        if item.submenu is not None:
+            lines += describe_menu(item.submenu, depth + 1)
+    return lines
+
+
+def pick(menu: Any, path: list[str], icon: Any) -> dict[str, Any]:
+    """Run the item that the labels in `path` lead to (each label, or its start, at its level), as a click would."""
+    item = None
+    for depth, label in enumerate(path):
+        if item is not None:
+            if item.submenu is None:
+                return {"ok": False, "message": f"{item.text!r} has no items under it."}
+            menu = item.submenu
+        found = [i for i in menu.items if i.visible and i.text.startswith(label)]
+        if not found:
+            where = f" under {' > '.join(path[:depth])}" if depth else ""
+            return {"ok": False, "message": f"No menu item {label!r}{where}."}
+        item = next((i for i in found if i.text == label), found[0])
+    if item is None:
+        return {"ok": False, "message": "Name the item to pick."}
+    if item.submenu is not None:
+        return {"ok": False, "message": f"{item.text!r} opens a submenu: name one of its items too."}
+    if not item.enabled:
+        return {"ok": False, "message": f"{item.text!r} cannot be picked now."}
+    item(icon)
+    return {"ok": True, "message": f"Picked {item.text!r}."}
+
+
 def style_items(host: MenuHost) -> list[Any]:
     """'None' and every registered style as radio items, grouped by pack when there are several."""
     from pystray import Menu, MenuItem
@@ -104,7 +213,7 @@ def style_items(host: MenuHost) -> list[Any]:
     def choice(name: str, label: str) -> Any:
         return MenuItem(
             label,
-            lambda: host.in_background(lambda: choose_style(host, name), "choosing a style"),
+            lambda: host.in_background(lambda: choose_setting(host, "style", name), "choosing a style"),
             checked=lambda item: _current_style(host) == name.casefold(),
             radio=True,
         )
@@ -121,6 +230,33 @@ def style_items(host: MenuHost) -> list[Any]:
     return items
 
 
+def wallpaper_mode_entry(host: MenuHost) -> list[Any]:
+    """'Wallpapers' with the modes for several monitors as radio items, when the wallpaper action is there."""
+    from pystray import Menu, MenuItem
+
+    if "wallpaper" not in host.app.plugins.actions():
+        return []
+
+    def choice(mode: str, label: str) -> Any:
+        return MenuItem(
+            label,
+            lambda: host.in_background(lambda: choose_setting(host, "wallpaper_mode", mode), "choosing a mode"),
+            checked=lambda item: host.app.config.wallpaper_mode == mode,
+            radio=True,
+        )
+
+    return [MenuItem("Wallpapers", Menu(*(choice(mode, label) for mode, label in WALLPAPER_MODES.items())))]
+
+
+def choose_setting(host: MenuHost, key: str, value: str) -> None:
+    """Save `key = value` in the config and show it in the menu."""
+    from dreamtray.config import set_value
+
+    set_value(key, value, host.app.loaded_config.path)
+    host.app.reload_config()
+    host.refresh_menu()
+
+
 def engine_items(host: MenuHost) -> list[Any]:
     """The engines to choose from (local first, then those plugins register), as radio items."""
     from pystray import MenuItem
@@ -130,7 +266,7 @@ def engine_items(host: MenuHost) -> list[Any]:
     def choice(name: str) -> Any:
         return MenuItem(
             name,
-            lambda: host.in_background(lambda: choose_engine(host, name), "choosing an engine"),
+            lambda: host.in_background(lambda: choose_setting(host, "engine.backend", name), "choosing an engine"),
             checked=lambda item: host.app.config.engine.backend == name,
             radio=True,
         )
@@ -138,26 +274,8 @@ def engine_items(host: MenuHost) -> list[Any]:
     return [choice(name) for name in engine_names(host.app.plugins)]
 
 
-def choose_engine(host: MenuHost, name: str) -> None:
-    """Use the engine `name` for every new image; it is saved in the config."""
-    from dreamtray.config import set_value
-
-    set_value("engine.backend", name, host.app.loaded_config.path)
-    host.app.reload_config()
-    host.refresh_menu()
-
-
 def _current_style(host: MenuHost) -> str:
     return host.app.config.style.strip().casefold()
-
-
-def choose_style(host: MenuHost, name: str) -> None:
-    """Make `name` ('' for none) the style of every new image; it is saved in the config."""
-    from dreamtray.config import set_value
-
-    set_value("style", name, host.app.loaded_config.path)
-    host.app.reload_config()
-    host.refresh_menu()
 
 
 def plugin_status_items(host: MenuHost) -> list[Any]:

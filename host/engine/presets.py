@@ -106,18 +106,6 @@ PRESETS: dict[str, Preset] = {
 
 AUTO = "auto"
 
-SAMPLERS = {
-    "Euler": "EulerDiscreteScheduler",
-    "Euler a": "EulerAncestralDiscreteScheduler",
-    "DPM++ 2M": "DPMSolverMultistepScheduler",
-    "DDIM": "DDIMScheduler",
-    "LCM": "LCMScheduler",
-    "Heun": "HeunDiscreteScheduler",
-    "UniPC": "UniPCMultistepScheduler",
-}
-"""A1111 sampler names, as people type them, to diffusers scheduler classes."""
-SAMPLER_NAMES = {cls: name for name, cls in SAMPLERS.items()}
-
 
 def get_preset(name: str) -> Preset | None:
     """The preset called `name`, or None when `name` is a path or hub id instead."""
