@@ -112,6 +112,8 @@ def test_a_disk_too_small_is_refused_before_any_byte_is_fetched(tmp_path, hub):
     small = tmp_path / "small"
     small.mkdir()
     home = cli_home(tmp_path, hub, HF_HUB_CACHE=str(small))
+    # a real 1 MB filesystem: a tmpfs in a mount namespace of the command's own (root, or an unprivileged
+    # user namespace), which vanishes with it; the engine it starts sees the same mount
     mount_then_run = 'mount -t tmpfs -o size=1m dreamtray-test "$0" && exec "$@"'
     command = ["unshare", "--mount", "--map-root-user", "--", "sh", "-c", mount_then_run, str(small)]
     try:
