@@ -170,7 +170,7 @@ def ensure_downloaded(source: ModelSource, emit: Emit, cancelled: Callable[[], b
     try:
         folder = ensure_snapshot(source.location, patterns, record_dir=cache_dir, emit=emit, cancelled=cancelled)
     except DownloadError as exc:
-        raise ModelError(f"{exc}\n{ALTERNATIVES}") from exc
+        raise ModelError(f"Cannot download {source.name}: {exc}\n{ALTERNATIVES}") from exc
     return str(folder)
 
 
