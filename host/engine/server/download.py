@@ -1,8 +1,9 @@
 """Fetching a model from the Hugging Face hub into its standard cache, in a way a first run can explain.
 
 Before a byte moves the hub is asked what the model holds (file names, sizes, git and LFS hashes); the size
-and the destination are announced and the free space is checked. Each file then streams into
-`blobs/<etag>.incomplete` (the name huggingface_hub uses too, so either can resume the other's work), with
+and the destination are announced and the free space is checked. Each file then streams, under
+huggingface_hub's lock for it, into `blobs/<etag>.incomplete` (huggingface_hub's name too, so either can
+resume the other's work), with
 byte progress and speed as events, a cancel check on every chunk, resumption with a Range request after a
 dropped connection, and a bound on how long a silent or crawling server is waited for. A file becomes part
 of the cache only once its size and hash equal what the hub declared; a damaged one is deleted.
