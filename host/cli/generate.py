@@ -6,6 +6,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -109,10 +110,13 @@ def generate(
         fields = base | fields
     elif prompt is None:
         raise click.UsageError("Give a PROMPT, or --from IMAGE to reproduce an image.")
+    jobs: list = []
     try:
         request = route.request_for(app, **fields)
         chosen = app.plugins.action(action) if action else None
-        outcome = generation.generate(app, request, chosen, on_event=progress_printer())
+        outcome = generation.generate(app, request, chosen, on_event=progress_printer(), on_job=jobs.append)
+    except KeyboardInterrupt:
+        cancel_on_interrupt(jobs)
     except RequestError as exc:
         raise click.BadParameter(str(exc)) from None
     except (EngineError, UnknownAction, StyleError, KeyError) as exc:
@@ -154,3 +158,16 @@ def generate(
 
 
 COMMANDS: list[click.Command] = [generate]
+
+
+def cancel_on_interrupt(jobs: list) -> NoReturn:
+    """Ctrl+C: cancel the engine's job too (a download keeps what it fetched), then exit 130 as shells expect."""
+    from dreamtray.engine.client import EngineError
+
+    for job in jobs:
+        try:
+            job.cancel()
+        except EngineError:
+            pass  # the engine is gone or the job over: nothing left to stop
+    click.echo("\nCancelled.", err=True)
+    sys.exit(130)

@@ -35,6 +35,7 @@ class MenuHost(Protocol):
     paused: bool
     last_prompt: str | None
     queue: JobQueue[Task]
+    download_line: str
 
     def in_background(self, work: Callable[[], Any], what: str) -> None: ...
     def from_selection(self, action: str, origin: str = "hotkey", wait: bool = False) -> dict[str, Any]: ...
@@ -44,6 +45,7 @@ class MenuHost(Protocol):
     def set_paused(self, paused: bool) -> None: ...
     def unload(self) -> dict[str, Any]: ...
     def refresh_menu(self) -> None: ...
+    def cancel_download(self) -> dict[str, Any]: ...
     def quit(self) -> None: ...
 
 
@@ -64,7 +66,13 @@ def build_menu(host: MenuHost) -> Any:
         )
         for label, name in route.menu_entries(host.app)
     ]
+
+    def downloading(item: Any) -> bool:
+        return bool(host.download_line)
+
     return Menu(
+        MenuItem(lambda item: host.download_line, None, enabled=False, visible=downloading),
+        MenuItem("Cancel download", act(host.cancel_download, "cancelling the download"), visible=downloading),
         *from_selection,
         MenuItem("Type a prompt…", act(lambda: host.open_prompt_box(), "opening the prompt box")),
         MenuItem(

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from dreamtray.desktop.notify import notify
 from dreamtray.desktop.notify import problem as notify_problem
 from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
 from dreamtray.desktop.prompt_history import load_history, remember
+from dreamtray.engine.downloads import percent, progress_line
 from dreamtray.route import Report, Task
 
 if TYPE_CHECKING:
@@ -88,6 +90,9 @@ class TrayHost:
         self.state = "idle"
         self.percent: int | None = None
         self.detail = ""
+        self.download_line = ""
+        """What a running model download says ('downloading sd-turbo: 45% of 2.1 GB, 35.2 MB/s'), else ''."""
+        self._menu_refreshed = 0.0
         self.paused = False
         self.icon: Any = None
         self.hotkeys: HotkeyListener | None = None
@@ -286,6 +291,8 @@ class TrayHost:
         report = route.run_task(self.app, task, on_event=on_event, on_job=on_job)
         task.mark("ended")
         log.info("%s job (%s) %s: %s", task.action, task.origin, "done" if report.ok else "failed", task.timings())
+        if self.download_line:
+            self._set_download_line("")
         task.report = report
         if report.ok:
             self._show("idle", None, f"last image: {report.image.name}" if report.image else "")
@@ -300,8 +307,40 @@ class TrayHost:
             percent = round(100 * event["step"] / event["total"])
             if percent != self.percent:
                 self._show("busy", percent, f"{percent}%")
-        elif kind in ("loading", "download") and event.get("message"):
+        elif kind == "download":
+            self._on_download(event)
+        elif kind == "loading" and event.get("message"):
             self._show("busy", self.percent, str(event["message"]))
+
+    def _on_download(self, event: dict[str, Any]) -> None:
+        """A model download: a notification at its start and end, its progress in the tooltip and the menu."""
+        stage = event.get("stage")
+        if stage == "start":
+            notify("Downloading a model", f"{event.get('message', '')}\nThe tray menu can cancel it.")
+        if stage == "done":
+            notify("Model downloaded", str(event.get("message", "")), urgency="low")
+            self._set_download_line("")
+            self._show("busy", None, "loading the model")
+            return
+        line = progress_line(event)
+        if line != self.download_line:
+            self._set_download_line(line, force=stage == "start")
+            self._show("busy", percent(event), line)
+
+    def _set_download_line(self, line: str, force: bool = True) -> None:
+        """Show `line` in the menu (refreshed at most once a second, but always when it appears or goes)."""
+        appears_or_goes = bool(line) != bool(self.download_line)
+        self.download_line = line
+        if force or appears_or_goes or time.monotonic() - self._menu_refreshed >= 1.0:
+            self._menu_refreshed = time.monotonic()
+            self.refresh_menu()
+
+    def cancel_download(self) -> dict[str, Any]:
+        """Cancel the image whose model is downloading; the bytes fetched so far stay for the next try."""
+        running = [job.number for job in self.queue.entries() if job.state is State.RUNNING]
+        if not (running and self.download_line):
+            return {"ok": False, "message": "No model is downloading."}
+        return self.cancel(running[0])
 
     # -- the icon ---------------------------------------------------------------------------------------
 

@@ -102,8 +102,13 @@ def pipeline_class(name: str):
     return cls
 
 
-def load_pipeline(source: ModelSource, dtype: str, cache_dir: Path, emit: Emit):
-    """Load the pipeline for `source` in `dtype` on the CPU; placement on a device is the runner's job."""
+def load_pipeline(
+    source: ModelSource, dtype: str, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+):
+    """Load the pipeline for `source` in `dtype` on the CPU; placement on a device is the runner's job.
+
+    A hub model that is not on disk yet is downloaded first; `cancelled` stops that download.
+    """
     import torch
 
     torch_dtype = getattr(torch, dtype)
@@ -126,7 +131,7 @@ def load_pipeline(source: ModelSource, dtype: str, cache_dir: Path, emit: Emit):
             ) from exc
     if source.kind == "single_file":
         return _load_single_file(source, torch_dtype)
-    folder = ensure_downloaded(source, emit)
+    folder = ensure_downloaded(source, emit, cancelled, cache_dir)
     return pipeline_class(source.preset.pipeline).from_pretrained(
         folder, dtype=torch_dtype, variant=_variant_in(folder, source.preset.variant), local_files_only=True
     )
@@ -179,27 +184,16 @@ def _load_single_file(source: ModelSource, torch_dtype):
         ) from exc
 
 
-def ensure_downloaded(source: ModelSource, emit: Emit) -> str:
-    """The local snapshot folder of a hub model: the cached one, or a fresh download with progress."""
-    from huggingface_hub import constants, snapshot_download
+def ensure_downloaded(source: ModelSource, emit: Emit, cancelled: Callable[[], bool], cache_dir: Path) -> str:
+    """The local snapshot folder of a hub model: the cached one, or a fresh download that explains itself."""
+    from dreamtray.engine.server.download import DownloadError, ensure_snapshot
 
     patterns = _download_patterns(source.preset.variant)
     try:
-        return snapshot_download(source.location, allow_patterns=patterns, local_files_only=True)
-    except Exception:
-        pass  # not cached yet (or only in part): download below
-    size = _download_size(source, patterns)
-    emit(
-        {
-            "kind": "download",
-            "message": f"Downloading {source.name} ({size / 1e9:.1f} GB) into {constants.HF_HUB_CACHE}",
-            "total": size,
-        }
-    )
-    try:
-        return snapshot_download(source.location, allow_patterns=patterns, tqdm_class=_progress_tqdm(emit, size))
-    except Exception as exc:
-        raise _unreachable(source, exc) from exc
+        folder = ensure_snapshot(source.location, patterns, record_dir=cache_dir, emit=emit, cancelled=cancelled)
+    except DownloadError as exc:
+        raise ModelError(f"Cannot download {source.name}: {exc}\n{ALTERNATIVES}") from exc
+    return str(folder)
 
 
 def _download_patterns(variant: str | None) -> list[str]:
@@ -207,39 +201,7 @@ def _download_patterns(variant: str | None) -> list[str]:
     return ["*.json", "*.txt", "tokenizer*/*", *weights]
 
 
-def _download_size(source: ModelSource, patterns: list[str]) -> int:
-    from fnmatch import fnmatch
-
-    from huggingface_hub import HfApi
-
-    try:
-        info = HfApi().model_info(source.location, files_metadata=True)
-    except Exception as exc:
-        raise _unreachable(source, exc) from exc
-    files = info.siblings or []
-    chosen = [
-        f for f in files if any(fnmatch(f.rfilename, p) or fnmatch(f.rfilename.split("/")[-1], p) for p in patterns)
-    ]
-    return sum(f.size or 0 for f in chosen)
-
-
-def _unreachable(source: ModelSource, exc: Exception) -> ModelError:
-    return ModelError(
-        f"Cannot download {source.name} from the Hugging Face hub ({type(exc).__name__}: {exc}). "
-        "Two ways on: a model you already have (--model /path/to/folder or /path/to/model.safetensors), "
-        "or the offline plumbing check (--model tiny)."
-    )
-
-
-def _progress_tqdm(emit: Emit, total: int):
-    """A tqdm class that forwards byte progress of a download to `emit`."""
-    from tqdm.auto import tqdm
-
-    class Progress(tqdm):
-        def update(self, n=1):
-            result = super().update(n)
-            if self.unit == "B":
-                emit({"kind": "download", "done": int(self.n), "total": total})
-            return result
-
-    return Progress
+ALTERNATIVES = (
+    "Other ways on: a model you already have (--model /path/to/folder or /path/to/model.safetensors), "
+    "or the offline plumbing check (--model tiny)."
+)

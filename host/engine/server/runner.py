@@ -74,7 +74,9 @@ class Runner:
             self.machine = probe_machine()
         return self.machine
 
-    def ensure_loaded(self, spec: str | None, emit: Emit = lambda event: None) -> Loaded:
+    def ensure_loaded(
+        self, spec: str | None, emit: Emit = lambda event: None, cancelled: Callable[[], bool] = lambda: False
+    ) -> Loaded:
         source = self.resolve(spec)
         if self.loaded and self.loaded.source == source:
             return self.loaded
@@ -87,7 +89,7 @@ class Runner:
                 "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})",
             }
         )
-        pipe = load_pipeline(source, plan.dtype, self.cache_dir, emit)
+        pipe = load_pipeline(source, plan.dtype, self.cache_dir, emit, cancelled)
         pipe.set_progress_bar_config(disable=True)
         _place(pipe, plan)
         if source.kind == "hub" or not hasattr(pipe, "unet"):
@@ -113,7 +115,7 @@ class Runner:
     ) -> Result:
         started = time.perf_counter()
         request = request.with_seed()
-        loaded = self.ensure_loaded(request.model, emit)
+        loaded = self.ensure_loaded(request.model, emit, cancelled)
         warnings: list[str] = []
         request = self._settle(request, loaded, warnings)
         try:

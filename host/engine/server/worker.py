@@ -26,6 +26,7 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
     """The worker's loop: answer messages until told to quit or idle for too long."""
     from diffusers.utils import logging as diffusers_logging
 
+    from dreamtray.engine.server.download import DownloadCancelled
     from dreamtray.engine.server.models import ModelError
     from dreamtray.engine.server.runner import GenerationCancelled, GenerationError, Runner
     from dreamtray.request import Request
@@ -56,6 +57,8 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
             conn.send(("result", job_id, result.model_dump_json()))
         except GenerationCancelled:
             conn.send(("error", job_id, "cancelled", "Cancelled; the half-done image was discarded."))
+        except DownloadCancelled as exc:
+            conn.send(("error", job_id, "cancelled", str(exc)))
         except (ModelError, GenerationError, ValueError) as exc:
             conn.send(("error", job_id, "failed", str(exc)))
         except Exception as exc:  # anything else is reported, and the worker stays up for the next job
