@@ -188,15 +188,20 @@ def test_wallpaper_hotkey_paints_the_root_window_with_the_saved_wallpaper(host, 
     new = wait_until(lambda: [p for p in newest(wallpapers, "wallpaper-*.png") if p not in before], 180, "a wallpaper")
     host.wait_idle()
     wait_until(lambda: any(n["summary"] == "Your image is ready" for n in notifications()), 10, "the notification")
-    tray.run(["dunstctl", "close-all"], check=True)
     with Image.open(new[-1]) as saved:
         expected = saved.convert("RGB")
     assert expected.size == (800, 600)
-    shown = ImageGrab.grab(xdisplay=tray.display).convert("RGB")
     panel = _tray_panel_box(tray)
-    for image in (shown, expected):
-        image.paste((0, 0, 0), panel)  # trayer's panel covers part of the root window
-    assert ImageChops.difference(shown, expected).getbbox() is None
+    expected.paste((0, 0, 0), panel)  # trayer's panel covers part of the root window
+
+    def differing_box():
+        """What differs from the saved wallpaper once no notification covers the screen."""
+        tray.run(["dunstctl", "close-all"], check=True)
+        shown = ImageGrab.grab(xdisplay=tray.display).convert("RGB")
+        shown.paste((0, 0, 0), panel)
+        return ImageChops.difference(shown, expected).getbbox()
+
+    wait_until(lambda: differing_box() is None, 10, "the root window to show the saved wallpaper", interval=0.2)
     source = gallery(host)[-1]
     with Image.open(source) as generated:
         assert abs(generated.width / generated.height - 800 / 600) < 0.05, generated.size
