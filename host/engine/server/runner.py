@@ -18,6 +18,7 @@ from typing import Any
 from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
 from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
+from dreamtray.engine.server.taesd import preview_event
 from dreamtray.request import Request, Result
 
 MAX_PIXELS_OVER_NATIVE = 16
@@ -43,6 +44,8 @@ class Loaded:
     loras: tuple = ()
     native_size: int = 512
     default_scheduler: Any = None
+    decoders: dict[str, Any] = field(default_factory=dict)
+    """The tiny decoder (TinyDecoder) and the fast back end's pipeline, made on first use: see fast.py."""
 
 
 @dataclass
@@ -112,7 +115,7 @@ class Runner:
         warnings: list[str] = []
         request = self._settle(request, loaded, warnings)
         try:
-            images = self._run(request, loaded, emit, cancelled)
+            images = self._run(request, loaded, emit, cancelled, warnings)
         except Exception as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -140,8 +143,9 @@ class Runner:
         _place(loaded.pipe, lower)
         loaded.plan = lower
         loaded.img2img = None
+        loaded.decoders.pop("fast_pipe", None)
         try:
-            return self._run(request, loaded, emit, cancelled)
+            return self._run(request, loaded, emit, cancelled, warnings)
         except Exception as exc:
             if _is_out_of_memory(exc):
                 _free_memory()
@@ -172,6 +176,7 @@ class Runner:
                 "steps": request.steps or preset.steps,
                 "guidance": preset.guidance if request.guidance is None else request.guidance,
                 "model": loaded.source.name,
+                "quality": request.quality or loaded.plan.quality,
             }
         )
 
@@ -207,10 +212,12 @@ class Runner:
             pipe.set_adapters(names, adapter_weights=[scale for _, scale in wanted])
         loaded.loras = wanted
 
-    def _run(self, request: Request, loaded: Loaded, emit: Emit, cancelled: Callable[[], bool]):
+    def _run(self, request: Request, loaded: Loaded, emit: Emit, cancelled: Callable[[], bool], warnings: list[str]):
         import torch
 
-        pipe = self._pipeline_for(request, loaded)
+        from dreamtray.engine.server import fast
+
+        pipe, tiny = fast.prepare(loaded, self._pipeline_for(request, loaded), request, self.cache_dir, emit, warnings)
         steps = request.steps
         kwargs: dict[str, Any] = {}
         if request.init_image is not None:
@@ -231,21 +238,24 @@ class Runner:
         else:
             vae.disable_tiling()
         done, overall = 0, total * request.count
+        decode_with_tiny = tiny is not None and request.quality == "fast"
 
         def on_step_end(pipeline, step, timestep, callback_kwargs):
             nonlocal done
             done += 1
             emit({"kind": "step", "step": done, "total": overall})
+            if fast.wants_preview(request, tiny, step + 1, total, decode_with_tiny):
+                emit(preview_event(tiny, callback_kwargs["latents"], done, request.width, request.height))
             if cancelled():
                 raise JobCancelled()
             return callback_kwargs
 
         emit({"kind": "start", "total": overall})
         images = []
-        plan = loaded.plan
+        autocast = None if request.quality == "best" else loaded.plan.autocast
         for index in range(request.count):
             # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
-            with torch.autocast("cpu", getattr(torch, plan.autocast)) if plan.autocast else contextlib.nullcontext():
+            with torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext():
                 output = pipe(
                     prompt=request.prompt,
                     negative_prompt=request.negative_prompt or None,
@@ -253,9 +263,13 @@ class Runner:
                     guidance_scale=request.guidance,
                     generator=torch.Generator("cpu").manual_seed(request.seed + index),
                     callback_on_step_end=on_step_end,
+                    output_type="latent" if decode_with_tiny else "pil",
                     **kwargs,
                 )
-            images.extend(output.images)
+                if decode_with_tiny:
+                    images.extend(tiny.to_images(output.images, request.width, request.height))
+                else:
+                    images.extend(output.images)
         return images
 
 

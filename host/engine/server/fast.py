@@ -1,0 +1,112 @@
+"""The fast path of a request: the tiny decoder for previews and `quality = fast`, and the OpenVINO pipeline.
+
+Both are made on a job's first need and kept with the loaded model. Neither may fail a job: a tiny decoder that
+cannot be had (offline, no TAESD for the family) turns previews off and decodes with the full VAE; an OpenVINO
+back end that cannot convert, or whose cache is broken, leaves the job on torch. Each says so in a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dreamtray.engine.presets import TAESD_BY_PIPELINE
+from dreamtray.engine.server.taesd import TinyDecoder
+from dreamtray.request import Request
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def _warn(message: str, emit: Emit, warnings: list[str]) -> None:
+    if message not in warnings:
+        warnings.append(message)
+        emit({"kind": "warning", "message": message})
+
+
+def prepare(loaded, pipe, request: Request, cache_dir: Path, emit: Emit, warnings: list[str]):
+    """The pipeline to run and the tiny decoder (None when the request needs none or none can be had).
+
+    For `quality = fast` on a plan whose runtime is OpenVINO, the pipeline runs its UNet and text encoder there
+    and the tiny decoder decodes there too; requests with LoRAs or an init image stay on torch.
+    """
+    decoder = _tiny_decoder(loaded, cache_dir, request, emit, warnings)
+    if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras or request.init_image:
+        return pipe, decoder
+    if "openvino" not in loaded.decoders:
+        loaded.decoders["openvino"] = _convert(loaded, cache_dir, emit, warnings)
+    openvino = loaded.decoders["openvino"]
+    if openvino is None:
+        return pipe, decoder
+    try:
+        _compile_for(openvino, pipe, request)
+    except Exception as exc:
+        for name in ("openvino", "fast_pipe"):  # the broken entry is gone: the next job converts again
+            loaded.decoders.pop(name, None)
+        _warn(f"Running on torch: {exc}", emit, warnings)
+        return pipe, decoder
+    if "fast_pipe" not in loaded.decoders:
+        loaded.decoders["fast_pipe"] = openvino.pipeline()
+    fast = loaded.decoders["fast_pipe"]
+    fast.scheduler = pipe.scheduler
+    if decoder is not None and openvino.tiny_decoder is not None:
+        decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
+    return fast, decoder
+
+
+def _tiny_decoder(loaded, cache_dir: Path, request: Request, emit: Emit, warnings: list[str]) -> TinyDecoder | None:
+    if request.quality != "fast" and not request.preview_every:
+        return None
+    if "tiny" not in loaded.decoders:
+        from dreamtray.engine.server.models import load_taesd
+
+        source, pipe = loaded.source, loaded.pipe
+        hub_id = source.preset.taesd or TAESD_BY_PIPELINE.get(type(pipe).__name__)
+        try:
+            taesd = load_taesd(source, hub_id, loaded.plan.dtype, cache_dir, emit).to(loaded.plan.device)
+            loaded.decoders["tiny"] = TinyDecoder(taesd, pipe)
+        except Exception as exc:
+            loaded.decoders["tiny"] = str(exc)
+    decoder = loaded.decoders["tiny"]
+    if isinstance(decoder, str):
+        _warn(f"No previews, full VAE decoding: the tiny decoder is not available. {decoder}", emit, warnings)
+        return None
+    return decoder
+
+
+def wants_preview(request: Request, decoder: TinyDecoder | None, step: int, total: int, final_is_tiny: bool) -> bool:
+    """Whether step `step` of `total` sends a preview; not the last one when the tiny decoder draws the result."""
+    if decoder is None or not request.preview_every:
+        return False
+    if step == total:
+        return not final_is_tiny
+    return step % request.preview_every == 0
+
+
+def _convert(loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
+    try:
+        from dreamtray.engine.server.openvino_backend import OpenVinoModules
+
+        decoder = loaded.decoders.get("tiny")
+        taesd = decoder.taesd if isinstance(decoder, TinyDecoder) else None
+        return OpenVinoModules(loaded.pipe, taesd, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit)
+    except Exception as exc:
+        _warn(f"Running on torch: the OpenVINO back end failed ({type(exc).__name__}: {exc})", emit, warnings)
+        return None
+
+
+def _compile_for(openvino, pipe, request: Request) -> None:
+    unet = pipe.unet.config
+    batch = 2 if request.guidance > 1 and unet.time_cond_proj_dim is None else 1
+    scale = pipe.vae_scale_factor
+    hidden = pipe.text_encoder.config.hidden_size
+    openvino.compile_for(batch, request.height // scale, request.width // scale, unet.in_channels, hidden)
+
+
+def openvino_folder(cache_dir: Path, source) -> Path:
+    """Where a model's OpenVINO conversions live: one folder per model, named for people, unique by location."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source.name).strip("-") or "model"
+    where = hashlib.sha256(f"{source.kind}:{source.location}".encode()).hexdigest()[:8]
+    return cache_dir / "openvino" / f"{slug}-{where}"
