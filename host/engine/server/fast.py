@@ -86,15 +86,21 @@ def wants_preview(request: Request, decoder: TinyDecoder | None, step: int, tota
 
 
 def _convert(loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
+    """The model's modules on OpenVINO (converted now, or read from the cache); None, with a warning, on failure."""
     try:
-        from dreamtray.engine.server.openvino_backend import OpenVinoModules
-
-        decoder = loaded.decoders.get("tiny")
-        taesd = decoder.taesd if isinstance(decoder, TinyDecoder) else None
-        return OpenVinoModules(loaded.pipe, taesd, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit)
-    except Exception as exc:
-        _warn(f"Running on torch: the OpenVINO back end failed ({type(exc).__name__}: {exc})", emit, warnings)
+        from dreamtray.engine.server.openvino_backend import CacheError, OpenVinoModules
+    except ImportError as exc:
+        _warn(f"Running on torch: OpenVINO cannot be loaded ({exc})", emit, warnings)
         return None
+    decoder = loaded.decoders.get("tiny")
+    taesd = decoder.taesd if isinstance(decoder, TinyDecoder) else None
+    try:
+        return OpenVinoModules(loaded.pipe, taesd, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit)
+    except CacheError as exc:
+        _warn(f"Running on torch: {exc}", emit, warnings)
+    except Exception as exc:
+        _warn(f"Running on torch: converting to OpenVINO failed ({type(exc).__name__}: {exc})", emit, warnings)
+    return None
 
 
 def _compile_for(openvino, pipe, request: Request) -> None:

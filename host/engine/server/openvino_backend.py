@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class Converted:
 
     def _broken(self, exc: Exception) -> CacheError:
         shutil.rmtree(self.folder, ignore_errors=True)
-        return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({type(exc).__name__}: {exc})")
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({lines[-1].strip()}); removed it")
 
     def compile(self, shapes: list[tuple[int, ...]]):
         """The program for these input shapes (static shapes run 5-10% faster than dynamic ones)."""
@@ -113,7 +115,8 @@ def ensure_converted(
             staging = folder.with_name(folder.name + ".partial")
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: meant
                 converted = ov.convert_model(module, example_input=example)
             ov.save_model(converted, staging / "model.xml")
             (staging / "key.json").write_text(json.dumps(key, indent=2))
