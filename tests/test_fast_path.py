@@ -143,3 +143,32 @@ def test_a_step_down_after_running_out_of_memory_leaves_openvino():
     gpu = Machine(gpus=(Gpu("small", 6, 5, True),), ram_gb=32, openvino=True)
     lower = decide(gpu, SD).stepped_down().stepped_down().stepped_down()
     assert lower.device == "cpu" and lower.runtime == "torch"
+
+
+def test_the_negative_prompt_is_encoded_once_and_the_pixels_stay_those_of_diffusers(runner, tiny_folder):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    request = Request(prompt="a harbour", negative_prompt="blurry", seed=8, steps=2, guidance=3.0, **SMALL)
+    runner.generate(request)
+    calls: list[int] = []
+    hook = runner.loaded.pipe.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        cached = runner.generate(request.model_copy(update={"prompt": "a harbour at night"}))
+    finally:
+        hook.remove()
+    assert len(calls) == 1, "only the prompt was encoded; the negative came from the cache"
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, local_files_only=True)
+    pipe.scheduler = runner.loaded.default_scheduler
+    pipe.set_progress_bar_config(disable=True)
+    direct = pipe(
+        "a harbour at night",
+        negative_prompt="blurry",
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(8),
+    ).images[0]
+    assert pixels(cached.images[0]) == direct.convert("RGB").tobytes()

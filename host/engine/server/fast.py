@@ -35,21 +35,21 @@ def prepare(loaded, pipe, request: Request, cache_dir: Path, emit: Emit, warning
     decoder = _tiny_decoder(loaded, cache_dir, request, emit, warnings)
     if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras or request.init_image:
         return pipe, decoder
-    if "openvino" not in loaded.decoders:
-        loaded.decoders["openvino"] = _convert(loaded, cache_dir, emit, warnings)
-    openvino = loaded.decoders["openvino"]
+    if "openvino" not in loaded.extras:
+        loaded.extras["openvino"] = _convert(loaded, cache_dir, emit, warnings)
+    openvino = loaded.extras["openvino"]
     if openvino is None:
         return pipe, decoder
     try:
         _compile_for(openvino, pipe, request)
     except Exception as exc:
         for name in ("openvino", "fast_pipe"):  # the broken entry is gone: the next job converts again
-            loaded.decoders.pop(name, None)
+            loaded.extras.pop(name, None)
         _warn(f"Running on torch: {exc}", emit, warnings)
         return pipe, decoder
-    if "fast_pipe" not in loaded.decoders:
-        loaded.decoders["fast_pipe"] = openvino.pipeline()
-    fast = loaded.decoders["fast_pipe"]
+    if "fast_pipe" not in loaded.extras:
+        loaded.extras["fast_pipe"] = openvino.pipeline()
+    fast = loaded.extras["fast_pipe"]
     fast.scheduler = pipe.scheduler
     if decoder is not None and openvino.tiny_decoder is not None:
         decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
@@ -59,17 +59,17 @@ def prepare(loaded, pipe, request: Request, cache_dir: Path, emit: Emit, warning
 def _tiny_decoder(loaded, cache_dir: Path, request: Request, emit: Emit, warnings: list[str]) -> TinyDecoder | None:
     if request.quality != "fast" and not request.preview_every:
         return None
-    if "tiny" not in loaded.decoders:
+    if "tiny" not in loaded.extras:
         from dreamtray.engine.server.models import load_taesd
 
         source, pipe = loaded.source, loaded.pipe
         hub_id = source.preset.taesd or TAESD_BY_PIPELINE.get(type(pipe).__name__)
         try:
             taesd = load_taesd(source, hub_id, loaded.plan.dtype, cache_dir, emit).to(loaded.plan.device)
-            loaded.decoders["tiny"] = TinyDecoder(taesd, pipe)
+            loaded.extras["tiny"] = TinyDecoder(taesd, pipe)
         except Exception as exc:
-            loaded.decoders["tiny"] = str(exc)
-    decoder = loaded.decoders["tiny"]
+            loaded.extras["tiny"] = str(exc)
+    decoder = loaded.extras["tiny"]
     if isinstance(decoder, str):
         _warn(f"No previews, full VAE decoding: the tiny decoder is not available. {decoder}", emit, warnings)
         return None
@@ -92,7 +92,7 @@ def _convert(loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
     except ImportError as exc:
         _warn(f"Running on torch: OpenVINO cannot be loaded ({exc})", emit, warnings)
         return None
-    decoder = loaded.decoders.get("tiny")
+    decoder = loaded.extras.get("tiny")
     taesd = decoder.taesd if isinstance(decoder, TinyDecoder) else None
     try:
         return OpenVinoModules(loaded.pipe, taesd, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit)

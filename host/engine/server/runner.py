@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
+from dreamtray.engine.server.embeddings import negative_prompt_arguments
 from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
 from dreamtray.engine.server.taesd import preview_event
@@ -44,8 +45,9 @@ class Loaded:
     loras: tuple = ()
     native_size: int = 512
     default_scheduler: Any = None
-    decoders: dict[str, Any] = field(default_factory=dict)
-    """The tiny decoder (TinyDecoder) and the fast back end's pipeline, made on first use: see fast.py."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Made on first use and kept with the model: the tiny decoder and the OpenVINO pipeline (fast.py), the
+    embeddings of constant texts (embeddings.py)."""
 
 
 @dataclass
@@ -143,7 +145,7 @@ class Runner:
         _place(loaded.pipe, lower)
         loaded.plan = lower
         loaded.img2img = None
-        loaded.decoders.pop("fast_pipe", None)
+        loaded.extras.pop("fast_pipe", None)
         try:
             return self._run(request, loaded, emit, cancelled, warnings)
         except Exception as exc:
@@ -258,7 +260,7 @@ class Runner:
             with torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext():
                 output = pipe(
                     prompt=request.prompt,
-                    negative_prompt=request.negative_prompt or None,
+                    **negative_prompt_arguments(loaded, pipe, request, autocast),
                     num_inference_steps=steps,
                     guidance_scale=request.guidance,
                     generator=torch.Generator("cpu").manual_seed(request.seed + index),
