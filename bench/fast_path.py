@@ -26,8 +26,17 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from measure import DEFAULT_CACHE, OUTPUT, median, peak_rss_during, prepare_run, quiet_progress_bars, report, seconds
-from measure import table
+from measure import (
+    DEFAULT_CACHE,
+    OUTPUT,
+    median,
+    peak_rss_during,
+    prepare_run,
+    quiet_progress_bars,
+    report,
+    seconds,
+    table,
+)
 
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 SEED = 7
