@@ -1,29 +1,19 @@
 """dreamtray: select text anywhere, press a key, get an image from a local diffusion engine.
 
-The names plugins use are here. The heavier ones (the pydantic request models, the generation flow) are
-imported on first use, so that `import dreamtray` stays cheap for the tray's start-up.
+Plugins import from `dreamtray.api` (the types) and `dreamtray.hookspecs` (the `hookimpl` marker); the most
+used names are also here. The heavier ones load on first use, so `import dreamtray` stays cheap for the tray.
 """
 
-from importlib import import_module
 from typing import Any
 
+from dreamtray import api
 from dreamtray.api import Action, GeneratedImage, MenuItem
 from dreamtray.hookspecs import hookimpl
 
-_LAZY = {
-    "Request": ("request", "Request"),
-    "RequestError": ("request", "RequestError"),
-    "Result": ("request", "Result"),
-    "generate": ("generation", "generate_prompt"),
-}
-
-__all__ = ["Action", "GeneratedImage", "MenuItem", "Request", "RequestError", "Result", "generate", "hookimpl"]
+__all__ = ["Action", "GeneratedImage", "MenuItem", "Request", "RequestError", "Result", "hookimpl"]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
+    if name not in ("Request", "RequestError", "Result"):
         raise AttributeError(f"module 'dreamtray' has no attribute {name!r}")
-    module, attribute = _LAZY[name]
-    value = getattr(import_module(f"{__name__}.{module}"), attribute)
-    globals()[name] = value
-    return value
+    return getattr(api, name)

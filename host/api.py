@@ -1,17 +1,36 @@
-"""Types that plugins use with the hooks in `dreamtray.hookspecs`. Light to import: no torch."""
+"""The public plugin interface: everything a plugin may import, next to the hook markers in `dreamtray.hookspecs`.
+
+Light to import: the value types defined here need nothing heavy, and the others (the pydantic request and
+style models, the engine client) are imported on first use, so the tray's start-up stays fast.
+First-party plugins import nothing from dreamtray but this module and `dreamtray.hookspecs.hookimpl`.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from dreamtray.engine.client import Engine
-    from dreamtray.request import Request
+    from dreamtray.atomic import write_atomically
+    from dreamtray.engine.client import (
+        Engine,
+        EngineError,
+        EngineFactory,
+        EngineUnavailable,
+        Job,
+        JobCancelled,
+        JobFailed,
+        ServiceEngine,
+    )
+    from dreamtray.engine.job_record import JobRecord
+    from dreamtray.request import Request, RequestError, Result
+    from dreamtray.styles import Style, StyleError, load_package_packs
 
 
 @dataclass(frozen=True)
@@ -50,8 +69,88 @@ class MenuItem:
     """A tray menu entry added by a plugin; `callback(host)` runs on a worker thread."""
 
     label: str
-    callback: Callable[[Any], None]
+    callback: Callable[[TrayHost], None]
 
 
-class EngineFactory(Protocol):
-    def __call__(self, settings: dict[str, Any]) -> Engine: ...
+class TrayHost(Protocol):
+    """What `tray_menu_items` and a MenuItem's callback receive: the running tray."""
+
+    state: str
+    """"idle", "busy" or "error"."""
+    paused: bool
+    """Whether the hotkeys are paused."""
+    last_prompt: str | None
+
+    def generate(
+        self, prompt: str, action: str = "clipboard", origin: str = "plugin", wait: bool = False
+    ) -> dict[str, Any]:
+        """Queue an image of `prompt` for `action`; the reply says whether it started, waits or was dropped."""
+        ...
+
+
+class CommandHost(ABC):
+    """What a plugin's command receives through `@pass_host`: images made with the user's settings."""
+
+    @abstractmethod
+    def generate(self, prompt: str, action: str | None = None, **fields: Any) -> list[GeneratedImage]:
+        """Make the images of `prompt` (Request `fields` may override settings), save them, run `action`."""
+
+
+def pass_host(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a plugin's click command to receive the CommandHost as its first argument."""
+    import click
+
+    return click.make_pass_decorator(CommandHost)(command)
+
+
+_LAZY = {
+    "Request": "dreamtray.request",
+    "RequestError": "dreamtray.request",
+    "Result": "dreamtray.request",
+    "Style": "dreamtray.styles",
+    "StyleError": "dreamtray.styles",
+    "load_package_packs": "dreamtray.styles",
+    "Engine": "dreamtray.engine.client",
+    "EngineFactory": "dreamtray.engine.client",
+    "Job": "dreamtray.engine.client",
+    "EngineError": "dreamtray.engine.client",
+    "EngineUnavailable": "dreamtray.engine.client",
+    "JobFailed": "dreamtray.engine.client",
+    "JobCancelled": "dreamtray.engine.client",
+    "ServiceEngine": "dreamtray.engine.client",
+    "JobRecord": "dreamtray.engine.job_record",
+    "write_atomically": "dreamtray.atomic",
+}
+
+__all__ = [
+    "Action",
+    "CommandHost",
+    "Engine",
+    "EngineError",
+    "EngineFactory",
+    "EngineUnavailable",
+    "GeneratedImage",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobRecord",
+    "MenuItem",
+    "Request",
+    "RequestError",
+    "Result",
+    "ServiceEngine",
+    "Style",
+    "StyleError",
+    "TrayHost",
+    "load_package_packs",
+    "pass_host",
+    "write_atomically",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'dreamtray.api' has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

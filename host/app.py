@@ -10,7 +10,6 @@ from dreamtray import paths
 from dreamtray.plugins import PluginHost
 
 if TYPE_CHECKING:
-    from dreamtray.api import Action
     from dreamtray.config import Config, LoadedConfig
     from dreamtray.engine.client import Engine, LocalEngine
     from dreamtray.images.gallery import Gallery
@@ -53,7 +52,7 @@ class App:
     @cached_property
     def local_engine(self) -> LocalEngine:
         from dreamtray.engine.client import LocalEngine
-        from dreamtray.engine.server.worker import WorkerSettings
+        from dreamtray.engine.settings import WorkerSettings
 
         engine = self.config.engine
         overrides = engine.overrides()
@@ -67,6 +66,8 @@ class App:
                 "dtype": overrides.dtype,
                 "policy": overrides.policy.value if overrides.policy else None,
                 "vae_tiling": overrides.vae_tiling,
+                "runtime": overrides.runtime,
+                "quality": overrides.quality,
             },
         )
         return LocalEngine(settings, paths.state_dir(), paths.data_dir() / "engine-token", self.exit_after_idle)
@@ -88,22 +89,3 @@ class App:
         """Read the config file again on next use, and reopen what depends on it (the running local engine stays)."""
         for cached in ("loaded_config", "gallery", "engine"):
             self.__dict__.pop(cached, None)
-
-    def actions(self) -> dict[str, Action]:
-        return self.plugins.actions()
-
-
-_current: App | None = None
-
-
-def current_app() -> App:
-    """The application of this process (the one the CLI or the tray made, else a new one)."""
-    global _current
-    if _current is None:
-        _current = App()
-    return _current
-
-
-def set_current_app(app: App) -> None:
-    global _current
-    _current = app

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -28,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from dreamtray import paths
+from dreamtray.atomic import write_atomically
 from dreamtray.images.gallery import default_gallery_folder
 
 if sys.version_info >= (3, 11):
@@ -36,7 +36,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from dreamtray.engine.server.hardware import Overrides
+    from dreamtray.engine.settings import Overrides
 
 CONFIG_ENV = "DREAMTRAY_CONFIG"
 FILE_HEADER = "# dreamtray settings: `dreamtray config show` lists every key with its current value.\n"
@@ -135,7 +135,7 @@ class EngineSettings(BaseModel):
 
     def overrides(self) -> Overrides:
         """The settings that win over the automatic hardware decision (None where `auto`)."""
-        from dreamtray.engine.server.hardware import Overrides, Policy
+        from dreamtray.engine.settings import Overrides, Policy
 
         return Overrides(
             device=None if self.device == "auto" else self.device,
@@ -353,21 +353,8 @@ def set_value(key: str, text: str, path: Path | None = None) -> Config:
             table[part] = tomlkit.table()
         table = table[part]
     table[parts[-1]] = value
-    _write_atomically(path, tomlkit.dumps(document))
+    write_atomically(path, tomlkit.dumps(document))
     return config
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    finally:
-        Path(temp).unlink(missing_ok=True)
 
 
 def show(config: Config) -> str:

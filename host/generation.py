@@ -22,10 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("dreamtray")
 
 
-class UnknownAction(ValueError):
-    """An action name that no plugin registered."""
-
-
 @dataclass
 class Outcome:
     """What a finished generation left behind, and what to tell the user."""
@@ -50,25 +46,14 @@ def prepare(app: App, request: Request, chosen: Action | None = None) -> Request
     return request
 
 
-def find_action(app: App, name: str | None) -> Action | None:
-    if not name:
-        return None
-    actions = app.actions()
-    if name not in actions:
-        known = ", ".join(sorted(actions)) or "none: no action plugin is loaded"
-        raise UnknownAction(f"No action called {name!r}. Actions: {known}.")
-    return actions[name]
-
-
 def generate(
     app: App,
     request: Request,
-    action: str | None = None,
+    chosen: Action | None = None,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     on_job: Callable[[Job], None] = lambda job: None,
 ) -> Outcome:
-    """Generate `request`, save every image in the gallery, then hand them to `action` and the hooks."""
-    chosen = find_action(app, action)
+    """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks."""
     request = prepare(app, request, chosen)
     job = app.engine.submit(request)
     on_job(job)
@@ -85,16 +70,6 @@ def generate(
         _announce(app, image)
     outcome.messages[:0] = result.warnings
     return outcome
-
-
-def generate_prompt(prompt: str, action: str | None = None, **fields: Any) -> Outcome:
-    """Plugins' entry to the whole flow: generate `prompt` (with Request `fields`) with this process's app."""
-    from dreamtray.app import current_app
-
-    app = current_app()
-    if "styles" not in fields and app.config.style:
-        fields["styles"] = app.config.style
-    return generate(app, Request.parse(prompt=prompt, **fields), action)
 
 
 def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None:

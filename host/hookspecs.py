@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import click
     from PIL.Image import Image
 
-    from dreamtray.api import Action, EngineFactory, MenuItem
+    from dreamtray.api import Action, EngineFactory, MenuItem, TrayHost
     from dreamtray.request import Request
     from dreamtray.styles import Style
 
@@ -54,7 +54,7 @@ def image_generated(image: Image, request: Request, path: Path) -> None:
 
 
 @hookspec
-def tray_menu_items(host: Any) -> list[MenuItem] | None:
+def tray_menu_items(host: TrayHost) -> list[MenuItem] | None:
     """Items to add to the tray menu; `host` offers `generate(prompt, action)` and the current state."""
 
 

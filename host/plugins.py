@@ -31,6 +31,10 @@ ENV_TRACE = "DREAMTRAY_TRACE_HOOKS"
 log = logging.getLogger("dreamtray.plugins")
 
 
+class UnknownAction(ValueError):
+    """An action name that no plugin registered."""
+
+
 @dataclass
 class PluginRecord:
     """What `dreamtray plugins` shows about one plugin."""
@@ -69,6 +73,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
         self._loaded = False
+        self._actions: dict[str, Action] | None = None
         if os.environ.get(ENV_TRACE):
             self.pm.add_hookcall_monitoring(self._trace_before, self._trace_after)
 
@@ -96,6 +101,7 @@ class PluginHost:
         """Register a plugin object directly (for plugins living in an application or a test)."""
         self.load()
         self.pm.register(plugin, name=name)
+        self._actions = None
         self.records[name] = PluginRecord(name, hooks=sorted(c.name for c in self.pm.get_hookcallers(plugin) or []))
 
     def call(self, hook: str, **kwargs: Any) -> list[Any]:
@@ -145,7 +151,20 @@ class PluginHost:
         return gathered
 
     def actions(self) -> dict[str, Action]:
-        return {action.name: action for _, action in self.collect("register_actions")}
+        """The registered actions by name (in name order), gathered once and again only after the plugins change."""
+        self.load()
+        if self._actions is None:
+            registered = sorted(self.collect("register_actions"), key=lambda pair: pair[1].name)
+            self._actions = {action.name: action for _, action in registered}
+        return self._actions
+
+    def action(self, name: str) -> Action:
+        """The action called `name`; UnknownAction, naming the ones there are, when no plugin registered it."""
+        actions = self.actions()
+        if name not in actions:
+            known = ", ".join(sorted(actions)) or "none: no action plugin is loaded"
+            raise UnknownAction(f"No action called {name!r}. Actions: {known}.")
+        return actions[name]
 
     def _report(self, record: PluginRecord, message: str, exc: BaseException) -> None:
         record.errors.append(message)

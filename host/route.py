@@ -1,8 +1,10 @@
-"""From a hotkey, a menu item or `dreamtray trigger` to a finished image and a notification.
+"""The one route from a trigger to an image.
 
-The text is taken when the key is pressed (the selection may change while an earlier image is made); the job
-then runs `generation.generate` and ends in a notification: the image as a thumbnail, or what went wrong in
-words a user understands. Nothing here raises into the tray.
+A trigger (a hotkey, a menu item, `dreamtray trigger`, the command line) names an action and brings a prompt.
+Here it becomes a Request, with the config's default style applied once; its action is looked up once, in the
+plugin host's cache, when the task is made; the task then runs through `generation.generate`, and what
+happened comes back as a Report worded for the user. Front ends only schedule tasks and show reports; nothing
+here raises into them.
 """
 
 from __future__ import annotations
@@ -15,27 +17,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dreamtray import paths
-from dreamtray.desktop.notify import Urgency, notify
-
 if TYPE_CHECKING:
+    from dreamtray.api import Action
     from dreamtray.app import App
     from dreamtray.engine.client import Job
     from dreamtray.request import Request
 
-log = logging.getLogger("dreamtray.flow")
-LAST_PROMPT_FILE = "last-prompt.txt"
+log = logging.getLogger("dreamtray.route")
 REFINE_LAST = "refine-last"
-"""The pseudo-action that refines the newest gallery image, the selected text saying what to change."""
+"""The task that refines the newest gallery image, the prompt saying what to change (no action needed)."""
+REFINE_LAST_LABEL = "Refine last image with selection"
 
 
 @dataclass
 class Task:
-    """One image to make from `prompt`, then hand to `action`; `done` is set once it has ended either way."""
+    """One image to make from `prompt`, then hand to `chosen`; `done` is set once it has ended either way."""
 
     action: str
     prompt: str
     origin: str = "hotkey"
+    chosen: Action | None = None
+    """The action looked up when the task was made (None for REFINE_LAST)."""
     done: threading.Event = field(default_factory=threading.Event)
     report: Report | None = None
     marks: dict[str, float] = field(default_factory=lambda: {"asked": time.monotonic()})
@@ -47,7 +49,7 @@ class Task:
     def timings(self) -> str:
         """The time each step took, for the log: 'wait 0 ms, to engine 40 ms, engine 5200 ms, ...'."""
         names = {"started": "wait", "submitted": "to engine", "generated": "engine", "ended": "save, action"}
-        steps = [(step, at) for step, at in self.marks.items()]
+        steps = list(self.marks.items())
         parts = [
             f"{names.get(step, step)} {1000 * (at - before):.0f} ms"
             for (_, before), (step, at) in zip(steps, steps[1:], strict=False)
@@ -65,10 +67,6 @@ class Report:
     image: Path | None = None
     images: tuple[Path, ...] = ()
 
-    @property
-    def urgency(self) -> Urgency:
-        return "normal" if self.ok else "critical"
-
     def as_reply(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -77,11 +75,32 @@ class Report:
         }
 
 
-def build_request(app: App, prompt: str) -> Request:
-    """The request for a desktop job: the prompt with the style chosen in the config."""
+def request_for(app: App, **fields: Any) -> Request:
+    """The request for `fields`, with the config's default style when the trigger names none."""
     from dreamtray.request import Request
 
-    return Request.parse(prompt=prompt, styles=app.config.style or ())
+    if "styles" not in fields and app.config.style:
+        fields["styles"] = app.config.style
+    return Request.parse(**fields)
+
+
+def task_for(app: App, action: str, prompt: str, origin: str) -> Task:
+    """A task for `action` (UnknownAction when no plugin offers it), its action looked up here, once."""
+    chosen = None if action == REFINE_LAST else app.plugins.action(action)
+    return Task(action, prompt, origin, chosen)
+
+
+def check_action(app: App, action: str) -> None:
+    """Raise UnknownAction unless `action` can be triggered."""
+    if action != REFINE_LAST:
+        app.plugins.action(action)
+
+
+def menu_entries(app: App) -> list[tuple[str, str]]:
+    """(label, action) for each thing the menu can do with the selection: the config's default action first,
+    then the other registered actions, then refine."""
+    actions = sorted(app.plugins.actions().values(), key=lambda action: action.name != app.config.default_action)
+    return [*((f"From selection: {action.label}", action.name) for action in actions), (REFINE_LAST_LABEL, REFINE_LAST)]
 
 
 def run_task(
@@ -96,8 +115,8 @@ def run_task(
     if task.action == REFINE_LAST:
         return refine_last(app, task.prompt, on_event, on_job)
     try:
-        request = build_request(app, task.prompt)
-        outcome = generation.generate(app, request, task.action, on_event=on_event, on_job=on_job)
+        request = request_for(app, prompt=task.prompt)
+        outcome = generation.generate(app, request, task.chosen, on_event=on_event, on_job=on_job)
     except Exception as exc:
         title, body = describe_error(exc)
         return Report(False, title, body)
@@ -111,7 +130,7 @@ def run_task(
 def refine_last(
     app: App, change: str, on_event: Callable[[dict[str, Any]], None], on_job: Callable[[Job], None]
 ) -> Report:
-    """Refine the newest gallery image as `change` says; the result lands beside it and goes to the clipboard."""
+    """Refine the newest gallery image as `change` says; the result lands beside it and goes to the default action."""
     from dreamtray.api import GeneratedImage
     from dreamtray.images.metadata import request_from_image
     from dreamtray.images.refine import refine_file
@@ -127,7 +146,7 @@ def refine_last(
         return Report(False, "No image to refine yet", "Make an image first, then select what to change and refine it.")
     try:
         path = refine_file(app.engine, newest[0][0], change, wait=follow)
-        action = app.actions().get(app.config.default_action)
+        action = app.plugins.actions().get(app.config.default_action)
         message = action.run(GeneratedImage(path, request_from_image(path))) if action else None
     except Exception as exc:
         title, body = describe_error(exc)
@@ -135,23 +154,16 @@ def refine_last(
     return Report(True, "Your refined image is ready", message or f"Saved as {path.name}.", path, (path,))
 
 
-def tell(report: Report) -> None:
-    notify(report.title, report.body, report.image, report.urgency)
-
-
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """A title and a sentence for the user about `exc`; unexpected errors are logged with their trace."""
     from dreamtray.config import ConfigFileError, ConfigValueError
-    from dreamtray.desktop.selection import NothingSelected, SelectionError
     from dreamtray.engine.client import EngineUnavailable, JobCancelled, JobFailed
-    from dreamtray.generation import UnknownAction
     from dreamtray.images.gallery import GalleryError
+    from dreamtray.plugins import UnknownAction
     from dreamtray.request import RequestError
     from dreamtray.styles import StyleError
 
     known: list[tuple[type[BaseException], str]] = [
-        (NothingSelected, "Nothing selected"),
-        (SelectionError, "The selection could not be read"),
         (JobCancelled, "The image was cancelled"),
         (EngineUnavailable, "The image engine is not available"),
         (JobFailed, "The image could not be made"),
@@ -167,19 +179,3 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
             return title, str(exc)
     log.error("unexpected failure", exc_info=exc)
     return "Something went wrong", f"{type(exc).__name__}: {exc}. The log has the details."
-
-
-def save_last_prompt(prompt: str) -> None:
-    try:
-        path = paths.state_dir() / LAST_PROMPT_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(prompt, encoding="utf-8")
-    except OSError:
-        log.warning("could not remember the last prompt", exc_info=True)
-
-
-def load_last_prompt() -> str | None:
-    try:
-        return (paths.state_dir() / LAST_PROMPT_FILE).read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None

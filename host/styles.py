@@ -52,7 +52,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import tomlkit
 import tomlkit.exceptions
@@ -60,8 +60,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dreamtray.request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request
 
-if TYPE_CHECKING:
-    from dreamtray.plugins import PluginHost
+
+class StyleSource(Protocol):
+    """What styles are collected from: the plugin host's `collect("register_styles")`, as (plugin, item) pairs."""
+
+    def collect(self, hook: str) -> list[tuple[str, Any]]: ...
+
 
 PROMPT_SLOT = "{prompt}"
 STYLE_FILE_SUFFIXES = (".toml", ".json", ".csv")
@@ -287,7 +291,7 @@ class StyleRegistry:
     def __len__(self) -> int:
         return len(self._styles)
 
-    def add_from_plugins(self, plugins: PluginHost) -> None:
+    def add_from_plugins(self, plugins: StyleSource) -> None:
         """Every style the `register_styles` hooks hand over. A plugin that raises registers nothing (the plugin
         host records why, for `dreamtray plugins`); anything that is not a Style is reported here and skipped."""
         for plugin_name, item in plugins.collect("register_styles"):
@@ -325,7 +329,7 @@ def _require_style(style: object) -> Style:
     return style
 
 
-def load_registry(plugins: PluginHost | None, folder: Path | None = None) -> StyleRegistry:
+def load_registry(plugins: StyleSource | None, folder: Path | None = None) -> StyleRegistry:
     """Styles from the plugins first, then from the user styles folder (`folder`, or the default one)."""
     registry = StyleRegistry()
     if plugins is not None:

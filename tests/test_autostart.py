@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dreamtray import autostart, commands_install, launcher
+from dreamtray.cli import install as commands_install
+from dreamtray.desktop import autostart, launcher
 
 COMMAND = ["/home/ann/.local/share/dreamtray/venv/bin/dreamtray", "run"]
 

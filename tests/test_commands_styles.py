@@ -105,6 +105,13 @@ def test_empty_registry_says_where_to_put_files():
     assert result.exit_code == 0 and "No styles." in result.stdout
 
 
-def test_missing_services_are_reported():
-    result = CliRunner().invoke(styles, [])
-    assert result.exit_code == 1 and "did not provide the style services" in result.stderr
+def test_run_alone_the_command_builds_its_application_from_the_users_settings(user_dirs, monkeypatch):
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "styles")
+    user_styles = user_dirs["XDG_DATA_HOME"] / "dreamtray/styles"
+    user_styles.mkdir(parents=True)
+    (user_styles / "mine.csv").write_text("name,prompt,negative_prompt\nMy look,{prompt} in teal,grey\n")
+    result = CliRunner().invoke(styles, ["--json"])
+    assert result.exit_code == 0, result.output
+    found = {row["name"]: row for row in json.loads(result.stdout)}
+    assert found["My look"]["source"].endswith("mine.csv")
+    assert found["Watercolor"]["pack"] == "Illustration"

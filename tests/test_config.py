@@ -16,7 +16,7 @@ from dreamtray.config import (
     set_value,
     show,
 )
-from dreamtray.engine.server.hardware import Overrides, Policy
+from dreamtray.engine.settings import Overrides, Policy
 
 
 @pytest.fixture

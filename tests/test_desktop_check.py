@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dreamtray import commands_install, desktop_check
+from dreamtray.cli import install as commands_install
+from dreamtray.desktop import check as desktop_check
 
 APPINDICATOR = "appindicatorsupport@rgcjonas.gmail.com"
 

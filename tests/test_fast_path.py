@@ -10,8 +10,9 @@ from fixtures_engine import CPU_MACHINE, pixels
 from PIL import Image
 
 from dreamtray.engine.presets import PRESETS
-from dreamtray.engine.server.hardware import Gpu, Machine, Overrides, decide
+from dreamtray.engine.server.hardware import Gpu, Machine, decide
 from dreamtray.engine.server.runner import Runner
+from dreamtray.engine.settings import Overrides
 from dreamtray.request import Request
 
 SMALL = {"width": 64, "height": 64}

@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 from png_samples import pixels, png_bytes
 
-from dreamtray import gallery as gallery_module
+from dreamtray import atomic as atomic_module
 from dreamtray.images.gallery import Gallery, GalleryError, default_gallery_folder, slugify
 from dreamtray.images.metadata import DREAMTRAY, read_metadata, request_from_image
 from dreamtray.request import Request, Result
@@ -91,7 +91,7 @@ def test_a_failing_write_leaves_neither_the_image_nor_a_temporary_file(tmp_path,
     def disk_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(gallery_module.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic_module.os, "fsync", disk_full)
     with pytest.raises(GalleryError, match=r"cannot save 20261128-130509-fox-1\.png in .*No space left on device"):
         save(Gallery(folder), Request(prompt="fox", seed=1))
     assert files_in(folder) == []
@@ -107,7 +107,7 @@ def test_the_image_name_appears_only_once_the_file_is_complete(tmp_path, monkeyp
         seen_while_writing.append([name for name in files_in(folder) if name.endswith(".png")])
         real_fsync(fd)
 
-    monkeypatch.setattr(gallery_module.os, "fsync", watching_fsync)
+    monkeypatch.setattr(atomic_module.os, "fsync", watching_fsync)
     path = save(Gallery(folder), Request(prompt="fox", seed=1), data)
     assert seen_while_writing[0] == []
     assert files_in(folder) == [path.name]
@@ -144,7 +144,7 @@ def test_without_hard_links_it_still_never_overwrites(tmp_path, monkeypatch):
     def no_links(source, target):
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(gallery_module.os, "link", no_links)
+    monkeypatch.setattr(atomic_module.os, "link", no_links)
     gallery = Gallery(tmp_path)
     first = save(gallery, Request(prompt="fox", seed=1, steps=1))
     second = save(gallery, Request(prompt="fox", seed=1, steps=2))

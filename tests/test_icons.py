@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import IcnsImagePlugin, Image
 
-from dreamtray import icon_files
+from dreamtray.desktop import icon_files
 
 MAKE_ICONS = Path(__file__).resolve().parent.parent / "icons" / "make_icons.py"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dreamtray import autostart, icon_files, launcher, paths
+from dreamtray import paths
+from dreamtray.desktop import autostart, icon_files, launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "installer" / "install.sh"

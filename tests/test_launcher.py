@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dreamtray import icon_files, launcher
+from dreamtray.desktop import icon_files, launcher
 
 
 def validate(path: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from dreamtray import notify as notify_module
+from dreamtray.desktop import notify as notify_module
 from dreamtray.desktop.notify import notify
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from remote_helpers import truncating_server, uvicorn_server
 
 from dreamtray.engine.client import EngineError, EngineUnavailable, JobCancelled, JobFailed
-from dreamtray.engine.server.runner import JobCancelled as RunnerCancelled
+from dreamtray.engine.server.runner import GenerationCancelled as RunnerCancelled
 from dreamtray.request import Request
 from dreamtray_plugins.remote.a1111 import A1111
 from dreamtray_plugins.remote.openai import OpenAIImages

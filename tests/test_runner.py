@@ -6,9 +6,9 @@ import pytest
 import torch
 from fixtures_engine import CPU_MACHINE, pixels
 
-from dreamtray.engine.server.hardware import Overrides, Policy
 from dreamtray.engine.server.models import ModelError, resolve_model
-from dreamtray.engine.server.runner import GenerationError, JobCancelled, Runner
+from dreamtray.engine.server.runner import GenerationCancelled, GenerationError, Runner
+from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, RequestError
 
 SMALL = {"width": 64, "height": 64}
@@ -55,7 +55,7 @@ def test_progress_events_once_per_step(runner):
 
 def test_cancel_stops_the_job_and_returns_no_image(runner):
     events = []
-    with pytest.raises(JobCancelled):
+    with pytest.raises(GenerationCancelled):
         runner.generate(
             Request(prompt="x", steps=5, seed=1, **SMALL),
             emit=events.append,

@@ -12,7 +12,7 @@ import time
 import pytest
 from PIL import Image
 
-from dreamtray import instance
+from dreamtray.desktop import control as instance
 from dreamtray.desktop.job_line import JobLine, Placed
 
 # -- hotkeys ------------------------------------------------------------------------------------------
@@ -21,7 +21,7 @@ from dreamtray.desktop.job_line import JobLine, Placed
 @pytest.fixture
 def hotkeys(xsession):
     """pynput needs a display even to parse key names."""
-    from dreamtray import hotkeys
+    from dreamtray.desktop import hotkeys
 
     return hotkeys
 
@@ -230,7 +230,7 @@ def test_only_one_instance_holds_the_lock(runtime):
     first = instance.SingleInstance()
     first.acquire()
     try:
-        code = "from dreamtray import instance\ntry:\n    instance.SingleInstance().acquire()\nexcept instance.AlreadyRunning as e:\n    print(e)"
+        code = "from dreamtray.desktop import control as instance\ntry:\n    instance.SingleInstance().acquire()\nexcept instance.AlreadyRunning as e:\n    print(e)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip() == "dreamtray is already running (see its icon in the tray)."
     finally:
@@ -327,10 +327,10 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         menu = build_menu(host)
         texts = [item.text for item in menu.items]
         assert texts == [
-            "Image from selection to clipboard",
-            "Wallpaper from selection",
-            "New wallpaper from the last prompt",
+            "From selection: Copy image to clipboard",
+            "From selection: Set as wallpaper",
             "Refine last image with selection",
+            "Last prompt again",
             "- - - -",
             "Style",
             "Engine",
@@ -344,8 +344,12 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "Quit",
         ]
         items = {item.text: item for item in menu.items}
-        assert items["Image from selection to clipboard"].default
-        assert items["New wallpaper from the last prompt"].enabled is False, "no prompt yet"
+        assert items["From selection: Copy image to clipboard"].default, "the config's default action"
+        assert not items["From selection: Set as wallpaper"].default
+        assert items["Last prompt again"].enabled is False, "no prompt yet"
+        host.last_prompt = "a lighthouse"
+        again = [entry.text for entry in items["Last prompt again"].submenu.items]
+        assert items["Last prompt again"].enabled and again == ["Copy image to clipboard", "Set as wallpaper"]
         assert items["Pause hotkeys"].checked is False and items["Start at login"].checked is False
         styles = list(items["Style"].submenu.items)
         assert [s.text for s in styles] == ["None", "Illustration", "Photography", "Wallpaper"]

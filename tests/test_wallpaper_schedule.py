@@ -8,6 +8,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from dreamtray.api import CommandHost
 from dreamtray_plugins.wallpaper import commands
 from dreamtray_plugins.wallpaper.schedule import PromptCycle, ScheduleError, read_prompts, run_schedule
 
@@ -68,11 +69,22 @@ def test_schedule_repeats_until_stopped_and_survives_a_failed_run(user_dirs, pro
     assert reports[1] == "No wallpaper for 'a lighthouse in a storm': engine out of memory"
 
 
-def test_at_login_makes_one_wallpaper_per_login(user_dirs, prompts_file, monkeypatch):
-    made = []
-    monkeypatch.setattr(commands.dreamtray, "generate", lambda prompt, action: made.append((prompt, action)))
+class RecordingHost(CommandHost):
+    """The command's host, recording what it is asked to make (the schedule's order is under test here)."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, str | None]] = []
+
+    def generate(self, prompt, action=None, **fields):
+        self.made.append((prompt, action))
+        return []
+
+
+def test_at_login_makes_one_wallpaper_per_login(user_dirs, prompts_file):
+    host = RecordingHost()
+    made = host.made
     for _ in range(2):
-        result = CliRunner().invoke(commands.wallpaper, ["--schedule", str(prompts_file), "--at-login"])
+        result = CliRunner().invoke(commands.wallpaper, ["--schedule", str(prompts_file), "--at-login"], obj=host)
         assert result.exit_code == 0, result.output
     assert made == [("misty mountains at dawn", "wallpaper"), ("a lighthouse in a storm", "wallpaper")]
     assert "New wallpaper: a lighthouse in a storm" in result.output
@@ -90,6 +102,6 @@ def test_at_login_makes_one_wallpaper_per_login(user_dirs, prompts_file, monkeyp
 )
 def test_command_line_mistakes_are_explained(user_dirs, prompts_file, args, complaint):
     args = [arg.replace("{prompts}", str(prompts_file)) for arg in args]
-    result = CliRunner().invoke(commands.wallpaper, args)
+    result = CliRunner().invoke(commands.wallpaper, args, obj=RecordingHost())
     assert result.exit_code == 2
     assert complaint in result.output

@@ -12,7 +12,7 @@ import pytest
 import tree_sitter
 import tree_sitter_powershell
 
-from dreamtray import autostart, launcher
+from dreamtray.desktop import autostart, launcher
 
 INSTALLER = Path(__file__).resolve().parent.parent / "installer"
 PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))

@@ -1,58 +1,42 @@
-"""`dreamtray doctor`: what this machine has, and what dreamtray will do with each model on it."""
+"""`dreamtray doctor`: what this machine has, and what dreamtray will do with each model on it.
+
+The hardware is read by a short-lived engine process (`dreamtray.engine.server.diagnose`), so the command
+line itself never imports torch.
+"""
 
 from __future__ import annotations
 
-import platform
+import json
+import subprocess
+import sys
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dreamtray.app import App
 
+PROBE_TIMEOUT = 120.0
+
+
+class DiagnosisFailed(RuntimeError):
+    """The engine's probe could not run; the message says why."""
+
 
 def diagnose(app: App) -> dict[str, Any]:
-    """A report as plain data (imports torch to read the hardware)."""
-    import diffusers
-    import torch
-    from huggingface_hub import constants
-
-    from dreamtray.engine.presets import PRESETS
-    from dreamtray.engine.server.hardware import InsufficientMemory, choose_auto_preset, decide, probe_machine
-
-    machine = probe_machine()
-    overrides = app.config.engine.overrides()
-    plans = {}
-    for name, preset in PRESETS.items():
-        try:
-            plan = decide(machine, preset, overrides)
-            plans[name] = {
-                "device": plan.device,
-                "dtype": plan.dtype,
-                "policy": plan.policy.value,
-                "autocast": plan.autocast,
-                "channels_last": plan.channels_last,
-                "why": list(plan.reasons),
-            }
-        except InsufficientMemory as exc:
-            plans[name] = {"error": str(exc)}
-    return {
-        "system": f"{platform.system()} {platform.release()} ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "torch": torch.__version__,
-        "cuda_build": torch.version.cuda,
-        "diffusers": diffusers.__version__,
-        "gpus": [
-            {"name": g.name, "total_gb": round(g.total_gb, 1), "free_gb": round(g.free_gb, 1), "bf16": g.bf16}
-            for g in machine.gpus
-        ],
-        "mps": machine.mps,
-        "cpu_cores": machine.cpu_cores,
-        "cpu_bf16": machine.cpu_bf16,
-        "ram_gb": round(machine.ram_gb, 1),
-        "ram_free_gb": round(machine.ram_free_gb, 1),
-        "auto_model": choose_auto_preset(machine).name,
+    """The engine's report on this machine, with the config's side added."""
+    overrides = asdict(app.config.engine.overrides())
+    if overrides.get("policy") is not None:
+        overrides["policy"] = overrides["policy"].value
+    command = [sys.executable, "-m", "dreamtray.engine.server.diagnose", json.dumps(overrides)]
+    try:
+        probe = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise DiagnosisFailed(f"Reading the hardware took over {PROBE_TIMEOUT:.0f} s; try again.") from None
+    if probe.returncode:
+        reason = probe.stderr.strip().splitlines()[-1:] or [f"exit code {probe.returncode}"]
+        raise DiagnosisFailed(f"The engine could not read the hardware: {reason[0]}")
+    return json.loads(probe.stdout) | {
         "configured_model": app.config.model,
-        "plans": plans,
-        "model_cache": constants.HF_HUB_CACHE,
         "config_file": str(app.loaded_config.path),
         "config_problems": list(app.loaded_config.problems),
     }

@@ -9,17 +9,10 @@ from typing import Any
 
 import click
 
-from dreamtray.config import ConfigFileError, ConfigValueError, LoadedConfig, config_path, load_config, set_value, show
+from dreamtray.cli.context import Context, pass_app
+from dreamtray.config import ConfigFileError, ConfigValueError, config_path, set_value, show
 from dreamtray.images.gallery import Gallery
 from dreamtray.images.metadata import ImageMetadata, MetadataError, read_metadata
-
-
-def _loaded_config() -> LoadedConfig:
-    """The config, with each problem in it reported on stderr (the command goes on with the defaults)."""
-    loaded = load_config()
-    for problem in loaded.problems:
-        click.echo(f"warning: {problem}", err=True)
-    return loaded
 
 
 def metadata_as_dict(path: Path, metadata: ImageMetadata) -> dict[str, Any]:
@@ -66,9 +59,10 @@ def describe(path: Path, metadata: ImageMetadata) -> str:
 @click.command()
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many images.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def history(limit: int, as_json: bool) -> None:
+@pass_app
+def history(ctx: Context, limit: int, as_json: bool) -> None:
     """List the most recent images in the gallery, newest first."""
-    gallery = Gallery(_loaded_config().config.gallery)
+    gallery = Gallery(ctx.loaded_config().config.gallery)
     entries = gallery.history(limit)
     if as_json:
         rows = []
@@ -126,9 +120,10 @@ def config_path_command() -> None:
 
 
 @config_group.command("show")
-def config_show() -> None:
+@pass_app
+def config_show(ctx: Context) -> None:
     """Print every setting with its current value, as TOML."""
-    loaded = _loaded_config()
+    loaded = ctx.loaded_config()
     note = "" if loaded.path.exists() else " (no such file yet: these are the defaults)"
     click.echo(f"# {loaded.path}{note}")
     click.echo(show(loaded.config), nl=False)

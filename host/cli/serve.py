@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from dreamtray.cli.context import Context, pass_app
+
 DEFAULT_PORT = 8765
 
 
@@ -25,7 +27,7 @@ def is_loopback(host: str) -> bool:
 def read_token(host: str, token_file: Path | None) -> tuple[str, Path]:
     """The token clients must send, and its file; off loopback a token file must be named."""
     from dreamtray import paths
-    from dreamtray.engine.server.service import load_or_create_token
+    from dreamtray.engine.token import load_or_create_token
 
     if token_file is None:
         if not is_loopback(host):
@@ -88,7 +90,9 @@ def tls_options(cert: Path | None, key: Path | None) -> dict[str, str] | None:
     show_default=True,
     help="With --ray: CPUs for each replica.",
 )
+@pass_app
 def serve_command(
+    ctx: Context,
     host,
     port,
     token_file,
@@ -106,8 +110,6 @@ def serve_command(
     """Serve this machine's engine to other machines (OpenAI-compatible images API, jobs with progress)."""
     from dataclasses import replace
 
-    from dreamtray.app import current_app
-
     ssl = tls_options(tls_cert, tls_key)
     token, token_path = read_token(host, token_file)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
@@ -119,7 +121,7 @@ def serve_command(
         )
     click.echo(f"Serving the dreamtray engine on {scheme}://{host}:{port} (token in {token_path}).", err=True)
     limits = {"rate_per_minute": rate_limit, "max_body_bytes": max_body_mb * 2**20, "log_prompts": log_prompts}
-    settings = current_app().local_engine.settings  # the config's engine settings, as this machine's tray uses them
+    settings = ctx.app.local_engine.settings  # the config's engine settings, as this machine's tray uses them
     settings = replace(settings, default_model=model or settings.default_model)
     if use_ray:
         from dreamtray.engine.server.ray_deployment import PoolOptions, run_ray_serve

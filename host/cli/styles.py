@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from dreamtray.cli.context import Context, StyleServices
 from dreamtray.styles import Style, StyleError, StyleRegistry
 
 if TYPE_CHECKING:
-    from dreamtray.engine.client import Engine
-
-
-@dataclass(frozen=True)
-class StyleServices:
-    """What the styles, series and refine commands take from the host; the CLI puts one in `ctx.obj`.
-
-    Factories, so that a command that needs neither loads no plugins and reaches no engine.
-    """
-
-    registry: Callable[[], StyleRegistry]
-    engine: Callable[[], Engine]
-    series_dir: Path
-    """Where new series folders are made."""
+    pass
 
 
 def services(ctx: click.Context) -> StyleServices:
-    found = ctx.find_object(StyleServices) or getattr(ctx.find_root().obj, "style_services", None)
-    if found is None:
-        raise click.ClickException("internal: the command line did not provide the style services")
-    return found
+    """The style services a caller put on the context (tests do), else those of the command line's Context."""
+    return ctx.find_object(StyleServices) or ctx.ensure_object(Context).style_services
 
 
 def registry(ctx: click.Context) -> StyleRegistry:

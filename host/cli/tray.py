@@ -8,26 +8,28 @@ import sys
 
 import click
 
+from dreamtray.cli.context import Context, pass_app
+
 TRIGGER_HELP = """Send ACTION to the running tray, as a hotkey would: bind this to a custom shortcut on desktops where
 global hotkeys cannot work (Wayland).
 
 \b
 ACTION is an action name (clipboard, wallpaper, or one a plugin adds), which makes an image from the selected
-text, or one of: wallpaper-again (a new wallpaper from the last prompt), unload (free the model's memory),
-pause, resume (the hotkeys), status, quit."""
+text; or ACTION-again (a new image from the last prompt, e.g. wallpaper-again); or one of: unload (free the
+model's memory), pause, resume (the hotkeys), status, quit."""
 
 
 @click.command("run")
 @click.option("--verbose", "-v", is_flag=True, help="Log more (to stderr).")
-def run(verbose: bool) -> None:
+@pass_app
+def run(ctx: Context, verbose: bool) -> None:
     """Start the tray: icon, menu, global hotkeys, and the engine in the background."""
-    from dreamtray.app import current_app
     from dreamtray.desktop.control import AlreadyRunning
     from dreamtray.desktop.tray import TrayUnavailable, run_tray
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    app = current_app()
+    app = ctx.app
     app.exit_after_idle = 0  # the engine lives as long as the tray, which stops it on quit
     try:
         run_tray(app)

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dreamtray.desktop.launcher import APP_ID, BUNDLE_ID, desktop_entry, launch_command, remove_file, write_atomically
+from dreamtray.atomic import write_atomically
+from dreamtray.desktop.launcher import APP_ID, BUNDLE_ID, desktop_entry, launch_command, remove_file
 
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
 
@@ -39,7 +40,7 @@ class LinuxAutostart:
         return section.get("Hidden", "false") != "true" and section.get("X-GNOME-Autostart-enabled", "true") != "false"
 
     def enable(self, command: Sequence[str]) -> None:
-        write_atomically(self.where, desktop_entry(command, autostart=True))
+        write_atomically(self.where, desktop_entry(command, autostart=True), mode=0o644)
 
     def disable(self) -> bool:
         return remove_file(self.where)
@@ -77,7 +78,7 @@ class MacAutostart:
     def enable(self, command: Sequence[str]) -> None:
         log_dir = Path.home() / "Library" / "Logs" / APP_ID
         log_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.where, launch_agent(command, log_dir))
+        write_atomically(self.where, launch_agent(command, log_dir), mode=0o644)
 
     def disable(self) -> bool:
         return remove_file(self.where)

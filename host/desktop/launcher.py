@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from dreamtray.atomic import write_atomically
 from dreamtray.desktop import icon_files
 
 APP_ID = "dreamtray"
@@ -72,15 +73,6 @@ def desktop_entry(command: Sequence[str], *, autostart: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    """Write `path` whole or not at all (a half-written launcher would confuse the desktop)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data.encode() if isinstance(data, str) else data)
-    temporary.chmod(mode)
-    os.replace(temporary, path)
-
-
 class LinuxLauncher:
     """The XDG applications entry and the hicolor icons under $XDG_DATA_HOME."""
 
@@ -100,8 +92,8 @@ class LinuxLauncher:
 
     def install(self, command: Sequence[str]) -> list[Path]:
         for target, source in self.icons().items():
-            write_atomically(target, source.read_bytes())
-        write_atomically(self.entry, desktop_entry(command))
+            write_atomically(target, source.read_bytes(), mode=0o644)
+        write_atomically(self.entry, desktop_entry(command), mode=0o644)
         return [self.entry, *self.icons()]
 
     def remove(self) -> list[Path]:
@@ -141,9 +133,9 @@ class MacLauncher:
 
     def install(self, command: Sequence[str]) -> list[Path]:
         contents = self.bundle / "Contents"
-        write_atomically(contents / "Info.plist", info_plist(_app_version()))
+        write_atomically(contents / "Info.plist", info_plist(_app_version()), mode=0o644)
         write_atomically(contents / "MacOS" / APP_ID, f"#!/bin/sh\nexec {shlex.join(command)}\n", mode=0o755)
-        write_atomically(contents / "Resources" / f"{APP_ID}.icns", icon_files.app_icns().read_bytes())
+        write_atomically(contents / "Resources" / f"{APP_ID}.icns", icon_files.app_icns().read_bytes(), mode=0o644)
         return [self.bundle]
 
     def remove(self) -> list[Path]:

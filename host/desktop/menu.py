@@ -8,43 +8,57 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from dreamtray import route
 from dreamtray.desktop import autostart
-from dreamtray.route import REFINE_LAST
 
 if TYPE_CHECKING:
-    from dreamtray.desktop.tray import TrayHost
+    from dreamtray.app import App
 
-log = logging.getLogger("dreamtray.desktop.tray")
+log = logging.getLogger("dreamtray.tray")
 NO_STYLE = "None"
 
 
-def build_menu(host: TrayHost) -> Any:
-    """The whole menu; plugin items come from the `tray_menu_items` hooks, each plugin isolated."""
+class MenuHost(Protocol):
+    """What the menu drives: the running tray (`dreamtray.desktop.tray.TrayHost`)."""
+
+    app: App
+    paused: bool
+    last_prompt: str | None
+
+    def in_background(self, work: Callable[[], Any], what: str) -> None: ...
+    def from_selection(self, action: str, origin: str = "hotkey", wait: bool = False) -> dict[str, Any]: ...
+    def again(self, action: str, origin: str = "menu", wait: bool = False) -> dict[str, Any]: ...
+    def set_paused(self, paused: bool) -> None: ...
+    def unload(self) -> dict[str, Any]: ...
+    def refresh_menu(self) -> None: ...
+    def quit(self) -> None: ...
+
+
+def build_menu(host: MenuHost) -> Any:
+    """The whole menu; the entries for the selection come from the registered actions, plugin items from the
+    `tray_menu_items` hooks, each plugin isolated."""
     from pystray import Menu, MenuItem
 
     def act(work: Callable[[], Any], what: str) -> Callable[[], None]:
         return lambda: host.in_background(work, what)
 
+    default_action = host.app.config.default_action
+    from_selection = [
+        MenuItem(
+            label,
+            act(lambda name=name: host.from_selection(name, "menu"), label),
+            default=name == default_action,
+        )
+        for label, name in route.menu_entries(host.app)
+    ]
     return Menu(
+        *from_selection,
         MenuItem(
-            "Image from selection to clipboard",
-            act(lambda: host.from_selection("clipboard", "menu"), "image to clipboard"),
-            default=True,
-        ),
-        MenuItem(
-            "Wallpaper from selection",
-            act(lambda: host.from_selection("wallpaper", "menu"), "wallpaper from selection"),
-        ),
-        MenuItem(
-            "New wallpaper from the last prompt",
-            act(host.wallpaper_again, "new wallpaper"),
+            "Last prompt again",
+            Menu(lambda: again_items(host)),
             enabled=lambda item: bool(host.last_prompt),
-        ),
-        MenuItem(
-            "Refine last image with selection",
-            act(lambda: host.from_selection(REFINE_LAST, "menu"), "refining the last image"),
         ),
         Menu.SEPARATOR,
         MenuItem("Style", Menu(lambda: style_items(host))),
@@ -68,7 +82,17 @@ def build_menu(host: TrayHost) -> Any:
     )
 
 
-def style_items(host: TrayHost) -> list[Any]:
+def again_items(host: MenuHost) -> list[Any]:
+    """One entry per action: a new image (new seed) from the last prompt, handed to that action."""
+    from pystray import MenuItem
+
+    return [
+        MenuItem(action.label, lambda name=name: host.in_background(lambda: host.again(name), f"{name} again"))
+        for name, action in host.app.plugins.actions().items()
+    ]
+
+
+def style_items(host: MenuHost) -> list[Any]:
     """'None' and every registered style as radio items, grouped by pack when there are several."""
     from pystray import Menu, MenuItem
 
@@ -92,7 +116,7 @@ def style_items(host: TrayHost) -> list[Any]:
     return items
 
 
-def engine_items(host: TrayHost) -> list[Any]:
+def engine_items(host: MenuHost) -> list[Any]:
     """The engines to choose from (local first, then those plugins register), as radio items."""
     from pystray import MenuItem
 
@@ -109,29 +133,29 @@ def engine_items(host: TrayHost) -> list[Any]:
     return [choice(name) for name in engine_names(host.app.plugins)]
 
 
-def choose_engine(host: TrayHost, name: str) -> None:
+def choose_engine(host: MenuHost, name: str) -> None:
     """Use the engine `name` for every new image; it is saved in the config."""
     from dreamtray.config import set_value
 
     set_value("engine.backend", name, host.app.loaded_config.path)
     host.app.reload_config()
-    host._refresh_menu()
+    host.refresh_menu()
 
 
-def _current_style(host: TrayHost) -> str:
+def _current_style(host: MenuHost) -> str:
     return host.app.config.style.strip().casefold()
 
 
-def choose_style(host: TrayHost, name: str) -> None:
+def choose_style(host: MenuHost, name: str) -> None:
     """Make `name` ('' for none) the style of every new image; it is saved in the config."""
     from dreamtray.config import set_value
 
     set_value("style", name, host.app.loaded_config.path)
     host.app.reload_config()
-    host._refresh_menu()
+    host.refresh_menu()
 
 
-def plugin_status_items(host: TrayHost) -> list[Any]:
+def plugin_status_items(host: MenuHost) -> list[Any]:
     from pystray import MenuItem
 
     host.app.plugins.load()
@@ -141,7 +165,7 @@ def plugin_status_items(host: TrayHost) -> list[Any]:
     return [MenuItem(f"{r.name} {r.version} ({r.status})".replace("  ", " "), None, enabled=False) for r in records]
 
 
-def plugin_items(host: TrayHost) -> list[Any]:
+def plugin_items(host: MenuHost) -> list[Any]:
     """Items that plugins add; an item's callback gets the host and runs on its own thread."""
     from pystray import MenuItem
 
@@ -157,12 +181,12 @@ def plugin_items(host: TrayHost) -> list[Any]:
     return items
 
 
-def _plugin_action(host: TrayHost, entry: Any) -> Callable[[], None]:
+def _plugin_action(host: MenuHost, entry: Any) -> Callable[[], None]:
     return lambda: host.in_background(lambda: entry.callback(host), f"the plugin item {entry.label!r}")
 
 
-def _open_gallery(host: TrayHost) -> None:
-    from dreamtray.desktop.tray import open_folder
+def _open_gallery(host: MenuHost) -> None:
+    from dreamtray.desktop.folders import open_folder
 
     open_folder(host.app.gallery.folder)
 
@@ -175,9 +199,9 @@ def _autostart_enabled() -> bool:
         return False
 
 
-def _toggle_autostart(host: TrayHost) -> None:
+def _toggle_autostart(host: MenuHost) -> None:
     if autostart.is_enabled():
         autostart.disable()
     else:
         autostart.enable()
-    host._refresh_menu()
+    host.refresh_menu()

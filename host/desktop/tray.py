@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dreamtray import route as desktop_flow
+from dreamtray import route
 from dreamtray.desktop import icon_files
 from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_from_config, is_wayland
 from dreamtray.desktop.job_line import JobLine, Placed
+from dreamtray.desktop.last_prompt import load_last_prompt, save_last_prompt
 from dreamtray.desktop.notify import notify
-from dreamtray.route import Task
+from dreamtray.route import Report, Task
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -31,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.desktop.tray")
 NAME = "dreamtray"
+AGAIN = "-again"
+"""`dreamtray trigger ACTION-again`: a new image from the last prompt for ACTION (wallpaper-again, ...)."""
 SNI_DESKTOPS = {"gnome", "unity", "ubuntu", "kde", "budgie", "pantheon"}
 """Desktops that show only StatusNotifier (AppIndicator) icons, or prefer them to the old XEmbed tray."""
 
@@ -74,26 +75,6 @@ def tray_image(state: str, percent: int | None = None) -> Image:
     return image
 
 
-def open_folder(folder: Path) -> None:
-    """Show `folder` in the platform's file manager (argument lists, never a shell)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if sys.platform.startswith("win"):
-        os.startfile(folder)  # type: ignore[attr-defined]
-        return
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
-    try:
-        process = subprocess.Popen(
-            [opener, str(folder)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise RuntimeError(f"{opener} is not installed; the gallery is at {folder}") from None
-    threading.Thread(target=process.wait, daemon=True).start()  # reap it
-
-
 class TrayHost:
     """The running tray: state shown on the icon, the job line, hotkeys, and the commands it answers."""
 
@@ -106,7 +87,7 @@ class TrayHost:
         self.icon: Any = None
         self.hotkeys: HotkeyListener | None = None
         self.line: JobLine[Task] = JobLine(self._run)
-        self.last_prompt = desktop_flow.load_last_prompt()
+        self.last_prompt = load_last_prompt()
         self._job: Job | None = None
         self._told_busy = False
         self._closing = threading.Event()
@@ -131,20 +112,20 @@ class TrayHost:
         """Make an image from `prompt` (for plugins and `dreamtray trigger --prompt`)."""
         return self._offer(action, lambda: prompt, origin, wait)
 
-    def wallpaper_again(self, origin: str = "menu", wait: bool = False) -> dict[str, Any]:
-        """A new wallpaper (a new seed) from the last prompt."""
+    def again(self, action: str, origin: str = "menu", wait: bool = False) -> dict[str, Any]:
+        """A new image (a new seed) from the last prompt, handed to `action`."""
         if not self.last_prompt:
-            notify("No prompt yet", "Make an image from a selection first; then a new wallpaper can reuse its text.")
+            notify("No prompt yet", "Make an image from a selection first; then it can be made again from its text.")
             return {"ok": False, "message": "There is no last prompt yet: make an image from a selection first."}
-        return self._offer("wallpaper", lambda: self.last_prompt or "", origin, wait)
+        return self._offer(action, lambda: self.last_prompt or "", origin, wait)
 
     def _offer(self, action: str, prompt: Callable[[], str], origin: str, wait: bool) -> dict[str, Any]:
         if self._closing.is_set():
             return {"ok": False, "message": "dreamtray is quitting."}
-        actions = self.app.actions()
-        if action not in actions and action != desktop_flow.REFINE_LAST:
-            known = ", ".join(sorted(actions)) or "none (no action plugin is loaded)"
-            return {"ok": False, "message": f"No action called {action!r}. Actions: {known}."}
+        try:
+            route.check_action(self.app, action)
+        except Exception as exc:
+            return {"ok": False, "message": str(exc)}
         placed = self.line.reserve()
         if placed is Placed.DROPPED:
             if not self._told_busy:
@@ -161,13 +142,13 @@ class TrayHost:
             text = prompt()
         except Exception as exc:
             self.line.cancel_reservation()
-            title, body = desktop_flow.describe_error(exc)
+            title, body = describe(exc)
             notify(title, body, urgency="normal")
             return {"ok": False, "message": f"{title}: {body}"}
         self.last_prompt = text
-        desktop_flow.save_last_prompt(text)
-        self._refresh_menu()
-        task = Task(action, text, origin)
+        save_last_prompt(text)
+        self.refresh_menu()
+        task = route.task_for(self.app, action, text, origin)
         self.line.put(task)
         if placed is Placed.WAITING:
             notify("Queued", "This image starts when the one being made is done.", urgency="low")
@@ -204,7 +185,7 @@ class TrayHost:
                 task.mark("generated")
             self._on_event(event)
 
-        report = desktop_flow.run_task(self.app, task, on_event=on_event, on_job=on_job)
+        report = route.run_task(self.app, task, on_event=on_event, on_job=on_job)
         task.mark("ended")
         log.info("%s job (%s) %s: %s", task.action, task.origin, "done" if report.ok else "failed", task.timings())
         self._job = None
@@ -213,7 +194,7 @@ class TrayHost:
             self._show("idle", None, f"last image: {report.image.name}" if report.image else "")
         else:
             self._show("error", None, report.title)
-        desktop_flow.tell(report)
+        tell(report)
         task.done.set()
 
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -254,7 +235,7 @@ class TrayHost:
 
             GLib.idle_add(status_icon.set_tooltip_text, text)
 
-    def _refresh_menu(self) -> None:
+    def refresh_menu(self) -> None:
         if self.icon is not None:
             try:
                 self.icon.update_menu()
@@ -268,7 +249,7 @@ class TrayHost:
             log.warning(WAYLAND_ADVICE)
             notify("No global hotkeys on Wayland", WAYLAND_ADVICE)
             return
-        bindings = bindings_from_config(self.app.config.hotkeys, set(self.app.actions()))
+        bindings = bindings_from_config(self.app.config.hotkeys, set(self.app.plugins.actions()))
         for problem in bindings.problems:
             log.warning(problem)
         if bindings.problems:
@@ -288,7 +269,7 @@ class TrayHost:
         if self.hotkeys is not None:
             self.hotkeys.stop() if paused else self.hotkeys.start()
         self._show(self.state, self.percent, self.detail)
-        self._refresh_menu()
+        self.refresh_menu()
 
     def start_engine(self) -> None:
         """Start the local engine service in the background, so the first image does not wait for it."""
@@ -309,7 +290,7 @@ class TrayHost:
             try:
                 work()
             except Exception as exc:
-                title, body = desktop_flow.describe_error(exc)
+                title, body = describe(exc)
                 log.warning("%s failed: %s: %s", what, title, body)
                 self._show("error", None, title)
                 notify(f"{title} ({what})", body, urgency="critical")
@@ -356,8 +337,8 @@ class TrayHost:
         if command in ("pause", "resume"):
             self.set_paused(command == "pause")
             return {"ok": True, "message": "Hotkeys paused." if self.paused else "Hotkeys on."}
-        if command == "wallpaper-again":
-            return self.wallpaper_again("trigger", wait)
+        if command.endswith(AGAIN):
+            return self.again(command.removesuffix(AGAIN), "trigger", wait)
         if not command:
             return {"ok": False, "message": "No action given."}
         if isinstance(message.get("prompt"), str):
@@ -379,6 +360,21 @@ class TrayHost:
             "torch_imported": "torch" in sys.modules,
             "last_prompt": self.last_prompt,
         }
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """A title and a sentence for the user about `exc`, desktop failures included."""
+    from dreamtray.desktop.selection import NothingSelected, SelectionError
+
+    if isinstance(exc, NothingSelected):
+        return "Nothing selected", str(exc)
+    if isinstance(exc, SelectionError):
+        return "The selection could not be read", str(exc)
+    return route.describe_error(exc)
+
+
+def tell(report: Report) -> None:
+    notify(report.title, report.body, report.image, "normal" if report.ok else "critical")
 
 
 def run_tray(app: App) -> None:

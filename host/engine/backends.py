@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dreamtray.engine.client import EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
-    from dreamtray.api import EngineFactory
-    from dreamtray.engine.client import Engine, Job
-    from dreamtray.plugins import PluginHost
+    from dreamtray.engine.client import Engine, EngineFactory, Job
     from dreamtray.request import Request, Result
 
 LOCAL = "local"
@@ -27,18 +25,24 @@ log = logging.getLogger("dreamtray.engine.backends")
 Warn = Callable[[str], None]
 
 
-def engine_factories(plugin_host: PluginHost) -> dict[str, EngineFactory]:
+class Registrations(Protocol):
+    """Where back ends come from: the plugin host's `collect("register_engines")`, as (plugin, item) pairs."""
+
+    def collect(self, hook: str) -> list[tuple[str, Any]]: ...
+
+
+def engine_factories(plugin_host: Registrations) -> dict[str, EngineFactory]:
     """The back ends that plugins register, by name."""
     return {name: factory for _plugin, (name, factory) in plugin_host.collect("register_engines")}
 
 
-def engine_names(plugin_host: PluginHost) -> list[str]:
+def engine_names(plugin_host: Registrations) -> list[str]:
     """The back ends a user can choose (the tray's engine menu, `engine.backend`): local first."""
     return [LOCAL, *sorted(engine_factories(plugin_host))]
 
 
 def open_engine(
-    settings: dict[str, Any], plugin_host: PluginHost, local_factory: Callable[[], Engine], warn: Warn = log.warning
+    settings: dict[str, Any], plugin_host: Registrations, local_factory: Callable[[], Engine], warn: Warn = log.warning
 ) -> Engine:
     """The engine named by `settings["backend"]` (the `[engine]` table), wrapped to fall back when configured.
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from dreamtray.engine.server.worker import WorkerSettings
+from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request, Result
 
 START_TIMEOUT = 30.0
@@ -66,6 +66,12 @@ class Engine(Protocol):
     def unload(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class EngineFactory(Protocol):
+    """What `register_engines` registers: `factory(settings)` makes the engine from its config table."""
+
+    def __call__(self, settings: dict[str, Any]) -> Engine: ...
 
 
 class ServiceJob:
@@ -188,7 +194,7 @@ class LocalEngine:
         return client
 
     def _token(self) -> str:
-        from dreamtray.engine.server.service import load_or_create_token
+        from dreamtray.engine.token import load_or_create_token
 
         return load_or_create_token(self.token_file)
 

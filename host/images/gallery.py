@@ -7,10 +7,8 @@ folder, flushed to disk, then linked under its final name, which never replaces 
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import stat
-import tempfile
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,13 +16,13 @@ from datetime import datetime
 from pathlib import Path
 
 from dreamtray import paths
+from dreamtray.atomic import write_atomically
 from dreamtray.images.metadata import ImageMetadata, MetadataError, add_metadata, read_metadata
 from dreamtray.request import Request, Result
 
 SLUG_CHARS = 40
 """Longest prompt slug in a file name, in characters (the whole name stays far below 255 bytes)."""
 MAX_COLLISIONS = 10_000
-TEMP_PREFIX = ".dreamtray-"
 
 
 class GalleryError(RuntimeError):
@@ -95,22 +93,19 @@ class Gallery:
         stem = image_stem(when or datetime.now(), request.prompt, request.seed)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd, temp_name = tempfile.mkstemp(dir=self.folder, prefix=TEMP_PREFIX, suffix=".part")
         except OSError as exc:
             raise GalleryError(f"cannot save images in {self.folder}: {exc.strerror or exc}") from None
-        temp = Path(temp_name)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            path = self._publish(temp, stem)
-        except OSError as exc:
-            raise GalleryError(f"cannot save {stem}.png in {self.folder}: {exc.strerror or exc}") from None
-        finally:
-            temp.unlink(missing_ok=True)
-        _fsync_folder(self.folder)
-        return path
+        for number in itertools.count(1):
+            if number > MAX_COLLISIONS:
+                raise GalleryError(f"{self.folder} already holds {MAX_COLLISIONS} images named {stem}*.png")
+            path = self.folder / (f"{stem}.png" if number == 1 else f"{stem}-{number}.png")
+            try:
+                return write_atomically(path, data, replace=False)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise GalleryError(f"cannot save {path.name} in {self.folder}: {exc.strerror or exc}") from None
+        raise AssertionError("unreachable")
 
     def save_result(self, result: Result, when: datetime | None = None) -> list[Path]:
         """Save every image of a finished job, each with the request for its own seed."""
@@ -124,23 +119,6 @@ class Gallery:
             )
             for png, seed in zip(result.images, result.seeds, strict=True)
         ]
-
-    def _publish(self, temp: Path, stem: str) -> Path:
-        """Give the finished temporary file its name: `stem.png`, else `stem-2.png`... never overwriting."""
-        for number in itertools.count(1):
-            if number > MAX_COLLISIONS:
-                raise GalleryError(f"{self.folder} already holds {MAX_COLLISIONS} images named {stem}*.png")
-            path = self.folder / (f"{stem}.png" if number == 1 else f"{stem}-{number}.png")
-            try:
-                os.link(temp, path)
-            except FileExistsError:
-                continue
-            except OSError:  # no hard links on this file system (FAT, some network shares)
-                if path.exists():
-                    continue
-                os.replace(temp, path)
-            return path
-        raise AssertionError("unreachable")
 
     def images(self) -> list[tuple[Path, datetime]]:
         """The gallery's PNG files with their modification times, newest first."""
@@ -168,17 +146,3 @@ class Gallery:
             except MetadataError as exc:
                 entries.append(HistoryEntry(path, modified, None, str(exc)))
         return entries
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the new directory entry durable too (POSIX; Windows has no directory handles to sync)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 from dreamtray.images.metadata import PARAMETERS_KEY, MetadataError, read_metadata
 from dreamtray.images.pngchunks import COMPRESS_ABOVE, join_chunks, read_text, split_chunks, text_chunk
@@ -51,18 +48,3 @@ def with_lineage(png: bytes, lineage: list[dict[str, str]]) -> bytes:
     ours = text_chunk(LINEAGE_KEY, text, compress=len(text) > COMPRESS_ABOVE)
     kept = [chunk for chunk in chunks[1:] if (read_text(chunk) or ("",))[0] != LINEAGE_KEY]
     return join_chunks([chunks[0], ours, *kept])
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreamtray.images.lineage import lineage_of, with_lineage, write_atomically
+from dreamtray.atomic import write_atomically
+from dreamtray.images.lineage import lineage_of, with_lineage
 from dreamtray.images.metadata import MetadataError, add_metadata, read_metadata
 from dreamtray.request import MAX_SIDE, Request, Result
 from dreamtray.styles import Style, apply_styles

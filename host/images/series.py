@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dreamtray.images.lineage import write_atomically
+from dreamtray.atomic import write_atomically
 from dreamtray.images.metadata import add_metadata
 from dreamtray.request import MAX_SEED, LoRA, Request, Result
 from dreamtray.styles import Style, apply_styles

@@ -5,7 +5,8 @@ Uses only dreamtray's public plugin interface.
 
 from __future__ import annotations
 
-from dreamtray import Action, GeneratedImage, hookimpl
+from dreamtray.api import Action, GeneratedImage
+from dreamtray.hookspecs import hookimpl
 
 from .png import copy_png
 

@@ -13,8 +13,7 @@ import threading
 import time
 from typing import Any
 
-from dreamtray.engine.client import EngineError
-from dreamtray.request import Request, Result
+from dreamtray.api import EngineError, Request, Result
 
 from .credentials import require_secret
 from .images import png_from_b64

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dreamtray.engine.client import EngineError
+from dreamtray.api import EngineError
 
 KEYRING_SERVICE = "dreamtray"
 

@@ -6,7 +6,7 @@ import base64
 import binascii
 import io
 
-from dreamtray.engine.client import EngineError
+from dreamtray.api import EngineError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

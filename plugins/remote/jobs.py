@@ -6,9 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dreamtray.engine.client import EngineError, JobCancelled, JobFailed
-from dreamtray.engine.server.jobs import Job as Record
-from dreamtray.request import Request, Result
+from dreamtray.api import EngineError, JobCancelled, JobFailed, JobRecord, Request, Result
 
 Emit = Callable[[dict[str, Any]], None]
 Work = Callable[[Emit, Callable[[], bool]], Result]
@@ -18,7 +16,7 @@ class ThreadJob:
     """Runs `work(emit, cancelled)` on a thread; `on_cancel` tells the remote side to stop."""
 
     def __init__(self, request: Request, work: Work, on_cancel: Callable[[], None] = lambda: None):
-        self.record = Record(request)
+        self.record = JobRecord(request)
         self.id = self.record.id
         self._result: Result | None = None
         self._error: EngineError | None = None

@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dreamtray.engine.client import EngineError
-from dreamtray.request import Request, Result
+from dreamtray.api import EngineError, Request, Result
 
 from .credentials import require_secret
 from .images import png_from_b64

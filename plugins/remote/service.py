@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from dreamtray.engine.client import EngineError, EngineUnavailable, ServiceEngine
+from dreamtray.api import EngineError, EngineUnavailable, ServiceEngine
 
 from .credentials import require_secret
 from .transport import MAX_RETRIES, MAX_RETRY_WAIT, error_message, retry_after, tls_verify

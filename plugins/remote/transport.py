@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from dreamtray.engine.client import EngineError, EngineUnavailable, JobFailed
+from dreamtray.api import EngineError, EngineUnavailable, JobFailed
 
 MAX_RETRIES = 3
 MAX_RETRY_WAIT = 60.0

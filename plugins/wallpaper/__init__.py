@@ -5,7 +5,8 @@ Uses only dreamtray's public plugin interface.
 
 from __future__ import annotations
 
-from dreamtray import Action, hookimpl
+from dreamtray.api import Action
+from dreamtray.hookspecs import hookimpl
 
 from .apply import set_wallpaper, shape_request
 from .commands import wallpaper

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from dreamtray import GeneratedImage, Request
+from dreamtray.api import GeneratedImage, Request, write_atomically
 
 from .fit import cover
-from .history import WallpaperHistory, wallpaper_dir, write_atomically
+from .history import WallpaperHistory, wallpaper_dir
 from .screens import primary_screen
 from .setters import Setter, WallpaperError, pick_setter
 

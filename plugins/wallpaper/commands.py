@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-import dreamtray
+from dreamtray.api import CommandHost, pass_host
 
 from .apply import undo
 from .schedule import PromptCycle, ScheduleError, run_schedule
@@ -27,7 +27,10 @@ from .setters import WallpaperError
 @click.option(
     "--at-login", is_flag=True, help="With --schedule: one new wallpaper now, then exit (for startup applications)."
 )
-def wallpaper(undo_last: bool, prompts_file: Path | None, every_hours: float | None, at_login: bool) -> None:
+@pass_host
+def wallpaper(
+    host: CommandHost, undo_last: bool, prompts_file: Path | None, every_hours: float | None, at_login: bool
+) -> None:
     """Undo the last wallpaper change, or make new wallpapers from a list of prompts."""
     if undo_last:
         if prompts_file or every_hours or at_login:
@@ -43,9 +46,7 @@ def wallpaper(undo_last: bool, prompts_file: Path | None, every_hours: float | N
     if (every_hours is None) == (not at_login):
         raise click.UsageError("--schedule needs exactly one of --every HOURS and --at-login.")
     try:
-        run_schedule(
-            PromptCycle(prompts_file), dreamtray.generate, None if at_login else every_hours, report=click.echo
-        )
+        run_schedule(PromptCycle(prompts_file), host.generate, None if at_login else every_hours, report=click.echo)
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

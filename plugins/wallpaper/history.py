@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from dreamtray.api import write_atomically
 
 KEEP_FILES = 10
 """Scaled wallpapers kept besides the current and the previous one."""
@@ -19,17 +19,6 @@ def wallpaper_dir() -> Path:
     folder = PlatformDirs("dreamtray", appauthor=False).user_data_path / "wallpapers"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

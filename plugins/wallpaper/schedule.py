@@ -12,7 +12,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .history import wallpaper_dir, write_atomically
+from dreamtray.api import write_atomically
+
+from .history import wallpaper_dir
 
 log = logging.getLogger(__name__)
 

@@ -62,8 +62,6 @@ class DeclaredBodyLimit:
         if not (length.isdigit() and int(length) > self.max_bytes):
             await self.app(scope, receive, send)
             return
-        from dreamtray.engine.server.service import too_large_message
-
         await _send_error(send, 413, too_large_message(self.max_bytes), "invalid_request_error")
 
 
@@ -109,6 +107,11 @@ class RequestLog:
             client = (scope.get("client") or ("-", 0))[0]
             elapsed = (time.perf_counter() - started) * 1000
             log.info("%s %s %s -> %d in %.0f ms", client, scope["method"], scope["path"], status, elapsed)
+
+
+def too_large_message(limit: int) -> str:
+    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
+    return f"The request body is larger than the {size} this engine accepts."
 
 
 def guarded(app: ASGIApp, token: str, per_minute: int, max_body_bytes: int) -> ASGIApp:

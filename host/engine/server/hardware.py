@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
 from dreamtray.engine.presets import PRESETS, Preset
+from dreamtray.engine.settings import Overrides, Policy
 
 MARGIN_GB = 0.5
 """Head-room kept free on the device for the allocator, the desktop and fragmentation."""
@@ -26,15 +26,6 @@ CONVERSION_RAM_FACTOR = 5.4
 """Peak RAM of converting a model to OpenVINO, per GB of its largest part in 16-bit (SD-Turbo's UNet: 9.2 GB)."""
 OPENVINO_PIPELINES = ("StableDiffusionPipeline",)
 """Pipelines whose modules the OpenVINO back end converts (their UNet takes no extra conditioning inputs)."""
-
-
-class Policy(str, Enum):
-    """Where the model's weights live while it generates, from fastest to most frugal."""
-
-    GPU = "gpu"
-    MODEL_OFFLOAD = "model_offload"
-    SEQUENTIAL_OFFLOAD = "sequential_offload"
-    CPU = "cpu"
 
 
 STEP_DOWN = {
@@ -70,20 +61,6 @@ class Machine:
     """The CPU computes bf16 natively (AMX or AVX512-BF16)."""
     openvino: bool = False
     """The OpenVINO runtime is installed."""
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Choices from the config that win over the automatic decision; None keeps the automatic one."""
-
-    device: str | None = None
-    dtype: str | None = None
-    policy: Policy | None = None
-    vae_tiling: bool | None = None
-    runtime: str | None = None
-    """The back end of `quality = fast`: torch or openvino."""
-    quality: str | None = None
-    """The quality of requests that name none: fast, balanced or best."""
 
 
 @dataclass(frozen=True)

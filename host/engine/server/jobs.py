@@ -9,15 +9,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
-from dreamtray.engine.server.worker import WorkerProcess, WorkerSettings
+from dreamtray.engine.job_record import FINISHED, JobRecord
+from dreamtray.engine.server.worker import WorkerProcess
+from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request
 
-FINISHED = ("done", "failed", "cancelled")
 KEEP_FINISHED = 64
 
 
@@ -25,64 +24,23 @@ class QueueFull(RuntimeError):
     """More jobs are waiting than the queue holds."""
 
 
-@dataclass
-class Job:
-    request: Request
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    status: str = "queued"
-    events: list[dict[str, Any]] = field(default_factory=list)
-    result_json: str | None = None
-    error: str | None = None
-    created: float = field(default_factory=time.time)
-    changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
-
-    def add_event(self, event: dict[str, Any]) -> None:
-        with self.changed:
-            self.events.append(event)
-            self.changed.notify_all()
-
-    def finish(self, status: str, *, result_json: str | None = None, error: str | None = None) -> None:
-        with self.changed:
-            if self.status in FINISHED:
-                return
-            self.status, self.result_json, self.error = status, result_json, error
-            self.events.append({"kind": status, **({"message": error} if error else {})})
-            self.changed.notify_all()
-
-    def wait(self, seen: int, timeout: float) -> tuple[list[dict[str, Any]], bool]:
-        """Events after the first `seen`, waiting up to `timeout` for some; and whether the job is over."""
-        with self.changed:
-            self.changed.wait_for(lambda: len(self.events) > seen or self.status in FINISHED, timeout)
-            return self.events[seen:], self.status in FINISHED
-
-    def summary(self) -> dict[str, Any]:
-        progress = next((e for e in reversed(self.events) if e.get("kind") == "step"), None)
-        return {
-            "id": self.id,
-            "status": self.status,
-            "error": self.error,
-            "progress": progress,
-            "created": self.created,
-        }
-
-
 class JobManager:
     """Accepts jobs, runs them one by one on the worker, and keeps recent ones for their results."""
 
     def __init__(self, settings: WorkerSettings, max_queue: int = 8):
         self.settings = settings
-        self.pending: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.pending: queue.Queue[JobRecord | None] = queue.Queue(maxsize=max_queue)
+        self.jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self.worker: WorkerProcess | None = None
         self.loaded_model: str | None = None
-        self.running: Job | None = None
+        self.running: JobRecord | None = None
         self.last_activity = time.monotonic()
         self.device_lock = threading.Lock()
         self.thread = threading.Thread(target=self._dispatch, name="dreamtray-dispatch", daemon=True)
         self.thread.start()
 
-    def submit(self, request: Request) -> Job:
-        job = Job(request)
+    def submit(self, request: Request) -> JobRecord:
+        job = JobRecord(request)
         try:
             self.pending.put_nowait(job)
         except queue.Full:
@@ -96,10 +54,10 @@ class JobManager:
         self.last_activity = time.monotonic()
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> JobRecord | None:
         return self.jobs.get(job_id)
 
-    def cancel(self, job: Job) -> None:
+    def cancel(self, job: JobRecord) -> None:
         if job.status == "queued":
             job.finish("cancelled", error="Cancelled before it started.")
         elif job.status == "running" and self.worker is not None:
@@ -138,7 +96,7 @@ class JobManager:
                     self.running = None
                     self.last_activity = time.monotonic()
 
-    def _run(self, job: Job, retry_on_idle_exit: bool) -> None:
+    def _run(self, job: JobRecord, retry_on_idle_exit: bool) -> None:
         if self.worker is None or not self.worker.alive():
             self.worker, self.loaded_model = WorkerProcess(self.settings), None
         worker = self.worker

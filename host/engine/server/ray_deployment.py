@@ -29,9 +29,10 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from dreamtray.engine.server.jobs import FINISHED, KEEP_FINISHED, Job, QueueFull
+from dreamtray.engine.job_record import FINISHED, JobRecord
+from dreamtray.engine.server.jobs import KEEP_FINISHED, QueueFull
 from dreamtray.engine.server.service import MAX_BODY_BYTES, VERSION, create_app
-from dreamtray.engine.server.worker import WorkerSettings
+from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request
 
 APP_NAME = "dreamtray"
@@ -87,7 +88,7 @@ class EngineReplica:
 
     def _run(self, request_json: str, put, cancelled: threading.Event) -> None:
         from dreamtray.engine.server.models import ModelError
-        from dreamtray.engine.server.runner import GenerationError, JobCancelled
+        from dreamtray.engine.server.runner import GenerationCancelled, GenerationError
 
         with self.device:
             try:
@@ -96,7 +97,7 @@ class EngineReplica:
                     request, emit=lambda event: put("event", event), cancelled=cancelled.is_set
                 )
                 put("result", result.model_dump_json())
-            except JobCancelled:
+            except GenerationCancelled:
                 put("cancelled", "Cancelled; the half-done image was discarded.")
             except (ModelError, GenerationError, ValueError) as exc:
                 put("failed", str(exc))
@@ -120,15 +121,15 @@ class RayJobManager:
 
     def __init__(self, replicas: DeploymentHandle, pool_size: int, max_queue: int = 64):
         self.replicas, self.pool_size, self.max_queue = replicas, pool_size, max_queue
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self.streams: dict[str, Any] = {}
         self.loaded_model: str | None = None
         self.lock = threading.Lock()
 
-    def submit(self, request: Request) -> Job:
+    def submit(self, request: Request) -> JobRecord:
         if self.waiting() >= self.max_queue:
             raise QueueFull(f"{self.max_queue} jobs are already waiting; try again when one is done")
-        job = Job(request)
+        job = JobRecord(request)
         with self.lock:
             self.jobs[job.id] = job
             while len(self.jobs) > KEEP_FINISHED + self.max_queue and next(iter(self.jobs.values())).status in FINISHED:
@@ -137,7 +138,7 @@ class RayJobManager:
         threading.Thread(target=self._follow, args=(job,), name=f"dreamtray-job-{job.id}", daemon=True).start()
         return job
 
-    def _follow(self, job: Job) -> None:
+    def _follow(self, job: JobRecord) -> None:
         from ray.serve.exceptions import RequestCancelledError
 
         try:
@@ -158,10 +159,10 @@ class RayJobManager:
         finally:
             self.streams.pop(job.id, None)
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> JobRecord | None:
         return self.jobs.get(job_id)
 
-    def cancel(self, job: Job) -> None:
+    def cancel(self, job: JobRecord) -> None:
         stream = self.streams.get(job.id)
         if stream is not None:
             stream.cancel()
@@ -233,7 +234,7 @@ def engine_app(
 def build_app(args: dict[str, Any]):
     """Builder for a Serve config file (`import_path: dreamtray.engine.server.ray_deployment:build_app`)."""
     from dreamtray import paths
-    from dreamtray.engine.server.service import load_or_create_token
+    from dreamtray.engine.token import load_or_create_token
 
     token_file = args.get("token_file")
     if not token_file:

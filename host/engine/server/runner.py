@@ -17,15 +17,16 @@ from typing import Any
 
 from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
 from dreamtray.engine.server.embeddings import negative_prompt_arguments
-from dreamtray.engine.server.hardware import Machine, Overrides, Plan, Policy, choose_auto_preset, decide, probe_machine
+from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
 from dreamtray.engine.server.taesd import preview_event
+from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, Result
 
 MAX_PIXELS_OVER_NATIVE = 16
 
 
-class JobCancelled(Exception):
+class GenerationCancelled(Exception):
     """Raised inside the denoising loop when the job was cancelled; the half-done image is discarded."""
 
 
@@ -249,7 +250,7 @@ class Runner:
             if fast.wants_preview(request, tiny, step + 1, total, decode_with_tiny):
                 emit(preview_event(tiny, callback_kwargs["latents"], done, request.width, request.height))
             if cancelled():
-                raise JobCancelled()
+                raise GenerationCancelled()
             return callback_kwargs
 
         emit({"kind": "start", "total": overall})

@@ -30,27 +30,19 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dreamtray.atomic import write_atomically
+from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
-from dreamtray.engine.server.jobs import Job, JobManager, QueueFull
-from dreamtray.engine.server.worker import WorkerSettings
+from dreamtray.engine.server.guard import too_large_message
+from dreamtray.engine.server.jobs import JobManager, QueueFull
+from dreamtray.engine.settings import WorkerSettings
+from dreamtray.engine.token import load_or_create_token
 from dreamtray.request import Request, Result, describe_validation_error
 
 VERSION = "1"
 MAX_BODY_BYTES = 32 * 2**20
 """Room for an init image of a few thousand pixels a side, as base64 JSON."""
 log = logging.getLogger("dreamtray.serve")
-
-
-def load_or_create_token(path: Path) -> str:
-    """The per-user token, created on first use in a file only the user can read."""
-    from dreamtray.paths import private_file
-
-    private_file(path)
-    token = path.read_text().strip()
-    if not token:
-        token = secrets.token_urlsafe(32)
-        path.write_text(token + "\n")
-    return token
 
 
 def error_response(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
@@ -96,11 +88,6 @@ class ImagesGeneration(BaseModel):
             model=model,
             count=self.n,
         )
-
-
-def too_large_message(limit: int) -> str:
-    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
-    return f"The request body is larger than the {size} this engine accepts."
 
 
 def describe_request(request: Request, log_prompts: bool) -> str:
@@ -166,13 +153,13 @@ def create_app(
 
     guarded = [Depends(authorized)]
 
-    def job_or_404(job_id: str) -> Job:
+    def job_or_404(job_id: str) -> JobRecord:
         job = manager.get(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         return job
 
-    def submit(request: Request) -> Job:
+    def submit(request: Request) -> JobRecord:
         try:
             job = manager.submit(request)
         except QueueFull as exc:
@@ -332,7 +319,9 @@ def serve(
     scheme = "https" if ssl else "http"
     log.info("dreamtray engine listening on %s://%s:%d", scheme, _url_host(host), bound_port)
     if state_file is not None:
-        _write_state(state_file, {"pid": os.getpid(), "url": f"{scheme}://{_url_host(host)}:{bound_port}"})
+        write_atomically(
+            state_file, json.dumps({"pid": os.getpid(), "url": f"{scheme}://{_url_host(host)}:{bound_port}"})
+        )
     if exit_after_idle:
         threading.Thread(target=_exit_when_idle, args=(manager, exit_after_idle, stop), daemon=True).start()
     try:
@@ -345,13 +334,6 @@ def serve(
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(state))
-    os.replace(partial, path)
 
 
 def _exit_when_idle(manager: JobManager, seconds: float, stop: Callable[[], None]) -> None:

@@ -12,30 +12,12 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from dreamtray.engine.server.hardware import Overrides, Policy
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """Everything the worker needs, as plain values that cross a process boundary."""
-
-    cache_dir: str
-    default_model: str = "auto"
-    idle_unload_seconds: float = 300.0
-    allow_pickle: bool = False
-    single_file_config: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    def to_overrides(self) -> Overrides:
-        values = dict(self.overrides)
-        if values.get("policy"):
-            values["policy"] = Policy(values["policy"])
-        return Overrides(**values)
+from dreamtray.engine.settings import WorkerSettings
 
 
 def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
@@ -43,7 +25,7 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
     from diffusers.utils import logging as diffusers_logging
 
     from dreamtray.engine.server.models import ModelError
-    from dreamtray.engine.server.runner import GenerationError, JobCancelled, Runner
+    from dreamtray.engine.server.runner import GenerationCancelled, GenerationError, Runner
     from dreamtray.request import Request
 
     diffusers_logging.disable_progress_bar()
@@ -70,7 +52,7 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
                 request, emit=lambda event: conn.send(("event", job_id, event)), cancelled=cancel.is_set
             )
             conn.send(("result", job_id, result.model_dump_json()))
-        except JobCancelled:
+        except GenerationCancelled:
             conn.send(("error", job_id, "cancelled", "Cancelled; the half-done image was discarded."))
         except (ModelError, GenerationError, ValueError) as exc:
             conn.send(("error", job_id, "failed", str(exc)))

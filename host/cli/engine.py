@@ -1,0 +1,59 @@
+"""`dreamtray doctor` and `dreamtray engine status|unload|stop`: the local engine, seen from outside."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from dreamtray.cli.context import Context, pass_app
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def doctor(ctx: Context, as_json: bool) -> None:
+    """Report the GPUs, memory and CPU, and what dreamtray will do with each model on them."""
+    from dreamtray.cli.doctor import DiagnosisFailed, diagnose, render
+
+    try:
+        report = diagnose(ctx.app)
+    except DiagnosisFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+
+
+@click.group()
+def engine() -> None:
+    """The local engine service: status, unload the model, stop."""
+
+
+@engine.command("status")
+@pass_app
+def engine_status(ctx: Context) -> None:
+    client = ctx.app.local_engine.running()
+    if client is None:
+        click.echo("The engine is not running; it starts by itself on the first request.")
+        return
+    click.echo(json.dumps(client.health(), indent=2))
+
+
+@engine.command("unload")
+@pass_app
+def engine_unload(ctx: Context) -> None:
+    """Free the model's memory now (the next request loads it again)."""
+    if ctx.app.local_engine.running() is None:
+        click.echo("The engine is not running.")
+        return
+    ctx.app.local_engine.unload()
+    click.echo("Model unloaded; its memory is free.")
+
+
+@engine.command("stop")
+@pass_app
+def engine_stop(ctx: Context) -> None:
+    ctx.app.local_engine.stop()
+    click.echo("The engine is stopped.")
+
+
+COMMANDS: list[click.Command] = [doctor, engine]

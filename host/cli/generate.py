@@ -1,0 +1,139 @@
+"""`dreamtray generate`: images from a prompt, or again from an image's metadata."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from dreamtray.cli.context import Context, pass_app
+
+
+def parse_size(value: str | None) -> tuple[int | None, int | None]:
+    if not value:
+        return None, None
+    try:
+        width, height = (int(side) for side in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, for example 512x512", param_hint="--size") from None
+    return width, height
+
+
+@click.command()
+@click.argument("prompt", required=False)
+@click.option(
+    "--model",
+    "-m",
+    help="Preset (sd-turbo, sdxl-turbo, flux-schnell, tiny, auto), hub id, folder or .safetensors file.",
+)
+@click.option("--seed", type=int, help="Seed for reproducible images; random when left out (and reported).")
+@click.option("--steps", type=int, help="Denoising steps (default: the model's).")
+@click.option("--size", help="WIDTHxHEIGHT, snapped to what the model accepts (default: the model's native size).")
+@click.option(
+    "--count", "-n", type=int, default=1, show_default=True, help="How many images (seeds seed, seed+1, ...)."
+)
+@click.option("--guidance", type=float, help="Classifier-free guidance scale (default: the model's).")
+@click.option("--negative", default="", help="Negative prompt.")
+@click.option("--sampler", help="Sampler, by A1111 name (Euler a, DPM++ 2M...) or diffusers scheduler class.")
+@click.option("--style", "styles", multiple=True, help="Style to apply; repeat to stack (default: the config's).")
+@click.option("--action", help="What to do with the image too: an action name (clipboard, wallpaper...).")
+@click.option(
+    "--from",
+    "from_image",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Reproduce an image from its metadata; other options override.",
+)
+@click.option(
+    "--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Also copy the PNGs into this folder."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def generate(
+    ctx: Context,
+    prompt,
+    model,
+    seed,
+    steps,
+    size,
+    count,
+    guidance,
+    negative,
+    sampler,
+    styles,
+    action,
+    from_image,
+    out,
+    as_json,
+) -> None:
+    """Generate images from PROMPT; they are saved in the gallery with their parameters."""
+    from dreamtray import generation, route
+    from dreamtray.cli.progress import progress_printer
+    from dreamtray.engine.client import EngineError
+    from dreamtray.plugins import UnknownAction
+    from dreamtray.request import RequestError
+
+    app = ctx.app
+    width, height = parse_size(size)
+    given = {
+        "prompt": prompt,
+        "model": model,
+        "seed": seed,
+        "steps": steps,
+        "width": width,
+        "height": height,
+        "guidance": guidance,
+        "sampler": sampler,
+        "count": count if count != 1 else None,
+        "negative_prompt": negative or None,
+        "styles": tuple(styles) or None,
+    }
+    fields = {key: value for key, value in given.items() if value is not None}
+    if from_image is not None:
+        from dreamtray.engine.presets import SAMPLERS
+        from dreamtray.images.metadata import MetadataError, request_from_image
+
+        try:
+            base = request_from_image(from_image, samplers=SAMPLERS).model_dump(exclude_defaults=True)
+        except MetadataError as exc:
+            raise click.ClickException(str(exc)) from None
+        base.pop("init_image", None)
+        fields = base | fields
+    elif prompt is None:
+        raise click.UsageError("Give a PROMPT, or --from IMAGE to reproduce an image.")
+    try:
+        request = route.request_for(app, **fields)
+        chosen = app.plugins.action(action) if action else None
+        outcome = generation.generate(app, request, chosen, on_event=progress_printer())
+    except RequestError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except (EngineError, UnknownAction, KeyError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in outcome.paths:
+            shutil.copy2(path, out / path.name)
+    for message in outcome.messages:
+        click.echo(message, err=True)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "images": [str(p) for p in outcome.paths],
+                    "seeds": outcome.result.seeds,
+                    "request": outcome.result.request.model_dump(mode="json", exclude={"init_image"}),
+                    "warnings": outcome.result.warnings,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for path, seed in zip(outcome.paths, outcome.result.seeds, strict=True):
+            click.echo(f"{path}  (seed {seed})")
+    if outcome.failed_actions:
+        sys.exit(3)
+
+
+COMMANDS: list[click.Command] = [generate]

@@ -1,0 +1,58 @@
+"""`dreamtray plugins`, `install` and `uninstall`: the plugins in dreamtray's own environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+
+from dreamtray.cli.context import Context, pass_app
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def plugins(ctx: Context, as_json: bool) -> None:
+    """List the installed plugins with their version, hooks and status."""
+    host = ctx.app.plugins
+    host.load()
+    # Run the registration hooks (commands are otherwise added lazily), so a plugin that raises there shows it.
+    host.actions()
+    root = click.get_current_context().find_root()
+    root.command.list_commands(root)
+    records = [record.as_dict() for record in host.records.values()]
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    for record in records:
+        version = f" {record['version']}" if record["version"] else ""
+        click.echo(f"{record['name']}{version}  [{record['status']}]  hooks: {', '.join(record['hooks']) or '-'}")
+        for error in record["errors"]:
+            click.echo(f"    {error}")
+
+
+def _pip(*args: str) -> None:
+    """Run pip in dreamtray's own environment."""
+    result = subprocess.run([sys.executable, "-m", "pip", *args])
+    if result.returncode:
+        raise click.ClickException(f"pip {args[0]} failed (exit code {result.returncode}).")
+
+
+@click.command()
+@click.argument("packages", nargs=-1, required=True)
+@click.option("--upgrade", "-U", is_flag=True)
+def install(packages: tuple[str, ...], upgrade: bool) -> None:
+    """Install plugins (or any package) into dreamtray's environment with pip."""
+    _pip("install", *(["--upgrade"] if upgrade else []), *packages)
+
+
+@click.command()
+@click.argument("packages", nargs=-1, required=True)
+def uninstall(packages: tuple[str, ...]) -> None:
+    """Remove plugins from dreamtray's environment with pip."""
+    _pip("uninstall", "--yes", *packages)
+
+
+COMMANDS: list[click.Command] = [plugins, install, uninstall]

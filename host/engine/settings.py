@@ -1,0 +1,51 @@
+"""Values that both sides of the engine door share: the worker's settings and the config's overrides.
+
+The client builds them from the config; the service and its worker read them. Plain data, light to import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Policy(str, Enum):
+    """Where the model's weights live while it generates, from fastest to most frugal."""
+
+    GPU = "gpu"
+    MODEL_OFFLOAD = "model_offload"
+    SEQUENTIAL_OFFLOAD = "sequential_offload"
+    CPU = "cpu"
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Choices from the config that win over the automatic decision; None keeps the automatic one."""
+
+    device: str | None = None
+    dtype: str | None = None
+    policy: Policy | None = None
+    vae_tiling: bool | None = None
+    runtime: str | None = None
+    """The back end of `quality = fast`: torch or openvino."""
+    quality: str | None = None
+    """The quality of requests that name none: fast, balanced or best."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything the worker needs, as plain values that cross a process boundary."""
+
+    cache_dir: str
+    default_model: str = "auto"
+    idle_unload_seconds: float = 300.0
+    allow_pickle: bool = False
+    single_file_config: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_overrides(self) -> Overrides:
+        values = dict(self.overrides)
+        if values.get("policy"):
+            values["policy"] = Policy(values["policy"])
+        return Overrides(**values)
