@@ -159,6 +159,8 @@ class Config(BaseModel):
     default_action: Name = "clipboard"
     style: Text = ""
     """Style names applied to every request, comma-separated; '' for none."""
+    preview_every: StrictInt = Field(default=1, ge=0, le=150)
+    """The tray icon shows the image as it forms, every this many steps (0: never); the tiny decoder draws it."""
     gallery: Annotated[Path, AfterValidator(_folder)] = Field(default_factory=default_gallery_folder)
     engine: EngineSettings = Field(default_factory=EngineSettings)
 

@@ -115,7 +115,7 @@ def run_task(
     if task.action == REFINE_LAST:
         return refine_last(app, task.prompt, on_event, on_job)
     try:
-        request = request_for(app, prompt=task.prompt)
+        request = request_for(app, prompt=task.prompt, preview_every=app.config.preview_every)
         outcome = generation.generate(app, request, task.chosen, on_event=on_event, on_job=on_job)
     except Exception as exc:
         title, body = describe_error(exc)
