@@ -40,8 +40,11 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     """A cheap identity of a module's weights: names, shapes, dtypes and an even sample of each tensor's values."""
     digest = hashlib.sha256(type(module).__name__.encode())
     for name, tensor in sorted(module.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 64)][:64].to(torch.float32).contiguous()
+        tensor = tensor.detach()
+        picks = torch.linspace(0, max(tensor.numel() - 1, 0), min(64, tensor.numel())).long()
+        # Logical positions, whatever the memory format (channels-last or not), without copying the tensor.
+        sample = tensor[torch.unravel_index(picks, tensor.shape)] if tensor.ndim else tensor.reshape(1)
+        sample = sample.to(torch.float32).contiguous()
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(sample.numpy().tobytes())
     return digest.hexdigest()[:32]
