@@ -8,9 +8,12 @@ the autocast dtype and the LoRAs applied, so the pixels are exactly those the pi
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreamtray.request import Request
+
+if TYPE_CHECKING:
+    from dreamtray.engine.server.runner import Loaded
 
 KEEP = 16
 """Distinct negative prompts kept per loaded model."""
@@ -18,7 +21,7 @@ PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
 """Pipelines whose negative prompt is encoded alone, exactly as `encode_prompt` encodes a prompt."""
 
 
-def negative_prompt_arguments(loaded, pipe, request: Request, autocast: str | None) -> dict[str, Any]:
+def negative_prompt_arguments(loaded: Loaded, pipe, request: Request, autocast: str | None) -> dict[str, Any]:
     """The negative-prompt arguments of the pipeline call: cached embeddings where they apply, else the text.
 
     Call it inside the same autocast context as the pipeline, which computes the embeddings on a miss.

@@ -11,11 +11,14 @@ import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreamtray.engine.presets import TAESD_BY_PIPELINE
 from dreamtray.engine.server.taesd import TinyDecoder
 from dreamtray.request import Request
+
+if TYPE_CHECKING:
+    from dreamtray.engine.server.runner import Loaded
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -26,7 +29,7 @@ def _warn(message: str, emit: Emit, warnings: list[str]) -> None:
         emit({"kind": "warning", "message": message})
 
 
-def prepare(loaded, pipe, request: Request, cache_dir: Path, emit: Emit, warnings: list[str]):
+def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit, warnings: list[str]):
     """The pipeline to run and the tiny decoder (None when the request needs none or none can be had).
 
     For `quality = fast` on a plan whose runtime is OpenVINO, the pipeline runs its UNet and text encoder there
@@ -56,7 +59,9 @@ def prepare(loaded, pipe, request: Request, cache_dir: Path, emit: Emit, warning
     return fast, decoder
 
 
-def _tiny_decoder(loaded, cache_dir: Path, request: Request, emit: Emit, warnings: list[str]) -> TinyDecoder | None:
+def _tiny_decoder(
+    loaded: Loaded, cache_dir: Path, request: Request, emit: Emit, warnings: list[str]
+) -> TinyDecoder | None:
     if request.quality != "fast" and not request.preview_every:
         return None
     if "tiny" not in loaded.extras:
@@ -85,7 +90,7 @@ def wants_preview(request: Request, decoder: TinyDecoder | None, step: int, tota
     return step % request.preview_every == 0
 
 
-def _convert(loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
+def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
     """The model's modules on OpenVINO (converted now, or read from the cache); None, with a warning, on failure."""
     try:
         from dreamtray.engine.server.openvino_backend import CacheError, OpenVinoModules
