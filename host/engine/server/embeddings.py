@@ -8,12 +8,10 @@ the autocast dtype and the LoRAs applied, so the pixels are exactly those the pi
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dreamtray.engine.server.loaded import Loaded
 from dreamtray.request import Request
-
-if TYPE_CHECKING:
-    from dreamtray.engine.server.runner import Loaded
 
 KEEP = 16
 """Distinct negative prompts kept per loaded model."""

@@ -11,14 +11,12 @@ import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dreamtray.engine.presets import TAESD_BY_PIPELINE
+from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.taesd import TinyDecoder
 from dreamtray.request import Request
-
-if TYPE_CHECKING:
-    from dreamtray.engine.server.runner import Loaded
 
 Emit = Callable[[dict[str, Any]], None]
 

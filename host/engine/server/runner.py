@@ -18,6 +18,7 @@ from typing import Any
 from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
 from dreamtray.engine.server.embeddings import negative_prompt_arguments
 from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
+from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
 from dreamtray.engine.server.taesd import preview_event
 from dreamtray.engine.settings import Overrides, Policy
@@ -35,20 +36,6 @@ class GenerationError(RuntimeError):
 
 
 Emit = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class Loaded:
-    source: ModelSource
-    plan: Plan
-    pipe: Any
-    img2img: Any = None
-    loras: tuple = ()
-    native_size: int = 512
-    default_scheduler: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Made on first use and kept with the model: the tiny decoder and the OpenVINO pipeline (fast.py), the
-    embeddings of constant texts (embeddings.py)."""
 
 
 @dataclass
