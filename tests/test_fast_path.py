@@ -91,8 +91,12 @@ def test_without_a_tiny_decoder_fast_decodes_with_the_vae_and_says_so(runner, ti
     result = folder.generate(
         Request(prompt="x", seed=1, steps=2, quality="fast", preview_every=1, **SMALL), events.append
     )
-    reference = folder.generate(Request(prompt="x", seed=1, steps=2, **SMALL))
-    assert any("tiny decoder is not available" in w and "madebyollin/taesd" in w for w in result.warnings)
+    reference = folder.generate(Request(prompt="x", seed=1, steps=2, preview_every=1, **SMALL), events.append)
+    (warning,) = result.warnings
+    assert warning.startswith("Decoded with the full VAE: the tiny decoder is not available.")
+    assert "madebyollin/taesd" in warning
+    assert not reference.warnings, "no previews is no reason to warn about the image"
+    assert [e["message"] for e in events if e["kind"] == "warning"][-1].startswith("No previews:")
     assert not previews(events)
     assert pixels(result.images[0]) == pixels(reference.images[0])
 

@@ -73,10 +73,13 @@ def _tiny_decoder(
         except Exception as exc:
             loaded.extras["tiny"] = str(exc)
     decoder = loaded.extras["tiny"]
-    if isinstance(decoder, str):
-        _warn(f"No previews, full VAE decoding: the tiny decoder is not available. {decoder}", emit, warnings)
-        return None
-    return decoder
+    if not isinstance(decoder, str):
+        return decoder
+    if request.quality == "fast":
+        _warn(f"Decoded with the full VAE: the tiny decoder is not available. {decoder}", emit, warnings)
+    else:  # previews are a nicety: said in the progress, not in the result's warnings
+        emit({"kind": "warning", "message": f"No previews: the tiny decoder is not available. {decoder}"})
+    return None
 
 
 def wants_preview(request: Request, decoder: TinyDecoder | None, step: int, total: int, final_is_tiny: bool) -> bool:
