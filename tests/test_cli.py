@@ -106,6 +106,8 @@ def test_doctor_reports_the_machine_and_the_plan_for_each_model(home):
     assert report["gpus"] == [] and report["cpu_cores"] >= 1 and report["ram_gb"] > 0
     assert report["auto_model"] == "sd-turbo"
     assert report["plans"]["tiny"]["policy"] == "cpu"
+    assert report["plans"]["tiny"]["quality"] == "balanced" and report["openvino"]
+    assert f"converted models 0.0 GB in {report['openvino_cache']['path']}" in text
 
 
 def test_engine_status_unload_and_stop(home):
