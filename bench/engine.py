@@ -143,14 +143,16 @@ def warm_figures(root: Path, cache: Path, tiny_folder: Path, repeats: int) -> li
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from dreamtray.engine.server.runner import Runner
+    from dreamtray.engine.server.runner import Runner, align_weights
     from dreamtray.request import Request
 
     quiet_progress_bars()
     machine, plan = tiny_plan()
     pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, dtype=getattr(torch, plan.dtype), local_files_only=True)
     pipe.to(plan.device).set_progress_bar_config(disable=True)
-    if plan.channels_last:  # the same plan as the engine's, so that both make the same pixels
+    if plan.device == "cpu":  # the same placement and plan as the engine's, so that both make the same pixels
+        align_weights(pipe)
+    if plan.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
     runner = Runner(cache_dir=cache, default_model="tiny", machine=machine)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from dreamtray.atomic import write_atomically
+    from dreamtray.config import Config, read_config
+    from dreamtray.display import display_server
     from dreamtray.engine.client import (
         Engine,
         EngineError,
@@ -40,6 +42,10 @@ class GeneratedImage:
     path: Path
     request: Request
     """The request as generated, seed included."""
+    make_another: Callable[[Request], GeneratedImage] | None = field(default=None, compare=False, repr=False)
+    """For an action that needs more than one image (a wallpaper for each monitor): makes `request` (this
+    image's request with, say, another seed and aspect) along the same route, as it is (no plugin, style or
+    action shaping again), saves it in the gallery, announces it, and returns it. None outside a generation."""
 
     def open(self) -> Image:
         from PIL import Image
@@ -89,18 +95,21 @@ class TrayHost(Protocol):
 
 
 class CommandHost(ABC):
-    """What a plugin's command receives through `@pass_host`: images made with the user's settings."""
+    """What a plugin's command gets from `command_host()`: images made with the user's settings."""
 
     @abstractmethod
     def generate(self, prompt: str, action: str | None = None, **fields: Any) -> list[GeneratedImage]:
         """Make the images of `prompt` (Request `fields` may override settings), save them, run `action`."""
 
 
-def pass_host(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a plugin's click command to receive the CommandHost as its first argument."""
+def command_host() -> CommandHost:
+    """The CommandHost of the `dreamtray` command line running the current click command (a plugin's command)."""
     import click
 
-    return click.make_pass_decorator(CommandHost)(command)
+    host = click.get_current_context().find_object(CommandHost)
+    if host is None:
+        raise click.ClickException("This command makes images only when it runs as part of `dreamtray`.")
+    return host
 
 
 _LAZY = {
@@ -120,11 +129,15 @@ _LAZY = {
     "ServiceEngine": "dreamtray.engine.client",
     "JobRecord": "dreamtray.engine.job_record",
     "write_atomically": "dreamtray.atomic",
+    "Config": "dreamtray.config",
+    "read_config": "dreamtray.config",
+    "display_server": "dreamtray.display",
 }
 
 __all__ = [
     "Action",
     "CommandHost",
+    "Config",
     "Engine",
     "EngineError",
     "EngineFactory",
@@ -142,8 +155,10 @@ __all__ = [
     "Style",
     "StyleError",
     "TrayHost",
+    "display_server",
     "load_package_packs",
-    "pass_host",
+    "command_host",
+    "read_config",
     "write_atomically",
 ]
 

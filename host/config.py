@@ -162,6 +162,9 @@ class Config(BaseModel):
     preview_every: StrictInt = Field(default=1, ge=0, le=150)
     """The tray icon shows the image as it forms, every this many steps (0: never); the tiny decoder draws it."""
     gallery: Annotated[Path, AfterValidator(_folder)] = Field(default_factory=default_gallery_folder)
+    wallpaper_mode: Literal["per-monitor", "span", "same"] = "per-monitor"
+    """With several monitors: each its own image (`per-monitor`), one image across all of them (`span`), or
+    the same image on each (`same`)."""
     engine: EngineSettings = Field(default_factory=EngineSettings)
 
     @field_validator("hotkeys")
@@ -185,6 +188,11 @@ def config_path() -> Path:
     if override := os.environ.get(CONFIG_ENV):
         return Path(override).expanduser()
     return paths.config_dir() / "config.toml"
+
+
+def read_config() -> Config:
+    """The settings as the file says now (defaults where it is missing or wrong); for plugins."""
+    return load_config().config
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,8 @@ class Outcome:
     images: list[GeneratedImage]
     messages: list[str] = field(default_factory=list)
     failed_actions: list[str] = field(default_factory=list)
+    extras: list[GeneratedImage] = field(default_factory=list)
+    """Images an action asked for besides the request's own (`GeneratedImage.make_another`), also saved."""
 
     @property
     def paths(self) -> list[Path]:
@@ -55,21 +57,41 @@ def generate(
 ) -> Outcome:
     """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks."""
     request = prepare(app, request, chosen)
-    job = app.engine.submit(request)
-    on_job(job)
-    for event in job.events():
-        on_event(event)
-    result = job.result()
-    paths = app.gallery.save_result(result)
+    result, images = _make(app, request, on_event, on_job)
     outcome = Outcome(result, [])
-    for path, seed in zip(paths, result.seeds, strict=True):
-        image = GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
+
+    def make_another(another: Request) -> GeneratedImage:
+        extra_result, [extra, *_] = _make(app, another.model_copy(update={"count": 1}), on_event, on_job)
+        outcome.extras.append(extra)
+        outcome.messages.extend(extra_result.warnings)
+        _announce(app, extra)
+        return extra
+
+    for image in images:
+        image = replace(image, make_another=make_another)
         outcome.images.append(image)
         if chosen is not None:
             _run_action(chosen, image, outcome)
         _announce(app, image)
     outcome.messages[:0] = result.warnings
     return outcome
+
+
+def _make(
+    app: App, request: Request, on_event: Callable[[dict[str, Any]], None], on_job: Callable[[Job], None]
+) -> tuple[Result, list[GeneratedImage]]:
+    """The engine makes `request`; every image is saved in the gallery before anything else sees it."""
+    job = app.engine.submit(request)
+    on_job(job)
+    for event in job.events():
+        on_event(event)
+    result = job.result()
+    paths = app.gallery.save_result(result)
+    images = [
+        GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
+        for path, seed in zip(paths, result.seeds, strict=True)
+    ]
+    return result, images
 
 
 def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None:

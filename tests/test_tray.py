@@ -30,7 +30,10 @@ from xsession import wait_until
 from dreamtray.images.metadata import read_metadata
 
 # From the bottom of the menu: Quit, Plugins, Start at login, Unload model, Pause hotkeys, Open gallery, Engine, Style.
-UP_TO = {"quit": 1, "plugins": 2, "autostart": 3, "unload": 4, "pause": 5, "gallery": 6, "engine": 7, "style": 8}
+UP_TO = {
+    "quit": 1, "plugins": 2, "autostart": 3, "unload": 4, "pause": 5, "gallery": 6, "engine": 7, "wallpapers": 8,
+    "style": 9,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +136,9 @@ def test_hotkey_turns_the_primary_selection_into_a_png_on_the_clipboard(host, tr
         lambda: (data := read_clipboard_png(tray)) == image.read_bytes() and data, 10, "the PNG on the clipboard"
     )
     assert png == image.read_bytes()
+    assert host.status()["heavy_modules"] == [], "a whole hotkey job loads no engine side into the tray"
+    maps = Path(f"/proc/{host.pid}/maps").read_text()
+    assert "libtorch" not in maps and "torch/lib" not in maps
     busy = [t for t in titles if t.startswith("dreamtray: making an image")]
     assert busy, f"the title never showed the job: {sorted(set(titles))}"
     assert any(t.startswith("dreamtray: making an image 50%") or "100%" in t for t in busy), sorted(set(busy))
@@ -280,6 +286,15 @@ def test_the_style_menu_is_a_radio_choice_saved_in_the_config(host, tray, tmp_pa
     # Style > None
     open_menu_and_pick(tray, host.docked, ["Up"] * UP_TO["style"] + ["Right", "Return"])
     wait_until(lambda: 'style = ""' in config.read_text(), 10, "no style in the config")
+
+
+def test_the_wallpaper_mode_is_a_radio_choice_saved_in_the_config(host, tray):
+    config = host.home.root / "config/dreamtray/config.toml"
+    # Wallpapers > (Each monitor its own image, One image across all monitors, The same image on each monitor)
+    open_menu_and_pick(tray, host.docked, ["Up"] * UP_TO["wallpapers"] + ["Right", "Down", "Return"])
+    wait_until(lambda: 'wallpaper_mode = "span"' in config.read_text(), 10, "span in the config")
+    open_menu_and_pick(tray, host.docked, ["Up"] * UP_TO["wallpapers"] + ["Right", "Return"])
+    wait_until(lambda: 'wallpaper_mode = "per-monitor"' in config.read_text(), 10, "per-monitor in the config")
 
 
 def test_refine_last_image_with_the_selection(host, tray):

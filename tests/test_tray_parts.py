@@ -347,6 +347,7 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "Last prompt again",
             "- - - -",
             "Style",
+            "Wallpapers",
             "Engine",
             "Open gallery",
             "Pause hotkeys",
@@ -370,6 +371,13 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         assert styles[0].checked is True and styles[0].radio
         wallpaper_pack = [s.text for s in styles[3].submenu.items]
         assert len(wallpaper_pack) > 3 and all(s.radio for s in styles[3].submenu.items)
+        modes = list(items["Wallpapers"].submenu.items)
+        assert [m.text for m in modes] == [
+            "Each monitor its own image",
+            "One image across all monitors",
+            "The same image on each monitor",
+        ]
+        assert [m.checked for m in modes] == [True, False, False] and all(m.radio for m in modes)
         engines = list(items["Engine"].submenu.items)
         assert [e.text for e in engines] == ["local"] and engines[0].checked and engines[0].radio
         plugins = [p.text for p in items["Plugins"].submenu.items]
@@ -397,3 +405,26 @@ def test_run_without_a_desktop_says_what_it_needs(tmp_path):
     assert result.returncode == 1
     assert "The tray icon cannot be shown here" in result.stderr and "needs a desktop session" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_menu_offers_only_the_actions_that_are_installed(xsession, user_dirs, monkeypatch):
+    from dreamtray.app import App
+    from dreamtray.desktop.tray import TrayHost
+
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "clipboard")
+    monkeypatch.setenv("PYSTRAY_BACKEND", "gtk")
+    from dreamtray.desktop.menu import build_menu
+
+    host = TrayHost(App())
+    try:
+        texts = [item.text for item in build_menu(host).items]
+        assert texts[:3] == [
+            "From selection: Copy image to clipboard",
+            "Refine last image with selection",
+            "Last prompt again",
+        ]
+        assert not any("allpaper" in text for text in texts), texts
+        reply = host.from_selection("wallpaper", "trigger")
+        assert reply == {"ok": False, "message": "No action called 'wallpaper'. Actions: clipboard."}
+    finally:
+        host.line.close()

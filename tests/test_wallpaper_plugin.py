@@ -17,7 +17,12 @@ import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
 from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.screens import detect_screens
-from dreamtray_plugins.wallpaper.setters import SwaySetter, X11RootSetter, XfceSetter, pick_setter
+from dreamtray_plugins.wallpaper.setters import SwaySetter, X11RootSetter, pick_setter
+
+
+def undo_command():
+    """`dreamtray wallpaper --undo` as the command line runs it."""
+    return CliRunner().invoke(wallpaper_command, ["--undo"])
 
 
 @pytest.fixture
@@ -39,8 +44,10 @@ def action(plugin) -> Action:
 
 @pytest.fixture
 def desktop(xsession, user_dirs, monkeypatch):
-    """The test X session with fresh user folders, as a plain X11 desktop unless a test says otherwise."""
+    """The test X session with fresh user folders, as a plain X11 desktop unless a test says otherwise; no
+    notification left open by an earlier test covers the root window."""
     monkeypatch.setenv("XDG_CURRENT_DESKTOP", "")
+    xsession.run(["dunstctl", "close-all"], check=True)
     return xsession
 
 
@@ -85,11 +92,11 @@ def test_wallpaper_covers_the_screen_and_the_root_window_shows_it(desktop, actio
 
 
 def test_feh_paints_the_same_pixels(desktop, user_dirs, tmp_path):
-    from dreamtray_plugins.wallpaper.apply import apply, save_scaled
+    from dreamtray_plugins.wallpaper.apply import apply, save_pictures
 
-    path = save_scaled(make_png(tmp_path / "00002-2.png", hue=90).path)
-    apply(path, setter=X11RootSetter("feh"))
-    with Image.open(path) as scaled:
+    [placement] = save_pictures("same", make_png(tmp_path / "00002-2.png", hue=90), detect_screens(), None)
+    apply([placement], setter=X11RootSetter("feh"))
+    with Image.open(placement.path) as scaled:
         assert ImageChops.difference(root_window(desktop), scaled.convert("RGB")).getbbox() is None
 
 
@@ -97,12 +104,12 @@ def test_undo_on_x11_brings_back_the_previous_picture(desktop, action, user_dirs
     action.run(make_png(tmp_path / "00003-3.png", hue=10))
     action.run(make_png(tmp_path / "00004-4.png", hue=200))
     first, second = saved_wallpapers(user_dirs)
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 0, result.output
     assert str(first) in result.output
     with Image.open(first) as expected:
         assert ImageChops.difference(root_window(desktop), expected.convert("RGB")).getbbox() is None
-    assert CliRunner().invoke(wallpaper_command, ["--undo"]).exit_code == 0  # undoing the undo
+    assert undo_command().exit_code == 0  # undoing the undo
     with Image.open(second) as expected:
         assert ImageChops.difference(root_window(desktop), expected.convert("RGB")).getbbox() is None
 
@@ -123,14 +130,14 @@ def test_gnome_gets_both_keys_and_undo_restores_the_old_picture(desktop, action,
     assert gsetting(desktop, "picture-uri-dark") == f"'{saved.as_uri()}'"
     assert gsetting(desktop, "picture-options") == "'zoom'"
 
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 0, result.output
     assert gsetting(desktop, "picture-uri") == f"'{old.as_uri()}'"
     assert gsetting(desktop, "picture-uri-dark") == f"'{old.as_uri()}'"
 
 
 def test_undo_with_no_history_says_so(desktop):
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 1
     assert "no previous wallpaper" in result.output
 
@@ -197,24 +204,6 @@ def calls(log) -> list[list[str]]:
     return [chunk.strip("\n").split("\n") for chunk in log.read_text().split("--\n") if chunk.strip()]
 
 
-def test_xfce_sets_every_monitor_and_workspace(recording_path, tmp_path):
-    recorder, log = recording_path
-    recorder(
-        "xfconf-query",
-        prints="/backdrop/screen0/monitor0/workspace0/last-image\n"
-        "/backdrop/screen0/monitorHDMI-1/workspace0/last-image\n/backdrop/screen0/monitor0/workspace0/color-style\n",
-    )
-    picture = tmp_path / "my wallpaper.png"
-    XfceSetter().set(picture)
-    set_calls = [c for c in calls(log) if "--set" in c]
-    assert [(c[c.index("--property") + 1], c[-1]) for c in set_calls] == [
-        ("/backdrop/screen0/monitor0/workspace0/last-image", str(picture)),
-        ("/backdrop/screen0/monitor0/workspace0/image-style", "5"),
-        ("/backdrop/screen0/monitorHDMI-1/workspace0/last-image", str(picture)),
-        ("/backdrop/screen0/monitorHDMI-1/workspace0/image-style", "5"),
-    ]
-
-
 def test_sway_gets_the_path_quoted_for_its_command_parser(recording_path, tmp_path):
     recorder, log = recording_path
     recorder("swaymsg")
@@ -239,6 +228,42 @@ def test_undo_names_a_previous_wallpaper_that_was_deleted(desktop, action, user_
     action.run(make_png(tmp_path / "00007-7.png", hue=60))
     first, _ = saved_wallpapers(user_dirs)
     first.unlink()
-    result = CliRunner().invoke(wallpaper_command, ["--undo"])
+    result = undo_command()
     assert result.exit_code == 1
     assert f"The previous wallpaper {first} no longer exists" in result.output
+
+
+def test_windows_per_monitor_script_parses_and_gets_each_monitor_rectangle(tmp_path):
+    import json
+
+    from test_windows_scripts import syntax_errors
+
+    from dreamtray_plugins.wallpaper.layout import Placement
+    from dreamtray_plugins.wallpaper.screens import Screen
+    from dreamtray_plugins.wallpaper.setters import WindowsSetter
+
+    left, right = tmp_path / "left.png", tmp_path / "right.png"
+    placements = [Placement(Screen(0, 0, 1920, 1080), left), Placement(Screen(1920, -200, 1080, 1920), right)]
+    args, _, env = WindowsSetter().per_monitor_call(placements)
+    assert args[:4] == ["powershell", "-NoProfile", "-NonInteractive", "-Command"]
+    assert syntax_errors(args[4]) == []
+    assert "SetWallpaper($monitor, $file)" in args[4] and "GetMonitorRECT" in args[4]
+    # the script's key: left, top, width, height of the monitor's rectangle
+    assert json.loads(env["DREAMTRAY_WALLPAPERS"]) == {"0,0,1920,1080": str(left), "1920,-200,1080,1920": str(right)}
+
+
+def test_macos_per_screen_script_gets_each_screen_by_size_and_left_edge(tmp_path):
+    import json
+
+    from dreamtray_plugins.wallpaper.layout import Placement
+    from dreamtray_plugins.wallpaper.screens import Screen
+    from dreamtray_plugins.wallpaper.setters import MacSetter
+
+    placements = [
+        Placement(Screen(0, 0, 1512, 982), tmp_path / "a.png"),
+        Placement(Screen(1512, 0, 2560, 1440), tmp_path / "b.png"),
+    ]
+    args = MacSetter().per_screen_args(placements)
+    assert args[:4] == ["osascript", "-l", "JavaScript", "-e"]
+    assert "setDesktopImageURLForScreenOptionsError" in args[4]
+    assert json.loads(args[5]) == {"0,1512,982": str(tmp_path / "a.png"), "1512,2560,1440": str(tmp_path / "b.png")}

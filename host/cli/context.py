@@ -33,7 +33,7 @@ class StyleServices:
 
 
 class Context(CommandHost):
-    """Carried on click's context: the lazily built application; plugins' commands get it with `pass_host`."""
+    """Carried on click's context: the lazily built application; plugins' commands get it with `command_host()`."""
 
     def __init__(self, app: App | None = None) -> None:
         self.app = app or App()

@@ -141,6 +141,7 @@ def generate(
                 {
                     "images": [str(p) for p in outcome.paths],
                     "seeds": outcome.result.seeds,
+                    "extra_images": [str(image.path) for image in outcome.extras],
                     "request": outcome.result.request.model_dump(mode="json", exclude={"init_image"}),
                     "warnings": outcome.result.warnings,
                 },
@@ -150,6 +151,8 @@ def generate(
     else:
         for path, seed in zip(outcome.paths, outcome.result.seeds, strict=True):
             click.echo(f"{path}  (seed {seed})")
+        for image in outcome.extras:
+            click.echo(f"{image.path}  (seed {image.request.seed}, made for the action)")
     if outcome.failed_actions:
         sys.exit(3)
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dreamtray.display import display_server
+
 log = logging.getLogger("dreamtray.desktop.hotkeys")
 
 WAYLAND_ADVICE = (
@@ -31,11 +33,10 @@ class Bindings:
 
 
 def is_wayland(environ: Mapping[str, str] | None = None) -> bool:
-    """True on a Wayland session, where global key grabs are impossible."""
+    """True on a Wayland session, where global key grabs are impossible: the session says so (even to a program
+    that sees only Xwayland), or a live compositor answers on WAYLAND_DISPLAY (a stale one does not count)."""
     env = os.environ if environ is None else environ
-    if env.get("XDG_SESSION_TYPE", "").lower() == "wayland":
-        return True
-    return bool(env.get("WAYLAND_DISPLAY")) and not env.get("DISPLAY")
+    return env.get("XDG_SESSION_TYPE", "").lower() == "wayland" or display_server(env) == "wayland"
 
 
 def check_hotkey(combo: str) -> str | None:

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.tray")
 NO_STYLE = "None"
+WALLPAPER_MODES = {
+    "per-monitor": "Each monitor its own image",
+    "span": "One image across all monitors",
+    "same": "The same image on each monitor",
+}
+"""The config's `wallpaper_mode` values, as the menu names them."""
 
 
 class MenuHost(Protocol):
@@ -62,6 +68,7 @@ def build_menu(host: MenuHost) -> Any:
         ),
         Menu.SEPARATOR,
         MenuItem("Style", Menu(lambda: style_items(host))),
+        *wallpaper_mode_entry(host),
         MenuItem("Engine", Menu(lambda: engine_items(host))),
         MenuItem("Open gallery", act(lambda: _open_gallery(host), "opening the gallery")),
         MenuItem(
@@ -99,7 +106,7 @@ def style_items(host: MenuHost) -> list[Any]:
     def choice(name: str, label: str) -> Any:
         return MenuItem(
             label,
-            lambda: host.in_background(lambda: choose_style(host, name), "choosing a style"),
+            lambda: host.in_background(lambda: choose_setting(host, "style", name), "choosing a style"),
             checked=lambda item: _current_style(host) == name.casefold(),
             radio=True,
         )
@@ -116,6 +123,33 @@ def style_items(host: MenuHost) -> list[Any]:
     return items
 
 
+def wallpaper_mode_entry(host: MenuHost) -> list[Any]:
+    """'Wallpapers' with the modes for several monitors as radio items, when the wallpaper action is there."""
+    from pystray import Menu, MenuItem
+
+    if "wallpaper" not in host.app.plugins.actions():
+        return []
+
+    def choice(mode: str, label: str) -> Any:
+        return MenuItem(
+            label,
+            lambda: host.in_background(lambda: choose_setting(host, "wallpaper_mode", mode), "choosing a mode"),
+            checked=lambda item: host.app.config.wallpaper_mode == mode,
+            radio=True,
+        )
+
+    return [MenuItem("Wallpapers", Menu(*(choice(mode, label) for mode, label in WALLPAPER_MODES.items())))]
+
+
+def choose_setting(host: MenuHost, key: str, value: str) -> None:
+    """Save `key = value` in the config and show it in the menu."""
+    from dreamtray.config import set_value
+
+    set_value(key, value, host.app.loaded_config.path)
+    host.app.reload_config()
+    host.refresh_menu()
+
+
 def engine_items(host: MenuHost) -> list[Any]:
     """The engines to choose from (local first, then those plugins register), as radio items."""
     from pystray import MenuItem
@@ -125,7 +159,7 @@ def engine_items(host: MenuHost) -> list[Any]:
     def choice(name: str) -> Any:
         return MenuItem(
             name,
-            lambda: host.in_background(lambda: choose_engine(host, name), "choosing an engine"),
+            lambda: host.in_background(lambda: choose_setting(host, "engine.backend", name), "choosing an engine"),
             checked=lambda item: host.app.config.engine.backend == name,
             radio=True,
         )
@@ -133,26 +167,8 @@ def engine_items(host: MenuHost) -> list[Any]:
     return [choice(name) for name in engine_names(host.app.plugins)]
 
 
-def choose_engine(host: MenuHost, name: str) -> None:
-    """Use the engine `name` for every new image; it is saved in the config."""
-    from dreamtray.config import set_value
-
-    set_value("engine.backend", name, host.app.loaded_config.path)
-    host.app.reload_config()
-    host.refresh_menu()
-
-
 def _current_style(host: MenuHost) -> str:
     return host.app.config.style.strip().casefold()
-
-
-def choose_style(host: MenuHost, name: str) -> None:
-    """Make `name` ('' for none) the style of every new image; it is saved in the config."""
-    from dreamtray.config import set_value
-
-    set_value("style", name, host.app.loaded_config.path)
-    host.app.reload_config()
-    host.refresh_menu()
 
 
 def plugin_status_items(host: MenuHost) -> list[Any]:

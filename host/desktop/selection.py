@@ -16,6 +16,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
+from dreamtray.display import display_server
+
 MAX_CHARS = 1000
 """Longest prompt taken from a selection; longer text is cut at a word boundary."""
 MAX_READ_BYTES = 256 * 1024
@@ -58,10 +60,13 @@ def read_selection(limit: int = MAX_CHARS, source: Source | None = None) -> Sele
 
 
 def default_source() -> Source:
+    """The way to read the selection on the display server actually in use (a stale WAYLAND_DISPLAY on X11
+    still reads X11's PRIMARY)."""
     if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
-        if os.environ.get("WAYLAND_DISPLAY"):
+        server = display_server()
+        if server == "wayland":
             return "wayland-primary"
-        if os.environ.get("DISPLAY"):
+        if server == "x11":
             return "primary"
     return "copy"
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.desktop.tray")
 NAME = "dreamtray"
+HEAVY_MODULES = ("torch", "diffusers", "transformers", "openvino", "fastapi", "starlette", "uvicorn")
+"""What the tray process must never load: they belong to the engine's own process."""
 AGAIN = "-again"
 """`dreamtray trigger ACTION-again`: a new image from the last prompt for ACTION (wallpaper-again, ...)."""
 SNI_DESKTOPS = {"gnome", "unity", "ubuntu", "kde", "budgie", "pantheon"}
@@ -372,6 +374,7 @@ class TrayHost:
             "backend": type(self.icon).__module__ if self.icon is not None else None,
             "visible": bool(self.icon is not None and self.icon.visible),
             "torch_imported": "torch" in sys.modules,
+            "heavy_modules": sorted(name for name in HEAVY_MODULES if name in sys.modules),
             "last_prompt": self.last_prompt,
             "previews": self.previews,
         }
@@ -413,12 +416,13 @@ def run_tray(app: App) -> None:
         from dreamtray.desktop.menu import build_menu
 
         _name_the_program()
-        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME, menu=build_menu(host))
+        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME)
         control.start()
         _quit_on_signals(host)
 
         def setup(icon: Any) -> None:
-            icon.visible = True
+            icon.visible = True  # first: the icon docks before the plugins and styles that the menu needs load
+            icon.menu = build_menu(host)
             host._set_tooltip(host.tooltip)
             _catch_signals_in_gtk(host)
             host.guarded(host.start_hotkeys, "starting the hotkeys")()

@@ -6,7 +6,6 @@ xclip is missing). Wayland: wl-copy does the same. Windows and macOS: copykitten
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -15,18 +14,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dreamtray.api import display_server
+
 
 class ClipboardError(RuntimeError):
     """The image could not be put on the clipboard; the message says why and what to install."""
 
 
 def copy_png(path: Path) -> None:
-    """Offer the PNG file's exact bytes on the clipboard as image/png (pixels only where no MIME types exist)."""
+    """Offer the PNG file's exact bytes on the clipboard as image/png (pixels only where no MIME types exist),
+    with the tools of the display server in use (a stale WAYLAND_DISPLAY on X11 still copies through X11)."""
     if sys.platform.startswith(("win", "darwin")):
         _copy_pixels(path, detach=False)
-    elif os.environ.get("WAYLAND_DISPLAY"):
+    elif (server := display_server()) == "wayland":
         _run_keeper(["wl-copy", "--type", "image/png"], path, "wl-copy (package wl-clipboard)")
-    elif os.environ.get("DISPLAY"):
+    elif server == "x11":
         if shutil.which("xclip"):
             with _new_clipboard_owner():
                 _run_keeper(["xclip", "-selection", "clipboard", "-t", "image/png", "-i"], path, "xclip")

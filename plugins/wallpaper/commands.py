@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dreamtray.api import CommandHost, pass_host
+from dreamtray.api import command_host
 
 from .apply import undo
 from .schedule import PromptCycle, ScheduleError, run_schedule
@@ -27,10 +27,7 @@ from .setters import WallpaperError
 @click.option(
     "--at-login", is_flag=True, help="With --schedule: one new wallpaper now, then exit (for startup applications)."
 )
-@pass_host
-def wallpaper(
-    host: CommandHost, undo_last: bool, prompts_file: Path | None, every_hours: float | None, at_login: bool
-) -> None:
+def wallpaper(undo_last: bool, prompts_file: Path | None, every_hours: float | None, at_login: bool) -> None:
     """Undo the last wallpaper change, or make new wallpapers from a list of prompts."""
     if undo_last:
         if prompts_file or every_hours or at_login:
@@ -39,14 +36,16 @@ def wallpaper(
             restored = undo()
         except WallpaperError as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(f"Wallpaper restored: {restored}")
+        click.echo("Wallpaper restored: " + ", ".join(str(placement.path) for placement in restored))
         return
     if prompts_file is None:
         raise click.UsageError("Say what to do: --undo, or --schedule PROMPTS_FILE with --every HOURS or --at-login.")
     if (every_hours is None) == (not at_login):
         raise click.UsageError("--schedule needs exactly one of --every HOURS and --at-login.")
     try:
-        run_schedule(PromptCycle(prompts_file), host.generate, None if at_login else every_hours, report=click.echo)
+        run_schedule(
+            PromptCycle(prompts_file), command_host().generate, None if at_login else every_hours, report=click.echo
+        )
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

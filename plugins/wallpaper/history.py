@@ -1,15 +1,23 @@
-"""Where wallpapers are kept, and which one was set before: enough to undo."""
+"""Where wallpapers are kept, and which were set before: enough to undo, on every monitor."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dreamtray.api import write_atomically
 
+from .layout import Placement
+from .screens import Screen
+
 KEEP_FILES = 10
-"""Scaled wallpapers kept besides the current and the previous one."""
+"""Wallpaper files kept besides the current and the previous ones."""
+
+Wallpapers = tuple[Placement, ...]
+"""What the desktop shows: one file per monitor, or one file (screen None) for all of them."""
 
 
 def wallpaper_dir() -> Path:
@@ -23,11 +31,11 @@ def wallpaper_dir() -> Path:
 
 @dataclass
 class WallpaperHistory:
-    """The wallpaper dreamtray set last and the one the desktop had before, kept in `state.json`."""
+    """The wallpapers dreamtray set last and those the desktop had before, kept in `state.json`."""
 
     folder: Path
-    current: Path | None = None
-    previous: Path | None = None
+    current: Wallpapers = ()
+    previous: Wallpapers = ()
 
     @classmethod
     def load(cls, folder: Path | None = None) -> WallpaperHistory:
@@ -36,21 +44,48 @@ class WallpaperHistory:
             state = json.loads((folder / "state.json").read_text())
         except (OSError, ValueError):
             state = {}
-        as_path = lambda value: Path(value) if isinstance(value, str) and value else None  # noqa: E731
-        return cls(folder, as_path(state.get("current")), as_path(state.get("previous")))
+        if not isinstance(state, dict):
+            state = {}
+        return cls(folder, _read(state.get("current")), _read(state.get("previous")))
 
-    def record(self, new: Path, previous: Path | None) -> None:
-        """Remember that `new` replaced `previous`, and drop old scaled wallpapers."""
-        if previous is not None and previous.resolve() == new.resolve():
+    def record(self, new: Sequence[Placement], previous: Sequence[Placement]) -> None:
+        """Remember that `new` replaced `previous`, and drop old wallpaper files."""
+        new, previous = tuple(new), tuple(previous)
+        if _files(previous) == _files(new):
             previous = self.previous
         self.current, self.previous = new, previous
-        state = {"current": str(new), "previous": str(previous) if previous else None}
+        state = {"current": _write(new), "previous": _write(previous)}
         write_atomically(self.folder / "state.json", json.dumps(state, indent=2).encode())
         self._prune()
 
     def _prune(self) -> None:
-        keep = {p.resolve() for p in (self.current, self.previous) if p is not None}
-        images = sorted(self.folder.glob("wallpaper-*.png"), key=lambda p: p.stat().st_mtime, reverse=True)
+        keep = _files(self.current) | _files(self.previous)
+        images = [p for pattern in ("wallpaper-*.png", "desktop-*.png") for p in self.folder.glob(pattern)]
+        images.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         for old in images[KEEP_FILES:]:
             if old.resolve() not in keep:
                 old.unlink(missing_ok=True)
+
+
+def _files(wallpapers: Sequence[Placement]) -> set[Path]:
+    return {placement.path.resolve() for placement in wallpapers}
+
+
+def _write(wallpapers: Sequence[Placement]) -> list[dict[str, Any]]:
+    return [{"screen": p.screen.as_data() if p.screen else None, "path": str(p.path)} for p in wallpapers]
+
+
+def _read(value: Any) -> Wallpapers:
+    """Placements from state.json; a plain path (as older versions wrote) is one file for every monitor."""
+    if isinstance(value, str) and value:
+        return (Placement(None, Path(value)),)
+    if not isinstance(value, list):
+        return ()
+    placements = []
+    for item in value:
+        try:
+            screen = Screen.from_data(item["screen"]) if item.get("screen") else None
+            placements.append(Placement(screen, Path(item["path"])))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return ()
+    return tuple(placements)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, Result
 
 MAX_PIXELS_OVER_NATIVE = 16
+WEIGHT_ALIGNMENT = 64
+"""Bytes: where PyTorch's CPU allocator starts every tensor, and so every copy that placement or offload makes."""
 
 
 class GenerationCancelled(Exception):
@@ -337,12 +340,29 @@ def _place(pipe, plan: Plan) -> None:
         pipe.enable_sequential_cpu_offload(device=plan.device)
     else:
         pipe.to(plan.device)
+        if torch.device(plan.device).type == "cpu":
+            align_weights(pipe)
     if plan.attention_slicing:
         pipe.enable_attention_slicing()
     if plan.channels_last:
         for name in ("unet", "vae"):
             if getattr(pipe, name, None) is not None:
                 getattr(pipe, name).to(memory_format=torch.channels_last)
+
+
+def align_weights(pipe) -> None:
+    """Copy the weights that start off `WEIGHT_ALIGNMENT` (views into a memory-mapped model file) to fresh memory.
+
+    CPU matrix kernels round differently for data at different alignments. Left in place, the pixels a seed gives
+    on the CPU would depend on the file's header length, and would change when offload hooks copy the weights.
+    """
+    import torch
+
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            for tensor in itertools.chain(module.parameters(), module.buffers()):
+                if tensor.data_ptr() % WEIGHT_ALIGNMENT:
+                    tensor.data = tensor.data.clone()
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

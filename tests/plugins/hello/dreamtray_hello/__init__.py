@@ -5,7 +5,8 @@ import os
 
 import click
 
-import dreamtray
+from dreamtray.api import Action, MenuItem
+from dreamtray.hookspecs import hookimpl
 
 
 def _log(entry: dict) -> None:
@@ -13,26 +14,26 @@ def _log(entry: dict) -> None:
         log.write(json.dumps(entry) + "\n")
 
 
-@dreamtray.hookimpl
+@hookimpl
 def prepare_request(request):
     return request.model_copy(update={"prompt": request.prompt + ", hello"})
 
 
-@dreamtray.hookimpl
+@hookimpl
 def register_actions(register):
     def record(image):
         _log({"action": "record", "path": str(image.path), "seed": image.request.seed})
         return "Recorded by hello."
 
-    register(dreamtray.Action(name="record", label="Record", run=record))
+    register(Action(name="record", label="Record", run=record))
 
 
-@dreamtray.hookimpl
+@hookimpl
 def image_generated(image, request, path):
     _log({"hook": "image_generated", "size": list(image.size), "prompt": request.prompt, "path": str(path)})
 
 
-@dreamtray.hookimpl
+@hookimpl
 def register_commands(cli):
     @cli.command()
     @click.argument("name")
@@ -41,15 +42,15 @@ def register_commands(cli):
         click.echo(f"Hello, {name}!")
 
 
-@dreamtray.hookimpl
+@hookimpl
 def tray_menu_items(host):
-    return [dreamtray.MenuItem("Say hello", lambda host: _log({"menu": "hello"}))]
+    return [MenuItem("Say hello", lambda host: _log({"menu": "hello"}))]
 
 
 def _explode(image):
     raise RuntimeError("the printer is on fire")
 
 
-@dreamtray.hookimpl(specname="register_actions")
+@hookimpl(specname="register_actions")
 def register_exploding_action(register):
-    register(dreamtray.Action(name="explode", label="Explode", run=_explode))
+    register(Action(name="explode", label="Explode", run=_explode))
