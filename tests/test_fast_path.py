@@ -77,8 +77,15 @@ def test_best_is_the_full_precision_reference_on_a_cpu_with_bf16_units(model_cac
     best = amx.generate(request.model_copy(update={"quality": "best"}))
     reference = runner.generate(request.model_copy(update={"quality": "best"}))
     assert balanced.request.quality == "balanced" and best.request.quality == "best"
-    assert pixels(best.images[0]) != pixels(balanced.images[0]), "balanced ran under bf16 autocast"
-    assert pixels(best.images[0]) == pixels(reference.images[0])
+    assert pixels(best.images[0]) == pixels(amx.generate(request.model_copy(update={"quality": "best"})).images[0])
+    # The same fp32 arithmetic as a CPU without bf16 units, up to the rounding of channels-last convolutions
+    # (the last bit of a pixel, here and there); bf16 autocast changes much more.
+    assert differing(best, reference) < 0.001 * 64 * 64 * 3
+    assert differing(balanced, reference) > 0.1 * 64 * 64 * 3
+
+
+def differing(one, other) -> int:
+    return sum(a != b for a, b in zip(pixels(one.images[0]), pixels(other.images[0]), strict=True))
 
 
 def test_without_a_tiny_decoder_fast_decodes_with_the_vae_and_says_so(runner, tiny_folder, tmp_path, monkeypatch):
