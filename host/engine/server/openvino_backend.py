@@ -125,7 +125,8 @@ def ensure_converted(
             (staging / "key.json").write_text(json.dumps(key, indent=2))
             staging.rename(folder)
             size = folder_size(folder)
-            emit({"kind": "loading", "message": f"Converted the {label}: {size / 2**20:.0f} MiB in {folder}"})
+            shown = f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
+            emit({"kind": "loading", "message": f"Converted the {label}: {shown} in {folder}"})
     return Converted(folder)
 
 
