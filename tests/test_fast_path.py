@@ -184,3 +184,13 @@ def test_the_negative_prompt_is_encoded_once_and_the_pixels_stay_those_of_diffus
         generator=torch.Generator("cpu").manual_seed(8),
     ).images[0]
     assert pixels(cached.images[0]) == direct.convert("RGB").tobytes()
+
+
+def test_openvino_takes_only_unets_it_converts_faithfully(runner):
+    from dreamtray.engine.server.fast import openvino_can_run
+    from dreamtray.engine.server.tiny import build_tiny_pipeline
+
+    assert openvino_can_run(runner.ensure_loaded(None).pipe)
+    distilled = build_tiny_pipeline()
+    distilled.unet.register_to_config(time_cond_proj_dim=32)  # an LCM-distilled UNet takes a guidance embedding
+    assert not openvino_can_run(distilled)

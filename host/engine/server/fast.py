@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamtray.engine.presets import TAESD_BY_PIPELINE
+from dreamtray.engine.server.hardware import OPENVINO_PIPELINES
 from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.taesd import TinyDecoder
 from dreamtray.request import Request
@@ -37,7 +38,11 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras or request.init_image:
         return pipe, decoder
     if "openvino" not in loaded.extras:
-        loaded.extras["openvino"] = _convert(loaded, cache_dir, emit, warnings)
+        if openvino_can_run(loaded.pipe):
+            loaded.extras["openvino"] = _convert(loaded, cache_dir, emit, warnings)
+        else:
+            loaded.extras["openvino"] = None
+            emit({"kind": "warning", "message": f"Quality fast runs on torch: {UNSUPPORTED}"})
     openvino = loaded.extras["openvino"]
     if openvino is None:
         return pipe, decoder
@@ -55,6 +60,17 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     if decoder is not None and openvino.tiny_decoder is not None:
         decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
+
+
+UNSUPPORTED = "this model's UNet takes inputs that the OpenVINO back end does not pass (or is no SD pipeline)"
+UNET_EXTRAS = ("time_cond_proj_dim", "addition_embed_type", "class_embed_type")
+"""UNet inputs beyond (latents, timestep, text) that the converted UNet would silently lose."""
+
+
+def openvino_can_run(pipe) -> bool:
+    """Whether the OpenVINO back end converts this pipeline faithfully: SD's UNet with no extra conditioning."""
+    config = pipe.unet.config
+    return type(pipe).__name__ in OPENVINO_PIPELINES and not any(getattr(config, key, None) for key in UNET_EXTRAS)
 
 
 def _tiny_decoder(
