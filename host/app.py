@@ -70,7 +70,13 @@ class App:
                 "quality": overrides.quality,
             },
         )
-        return LocalEngine(settings, paths.state_dir(), paths.data_dir() / "engine-token", self.exit_after_idle)
+        return LocalEngine(
+            settings,
+            paths.state_dir(),
+            paths.data_dir() / "engine-token",
+            self.exit_after_idle,
+            max_queue=self.config.queue_length,  # the tray's queue and the engine's agree (docs/desktop.md)
+        )
 
     @cached_property
     def engine(self) -> Engine:

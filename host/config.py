@@ -162,6 +162,8 @@ class Config(BaseModel):
     preview_every: StrictInt = Field(default=1, ge=0, le=150)
     """The tray icon shows the image as it forms, every this many steps (0: never); the tiny decoder draws it."""
     gallery: Annotated[Path, AfterValidator(_folder)] = Field(default_factory=default_gallery_folder)
+    queue_length: StrictInt = Field(default=5, ge=1, le=50)
+    """Images the tray holds at once, the one being made and those waiting; the local engine lets as many wait."""
     wallpaper_mode: Literal["per-monitor", "span", "same"] = "per-monitor"
     """With several monitors: each its own image (`per-monitor`), one image across all of them (`span`), or
     the same image on each (`same`)."""

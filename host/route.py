@@ -38,6 +38,8 @@ class Task:
     origin: str = "hotkey"
     chosen: Action | None = None
     """The action looked up when the task was made (None for REFINE_LAST)."""
+    style: str | None = None
+    """Style names instead of the config's ('' for none); None keeps the config's."""
     done: threading.Event = field(default_factory=threading.Event)
     report: Report | None = None
     marks: dict[str, float] = field(default_factory=lambda: {"asked": time.monotonic()})
@@ -84,10 +86,11 @@ def request_for(app: App, **fields: Any) -> Request:
     return Request.parse(**fields)
 
 
-def task_for(app: App, action: str, prompt: str, origin: str) -> Task:
-    """A task for `action` (UnknownAction when no plugin offers it), its action looked up here, once."""
+def task_for(app: App, action: str, prompt: str, origin: str, style: str | None = None) -> Task:
+    """A task for `action` (UnknownAction when no plugin offers it), its action looked up here, once; `style`
+    replaces the config's style names ('' for none)."""
     chosen = None if action == REFINE_LAST else app.plugins.action(action)
-    return Task(action, prompt, origin, chosen)
+    return Task(action, prompt, origin, chosen, style)
 
 
 def check_action(app: App, action: str) -> None:
@@ -115,7 +118,8 @@ def run_task(
     if task.action == REFINE_LAST:
         return refine_last(app, task.prompt, on_event, on_job)
     try:
-        request = request_for(app, prompt=task.prompt, preview_every=app.config.preview_every)
+        styles = {} if task.style is None else {"styles": task.style or ()}
+        request = request_for(app, prompt=task.prompt, preview_every=app.config.preview_every, **styles)
         outcome = generation.generate(app, request, task.chosen, on_event=on_event, on_job=on_job)
     except Exception as exc:
         title, body = describe_error(exc)

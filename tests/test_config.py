@@ -34,7 +34,7 @@ def test_without_a_file_every_default_stands(config_file, tmp_path, monkeypatch)
     config = loaded.config
     assert config.model == "auto"
     assert config.hotkeys == {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"}
-    assert (config.default_action, config.style) == ("clipboard", "")
+    assert (config.default_action, config.style, config.queue_length) == ("clipboard", "", 5)
     assert config.gallery == tmp_path / "Pictures" / "dreamtray"
     engine = config.engine
     assert (engine.idle_unload_seconds, engine.device, engine.dtype) == (300, "auto", "auto")
@@ -136,6 +136,8 @@ def test_a_bad_value_names_key_and_allowed_values_and_only_that_key_falls_back(c
         ('[engine]\ndevice = "gpu0"', "engine.device", "cuda:N"),
         ('[engine]\nbackend = "Local Box"', "engine.backend", "lower-case letters"),
         ("engine = 5", "engine", "table"),
+        ("queue_length = 0", "queue_length", "greater than or equal to 1"),
+        ("queue_length = 500", "queue_length", "less than or equal to 50"),
         ('gallery = "relative/folder"', "gallery", "absolute path"),
         ('model = ""', "model", "name a model preset"),
         ('style = "a\\nb"', "style", "control characters"),

@@ -12,7 +12,8 @@ import psutil
 import pytest
 from fixtures_engine import pixels, start_engine
 
-from dreamtray.engine.client import JobCancelled, JobFailed
+from dreamtray.engine.client import EngineError, JobCancelled, JobFailed, LocalEngine
+from dreamtray.engine.server.worker import WorkerSettings
 from dreamtray.request import Request
 
 SMALL = {"width": 64, "height": 64}
@@ -146,3 +147,22 @@ def test_unload_now_and_stop_leave_no_process(tmp_path, model_cache):
     local.stop()
     assert not psutil.pid_exists(health["pid"])
     assert not local.state_file.exists()
+
+
+def test_the_local_engine_lets_as_many_jobs_wait_as_it_was_started_with(tmp_path, model_cache):
+    settings = WorkerSettings(cache_dir=str(model_cache), default_model="tiny")
+    local = LocalEngine(settings, tmp_path / "state", tmp_path / "token", exit_after_idle=600, max_queue=1)
+    try:
+        assert local.health()["max_queue"] == 1
+        running = local.submit(Request(prompt="running", seed=1, **SLOW))
+        first_step(running)
+        waiting = local.submit(Request(prompt="waiting", seed=1, **SMALL))
+        with pytest.raises(EngineError, match="1 jobs are already waiting"):
+            local.submit(Request(prompt="one too many", seed=1, **SMALL))
+        waiting.cancel()
+        running.cancel()
+        with pytest.raises(JobCancelled):
+            running.result()
+    finally:
+        local.stop()
+        local.close()

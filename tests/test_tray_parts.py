@@ -1,4 +1,4 @@
-"""The tray's parts on their own: hotkey strings, the job line, the control channel, the backend choice,
+"""The tray's parts on their own: hotkey strings, the control channel, the backend choice,
 the Wayland advice and the progress icon."""
 
 from __future__ import annotations
@@ -7,13 +7,11 @@ import json
 import socket
 import stat
 import threading
-import time
 
 import pytest
 from PIL import Image
 
 from dreamtray.desktop import control as instance
-from dreamtray.desktop.job_line import JobLine, Placed
 
 # -- hotkeys ------------------------------------------------------------------------------------------
 
@@ -104,58 +102,10 @@ def test_on_wayland_the_host_says_so_once_and_points_at_trigger(xsession, user_d
     try:
         host.start_hotkeys()
     finally:
-        host.line.close()
+        host.queue.close()
     assert host.hotkeys is None
     shown = [n for n in xsession.notifications() if n["summary"] == "No global hotkeys on Wayland"]
     assert len(shown) == 1 and "dreamtray trigger clipboard" in shown[0]["body"]
-
-
-# -- the job line -------------------------------------------------------------------------------------
-
-
-def test_one_job_runs_one_waits_the_rest_are_dropped():
-    release = threading.Event()
-    done: list[int] = []
-
-    def work(item: int) -> None:
-        release.wait(10)
-        done.append(item)
-
-    line: JobLine[int] = JobLine(work)
-    places = []
-    for item in range(10):
-        place = line.reserve()
-        places.append(place)
-        if place is not Placed.DROPPED:
-            line.put(item)
-    assert places == [Placed.STARTED, Placed.WAITING] + [Placed.DROPPED] * 8
-    release.set()
-    deadline = time.monotonic() + 10
-    while line.pending and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert done == [0, 1] and line.pending == 0
-    assert line.reserve() is Placed.STARTED, "a free line takes jobs again"
-    line.cancel_reservation()
-    line.close()
-
-
-def test_a_failing_job_does_not_stop_the_line():
-    done: list[int] = []
-
-    def work(item: int) -> None:
-        if item == 0:
-            raise RuntimeError("boom")
-        done.append(item)
-
-    line: JobLine[int] = JobLine(work)
-    for item in (0, 1):
-        assert line.reserve() is not Placed.DROPPED
-        line.put(item)
-    deadline = time.monotonic() + 10
-    while line.pending and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert done == [1]
-    line.close()
 
 
 # -- single instance and the control channel ----------------------------------------------------------
@@ -339,12 +289,14 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
     host.app.plugins.register(extra.broken, name="broken")
     try:
         menu = build_menu(host)
-        texts = [item.text for item in menu.items]
+        texts = [item.text for item in menu.items if item.visible]
         assert texts == [
             "From selection: Copy image to clipboard",
             "From selection: Set as wallpaper",
             "Refine last image with selection",
+            "Type a prompt…",
             "Last prompt again",
+            "Queue: empty",
             "- - - -",
             "Style",
             "Wallpapers",
@@ -362,7 +314,7 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         assert items["From selection: Copy image to clipboard"].default, "the config's default action"
         assert not items["From selection: Set as wallpaper"].default
         assert items["Last prompt again"].enabled is False, "no prompt yet"
-        host.last_prompt = "a lighthouse"
+        host.history = ["a lighthouse"]
         again = [entry.text for entry in items["Last prompt again"].submenu.items]
         assert items["Last prompt again"].enabled and again == ["Copy image to clipboard", "Set as wallpaper"]
         assert items["Pause hotkeys"].checked is False and items["Start at login"].checked is False
@@ -387,7 +339,7 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
         items["Say hello"](None)
         assert extra.called.wait(10) and extra.called_with == [host]
     finally:
-        host.line.close()
+        host.queue.close()
 
 
 def test_run_without_a_desktop_says_what_it_needs(tmp_path):
@@ -418,13 +370,14 @@ def test_the_menu_offers_only_the_actions_that_are_installed(xsession, user_dirs
     host = TrayHost(App())
     try:
         texts = [item.text for item in build_menu(host).items]
-        assert texts[:3] == [
+        assert texts[:4] == [
             "From selection: Copy image to clipboard",
             "Refine last image with selection",
+            "Type a prompt…",
             "Last prompt again",
         ]
         assert not any("allpaper" in text for text in texts), texts
         reply = host.from_selection("wallpaper", "trigger")
         assert reply == {"ok": False, "message": "No action called 'wallpaper'. Actions: clipboard."}
     finally:
-        host.line.close()
+        host.queue.close()

@@ -258,3 +258,28 @@ def processes_using(root: Path) -> list[psutil.Process]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def shown_window(session: XSession, title: str) -> int:
+    """The id of a top-level window named `title` that is on screen, else 0 (the session runs no window manager,
+    so top-level windows are the root's children)."""
+    from Xlib import X
+    from Xlib import display as xdisplay
+    from Xlib.error import XError
+
+    conn = xdisplay.Display(session.display)
+    try:
+        for window in conn.screen().root.query_tree().children:
+            try:
+                if window.get_wm_name() == title and window.get_attributes().map_state == X.IsViewable:
+                    return window.id
+            except XError:
+                continue
+        return 0
+    finally:
+        conn.close()
+
+
+def primary_text(session: XSession) -> str:
+    done = session.run(["xclip", "-o", "-selection", "primary"], timeout=10)
+    return done.stdout.decode(errors="replace") if done.returncode == 0 else ""

@@ -15,6 +15,8 @@ from dreamtray.desktop import autostart
 
 if TYPE_CHECKING:
     from dreamtray.app import App
+    from dreamtray.desktop.job_queue import JobQueue, Snapshot
+    from dreamtray.route import Task
 
 log = logging.getLogger("dreamtray.tray")
 NO_STYLE = "None"
@@ -32,10 +34,13 @@ class MenuHost(Protocol):
     app: App
     paused: bool
     last_prompt: str | None
+    queue: JobQueue[Task]
 
     def in_background(self, work: Callable[[], Any], what: str) -> None: ...
     def from_selection(self, action: str, origin: str = "hotkey", wait: bool = False) -> dict[str, Any]: ...
     def again(self, action: str, origin: str = "menu", wait: bool = False) -> dict[str, Any]: ...
+    def open_prompt_box(self, action: str | None = None) -> dict[str, Any]: ...
+    def cancel(self, number: int) -> dict[str, Any]: ...
     def set_paused(self, paused: bool) -> None: ...
     def unload(self) -> dict[str, Any]: ...
     def refresh_menu(self) -> None: ...
@@ -61,11 +66,14 @@ def build_menu(host: MenuHost) -> Any:
     ]
     return Menu(
         *from_selection,
+        MenuItem("Type a prompt…", act(lambda: host.open_prompt_box(), "opening the prompt box")),
         MenuItem(
             "Last prompt again",
             Menu(lambda: again_items(host)),
             enabled=lambda item: bool(host.last_prompt),
         ),
+        MenuItem("Queue: empty", None, enabled=False, visible=lambda item: not host.queue.entries()),
+        MenuItem(lambda item: queue_title(host), Menu(lambda: queue_items(host))),
         Menu.SEPARATOR,
         MenuItem("Style", Menu(lambda: style_items(host))),
         *wallpaper_mode_entry(host),
@@ -97,6 +105,97 @@ def again_items(host: MenuHost) -> list[Any]:
         MenuItem(action.label, lambda name=name: host.in_background(lambda: host.again(name), f"{name} again"))
         for name, action in host.app.plugins.actions().items()
     ]
+
+
+def queue_title(host: MenuHost) -> str:
+    """'Queue: 1 making, 2 waiting'."""
+    from dreamtray.desktop.job_queue import State
+
+    states = [job.state for job in host.queue.entries()]
+    making, waiting = states.count(State.RUNNING), states.count(State.WAITING)
+    parts = [f"{count} {what}" for count, what in ((making, "making"), (waiting, "waiting")) if count]
+    return "Queue: " + ", ".join(parts)
+
+
+def queue_items(host: MenuHost) -> list[Any]:
+    """One item per queued image, which cancels it: 'Cancel #3 (making 40%) clipboard: a lighthouse'."""
+    from pystray import MenuItem
+
+    def cancel(number: int) -> Callable[[], None]:
+        return lambda: host.in_background(lambda: host.cancel(number), f"cancelling #{number}")
+
+    return [
+        MenuItem(
+            f"Cancel #{job.number} ({job_state(job)}) {job.item.action}: {short(job.item.prompt, 40)}",
+            cancel(job.number),
+        )
+        for job in host.queue.entries()
+    ]
+
+
+def job_state(job: Snapshot[Task]) -> str:
+    """'waiting', 'making', 'making 40%' or 'cancelling'."""
+    from dreamtray.desktop.job_queue import State
+
+    if job.cancelled:
+        return "cancelling"
+    if job.state is State.RUNNING:
+        return "making" if job.percent is None else f"making {job.percent}%"
+    return "waiting"
+
+
+def describe_job(job: Snapshot[Task]) -> str:
+    """One line for a queued image: '#3 making 40%: clipboard: a lighthouse at dusk'."""
+    return f"#{job.number} {job_state(job)}: {job.item.action}: {short(job.item.prompt)}"
+
+
+def short(text: str, limit: int = 60) -> str:
+    """`text` on one line, cut with an ellipsis after `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def describe_menu(menu: Any, depth: int = 0) -> list[str]:
+    """The menu as the tray shows it now, one line an item, submenus indented: ' [x]' marks a checked item,
+    ' (off)' one that cannot be picked."""
+    from pystray import Menu
+
+    lines = []
+    for item in menu.items:
+        if item is Menu.SEPARATOR:
+            lines.append("  " * depth + "-----")
+            continue
+        if not item.visible:
+            continue
+        mark = " [x]" if item.checked else ""
+        off = "" if item.enabled else " (off)"
+        lines.append(f"{'  ' * depth}{item.text}{mark}{off}")
+        if item.submenu is not None:
+            lines += describe_menu(item.submenu, depth + 1)
+    return lines
+
+
+def pick(menu: Any, path: list[str], icon: Any) -> dict[str, Any]:
+    """Run the item that the labels in `path` lead to (each label, or its start, at its level), as a click would."""
+    item = None
+    for depth, label in enumerate(path):
+        if item is not None:
+            if item.submenu is None:
+                return {"ok": False, "message": f"{item.text!r} has no items under it."}
+            menu = item.submenu
+        found = [i for i in menu.items if i.visible and i.text.startswith(label)]
+        if not found:
+            where = f" under {' > '.join(path[:depth])}" if depth else ""
+            return {"ok": False, "message": f"No menu item {label!r}{where}."}
+        item = next((i for i in found if i.text == label), found[0])
+    if item is None:
+        return {"ok": False, "message": "Name the item to pick."}
+    if item.submenu is not None:
+        return {"ok": False, "message": f"{item.text!r} opens a submenu: name one of its items too."}
+    if not item.enabled:
+        return {"ok": False, "message": f"{item.text!r} cannot be picked now."}
+    item(icon)
+    return {"ok": True, "message": f"Picked {item.text!r}."}
 
 
 def style_items(host: MenuHost) -> list[Any]:

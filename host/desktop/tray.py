@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 from dreamtray import route
 from dreamtray.desktop import icon_files
 from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_from_config, is_wayland
-from dreamtray.desktop.job_line import JobLine, Placed
-from dreamtray.desktop.last_prompt import load_last_prompt, save_last_prompt
+from dreamtray.desktop.job_queue import Entry, JobQueue, NoSuchJob, State
+from dreamtray.desktop.menu import describe_job
 from dreamtray.desktop.notify import notify
+from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
+from dreamtray.desktop.prompt_history import load_history, remember
 from dreamtray.route import Report, Task
 
 if TYPE_CHECKING:
@@ -84,7 +86,7 @@ def tray_image(state: str, percent: int | None = None, preview: bytes | None = N
 
 
 class TrayHost:
-    """The running tray: state shown on the icon, the job line, hotkeys, and the commands it answers."""
+    """The running tray: state shown on the icon, the job queue, hotkeys, and the commands it answers."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -97,31 +99,78 @@ class TrayHost:
         self.paused = False
         self.icon: Any = None
         self.hotkeys: HotkeyListener | None = None
-        self.line: JobLine[Task] = JobLine(self._run)
-        self.last_prompt = load_last_prompt()
-        self._job: Job | None = None
-        self._told_busy = False
+        self.queue: JobQueue[Task] = JobQueue(self._run, app.config.queue_length, on_change=self._queue_changed)
+        self.history = load_history()
+        self._prompt_box: PromptBox | None = None
+        self._told_full = False
+        self._menu_shows: object = None
         self._closing = threading.Event()
+
+    @property
+    def last_prompt(self) -> str | None:
+        return self.history[0] if self.history else None
 
     # -- what the user asks for ---------------------------------------------------------------------
 
-    def from_selection(self, action: str, origin: str = "hotkey", wait: bool = False) -> dict[str, Any]:
-        """Make an image from the selected text and hand it to `action`."""
-        from dreamtray.desktop.selection import read_selection
+    def from_selection(
+        self, action: str, origin: str = "hotkey", wait: bool = False, style: str | None = None
+    ) -> dict[str, Any]:
+        """Make an image from the selected text and hand it to `action`; with nothing selected, open the prompt
+        box instead (unless a caller waits for the image, or the action refines the last image)."""
+        from dreamtray.desktop.selection import NothingSelected, read_selection
 
         def prompt() -> str:
-            selection = read_selection()
+            try:
+                selection = read_selection()
+            except NothingSelected:
+                if wait or action == route.REFINE_LAST:
+                    raise
+                raise _OpenPromptBox from None
             if selection.truncated:
                 notify("The selection was cut", f"Only its first {len(selection.text)} characters are used.")
             return selection.text
 
-        return self._offer(action, prompt, origin, wait)
+        return self._offer(action, prompt, origin, wait, style)
 
     def generate(
-        self, prompt: str, action: str = "clipboard", origin: str = "plugin", wait: bool = False
+        self,
+        prompt: str,
+        action: str = "clipboard",
+        origin: str = "plugin",
+        wait: bool = False,
+        style: str | None = None,
     ) -> dict[str, Any]:
-        """Make an image from `prompt` (for plugins and `dreamtray trigger --prompt`)."""
-        return self._offer(action, lambda: prompt, origin, wait)
+        """Make an image from `prompt` (for plugins, the prompt box and `dreamtray trigger --prompt`);
+        `style` replaces the config's style names ('' for none)."""
+        return self._offer(action, lambda: prompt, origin, wait, style)
+
+    def open_prompt_box(self, action: str | None = None) -> dict[str, Any]:
+        """Show the prompt box, `action` (else the default action) chosen in it."""
+        try:
+            if self._prompt_box is None:
+                self._prompt_box = make_prompt_box()
+        except PromptBoxUnavailable as exc:
+            notify("No prompt box here", str(exc))
+            return {"ok": False, "message": str(exc)}
+        actions = sorted(self.app.plugins.actions())
+        styles = [style.name for style in self.app.styles]
+        current = self.app.config.style.strip()
+        offer = Offer(
+            history=self.history,
+            styles=styles if not current or current in styles else [current, *styles],
+            style=current,
+            actions=actions,
+            action=action if action in actions else self.app.config.default_action,
+        )
+        self._prompt_box.open(offer, self._chosen)
+        return {"ok": True, "message": "The prompt box is open."}
+
+    def _chosen(self, choice: Choice) -> None:
+        """Enter in the prompt box (on the toolkit's thread): the image is made on a thread of its own."""
+        self.in_background(
+            lambda: self.generate(choice.prompt, choice.action, "prompt box", style=choice.style),
+            "the prompt box's image",
+        )
 
     def again(self, action: str, origin: str = "menu", wait: bool = False) -> dict[str, Any]:
         """A new image (a new seed) from the last prompt, handed to `action`."""
@@ -130,47 +179,88 @@ class TrayHost:
             return {"ok": False, "message": "There is no last prompt yet: make an image from a selection first."}
         return self._offer(action, lambda: self.last_prompt or "", origin, wait)
 
-    def _offer(self, action: str, prompt: Callable[[], str], origin: str, wait: bool) -> dict[str, Any]:
+    def _offer(
+        self, action: str, prompt: Callable[[], str], origin: str, wait: bool, style: str | None = None
+    ) -> dict[str, Any]:
         if self._closing.is_set():
             return {"ok": False, "message": "dreamtray is quitting."}
         try:
             route.check_action(self.app, action)
         except Exception as exc:
             return {"ok": False, "message": str(exc)}
-        placed = self.line.reserve()
-        if placed is Placed.DROPPED:
-            if not self._told_busy:
-                self._told_busy = True
-                notify(
-                    "Still busy", "An image is being made and another waits: this request was dropped.", urgency="low"
-                )
-            return {
-                "ok": False,
-                "placed": placed.value,
-                "message": "Busy: an image is being made and another waits, so this request was dropped.",
-            }
+        entry = self.queue.reserve()
+        if entry is None:
+            return self._dropped(action, origin)
         try:
             text = prompt()
+            task = route.task_for(self.app, action, text, origin, style)
+        except _OpenPromptBox:
+            self.queue.release(entry)
+            return self.open_prompt_box(action)
         except Exception as exc:
-            self.line.cancel_reservation()
+            self.queue.release(entry)
             title, body = describe(exc)
             notify(title, body, urgency="normal")
             return {"ok": False, "message": f"{title}: {body}"}
-        self.last_prompt = text
-        save_last_prompt(text)
-        self.refresh_menu()
-        task = route.task_for(self.app, action, text, origin)
-        self.line.put(task)
-        if placed is Placed.WAITING:
-            notify("Queued", "This image starts when the one being made is done.", urgency="low")
+        self.history = remember(text)
+        self.queue.fill(entry, task)
+        ahead = self.queue.ahead_of(entry)
+        if ahead:
+            notify("Queued", f"#{entry.number} waits its turn behind {_images(ahead)}.", urgency="low")
+        placed = "waiting" if ahead else "started"
         if wait:
             task.done.wait()
             reply = task.report.as_reply() if task.report else {"ok": False, "message": "dreamtray quit first."}
-            return {"placed": placed.value, **reply}
+            return {"placed": placed, "number": entry.number, **reply}
+        message = f"#{entry.number} waits behind {_images(ahead)}." if ahead else f"#{entry.number} started."
+        return {"ok": True, "placed": placed, "number": entry.number, "message": message}
+
+    def _dropped(self, action: str, origin: str) -> dict[str, Any]:
+        """The queue is full: the request is dropped, the user told once until a place frees, the log every time."""
+        log.info("the queue is full: a %s request (%s) was dropped", action, origin)
+        message = (
+            f"The queue is full ({_images(self.queue.capacity)}): this request was dropped. "
+            "Cancel one from the menu's Queue, or wait until one is done."
+        )
+        if not self._told_full:
+            self._told_full = True
+            notify("The queue is full", message, urgency="normal")
+        return {"ok": False, "placed": "dropped", "message": message}
+
+    def cancel(self, number: int) -> dict[str, Any]:
+        """Cancel image `number`: a waiting one leaves the queue, the running one's engine job is stopped."""
+        task = next((job.item for job in self.queue.entries() if job.number == number), None)
+        try:
+            state = self.queue.cancel(number)
+        except NoSuchJob as exc:
+            return {"ok": False, "message": str(exc)}
+        if state is State.RUNNING:
+            return {"ok": True, "message": f"Cancelling #{number}; the image being made stops."}
+        if task is not None:
+            task.report = Report(False, "The image was cancelled", f"#{number} left the queue before it started.")
+            task.done.set()
+            tell(task.report)
+        return {"ok": True, "message": f"Cancelled #{number}; it had not started."}
+
+    def queue_reply(self) -> dict[str, Any]:
+        jobs = self.queue.entries()
+        lines = [describe_job(job) for job in jobs] or ["Nothing is being made or waiting."]
         return {
             "ok": True,
-            "placed": placed.value,
-            "message": "Started." if placed is Placed.STARTED else "Queued behind the image being made.",
+            "message": "\n".join(lines),
+            "queue_length": self.queue.capacity,
+            "jobs": [
+                {
+                    "number": job.number,
+                    "state": job.state.value,
+                    "action": job.item.action,
+                    "prompt": job.item.prompt,
+                    "origin": job.item.origin,
+                    "percent": job.percent,
+                    "cancelled": job.cancelled,
+                }
+                for job in jobs
+            ],
         }
 
     def unload(self) -> dict[str, Any]:
@@ -182,25 +272,27 @@ class TrayHost:
 
     # -- the job thread -------------------------------------------------------------------------------
 
-    def _run(self, task: Task) -> None:
-        self._told_busy = False
+    def _run(self, entry: Entry[Task]) -> None:
+        task = entry.item
+        assert task is not None
         self.preview, self.previews = None, 0
         self._show("busy", 0, "starting")
         task.mark("started")
 
         def on_job(job: Job) -> None:
             task.mark("submitted")
-            self._job = job
+            self.queue.attach(entry, job.cancel)
 
         def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") in ("done", "failed", "cancelled"):
                 task.mark("generated")
+            elif event.get("kind") == "step" and event.get("total"):
+                self.queue.progress(entry, round(100 * event["step"] / event["total"]))
             self._on_event(event)
 
         report = route.run_task(self.app, task, on_event=on_event, on_job=on_job)
         task.mark("ended")
         log.info("%s job (%s) %s: %s", task.action, task.origin, "done" if report.ok else "failed", task.timings())
-        self._job = None
         task.report = report
         if report.ok:
             self._show("idle", None, f"last image: {report.image.name}" if report.image else "")
@@ -250,6 +342,19 @@ class TrayHost:
             from gi.repository import GLib
 
             GLib.idle_add(status_icon.set_tooltip_text, text)
+
+    def _queue_changed(self) -> None:
+        """Show the queue's change in the menu: at once for a job added, started, ended or cancelled, and for
+        progress in steps of ten percent (GTK rebuilds the whole menu each time)."""
+        jobs = self.queue.entries()
+        if len(jobs) < self.queue.capacity:
+            self._told_full = False
+        shows = [
+            (job.number, job.state, job.cancelled, None if job.percent is None else job.percent // 10) for job in jobs
+        ]
+        if shows != self._menu_shows:
+            self._menu_shows = shows
+            self.refresh_menu()
 
     def refresh_menu(self) -> None:
         if self.icon is not None:
@@ -324,13 +429,13 @@ class TrayHost:
         self._closing.set()
         if self.hotkeys is not None:
             self.hotkeys.stop()
-        job = self._job
-        if job is not None:
-            try:
-                job.cancel()
-            except Exception:
-                log.warning("could not cancel the running job", exc_info=True)
-        self.line.close()
+        for job in self.queue.entries():
+            if job.state is State.RUNNING:
+                self.queue.cancel(job.number)
+        for left in self.queue.close():
+            if left.item is not None:
+                left.item.report = Report(False, "dreamtray quit first", "The image had not started.")
+                left.item.done.set()
         if self.app.config.engine.backend == "local":
             try:
                 self.app.local_engine.stop()
@@ -355,11 +460,33 @@ class TrayHost:
             return {"ok": True, "message": "Hotkeys paused." if self.paused else "Hotkeys on."}
         if command.endswith(AGAIN):
             return self.again(command.removesuffix(AGAIN), "trigger", wait)
+        if command == "queue":
+            return self.queue_reply()
+        if command == "cancel":
+            number = message.get("number")
+            if not isinstance(number, int):
+                return {"ok": False, "message": "cancel needs the number of an image in the queue."}
+            return self.cancel(number)
+        if command == "prompt":
+            return self.open_prompt_box()
+        if command == "menu":
+            return self._menu_reply(message.get("path") or [])
         if not command:
             return {"ok": False, "message": "No action given."}
+        style = message.get("style") if isinstance(message.get("style"), str) else None
         if isinstance(message.get("prompt"), str):
-            return self.generate(message["prompt"], command, "trigger", wait)
-        return self.from_selection(command, "trigger", wait)
+            return self.generate(message["prompt"], command, "trigger", wait, style)
+        return self.from_selection(command, "trigger", wait, style)
+
+    def _menu_reply(self, path: list[Any]) -> dict[str, Any]:
+        """`trigger menu`: the menu's items as shown now, or the item that `path` leads to, picked."""
+        from dreamtray.desktop.menu import describe_menu, pick
+
+        if self.icon is None or not self.icon.menu:
+            return {"ok": False, "message": "The menu is not ready yet."}
+        if path:
+            return pick(self.icon.menu, [str(label) for label in path], self.icon)
+        return {"ok": True, "message": "\n".join(describe_menu(self.icon.menu))}
 
     def status(self) -> dict[str, Any]:
         return {
@@ -367,7 +494,8 @@ class TrayHost:
             "state": self.state,
             "percent": self.percent,
             "tooltip": self.tooltip,
-            "pending": self.line.pending,
+            "pending": self.queue.pending,
+            "queue_length": self.queue.capacity,
             "paused": self.paused,
             "hotkeys": dict(self.hotkeys.keys) if self.hotkeys else {},
             "hotkeys_listening": bool(self.hotkeys and self.hotkeys.running),
@@ -393,6 +521,14 @@ def describe(exc: BaseException) -> tuple[str, str]:
 
 def tell(report: Report) -> None:
     notify(report.title, report.body, report.image, "normal" if report.ok else "critical")
+
+
+class _OpenPromptBox(Exception):
+    """Nothing is selected, and the prompt box should ask for the text instead."""
+
+
+def _images(count: int) -> str:
+    return f"{count} image" if count == 1 else f"{count} images"
 
 
 def run_tray(app: App) -> None:

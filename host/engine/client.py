@@ -174,9 +174,17 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, settings: WorkerSettings, state_dir: Path, token_file: Path, exit_after_idle: float = 1800.0):
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        state_dir: Path,
+        token_file: Path,
+        exit_after_idle: float = 1800.0,
+        max_queue: int | None = None,
+    ):
+        """`max_queue`: how many jobs a service started here lets wait (None: the service's default)."""
         self.settings, self.state_dir, self.token_file = settings, state_dir, token_file
-        self.exit_after_idle = exit_after_idle
+        self.exit_after_idle, self.max_queue = exit_after_idle, max_queue
         self.state_file = state_dir / "engine.json"
         self.started: subprocess.Popen | None = None
         self._client: ServiceEngine | None = None
@@ -231,6 +239,7 @@ class LocalEngine:
             str(self.state_file),
             "--exit-after-idle",
             str(self.exit_after_idle),
+            *(["--max-queue", str(self.max_queue)] if self.max_queue else []),
         ]
         log = open(self.state_dir / "engine.log", "ab")
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)

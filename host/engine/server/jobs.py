@@ -18,6 +18,8 @@ from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request
 
 KEEP_FINISHED = 64
+DEFAULT_MAX_QUEUE = 8
+"""Jobs that may wait behind the running one, unless the service is started with another number."""
 
 
 class QueueFull(RuntimeError):
@@ -27,7 +29,7 @@ class QueueFull(RuntimeError):
 class JobManager:
     """Accepts jobs, runs them one by one on the worker, and keeps recent ones for their results."""
 
-    def __init__(self, settings: WorkerSettings, max_queue: int = 8):
+    def __init__(self, settings: WorkerSettings, max_queue: int = DEFAULT_MAX_QUEUE):
         self.settings = settings
         self.pending: queue.Queue[JobRecord | None] = queue.Queue(maxsize=max_queue)
         self.jobs: OrderedDict[str, JobRecord] = OrderedDict()

@@ -34,7 +34,7 @@ from dreamtray.atomic import write_atomically
 from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
 from dreamtray.engine.server.guard import too_large_message
-from dreamtray.engine.server.jobs import JobManager, QueueFull
+from dreamtray.engine.server.jobs import DEFAULT_MAX_QUEUE, JobManager, QueueFull
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.engine.token import load_or_create_token
 from dreamtray.request import Request, Result, describe_validation_error
@@ -111,6 +111,7 @@ def local_health(manager: JobManager) -> dict[str, Any]:
         "loaded_model": manager.loaded_model if worker else None,
         "running": manager.running.id if manager.running else None,
         "queued": manager.waiting(),
+        "max_queue": manager.pending.maxsize,
     }
 
 
@@ -289,17 +290,19 @@ def serve(
     max_body_bytes: int = MAX_BODY_BYTES,
     log_prompts: bool = False,
     clients_may_stop: bool = True,
+    max_queue: int = DEFAULT_MAX_QUEUE,
 ) -> None:
     """Run the service until shut down (or idle for `exit_after_idle` seconds, when that is set).
 
     `ssl` holds uvicorn's options (ssl_certfile, ssl_keyfile); `rate_per_minute` above 0 limits each token;
-    `clients_may_stop` offers /v1/shutdown (the local engine's owner uses it; a shared server does not).
+    `clients_may_stop` offers /v1/shutdown (the local engine's owner uses it; a shared server does not);
+    `max_queue` jobs may wait behind the running one (a further one is answered 429).
     """
     import uvicorn
 
     from dreamtray.engine.server.guard import guarded
 
-    manager = JobManager(settings)
+    manager = JobManager(settings, max_queue)
     sock = bind(host, port)
     config = uvicorn.Config(None, log_level="warning", access_log=False, **(ssl or {}))
     server = uvicorn.Server(config)
@@ -353,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-file", required=True, type=Path)
     parser.add_argument("--state-file", required=True, type=Path)
     parser.add_argument("--exit-after-idle", type=float, default=0.0)
+    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="jobs that may wait")
     args = parser.parse_args(argv)
     settings = WorkerSettings(**json.loads(args.settings))
     serve(
@@ -360,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         load_or_create_token(args.token_file),
         state_file=args.state_file,
         exit_after_idle=args.exit_after_idle,
+        max_queue=args.max_queue,
     )
 
 
