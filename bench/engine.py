@@ -254,12 +254,13 @@ def _service_split(steps: int, engine, service, image) -> list[tuple]:
 
 
 def _path_costs(image, result, pipe) -> str:
-    """What the Runner adds around the pipeline call (prompt fitting, a fresh scheduler, PNG at three zlib levels
+    """What the Runner adds around the pipeline call (prompt parsing, a fresh scheduler, PNG at three zlib levels
     on the model's noise and on a smooth image, the noise blurred, closer to a real picture), and the JSON steps
     of the result's way back."""
     from PIL import ImageFilter
 
-    from dreamtray.engine.server.runner import fit_prompt, scheduler_for
+    from dreamtray.engine.server import prompts
+    from dreamtray.engine.server.runner import scheduler_for
     from dreamtray.request import Result
 
     def timed(call) -> float:
@@ -271,7 +272,11 @@ def _path_costs(image, result, pipe) -> str:
         return buffer.getvalue()
 
     rows = [
-        ("fit_prompt: tokenize the prompt to check the window", timed(lambda: fit_prompt(PROMPT, pipe.tokenizer)), ""),
+        (
+            "prompts.encode: parse the prompt, tokenize it to check the window",
+            timed(lambda: prompts.encode(pipe, PROMPT, "", guidance=0.0)),
+            "",
+        ),
         (
             "scheduler_for: a fresh scheduler from the default's config",
             timed(lambda: scheduler_for(pipe.scheduler, None)),

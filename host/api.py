@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from dreamtray.engine.job_record import JobRecord
     from dreamtray.request import Request, RequestError, Result
+    from dreamtray.samplers import SamplerError, a1111_sampler
     from dreamtray.styles import Style, StyleError, load_package_packs
 
 
@@ -128,6 +129,8 @@ _LAZY = {
     "JobCancelled": "dreamtray.engine.client",
     "ServiceEngine": "dreamtray.engine.client",
     "JobRecord": "dreamtray.engine.job_record",
+    "SamplerError": "dreamtray.samplers",
+    "a1111_sampler": "dreamtray.samplers",
     "write_atomically": "dreamtray.atomic",
     "Config": "dreamtray.config",
     "read_config": "dreamtray.config",
@@ -151,10 +154,12 @@ __all__ = [
     "Request",
     "RequestError",
     "Result",
+    "SamplerError",
     "ServiceEngine",
     "Style",
     "StyleError",
     "TrayHost",
+    "a1111_sampler",
     "display_server",
     "load_package_packs",
     "command_host",

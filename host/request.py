@@ -7,6 +7,7 @@ the same way everywhere. Neither imports torch.
 from __future__ import annotations
 
 import base64
+import math
 import random
 from typing import Annotated, Literal
 
@@ -16,6 +17,7 @@ MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 4096
 MAX_PROMPT_CHARS = 20_000
+MAX_PIXELS_OVER_NATIVE = 16
 
 
 class RequestError(ValueError):
@@ -46,6 +48,15 @@ class LoRA(BaseModel):
     scale: float = Field(1.0, ge=-4.0, le=4.0)
 
 
+class UserText(BaseModel):
+    """The prompt and negative prompt as the user wrote them, before styles were applied."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+
+
 class Request(BaseModel):
     """One generation job. Fields left as None take the model preset's defaults."""
 
@@ -54,6 +65,8 @@ class Request(BaseModel):
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     styles: tuple[str, ...] = ()
+    unstyled: UserText | None = None
+    """Set once `styles` are applied: the user's own text, kept apart from the styled `prompt`."""
     width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
     height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
     aspect: float | None = Field(None, gt=0.1, lt=10.0)
@@ -78,7 +91,19 @@ class Request(BaseModel):
     def _prompt_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the prompt is empty: write what the image should show")
+        from dreamtray.prompt_syntax import check
+
+        problem = check(value)
+        if problem:
+            raise ValueError(f"{problem}: write what the image should show")
         return value.strip()
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler_as_a1111_names_it(cls, value: str | None) -> str | None:
+        from dreamtray.samplers import parse
+
+        return None if value is None or not value.strip() else parse(value).label
 
     @field_validator("styles", mode="before")
     @classmethod
@@ -86,6 +111,25 @@ class Request(BaseModel):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    def pixel_size(self, native: int, multiple: int = 8) -> tuple[int, int]:
+        """Width and height to generate: the request's (or its aspect at the native pixel count), at most 16x the
+        native pixel count, snapped to the model's multiple. Every back end sizes images this one way."""
+        if self.width is None and self.height is None:
+            aspect = self.aspect or 1.0
+            width, height = native * math.sqrt(aspect), native / math.sqrt(aspect)
+        else:
+            width = self.width or self.height * (self.aspect or 1.0)
+            height = self.height or self.width / (self.aspect or 1.0)
+        limit = native * native * MAX_PIXELS_OVER_NATIVE
+        if width * height > limit:
+            shrink = math.sqrt(limit / (width * height))
+            width, height = width * shrink, height * shrink
+
+        def snap(side: float) -> int:
+            return max(multiple, int(round(side / multiple)) * multiple)
+
+        return snap(width), snap(height)
 
     def with_seed(self) -> Request:
         """This request with a concrete seed: the given one, or a fresh random one to report back."""

@@ -17,37 +17,48 @@ folder, in three formats:
       steps = 25                       #   sampler, seed, models (preferred, best first), loras
       loras = [{ source = "me/ink-lora", scale = 0.7 }]
 
-- Fooocus styles JSON: an array of objects with `name`, `prompt`, `negative_prompt`.
-- AUTOMATIC1111 `styles.csv`: a header `name,prompt,negative_prompt`, one style a row.
+- Fooocus styles JSON, read as Fooocus reads it: an array of objects with `name`, `prompt`, `negative_prompt`
+  (other keys ignored, a missing text is empty); a style is named as Fooocus displays it (`sai-cinematic` is
+  `SAI Cinematic`).
+- AUTOMATIC1111 `styles.csv`, read as A1111 reads it (`csv.DictReader` with `skipinitialspace`, UTF-8 with or
+  without a BOM, any line ends): the header `name,prompt,negative_prompt` or the legacy `name,text`; fields past
+  the header's and empty header columns are ignored, missing fields are empty, empty rows and rows whose name
+  starts with `#` are skipped.
 
-Validation is per file: any unknown key, wrong type or out-of-range value is reported with the file and the
-style's name, and the whole file is skipped (a pack loads completely or not at all).
+A TOML pack is checked per file: any unknown key, wrong type or out-of-range value is reported with the file
+and the style's name, and the whole file is skipped (a pack loads completely or not at all). Fooocus and A1111
+files are checked per style, as their own programs read them: a row or entry that makes no valid style is
+skipped and reported with its line number (CSV) or position (JSON); the rest of the file loads.
 
 Stacking (`apply_styles`), in the order the styles are given:
 
-- Prompt: each template wraps the result of the previous one: every `{prompt}` is replaced by the prompt so
-  far. A template without `{prompt}` is appended: `prompt so far, template`. An empty template changes nothing.
-- Negative prompt: the request's own negative first, then each style's negative in order, the same way (a
-  negative with `{prompt}` wraps the negatives so far, one without is appended); the comma-separated terms are
-  then de-duplicated (case-insensitive, first occurrence kept) and joined with ", ".
+- Prompt, as A1111 merges styles: each template wraps the result of the previous one: every `{prompt}` is
+  replaced by the prompt so far. A template without `{prompt}` is appended: `prompt so far, template` (both
+  stripped, an empty one left out). The text is never otherwise changed: no term is removed or merged.
+- Negative prompt: the request's own negative first, then each style's negative in order, the same way.
 - Settings: a value set in the request wins; otherwise the last style that sets it. The size is one setting:
   when the request has any of width, height or aspect, no style changes the size; otherwise the last style
   with any of them gives all three. `models` are preferences: when the request names no model, the first
   model of the last style that lists any is used.
 - LoRAs: the request's, then each style's in order; a LoRA source already present is not added again.
-- `Request.styles` lists the request's style names followed by the names of the styles applied, once each,
-  so the saved image records them. Apply styles once, before the request is submitted.
+- `Request.styles` lists the names of the styles applied and `Request.unstyled` keeps the user's own prompt
+  and negative prompt, so the saved image records both apart. Styles always apply to the user's own text:
+  applying them to a styled request again gives the same request (a style never applies twice).
 
-Registry: names are looked up case-insensitively; when two styles share a name, the later one wins and the
-replacement is reported. Plugins are read first and the user folder last (its files in name order), so a
-user's own file can override a first-party style by giving it the same name.
+Registry: names are looked up ignoring case and the separators blank, `-`, `_` and `,` (so `sai-cinematic`,
+`SAI Cinematic` and `sai_cinematic` are one name); when two styles share a name, the later one wins and the
+replacement is reported. An unknown name is a StyleError naming the three closest known names. Plugins are
+read first and the user folder last (its files in name order), so a user's own file can override a
+first-party style by giving it the same name.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -58,7 +69,7 @@ import tomlkit
 import tomlkit.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dreamtray.request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request
+from dreamtray.request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request, UserText
 
 
 class StyleSource(Protocol):
@@ -68,6 +79,7 @@ class StyleSource(Protocol):
 
 
 PROMPT_SLOT = "{prompt}"
+_SEPARATORS = re.compile(r"[\s\-_,]+")
 STYLE_FILE_SUFFIXES = (".toml", ".json", ".csv")
 
 
@@ -102,8 +114,8 @@ class Style(BaseModel):
     @classmethod
     def _name_is_one_line(cls, value: str) -> str:
         value = value.strip()
-        if not value or "\n" in value or "," in value:
-            raise ValueError("a style name must be one non-empty line without commas")
+        if not value or "\n" in value or "\r" in value:
+            raise ValueError("a style name must be one non-empty line")
         return value
 
     @field_validator("models", "loras", mode="before")
@@ -165,44 +177,89 @@ def styles_from_toml(text: str, *, where: str, source: str, default_pack: str) -
     return _validate_all(entries, pack=pack.strip(), source=source, where=where)
 
 
-def styles_from_fooocus_json(text: str, *, where: str, source: str, pack: str) -> list[Style]:
-    """The styles of a Fooocus styles file: an array of objects with `name`, `prompt`, `negative_prompt`."""
+def fooocus_display_name(name: str) -> str:
+    """A style name as Fooocus shows it (its `normalize_key`): `sai-3d-model` is `SAI 3D Model`."""
+    words = name.replace("-", " ").split(" ")
+    shown = " ".join(word[:1].upper() + word[1:].lower() for word in words)
+    for old, new in (("3d", "3D"), ("Sai", "SAI"), ("Mre", "MRE"), ("(s", "(S")):
+        shown = shown.replace(old, new)
+    return shown
+
+
+def styles_from_fooocus_json(
+    text: str, *, where: str, source: str, pack: str, problems: list[str] | None = None
+) -> list[Style]:
+    """The styles of a Fooocus styles file: an array of objects with `name`, `prompt`, `negative_prompt`.
+
+    As Fooocus reads it: other keys are ignored and a missing text is empty. An entry that makes no valid
+    style is skipped and reported in `problems` with its position; a file that is no JSON array is a StyleError.
+    """
     try:
-        entries = json.loads(text)
+        entries = json.loads(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
         raise StyleError(f"{where}: not valid JSON: {exc}") from None
     if not isinstance(entries, list) or not entries:
         raise StyleError(f"{where}: expected a non-empty JSON array of objects with name, prompt, negative_prompt")
-    for entry in entries:
-        if isinstance(entry, dict) and set(entry) - {"name", "prompt", "negative_prompt"}:
-            extra = ", ".join(sorted(set(entry) - {"name", "prompt", "negative_prompt"}))
-            raise StyleError(
-                f"{where}: style {entry.get('name', '(no name)')!r}: unknown key(s) {extra} "
-                "(a Fooocus style has name, prompt, negative_prompt)"
-            )
-    return _validate_all(entries, pack=pack, source=source, where=where)
+    styles = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            _report(problems, f"{where}: entry {number}: skipped: not an object with a `name` string")
+            continue
+        fields = {"name": fooocus_display_name(entry["name"].strip())}
+        fields |= {key: entry[key] for key in ("prompt", "negative_prompt") if entry.get(key) is not None}
+        try:
+            styles.append(style_from_mapping(fields, pack=pack, source=source, where=f"{where}: entry {number}"))
+        except StyleError as exc:
+            _report(problems, f"{exc}; skipped")
+    return styles
 
 
-def styles_from_a1111_csv(text: str, *, where: str, source: str, pack: str) -> list[Style]:
-    """The styles of an AUTOMATIC1111 styles.csv (`name,prompt,negative_prompt`, standard CSV quoting)."""
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
+def styles_from_a1111_csv(
+    text: str, *, where: str, source: str, pack: str, problems: list[str] | None = None
+) -> list[Style]:
+    """The styles of an AUTOMATIC1111 styles.csv, read the way A1111 reads it (see the module doc).
+
+    A row that cannot be read or makes no valid style is skipped and reported in `problems` with its line
+    number; a file without a usable header is a StyleError.
+    """
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), skipinitialspace=True)
     try:
-        rows = list(reader)
+        columns = next(reader, [])
     except csv.Error as exc:
-        raise StyleError(f"{where}: not valid CSV: {exc}") from None
-    columns = reader.fieldnames or []
-    if "name" not in columns or set(columns) - {"name", "prompt", "negative_prompt"}:
-        raise StyleError(
-            f"{where}: the header must be name,prompt,negative_prompt (got {','.join(columns) or 'nothing'})"
-        )
-    entries = []
-    for line, row in enumerate(rows, start=2):
-        if None in row:
-            raise StyleError(f"{where}: row {line} ({row.get('name')!r}) has more fields than the header")
-        entries.append({key: value for key, value in row.items() if value is not None})
-    if not entries:
-        raise StyleError(f"{where}: no styles below the header")
-    return _validate_all(entries, pack=pack, source=source, where=where)
+        raise StyleError(f"{where}: line 1: not valid CSV: {exc}") from None
+    text_column = "prompt" if "prompt" in columns else "text"
+    if "name" not in columns or text_column not in columns:
+        got = ",".join(columns) or "nothing"
+        raise StyleError(f"{where}: the header must be name,prompt,negative_prompt or name,text (got {got})")
+    wanted = {"name": columns.index("name"), "prompt": columns.index(text_column)}
+    if "negative_prompt" in columns:
+        wanted["negative_prompt"] = columns.index("negative_prompt")
+    styles = []
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            _report(problems, f"{where}: line {line}: skipped: not valid CSV: {exc}")
+            if reader.line_num < line:  # nothing was read past the error: stop rather than loop
+                break
+            continue
+        if not row or row[0].startswith("#"):
+            continue
+        fields = {key: row[index] for key, index in wanted.items() if index < len(row)}
+        try:
+            styles.append(style_from_mapping(fields, pack=pack, source=source, where=f"{where}: line {line}"))
+        except StyleError as exc:
+            _report(problems, f"{exc}; skipped")
+    return styles
+
+
+def _report(problems: list[str] | None, problem: str) -> None:
+    if problems is None:
+        raise StyleError(problem)
+    problems.append(problem)
 
 
 def _validate_all(entries: list[object], *, pack: str, source: str, where: str) -> list[Style]:
@@ -217,8 +274,12 @@ def _validate_all(entries: list[object], *, pack: str, source: str, where: str) 
     return styles
 
 
-def load_style_file(path: Path) -> list[Style]:
-    """The styles of one file in any supported format, chosen by its extension."""
+def load_style_file(path: Path, problems: list[str] | None = None) -> list[Style]:
+    """The styles of one file in any supported format, chosen by its extension.
+
+    Rows of A1111 and Fooocus files that make no style are reported in `problems` and skipped (a StyleError
+    when `problems` is None); a file that cannot be read at all is a StyleError.
+    """
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -229,9 +290,9 @@ def load_style_file(path: Path) -> list[Style]:
     if suffix == ".toml":
         return styles_from_toml(text, where=where, source=source, default_pack=path.stem)
     if suffix == ".json":
-        return styles_from_fooocus_json(text, where=where, source=source, pack=path.stem)
+        return styles_from_fooocus_json(text, where=where, source=source, pack=path.stem, problems=problems)
     if suffix == ".csv":
-        return styles_from_a1111_csv(text, where=where, source=source, pack=path.stem)
+        return styles_from_a1111_csv(text, where=where, source=source, pack=path.stem, problems=problems)
     raise StyleError(f"{where}: unknown style file type {suffix!r} (allowed: {', '.join(STYLE_FILE_SUFFIXES)})")
 
 
@@ -266,7 +327,7 @@ class StyleRegistry:
 
     def add(self, style: Style) -> None:
         """Register a style; one with the same name is replaced (the later one wins) and that is reported."""
-        key = _require_style(style).name.casefold()
+        key = name_key(_require_style(style).name)
         previous = self._styles.get(key)
         if previous is not None:
             self.problems.append(
@@ -276,14 +337,38 @@ class StyleRegistry:
         self._styles[key] = style
 
     def get(self, name: str) -> Style:
+        """The style called `name` (case and separators ignored); StyleError names the closest ones."""
         try:
-            return self._styles[name.strip().casefold()]
+            return self._styles[name_key(name)]
         except KeyError:
-            known = ", ".join(sorted(style.name for style in self)) or "none"
-            raise StyleError(f"unknown style {name!r} (known styles: {known})") from None
+            raise StyleError(self.unknown(name)) from None
+
+    def unknown(self, name: str) -> str:
+        """The message for an unknown style name: the three closest known names, or how to add styles."""
+        if not self._styles:
+            return f"unknown style {name!r}: there are no styles (drop style files in {default_styles_dir()})"
+        closest = difflib.get_close_matches(name_key(name), list(self._styles), n=3, cutoff=0.0)
+        names = ", ".join(repr(self._styles[key].name) for key in closest)
+        return f"unknown style {name!r}; the closest are {names} (`dreamtray styles` lists all {len(self)})"
+
+    def resolve(self, names: Iterable[str]) -> list[Style]:
+        """The styles `names` call for, in order. A name holding commas may arrive split at them (from
+        comma-separated text): neighbouring parts are joined back when together they name a style."""
+        parts = list(names)
+        found, start = [], 0
+        while start < len(parts):
+            for end in range(len(parts), start, -1):
+                key = name_key(" ".join(parts[start:end]))
+                if key in self._styles:
+                    found.append(self._styles[key])
+                    start = end
+                    break
+            else:
+                raise StyleError(self.unknown(parts[start]))
+        return found
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.strip().casefold() in self._styles
+        return isinstance(name, str) and name_key(name) in self._styles
 
     def __iter__(self) -> Iterator[Style]:
         return iter(sorted(self._styles.values(), key=lambda style: (style.pack.casefold(), style.name.casefold())))
@@ -310,7 +395,7 @@ class StyleRegistry:
             if path.suffix.lower() not in STYLE_FILE_SUFFIXES or not path.is_file():
                 continue
             try:
-                styles = load_style_file(path)
+                styles = load_style_file(path, self.problems)
             except StyleError as exc:
                 self.problems.append(f"skipped {exc}")
                 continue
@@ -319,8 +404,12 @@ class StyleRegistry:
 
     def apply(self, request: Request) -> Request:
         """The request with the styles it names (`request.styles`) applied; `styles` then holds their exact names."""
-        chosen = [self.get(name) for name in request.styles]
-        return apply_styles(request.model_copy(update={"styles": ()}), chosen)
+        return apply_styles(request, self.resolve(request.styles))
+
+
+def name_key(name: str) -> str:
+    """A style name as it is looked up: case-folded, each run of blanks, `-`, `_` and `,` one blank."""
+    return _SEPARATORS.sub(" ", name.casefold()).strip()
 
 
 def _require_style(style: object) -> Style:
@@ -338,32 +427,26 @@ def load_registry(plugins: StyleSource | None, folder: Path | None = None) -> St
     return registry
 
 
-def _wrap(template: str, text: str) -> str:
-    if not template.strip():
-        return text
+def merge(template: str, text: str) -> str:
+    """A1111's merge of one style into a prompt: `{prompt}` replaced, else `text, template` (empties left out)."""
     if PROMPT_SLOT in template:
         return template.replace(PROMPT_SLOT, text)
-    return f"{text}, {template}" if text.strip() else template
-
-
-def _unique_terms(text: str) -> str:
-    seen: set[str] = set()
-    terms = []
-    for term in (part.strip() for part in text.split(",")):
-        if term and term.casefold() not in seen:
-            seen.add(term.casefold())
-            terms.append(term)
-    return ", ".join(terms)
+    return ", ".join(part for part in (text.strip(), template.strip()) if part)
 
 
 def apply_styles(request: Request, styles: Iterable[Style]) -> Request:
-    """A new, validated request with `styles` stacked onto it in order (the rules are in the module doc)."""
+    """A new, validated request with `styles` stacked onto the user's own text (the rules are in the module doc).
+
+    `request.styles` is replaced by the names of `styles`; a request styled before starts again from its
+    `unstyled` text, so no style is ever applied twice.
+    """
     styles = list(styles)
-    prompt, negative = request.prompt, request.negative_prompt
+    user = request.unstyled or UserText(prompt=request.prompt, negative_prompt=request.negative_prompt)
+    prompt, negative = user.prompt, user.negative_prompt
     for style in styles:
-        prompt = _wrap(style.prompt, prompt)
-        negative = _wrap(style.negative_prompt, negative)
-    update: dict[str, Any] = {"prompt": prompt, "negative_prompt": _unique_terms(negative)}
+        prompt = merge(style.prompt, prompt)
+        negative = merge(style.negative_prompt, negative)
+    update: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative}
 
     for name in ("steps", "guidance", "sampler", "seed"):
         if getattr(request, name) is None:
@@ -379,6 +462,7 @@ def apply_styles(request: Request, styles: Iterable[Style]) -> Request:
     for style in styles:
         loras += [lora for lora in style.loras if lora.source not in {known.source for known in loras}]
     update["loras"] = tuple(loras)
-    update["styles"] = tuple(dict.fromkeys([*request.styles, *(style.name for style in styles)]))
+    update["styles"] = tuple(style.name for style in styles)
+    update["unstyled"] = user.model_dump() if styles else None
     # model_copy(update=...) would skip validation; a styled request must be as valid as any other.
     return Request.model_validate({**request.model_dump(), **update})

@@ -96,7 +96,7 @@ def test_show_unknown_style_fails_with_the_known_names():
     services = StyleServices(registry=lambda: registry, engine=lambda: None, series_dir=None)
     result = CliRunner().invoke(styles, ["show", "Nope"], obj=services)
     assert result.exit_code == 1
-    assert "unknown style 'Nope' (known styles: none)" in result.stderr
+    assert "unknown style 'Nope': there are no styles" in result.stderr
 
 
 def test_empty_registry_says_where_to_put_files():

@@ -20,6 +20,7 @@ from dreamtray.images.metadata import (
     NoMetadataError,
     add_metadata,
     read_metadata,
+    reproduce_image,
     request_from_image,
     request_from_metadata,
 )
@@ -219,18 +220,25 @@ def test_reads_a_png_made_by_automatic1111():
 def test_a_request_from_an_a1111_png_keeps_its_settings_but_not_its_model_names(tmp_path):
     path = tmp_path / "00001-1234567890.png"
     path.write_bytes(a1111_png())
-    request = request_from_image(path)
-    assert request == Request(
-        prompt="masterpiece, a lighthouse at dusk, <lora:film:0.8>",
-        negative_prompt="lowres, bad anatomy",
-        steps=20,
-        guidance=7.0,
-        seed=1234567890,
-        width=512,
-        height=768,
+    found = reproduce_image(path)
+    assert (
+        found.request
+        == request_from_image(path)
+        == Request(
+            prompt="masterpiece, a lighthouse at dusk, <lora:film:0.8>",
+            negative_prompt="lowres, bad anatomy",
+            steps=20,
+            guidance=7.0,
+            seed=1234567890,
+            width=512,
+            height=768,
+            sampler="DPM++ 2M Karras",
+        )
     )
-    assert request_from_image(path, samplers={"Euler", "DPM++ 2M Karras"}).sampler == "DPM++ 2M Karras"
-    assert request_from_image(path, samplers={"Euler"}).sampler is None
+    assert found.warnings == (
+        "Model: 'v1-5-pruned-emaonly' is that program's checkpoint; dreamtray's configured model is used",
+        "LoRAs not applied: Lora hashes: film: 0a1b2c3d",
+    )
 
 
 def test_a1111_settings_outside_our_limits_give_a_request_error_naming_the_file(tmp_path):

@@ -20,6 +20,9 @@ SMALL = {"width": 64, "height": 64, "steps": 2}
 def ray_server(tmp_path_factory):
     """`dreamtray serve --ray` over TLS: a local Ray (started through the one helper) serving two engine replicas."""
     root = tmp_path_factory.mktemp("ray")
+    styles = root / "data" / "dreamtray" / "styles"
+    styles.mkdir(parents=True)
+    (styles / "mine.csv").write_text("name,prompt\nWatercolor,watercolor painting of {prompt}\n", encoding="utf-8")
     cert, key = self_signed_certificate(root)
     server = ServeProcess(
         root,
@@ -92,6 +95,17 @@ def test_openai_client_generates_on_the_pool(ray_url, token, cert):
         assert result.seeds == [7] and result.images[0].startswith(b"\x89PNG")
     finally:
         engine.close()
+
+
+def test_the_pool_applies_the_serving_machines_styles(ray_url, token, cert):
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"prompt": "a fox", "model": "tiny", "size": "64x64", "seed": 3, "steps": 1, "style": "watercolor"}
+    with httpx.Client(base_url=ray_url, headers=headers, verify=tls_verify(cert), timeout=120) as http:
+        answer = http.post("/v1/images/generations", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["data"][0]["revised_prompt"] == "watercolor painting of a fox"
+        refused = http.post("/v1/images/generations", json=body | {"style": "Watercolour"})
+        assert refused.status_code == 400 and "the closest are 'Watercolor'" in refused.json()["error"]["message"]
 
 
 def test_token_and_cancel_on_the_pool(ray_url, token, cert):

@@ -44,7 +44,8 @@ def test_a_dreamtray_original_hands_over_its_settings():
     request = refine_request(ours(), "snow falling", strength=0.4, seed=9)
     assert request.prompt == "snow falling, a red fox"
     assert (request.negative_prompt, request.model, request.steps, request.guidance) == ("blurry", "tiny", 3, 2.5)
-    assert request.loras == (LoRA(source="me/l.safetensors", scale=0.5),) and request.styles == ("Ink",)
+    assert request.loras == (LoRA(source="me/l.safetensors", scale=0.5),)
+    assert request.styles == (), "the original's styled prompt is carried, not its styles again"
     assert (request.width, request.height, request.strength, request.seed) == (96, 64, 0.4, 9)
     assert Image.open(io.BytesIO(request.init_image)).size == (96, 64)
 
@@ -54,7 +55,7 @@ def test_explicit_settings_and_styles_win():
     request = refine_request(ours(), "at night", strength=0.5, styles=[ink], model="sd-turbo", steps=2)
     assert request.prompt == "pencil sketch of at night, a red fox"
     assert (request.model, request.steps, request.negative_prompt) == ("sd-turbo", 2, "blurry, color")
-    assert request.styles == ("Ink", "Sketch")
+    assert request.styles == ("Sketch",) and request.unstyled.prompt == "at night, a red fox"
 
 
 def test_only_change_drops_the_original_prompt():

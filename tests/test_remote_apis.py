@@ -13,12 +13,14 @@ import json
 import threading
 import time
 
+import a1111_schema
 import pytest
 from fastapi import FastAPI
 from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse
 from fixtures_engine import pixels
 from PIL import Image
+from pydantic import ValidationError
 from remote_helpers import truncating_server, uvicorn_server
 
 from dreamtray.engine.client import EngineError, EngineUnavailable, JobCancelled, JobFailed
@@ -45,6 +47,10 @@ class Scripted:
         status, headers, answer, delay = self.queue.pop(0)
         await asyncio.sleep(delay)
         return JSONResponse(answer, status_code=status, headers=headers)
+
+
+SCHEDULE_TYPES = {"karras": "Karras", "exponential": "Exponential", "beta": "Beta"}
+"""A1111 API schedule labels -> the schedule types the test server's runner applies."""
 
 
 def b64png(png: bytes) -> str:
@@ -91,6 +97,15 @@ def a1111_app(runner, script: Scripted, state: A1111State) -> FastAPI:
         if (error := await script.next_error(http)) is not None:
             return error
         body = script.received[-1][2]
+        schema = a1111_schema.Img2Img if http.url.path.endswith("img2img") else a1111_schema.Txt2Img
+        try:
+            schema.model_validate(body)
+        except ValidationError as exc:
+            return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
+        if body.get("sampler_name") not in (None, *a1111_schema.SAMPLERS):
+            return JSONResponse({"detail": "Sampler not found"}, status_code=404)
+        if body.get("scheduler") not in (None, *a1111_schema.SCHEDULERS):
+            return JSONResponse({"detail": "Scheduler not found"}, status_code=404)
         init = body.get("init_images")
         state.interrupted.clear()
         state.steps, state.jobs, state.step, state.job_no = body["steps"], body["n_iter"], 0, 0
@@ -112,7 +127,10 @@ def a1111_app(runner, script: Scripted, state: A1111State) -> FastAPI:
             width=body["width"],
             height=body["height"],
             count=body["n_iter"],
-            sampler=body.get("sampler_name"),
+            sampler=" ".join(
+                part for part in (body.get("sampler_name"), SCHEDULE_TYPES.get(body.get("scheduler"))) if part
+            )
+            or None,
             init_image=base64.b64decode(init[0]) if init else None,
             strength=body.get("denoising_strength", 0.6),
         )
@@ -433,6 +451,35 @@ def test_a1111_txt2img_shape_progress_and_pixels(a1111, runner):
     assert engine.health()["loaded_model"].startswith("tiny") and engine.models()[0]["name"] == "tiny"
     engine.unload()
     assert script.received[-1][0] == "/sdapi/v1/unload-checkpoint"
+
+
+@pytest.mark.parametrize(
+    ("sampler", "sent"),
+    [
+        ("dpm++ 2m karras", {"sampler_name": "DPM++ 2M", "scheduler": "karras"}),
+        ("EulerAncestralDiscreteScheduler", {"sampler_name": "Euler a", "scheduler": "automatic"}),
+        ("LMS Exponential", {"sampler_name": "LMS", "scheduler": "exponential"}),
+    ],
+)
+def test_a1111_gets_the_shape_a1111_sampler_names_and_keeps_the_checkpoint(a1111_server, sampler, sent):
+    url, script, _ = a1111_server
+    engine = A1111({"url": url, "native_size": 96})
+    job = engine.submit(Request(prompt="a kite", aspect=1.5, sampler=sampler, model="tiny", steps=1, seed=2))
+    result = job.result()
+    body = script.received[-1][2]
+    assert (body["width"], body["height"]) == (120, 80) == Image.open(io.BytesIO(result.images[0])).size
+    assert {key: body[key] for key in sent} == sent, "A1111's own names: it answers 404 to others"
+    assert body["override_settings"] == {"sd_model_checkpoint": "tiny"}
+    assert body["override_settings_restore_afterwards"] is False, "the checkpoint is swapped once, not twice"
+    assert (result.request.width, result.request.height) == (120, 80)
+    assert result.sampler == Request(prompt="x", sampler=sampler).sampler
+    engine.close()
+
+
+def test_a1111_refuses_a_scheduler_class_it_has_no_sampler_for(a1111):
+    engine, _, _ = a1111
+    with pytest.raises(EngineError, match="A1111 has no sampler for the diffusers scheduler 'DEISMultistepScheduler'"):
+        engine.submit(Request(prompt="x", sampler="DEISMultistepScheduler", **SMALL)).result()
 
 
 def test_a1111_img2img(a1111):

@@ -64,14 +64,6 @@ def test_cancel_stops_the_job_and_returns_no_image(runner):
     assert [e["step"] for e in events if e["kind"] == "step"] == [1, 2]
 
 
-def test_long_prompt_is_cut_to_the_text_window_with_a_warning(runner):
-    long_prompt = " ".join(f"word{i}" for i in range(200))
-    result = runner.generate(Request(prompt=long_prompt, seed=1, **SMALL))
-    assert result.warnings and "77 tokens" in result.warnings[0]
-    assert long_prompt.startswith(result.request.prompt) and len(result.request.prompt) < len(long_prompt)
-    assert len(runner.loaded.pipe.tokenizer(result.request.prompt).input_ids) <= 77
-
-
 def test_blank_and_out_of_range_requests_are_clear_errors():
     with pytest.raises(RequestError, match="prompt: the prompt is empty"):
         Request.parse(prompt="   ")
@@ -82,14 +74,33 @@ def test_blank_and_out_of_range_requests_are_clear_errors():
 
 
 def test_unknown_sampler_is_a_clear_error(runner):
-    with pytest.raises(GenerationError, match="Unknown sampler"):
-        runner.generate(Request(prompt="x", sampler="Warp drive", seed=1, **SMALL))
+    with pytest.raises(RequestError, match="unknown sampler 'Warp drive'; the closest are"):
+        Request.parse(prompt="x", sampler="Warp drive")
+    with pytest.raises(GenerationError, match="diffusers has no scheduler class 'WarpDriveScheduler'"):
+        runner.generate(Request(prompt="x", sampler="WarpDriveScheduler", seed=1, **SMALL))
 
 
 def test_sampler_by_a1111_name(runner):
     result = runner.generate(Request(prompt="x", sampler="Euler a", seed=1, **SMALL))
     assert result.sampler == "Euler a"
     runner.generate(Request(prompt="x", sampler="Euler", seed=1, **SMALL))
+
+
+@pytest.mark.parametrize(
+    ("typed", "written", "flags"),
+    [
+        ("dpm++ 2m karras", "DPM++ 2M Karras", {"use_karras_sigmas": True, "algorithm_type": "dpmsolver++"}),
+        ("EulerAncestralDiscreteScheduler", "Euler a", {}),
+        ("DPM++ 2M SDE Exponential", "DPM++ 2M SDE Exponential", {"use_exponential_sigmas": True}),
+        ("LMS Karras", "LMS Karras", {"use_karras_sigmas": True}),
+        ("Heun", "Heun", {"use_karras_sigmas": False}),
+    ],
+)
+def test_samplers_run_as_named_and_are_reported_by_their_a1111_name(runner, typed, written, flags):
+    result = runner.generate(Request(prompt="x", sampler=typed, steps=2, seed=1, **SMALL))
+    assert result.sampler == written == result.request.sampler
+    scheduler = runner.loaded.pipe.scheduler
+    assert {key: scheduler.config[key] for key in flags} == flags
 
 
 def test_out_of_memory_steps_down_and_retries_once(model_cache):

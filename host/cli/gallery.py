@@ -137,6 +137,8 @@ def config_set(ctx: click.Context, key: str, value: str) -> None:
     """Set KEY (for example engine.memory_policy or hotkeys.clipboard) to VALUE, keeping the file's comments."""
     path = config_path()
     try:
+        if key == "style":
+            _check_styles(ctx, value)
         set_value(key, value, path)
     except ConfigValueError as exc:
         click.echo(f"Error: {exc}", err=True)
@@ -144,6 +146,18 @@ def config_set(ctx: click.Context, key: str, value: str) -> None:
     except ConfigFileError as exc:
         raise click.ClickException(f"{exc}; mend or remove the file first") from None
     click.echo(f"{key} = {value} saved in {path}")
+
+
+def _check_styles(ctx: click.Context, names: str) -> None:
+    """A ConfigValueError unless every comma-separated name in `names` is a known style."""
+    from dreamtray.request import Request
+    from dreamtray.styles import StyleError
+
+    app = ctx.ensure_object(Context).app
+    try:
+        app.styles.resolve(Request.model_validate({"prompt": "x", "styles": names}).styles)
+    except StyleError as exc:
+        raise ConfigValueError("style", str(exc)) from None
 
 
 COMMANDS: list[click.Command] = [history, show_image, config_group]

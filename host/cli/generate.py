@@ -90,6 +90,7 @@ def generate(
     from dreamtray.engine.client import EngineError
     from dreamtray.plugins import UnknownAction
     from dreamtray.request import RequestError
+    from dreamtray.styles import StyleError
 
     app = ctx.app
     width, height = parse_size(size)
@@ -110,13 +111,15 @@ def generate(
     }
     fields = {key: value for key, value in given.items() if value is not None}
     if from_image is not None:
-        from dreamtray.engine.presets import SAMPLERS
-        from dreamtray.images.metadata import MetadataError, request_from_image
+        from dreamtray.images.metadata import MetadataError, reproduce_image
 
         try:
-            base = request_from_image(from_image, samplers=SAMPLERS).model_dump(exclude_defaults=True)
-        except MetadataError as exc:
+            found = reproduce_image(from_image)
+        except (MetadataError, RequestError) as exc:
             raise click.ClickException(str(exc)) from None
+        for warning in found.warnings:
+            click.echo(f"warning: {from_image}: {warning}", err=True)
+        base = found.request.model_dump(exclude_defaults=True)
         base.pop("init_image", None)
         fields = base | fields
     elif prompt is None:
@@ -127,7 +130,7 @@ def generate(
         outcome = generation.generate(app, request, chosen, on_event=with_previews(progress_printer(), preview))
     except RequestError as exc:
         raise click.BadParameter(str(exc)) from None
-    except (EngineError, UnknownAction, KeyError) as exc:
+    except (EngineError, UnknownAction, StyleError, KeyError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -127,12 +127,12 @@ def serve_command(
         from dreamtray.engine.server.ray_deployment import PoolOptions, run_ray_serve
 
         pool = PoolOptions(replicas=replicas, gpus=replica_gpus, cpus=replica_cpus)
-        run_ray_serve(settings, token, host, port, pool, ssl=ssl, **limits)
+        run_ray_serve(settings, token, host, port, pool, ssl=ssl, styles=ctx.app.styles, **limits)
         return
     from dreamtray.engine.server.service import serve
 
     try:
-        serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, **limits)
+        serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, styles=ctx.app.styles, **limits)
     except OSError as exc:  # the address is taken or not this machine's, or the certificate cannot be read
         raise click.ClickException(f"Cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

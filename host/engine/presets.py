@@ -111,16 +111,6 @@ PRESETS: dict[str, Preset] = {
 
 AUTO = "auto"
 
-SAMPLERS = {
-    "Euler": "EulerDiscreteScheduler",
-    "Euler a": "EulerAncestralDiscreteScheduler",
-    "DPM++ 2M": "DPMSolverMultistepScheduler",
-    "DDIM": "DDIMScheduler",
-    "LCM": "LCMScheduler",
-    "Heun": "HeunDiscreteScheduler",
-    "UniPC": "UniPCMultistepScheduler",
-}
-"""A1111 sampler names, as people type them, to diffusers scheduler classes."""
 TAESD_BY_PIPELINE = {
     "StableDiffusionPipeline": "madebyollin/taesd",
     "StableDiffusionImg2ImgPipeline": "madebyollin/taesd",
@@ -129,13 +119,6 @@ TAESD_BY_PIPELINE = {
     "FluxPipeline": "madebyollin/taef1",
 }
 """The tiny decoder for models that are no preset, by their pipeline: each family has its own latent space."""
-
-QUALITIES = ("fast", "balanced", "best")
-"""fast: the tiny decoder (TAESD) and the fastest back end the decision table allows (OpenVINO on a CPU);
-balanced: the full VAE with the decision table's plan (bf16 autocast where the CPU has bf16 units);
-best: the full VAE in the weights' own precision, on torch, no autocast: the reference pixels."""
-
-SAMPLER_NAMES = {cls: name for name, cls in SAMPLERS.items()}
 
 
 def get_preset(name: str) -> Preset | None:

@@ -3,24 +3,30 @@
 We write two text chunks:
 - `parameters`: AUTOMATIC1111's format, which A1111, ComfyUI, Civitai and most image tools show:
   the prompt (one or more lines), a `Negative prompt: ...` line when there is one, then one line of
-  `Key: value` pairs: `Steps: 4, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512, Model: sd-turbo`.
-  A value holding `,` `:` or a line break is written as a JSON string in double quotes, as A1111 does.
-- `dreamtray`: the full request as JSON, so `generate --from IMAGE` reproduces the image exactly.
+  `Key: value` pairs: `Steps: 4, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 42,
+  Size: 512x512, Model: sd-turbo, Styles array: ["Ink"]`. The prompt is the styled prompt, whole, as A1111
+  writes it; sampler names are A1111's (1.9+: sampler and schedule type apart). A value holding `,` `:` or a
+  line break is written as a JSON string in double quotes, as A1111 does.
+- `dreamtray`: the full request as JSON, so `generate --from IMAGE` reproduces the image exactly. It keeps the
+  user's own prompt (`unstyled`) apart from the style names, so the styles apply once again, never twice.
 
-We read those, AUTOMATIC1111's `parameters` alone, and ComfyUI's `prompt`/`workflow` JSON chunks.
+We read those, AUTOMATIC1111's `parameters` alone, and ComfyUI's `prompt`/`workflow` JSON chunks. From
+another program's image, `reproduce` maps every setting dreamtray can honour and gives one warning for each
+one it cannot (clip skip, hires fix, a sampler it lacks...).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from dreamtray import samplers
 from dreamtray.images.pngchunks import (
     COMPRESS_ABOVE,
     Chunk,
@@ -88,7 +94,10 @@ class Parameters:
             "Size": size,
             "Model": self.model,
         }
-        return {key: str(value) for key, value in known.items() if value is not None} | self.extra
+        settings = {key: str(value) for key, value in known.items() if value is not None}
+        if "Schedule type" in self.extra:  # A1111 writes it right after the sampler
+            settings = _insert_after(settings, "Sampler", "Schedule type", self.extra["Schedule type"])
+        return settings | self.extra
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,12 @@ class ImageMetadata:
     texts: dict[str, str] = field(default_factory=dict)
     """Every text chunk of the file, by keyword."""
     warnings: tuple[str, ...] = ()
+
+
+def _insert_after(settings: dict[str, str], after: str, key: str, value: str) -> dict[str, str]:
+    items = list(settings.items())
+    at = next((index + 1 for index, (name, _) in enumerate(items) if name == after), len(items))
+    return dict([*items[:at], (key, value), *items[at:]])
 
 
 def _number(value: float) -> str:
@@ -188,12 +203,17 @@ def _parameters_from_settings(prompt: str, negative: str, settings: dict[str, st
 
 def parameters_for(request: Request, *, width: int, height: int, model: str, sampler: str) -> Parameters:
     """The A1111 settings of an image generated from `request` (which should hold the settings really used)."""
-    extra = {"Denoising strength": _number(request.strength)} if request.init_image is not None else {}
+    named = samplers.split(sampler) if sampler else {}
+    extra = {"Schedule type": named["Schedule type"]} if "Schedule type" in named else {}
+    if request.init_image is not None:
+        extra["Denoising strength"] = _number(request.strength)
+    if request.styles:
+        extra["Styles array"] = json.dumps(list(request.styles), ensure_ascii=False)
     return Parameters(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         steps=request.steps,
-        sampler=sampler,
+        sampler=named.get("Sampler"),
         cfg_scale=request.guidance,
         seed=request.seed,
         width=width,
@@ -367,22 +387,54 @@ def _comfyui_parameters(
     return None
 
 
-def request_from_metadata(
-    metadata: ImageMetadata, *, name: str = "the image", samplers: Collection[str] = ()
-) -> Request:
-    """A request that makes the image again: our stored request, else one built from the A1111 settings.
+UNHONOURED: dict[str, tuple[str, ...]] = {
+    "hires fix": ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt",
+                  "Hires negative prompt", "Hires CFG Scale", "Hires schedule type", "Hires checkpoint"),
+    "clip skip": ("Clip skip",),
+    "variation seed": ("Variation seed", "Variation seed strength", "Seed resize from"),
+    "face restoration": ("Face restoration",),
+    "refiner": ("Refiner", "Refiner switch at"),
+    "eta": ("Eta", "Eta DDIM", "ENSD", "Eta noise seed delta"),
+    "LoRAs": ("Lora hashes",),
+    "embeddings": ("TI hashes",),
+    "tiling": ("Tiling",),
+}  # fmt: skip
+"""A1111 settings dreamtray cannot honour, grouped into one warning each."""
 
-    From another program's image, the prompt, negative prompt, steps, CFG scale, seed and size carry over,
-    and the sampler when it is one of `samplers` (those the engine knows). Its model name is that program's
-    own checkpoint, so dreamtray's configured model is used instead.
+
+@dataclass(frozen=True)
+class Reproduction:
+    """The request that makes an image again, and one line for each of its settings that cannot be honoured."""
+
+    request: Request
+    warnings: tuple[str, ...] = ()
+
+
+def reproduce(metadata: ImageMetadata, *, name: str = "the image") -> Reproduction:
+    """The request that makes the image again: our stored request, else one built from the A1111 settings.
+
+    From our own image, the user's prompt and the style names come back apart, so the styles apply once. From
+    another program's image, the prompt (already styled: its `Styles array` only names what it holds), negative
+    prompt, steps, CFG scale, seed, size and sampler carry over; each setting that cannot (its checkpoint, clip
+    skip, hires fix...) gets one warning.
     """
     if metadata.request is not None:
-        return metadata.request
+        return Reproduction(_unstyled(metadata.request))
     parameters = metadata.parameters
     if parameters is None or not parameters.prompt.strip():
         raise NoMetadataError(f"{name}: its metadata holds no prompt to generate from")
+    warnings: list[str] = []
+    sampler = None
+    if parameters.sampler:
+        found, problems = samplers.join(parameters.sampler, parameters.extra.get("Schedule type"))
+        sampler, warnings = (found.label if found else None), problems
+    if parameters.model:
+        warnings.append(
+            f"Model: {parameters.model!r} is that program's checkpoint; dreamtray's configured model is used"
+        )
+    warnings += _unhonoured(parameters.extra)
     try:
-        return Request.parse(
+        request = Request.parse(
             prompt=parameters.prompt,
             negative_prompt=parameters.negative_prompt,
             steps=parameters.steps,
@@ -390,16 +442,56 @@ def request_from_metadata(
             seed=parameters.seed,
             width=parameters.width or metadata.width,
             height=parameters.height or metadata.height,
-            sampler=parameters.sampler if parameters.sampler in samplers else None,
+            sampler=sampler,
         )
     except RequestError as exc:
         raise RequestError(f"{name}: its settings make no valid request: {exc}") from None
+    return Reproduction(request, tuple(warnings))
 
 
-def request_from_image(path: Path | str, *, samplers: Collection[str] = ()) -> Request:
+def _unstyled(request: Request) -> Request:
+    """Our stored request as the user gave it: their own text and the style names (applied again on use)."""
+    if request.unstyled is not None:
+        user = request.unstyled
+        return request.model_copy(
+            update={"prompt": user.prompt, "negative_prompt": user.negative_prompt, "unstyled": None}
+        )
+    return request.model_copy(update={"styles": ()})  # older images: the prompt already holds its styles
+
+
+def _unhonoured(extra: Mapping[str, str]) -> list[str]:
+    hires = any(key in extra for key in UNHONOURED["hires fix"])
+    warnings = []
+    for what, keys in UNHONOURED.items():
+        found = [f"{key}: {extra[key]}" for key in keys if key in extra]
+        if what == "clip skip" and extra.get("Clip skip") == "1":
+            continue
+        if what == "hires fix" and found and "Denoising strength" in extra:
+            found.append(f"Denoising strength: {extra['Denoising strength']}")
+        if found:
+            warnings.append(f"{what} not applied: {', '.join(found)}")
+    if "Denoising strength" in extra and not hires:
+        warnings.append(
+            f"Denoising strength: {extra['Denoising strength']}: the source image of an img2img result is not stored; "
+            "a new image is made from the prompt"
+        )
+    return warnings
+
+
+def request_from_metadata(metadata: ImageMetadata, *, name: str = "the image") -> Request:
+    """The request that makes the image again (see `reproduce`, which also gives the warnings)."""
+    return reproduce(metadata, name=name).request
+
+
+def request_from_image(path: Path | str) -> Request:
     """The request that reproduces the image at `path` (for `dreamtray generate --from IMAGE`).
 
     Raises MetadataError (or a subclass) when the file says nothing usable, RequestError when its settings
     are outside what dreamtray accepts; both messages name the file.
     """
-    return request_from_metadata(read_metadata(path), name=str(path), samplers=samplers)
+    return request_from_metadata(read_metadata(path), name=str(path))
+
+
+def reproduce_image(path: Path | str) -> Reproduction:
+    """`reproduce` for the image at `path`: its request and the warnings for what cannot be honoured."""
+    return reproduce(read_metadata(path), name=str(path))

@@ -22,8 +22,9 @@ from dreamtray.styles import Style, apply_styles
 if TYPE_CHECKING:
     from dreamtray.engine.client import Engine, Job
 
-CARRIED = ("negative_prompt", "model", "steps", "guidance", "sampler", "loras", "styles")
-"""Settings a refined image takes over from its original's dreamtray metadata."""
+CARRIED = ("negative_prompt", "model", "steps", "guidance", "sampler", "loras")
+"""Settings a refined image takes over from its original's dreamtray metadata. Its styles are not among them:
+the original's prompt already holds their text, and a style never applies twice."""
 
 
 def original_prompt_and_settings(original: bytes) -> tuple[str, dict[str, object]]:

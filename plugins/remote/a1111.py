@@ -2,7 +2,13 @@
 
 Settings (`[engine.backends.a1111]`): url (default http://127.0.0.1:7860), user (for a server started with
 --api-auth; the password from password_env, default DREAMTRAY_A1111_PASSWORD, or the keyring), timeout,
-progress_interval (seconds between progress polls), default_steps, default_guidance, verify.
+progress_interval (seconds between progress polls), default_steps, default_guidance, native_size (the
+checkpoint's side in pixels, default 512: a request's aspect is made at that many pixels), verify.
+
+The body is A1111's: width and height from the request's shape, the sampler by A1111's name with the schedule
+type apart (`sampler_name` "DPM++ 2M", `scheduler` "karras", as A1111 1.9+ takes them), and a named model as
+`override_settings` with `override_settings_restore_afterwards: false`, so the checkpoint is loaded once
+and stays (restoring it after every request would swap checkpoints twice per image).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from dreamtray.api import EngineError, Request, Result
+from dreamtray.api import EngineError, Request, Result, SamplerError, a1111_sampler
 
 from .credentials import require_secret
 from .images import png_from_b64
@@ -33,6 +39,7 @@ class A1111:
         self.settings = settings
         self.default_steps = int(settings.get("default_steps", 20))
         self.default_guidance = float(settings.get("default_guidance", 7.0))
+        self.native_size = int(settings.get("native_size", 512))
         self.progress_interval = float(settings.get("progress_interval", 0.5))
         auth = None
         if settings.get("user"):
@@ -49,23 +56,28 @@ class A1111:
 
     def body(self, request: Request) -> dict[str, Any]:
         """The txt2img / img2img body the API expects."""
+        width, height = request.pixel_size(self.native_size)
         body: dict[str, Any] = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
             "seed": request.seed,
             "steps": request.steps or self.default_steps,
             "cfg_scale": self.default_guidance if request.guidance is None else request.guidance,
-            "width": request.width or 512,
-            "height": request.height or 512,
+            "width": width,
+            "height": height,
             "batch_size": 1,
             "n_iter": request.count,
             "send_images": True,
             "save_images": False,
         }
         if request.sampler:
-            body["sampler_name"] = request.sampler
+            try:
+                body.update(a1111_sampler(request.sampler))
+            except SamplerError as exc:
+                raise EngineError(f"{self.api.where()}: {exc}.") from None
         if request.model:
             body["override_settings"] = {"sd_model_checkpoint": request.model}
+            body["override_settings_restore_afterwards"] = False
         if request.init_image is not None:
             body["init_images"] = [base64.b64encode(request.init_image).decode("ascii")]
             body["denoising_strength"] = request.strength
@@ -107,7 +119,7 @@ class A1111:
             images=images,
             seeds=info.get("all_seeds") or [request.seed + i for i in range(len(images))],
             model=info.get("sd_model_name") or request.model or "",
-            sampler=info.get("sampler_name") or request.sampler or "",
+            sampler=_sampler(info) or request.sampler or "",
             warnings=warnings,
             seconds=time.perf_counter() - started,
         )
@@ -158,6 +170,16 @@ class A1111:
 
     def close(self) -> None:
         self.api.close()
+
+
+def _sampler(info: dict[str, Any]) -> str | None:
+    """The sampler A1111 reports, with its schedule type as one name (`DPM++ 2M Karras`)."""
+    name = info.get("sampler_name")
+    extra = info.get("extra_generation_params")
+    schedule = info.get("scheduler") or (extra.get("Schedule type") if isinstance(extra, dict) else None)
+    if not name or not schedule or str(schedule).lower() == "automatic":
+        return name
+    return f"{name} {str(schedule).replace('_', ' ').title()}"
 
 
 def _info(answer: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from dreamtray.engine.job_record import FINISHED, JobRecord
+from dreamtray.engine.server.api_fields import Styles
 from dreamtray.engine.server.jobs import KEEP_FINISHED, QueueFull
 from dreamtray.engine.server.service import MAX_BODY_BYTES, VERSION, create_app
 from dreamtray.engine.settings import WorkerSettings
@@ -196,9 +197,16 @@ class RayJobManager:
 class EngineIngress:
     """The engine's HTTP API in front of the replicas."""
 
-    def __init__(self, replicas: DeploymentHandle, pool_size: int, token: str, limits: dict[str, Any]):
+    def __init__(
+        self,
+        replicas: DeploymentHandle,
+        pool_size: int,
+        token: str,
+        limits: dict[str, Any],
+        styles: Styles | None = None,
+    ):
         self.manager = RayJobManager(replicas, pool_size)
-        self.token, self.limits = token, limits
+        self.token, self.limits, self.styles = token, limits, styles
 
     def __serve_build_asgi_app__(self):
         from dreamtray.engine.server.guard import guarded
@@ -209,6 +217,7 @@ class EngineIngress:
             health=self.manager.health,
             max_body_bytes=self.limits["max_body_bytes"],
             log_prompts=self.limits["log_prompts"],
+            styles=self.styles,
         )
         return guarded(app, self.token, self.limits["rate_per_minute"], self.limits["max_body_bytes"])
 
@@ -221,14 +230,16 @@ def engine_app(
     rate_per_minute: int = 0,
     max_body_bytes: int = MAX_BODY_BYTES,
     log_prompts: bool = False,
+    styles: Styles | None = None,
 ):
-    """The Serve application: the ingress bound to a pool of engine replicas, each with these worker settings."""
+    """The Serve application: the ingress bound to a pool of engine replicas, each with these worker settings;
+    `styles` (the style registry, sent to the ingress by value) applies the styles requests name."""
     replicas = EngineReplica.options(
         num_replicas=pool.replicas,
         ray_actor_options={"num_cpus": pool.cpus, "num_gpus": pool.gpus},
     ).bind(asdict(settings))
     limits = {"rate_per_minute": rate_per_minute, "max_body_bytes": max_body_bytes, "log_prompts": log_prompts}
-    return EngineIngress.bind(replicas, pool.replicas, token, limits)
+    return EngineIngress.bind(replicas, pool.replicas, token, limits, styles)
 
 
 def build_app(args: dict[str, Any]):

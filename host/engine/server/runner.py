@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dreamtray.engine.presets import AUTO, SAMPLER_NAMES, SAMPLERS
-from dreamtray.engine.server.embeddings import negative_prompt_arguments
+from dreamtray import samplers
+from dreamtray.engine.presets import AUTO
+from dreamtray.engine.server import prompts
+from dreamtray.engine.server.embeddings import with_cached_negative
 from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
@@ -25,7 +27,6 @@ from dreamtray.engine.server.taesd import preview_event
 from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import Request, Result
 
-MAX_PIXELS_OVER_NATIVE = 16
 WEIGHT_ALIGNMENT = 64
 """Bytes: where PyTorch's CPU allocator starts every tensor, and so every copy that placement or offload makes."""
 
@@ -118,7 +119,7 @@ class Runner:
             images=[_png(image) for image in images],
             seeds=[request.seed + i for i in range(request.count)],
             model=loaded.source.name,
-            sampler=request.sampler or sampler_name(loaded.default_scheduler),
+            sampler=request.sampler or sampler_name(loaded.default_scheduler),  # the request holds A1111 names
             warnings=warnings,
             seconds=time.perf_counter() - started,
         )
@@ -149,21 +150,12 @@ class Runner:
             raise
 
     def _settle(self, request: Request, loaded: Loaded, warnings: list[str]) -> Request:
-        """Fill in the preset's defaults, snap the size, and cut a prompt longer than the text window."""
+        """Fill in the preset's defaults and snap the size; note what the pipeline cannot honour in the prompt."""
         preset = loaded.source.preset
-        width, height = snap_size(request, loaded.native_size, preset.size_multiple)
-        prompt = request.prompt
-        tokenizer = getattr(loaded.pipe, "tokenizer", None)
-        if tokenizer is not None:
-            prompt, cut = fit_prompt(prompt, tokenizer)
-            if cut:
-                warnings.append(
-                    f"The prompt is longer than the text encoder reads ({tokenizer.model_max_length} tokens); "
-                    f"it was cut to: {prompt!r}"
-                )
+        width, height = request.pixel_size(loaded.native_size, preset.size_multiple)
+        warnings += prompts.warnings_for(loaded.pipe, request.prompt, request.negative_prompt)
         return request.model_copy(
             update={
-                "prompt": prompt,
                 "width": width,
                 "height": height,
                 "steps": request.steps or preset.steps,
@@ -210,7 +202,8 @@ class Runner:
 
         from dreamtray.engine.server import fast
 
-        pipe, tiny = fast.prepare(loaded, self._pipeline_for(request, loaded), request, self.cache_dir, emit, warnings)
+        torch_pipe = self._pipeline_for(request, loaded)
+        pipe, tiny = fast.prepare(loaded, torch_pipe, request, self.cache_dir, emit, warnings)
         steps = request.steps
         kwargs: dict[str, Any] = {}
         if request.init_image is not None:
@@ -246,12 +239,15 @@ class Runner:
         emit({"kind": "start", "total": overall})
         images = []
         autocast = None if request.quality == "best" else loaded.plan.autocast
+        with torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext():
+            # Encoded on torch (compel needs its text encoder); a plain prompt stays text for the pipeline to encode.
+            text = prompts.encode(torch_pipe, request.prompt, request.negative_prompt, guidance=request.guidance)
+            arguments = with_cached_negative(loaded, pipe, text.kwargs, request.guidance, autocast)
         for index in range(request.count):
             # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
             with torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext():
                 output = pipe(
-                    prompt=request.prompt,
-                    **negative_prompt_arguments(loaded, pipe, request, autocast),
+                    **arguments,
                     num_inference_steps=steps,
                     guidance_scale=request.guidance,
                     generator=torch.Generator("cpu").manual_seed(request.seed + index),
@@ -266,48 +262,9 @@ class Runner:
         return images
 
 
-def snap_size(request: Request, native: int, multiple: int) -> tuple[int, int]:
-    """The request's size (or its aspect at the native pixel count), snapped to the model's multiple."""
-    if request.width is None and request.height is None:
-        aspect = request.aspect or 1.0
-        width, height = native * math.sqrt(aspect), native / math.sqrt(aspect)
-    else:
-        width = request.width or request.height * (request.aspect or 1.0)
-        height = request.height or request.width / (request.aspect or 1.0)
-    limit = native * native * MAX_PIXELS_OVER_NATIVE
-    if width * height > limit:
-        shrink = math.sqrt(limit / (width * height))
-        width, height = width * shrink, height * shrink
-
-    def snap(side: float) -> int:
-        return max(multiple, int(round(side / multiple)) * multiple)
-
-    return snap(width), snap(height)
-
-
-def fit_prompt(prompt: str, tokenizer) -> tuple[str, bool]:
-    """The longest run of the prompt's words that fits the text encoder's window, and whether it was cut."""
-    window = tokenizer.model_max_length
-
-    def fits(text: str) -> bool:
-        return len(tokenizer(text, truncation=False).input_ids) <= window
-
-    if fits(prompt):
-        return prompt, False
-    words = prompt.split()
-    low, high = 0, len(words)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if fits(" ".join(words[:middle])):
-            low = middle
-        else:
-            high = middle - 1
-    return " ".join(words[:low]), True
-
-
 def sampler_name(scheduler) -> str:
-    """The A1111 name of a scheduler where it has one, else its diffusers class name."""
-    return SAMPLER_NAMES.get(type(scheduler).__name__, type(scheduler).__name__)
+    """The A1111 name of a scheduler (`DPM++ 2M Karras`) where it has one, else its diffusers class name."""
+    return samplers.from_class(type(scheduler).__name__, dict(scheduler.config)).label
 
 
 def scheduler_for(default, sampler: str | None):
@@ -316,12 +273,14 @@ def scheduler_for(default, sampler: str | None):
 
     if not sampler:
         return type(default).from_config(default.config)
-    class_name = SAMPLERS.get(sampler, sampler)
+    try:
+        class_name, settings = samplers.parse(sampler).scheduler()
+    except samplers.SamplerError as exc:
+        raise GenerationError(f"{exc}.") from None
     cls = getattr(diffusers, class_name, None)
-    if cls is None or not class_name.endswith("Scheduler"):
-        known = ", ".join(SAMPLERS)
-        raise GenerationError(f"Unknown sampler {sampler!r}: use one of {known}, or a diffusers scheduler class name.")
-    return cls.from_config(default.config)
+    if cls is None:
+        raise GenerationError(f"Unknown sampler {sampler!r}: diffusers has no scheduler class {class_name!r}.")
+    return cls.from_config(default.config, **settings)
 
 
 def _place(pipe, plan: Plan) -> None:

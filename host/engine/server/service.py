@@ -12,6 +12,7 @@ and prompts only when asked (`log_prompts`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dreamtray.atomic import write_atomically
 from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
+from dreamtray.engine.server import api_fields
 from dreamtray.engine.server.guard import too_large_message
 from dreamtray.engine.server.jobs import DEFAULT_MAX_QUEUE, JobManager, QueueFull
 from dreamtray.engine.settings import WorkerSettings
@@ -65,6 +67,8 @@ class ImagesGeneration(BaseModel):
     guidance: float | None = None
     negative_prompt: str = ""
     style: str | list[str] | None = None
+    output_format: str = "png"
+    output_compression: int | None = None
 
     def to_request(self) -> Request:
         width = height = None
@@ -123,8 +127,12 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     log_prompts: bool = False,
     health: Callable[[], dict[str, Any]] | None = None,
+    styles: api_fields.Styles | None = None,
 ) -> FastAPI:
     """The HTTP API over `manager`, guarded by `token`.
+
+    `styles` (the serving machine's style registry) applies the styles a request names; without it, only
+    requests a client styled itself are taken (see api_fields).
 
     `manager` is a JobManager or anything with its submit/get/cancel/unload; `health` replaces the
     answer of /health for managers without a local worker (the Ray deployment). Without `on_shutdown`,
@@ -160,7 +168,14 @@ def create_app(
             raise HTTPException(404, f"no job {job_id}")
         return job
 
+    @app.exception_handler(api_fields.FieldError)
+    async def _field(_: HttpRequest, exc: api_fields.FieldError) -> JSONResponse:
+        error = {"message": str(exc), "type": "invalid_request_error"} | ({"code": exc.code} if exc.code else {})
+        return JSONResponse({"error": error}, status_code=exc.status)
+
     def submit(request: Request) -> JobRecord:
+        api_fields.check_model(request.model)
+        request = api_fields.apply_styles(request, styles)
         try:
             job = manager.submit(request)
         except QueueFull as exc:
@@ -226,11 +241,13 @@ def create_app(
 
     @app.post("/v1/images/generations", dependencies=guarded)
     async def images_generations(body: ImagesGeneration) -> Response:
+        api_fields.check_output_format(body.output_format, body.output_compression)
         try:
             request = body.to_request()
         except (ValueError, ValidationError) as exc:
             return error_response(400, str(exc))
-        job = submit(request)
+        names, notes = api_fields.openai_styles(request.styles, styles)
+        job = submit(request.model_copy(update={"styles": names}))
         while True:
             _, finished = await asyncio.to_thread(job.wait, len(job.events), 10.0)
             if finished:
@@ -238,9 +255,10 @@ def create_app(
         if job.status != "done":
             return error_response(500 if job.status == "failed" else 409, job.error or job.status, "engine_error")
         result = Result.model_validate_json(job.result_json)
+        encoded = [api_fields.encode_image(png, body.output_format, body.output_compression) for png in result.images]
         data = [
-            {"b64_json": image, "revised_prompt": result.request.prompt}
-            for image in result.model_dump(mode="json")["images"]
+            {"b64_json": base64.b64encode(image).decode("ascii"), "revised_prompt": result.request.prompt}
+            for image in encoded
         ]
         return JSONResponse(
             {
@@ -248,7 +266,8 @@ def create_app(
                 "data": data,
                 "seeds": result.seeds,
                 "model": result.model,
-                "warnings": result.warnings,
+                "warnings": notes + result.warnings,
+                "output_format": body.output_format.lower(),
             }
         )
 
@@ -291,12 +310,14 @@ def serve(
     log_prompts: bool = False,
     clients_may_stop: bool = True,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    styles: api_fields.Styles | None = None,
 ) -> None:
     """Run the service until shut down (or idle for `exit_after_idle` seconds, when that is set).
 
     `ssl` holds uvicorn's options (ssl_certfile, ssl_keyfile); `rate_per_minute` above 0 limits each token;
     `clients_may_stop` offers /v1/shutdown (the local engine's owner uses it; a shared server does not);
-    `max_queue` jobs may wait behind the running one (a further one is answered 429).
+    `max_queue` jobs may wait behind the running one (a further one is answered 429);
+    `styles` is the style registry whose styles requests may name.
     """
     import uvicorn
 
@@ -316,6 +337,7 @@ def serve(
         on_shutdown=stop if clients_may_stop else None,
         max_body_bytes=max_body_bytes,
         log_prompts=log_prompts,
+        styles=styles,
     )
     config.app = guarded(app, token, rate_per_minute, max_body_bytes)
     bound_port = sock.getsockname()[1]
