@@ -119,3 +119,12 @@ def test_importing_the_back_end_keeps_openvino_telemetry_out():
 
     assert sys.modules["openvino_telemetry"] is None
     assert convert_impl.tm.__name__ == "openvino.tools.ovc.telemetry_stub"
+
+
+def test_weighted_prompts_are_encoded_on_torch_and_run_on_openvino(converted):
+    cache, _ = converted
+    runner = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU)
+    weighted = runner.generate(FAST.model_copy(update={"prompt": "a (red:1.4) fox"}))
+    plain = runner.generate(FAST.model_copy(update={"prompt": "a red fox"}))
+    assert not weighted.warnings and runner.loaded.extras["openvino"] is not None
+    assert pixels(weighted.images[0]) != pixels(plain.images[0])
