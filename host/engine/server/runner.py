@@ -137,7 +137,8 @@ class Runner:
         _place(loaded.pipe, lower)
         loaded.plan = lower
         loaded.img2img = None
-        loaded.extras.pop("fast_pipe", None)
+        for name in ("openvino", "fast_pipe"):  # the stepped-down plan runs on torch: free the OpenVINO modules
+            loaded.extras.pop(name, None)
         try:
             return self._run(request, loaded, emit, cancelled, warnings)
         except Exception as exc:
