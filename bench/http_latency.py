@@ -42,8 +42,8 @@ service.main(sys.argv[2:])
 
 def round_trips(variant: str, requests: int) -> tuple[float, float]:
     from dreamtray.engine.client import ServiceEngine
-    from dreamtray.engine.server.service import load_or_create_token
     from dreamtray.engine.server.worker import WorkerSettings
+    from dreamtray.engine.token import load_or_create_token
 
     with tempfile.TemporaryDirectory(prefix="dreamtray-http-") as scratch:
         root = Path(scratch)

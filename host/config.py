@@ -53,6 +53,10 @@ class ConfigFileError(ValueError):
     """The config file cannot be read or is not valid TOML; the message names the file and line."""
 
 
+class ConfigWriteError(ConfigFileError):
+    """The config file cannot be written (a read-only or full folder, no permission); nothing was changed."""
+
+
 class ConfigValueError(ValueError):
     """A value not allowed for a key; the message names the key and what is allowed."""
 
@@ -116,6 +120,8 @@ class EngineSettings(BaseModel):
 
     idle_unload_seconds: StrictInt = Field(default=300, ge=0)
     """Unload the model after this many idle seconds (gives the memory back)."""
+    stall_seconds: StrictInt = Field(default=120, ge=1, le=3600)
+    """End a job that shows no progress for this long, and restart the engine's worker (3x while it starts)."""
     device: Annotated[str, Field(strict=True), AfterValidator(_device)] = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     memory_policy: Literal["auto", "gpu", "model_offload", "sequential_offload", "cpu"] = "auto"
@@ -365,7 +371,13 @@ def set_value(key: str, text: str, path: Path | None = None) -> Config:
             table[part] = tomlkit.table()
         table = table[part]
     table[parts[-1]] = value
-    write_atomically(path, tomlkit.dumps(document))
+    try:
+        write_atomically(path, tomlkit.dumps(document))
+    except OSError as exc:
+        raise ConfigWriteError(
+            f"{path}: cannot be written ({exc.strerror or exc}); nothing was changed. Check that its folder "
+            f"is writable, or name another file with {CONFIG_ENV}=FILE."
+        ) from None
     return config
 
 

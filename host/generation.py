@@ -57,11 +57,13 @@ def generate(
 ) -> Outcome:
     """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks."""
     request = prepare(app, request, chosen)
-    result, images = _make(app, request, on_event, on_job)
-    outcome = Outcome(result, [])
+    notes: list[str] = []  # the gallery's, when it could not take an image and it was kept elsewhere
+    result, images = _make(app, request, on_event, on_job, notes.append)
+    outcome = Outcome(result, [], notes)
 
     def make_another(another: Request) -> GeneratedImage:
-        extra_result, [extra, *_] = _make(app, another.model_copy(update={"count": 1}), on_event, on_job)
+        another = another.model_copy(update={"count": 1})
+        extra_result, [extra, *_] = _make(app, another, on_event, on_job, outcome.messages.append)
         outcome.extras.append(extra)
         outcome.messages.extend(extra_result.warnings)
         _announce(app, extra)
@@ -78,15 +80,20 @@ def generate(
 
 
 def _make(
-    app: App, request: Request, on_event: Callable[[dict[str, Any]], None], on_job: Callable[[Job], None]
+    app: App,
+    request: Request,
+    on_event: Callable[[dict[str, Any]], None],
+    on_job: Callable[[Job], None],
+    warn: Callable[[str], None],
 ) -> tuple[Result, list[GeneratedImage]]:
-    """The engine makes `request`; every image is saved in the gallery before anything else sees it."""
+    """The engine makes `request`; every image is saved in the gallery before anything else sees it (where the
+    gallery cannot take one, it is kept in a fallback folder and `warn` says where)."""
     job = app.engine.submit(request)
     on_job(job)
     for event in job.events():
         on_event(event)
     result = job.result()
-    paths = app.gallery.save_result(result)
+    paths = app.gallery.save_result(result, warn=warn)
     images = [
         GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
         for path, seed in zip(paths, result.seeds, strict=True)
@@ -97,8 +104,8 @@ def _make(
 def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None:
     try:
         message = action.run(image)
-    except Exception as exc:  # plugin code: report, keep going; the image is already saved
-        log.warning("action %s failed: %s", action.name, exc, exc_info=True)
+    except (Exception, SystemExit) as exc:  # plugin code: report, keep going; the image is already saved
+        log.debug("action %s failed", action.name, exc_info=True)  # the trace for the log, not the user
         outcome.failed_actions.append(action.name)
         outcome.messages.append(f"{action.label} failed ({exc}); the image is saved at {image.path}.")
         return
@@ -108,5 +115,6 @@ def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None
 def _announce(app: App, image: GeneratedImage) -> None:
     from PIL import Image
 
-    with Image.open(image.path) as picture:
-        app.plugins.call("image_generated", image=picture, request=image.request, path=image.path)
+    picture = Image.open(image.path)
+    picture.load()  # the pixels in memory, the file closed: the hooks run on after this returns
+    app.plugins.call_later("image_generated", image=picture, request=image.request, path=image.path)

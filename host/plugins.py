@@ -2,8 +2,9 @@
 
 Plugins load lazily, on first use. `DREAMTRAY_PLUGINS` names the ones to load (comma-separated; empty loads
 none), so tests load exactly what they mean to. `DREAMTRAY_TRACE_HOOKS=1` logs every hook call.
-A plugin that fails to import, or raises in a hook, is recorded with the reason and skipped for that call;
-the host and every other plugin go on.
+A plugin that fails to import, calls sys.exit(), raises in a hook, registers something of the wrong kind or
+returns the wrong kind, is recorded with the reason and skipped for that call; the host and every other plugin
+go on. `image_generated` runs on a thread of its own, so that a slow plugin never holds up the next image.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
 GROUP = "dreamtray"
 ENV_PLUGINS = "DREAMTRAY_PLUGINS"
 ENV_TRACE = "DREAMTRAY_TRACE_HOOKS"
+SLOW_HOOK_SECONDS = 30.0
+"""A hook that `call_later` runs is reported once it has run this long (the host never waits on it)."""
+MAX_LATER = 8
 log = logging.getLogger("dreamtray.plugins")
 
 
@@ -74,6 +80,9 @@ class PluginHost:
         self.records: dict[str, PluginRecord] = {}
         self._loaded = False
         self._actions: dict[str, Action] | None = None
+        self._lock = threading.Lock()
+        self._later: list[threading.Thread] = []
+        self._running_later: set[str] = set()
         if os.environ.get(ENV_TRACE):
             self.pm.add_hookcall_monitoring(self._trace_before, self._trace_after)
 
@@ -91,9 +100,11 @@ class PluginHost:
             try:
                 plugin = entry_point.load()
                 self.pm.register(plugin, name=entry_point.name)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: a plugin never ends the host
                 record.loaded = False
-                self._report(record, f"could not be loaded: {type(exc).__name__}: {exc}", exc)
+                self._report(record, f"could not be loaded: {_describe(exc)}", exc)
                 continue
             record.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
 
@@ -106,13 +117,17 @@ class PluginHost:
 
     def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call `hook` on every plugin in pluggy's order, each on its own; returns the non-None results."""
+        return [outcome for _, outcome in self.call_named(hook, **kwargs)]
+
+    def call_named(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """`call`, with each result paired with the name of the plugin that gave it."""
         self.load()
         caller = getattr(self.pm.hook, hook)
         results = []
         for impl in reversed(caller.get_hookimpls()):
             ok, outcome = self._call_one(hook, impl.plugin_name, kwargs)
             if ok and outcome is not None:
-                results.append(outcome)
+                results.append((impl.plugin_name, outcome))
         return results
 
     def _call_one(self, hook: str, plugin_name: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
@@ -120,25 +135,101 @@ class PluginHost:
         others = [p for name, p in self.pm.list_name_plugin() if name != plugin_name]
         try:
             result = self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
-        except Exception as exc:
-            record = self.records.setdefault(plugin_name, PluginRecord(plugin_name))
-            self._report(record, f"raised in {hook}: {type(exc).__name__}: {exc}", exc)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a plugin never ends the host
+            self.complain(plugin_name, f"raised in {hook}: {_describe(exc)}", exc)
             return False, None
         return True, (result[0] if result else None)
 
+    def call_later(self, hook: str, **kwargs: Any) -> None:
+        """Call `hook` on a thread of its own, so that a slow plugin never holds up the caller (the next image).
+
+        A plugin still running after SLOW_HOOK_SECONDS is reported by name; with MAX_LATER calls still going,
+        further ones are skipped (and reported) rather than pile up. `wait_later` lets a short-lived process
+        give the running ones up to SLOW_HOOK_SECONDS before it exits.
+        """
+        self.load()
+        with self._lock:
+            self._later = [thread for thread in self._later if thread.is_alive()]
+            if len(self._later) >= MAX_LATER:
+                log.warning("%s skipped: %d earlier calls of it are still running", hook, len(self._later))
+                return
+            thread = threading.Thread(
+                target=self._call_timed, args=(hook, kwargs), name=f"dreamtray {hook}", daemon=True
+            )
+            self._later.append(thread)
+        thread.start()
+
+    def wait_later(self, timeout: float = SLOW_HOOK_SECONDS) -> None:
+        """Wait up to `timeout` seconds for the hooks `call_later` started; name the plugins left running."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._later)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            running = sorted(self._running_later)
+        for name in running:
+            log.warning(
+                "plugin %s: its hook did not finish within %.0f s and was stopped with dreamtray", name, timeout
+            )
+
+    def _call_timed(self, hook: str, kwargs: dict[str, Any]) -> None:
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            name = impl.plugin_name
+            slow = f"{hook} ran for over {SLOW_HOOK_SECONDS:.0f} s; later images did not wait for it"
+            timer = threading.Timer(SLOW_HOOK_SECONDS, self.complain, args=(name, slow))
+            timer.daemon = True
+            with self._lock:
+                self._running_later.add(name)
+            timer.start()
+            try:
+                self._call_one(hook, name, kwargs)
+            finally:
+                timer.cancel()
+                with self._lock:
+                    self._running_later.discard(name)
+
+    def complain(self, plugin_name: str, message: str, exc: BaseException | None = None) -> None:
+        """Record a plugin's misbehaviour, for the log and `dreamtray plugins`."""
+        with self._lock:
+            record = self.records.setdefault(plugin_name, PluginRecord(plugin_name))
+            self._report(record, message, exc)
+
     def prepare_request(self, request: Request) -> Request:
         """Run the prepare_request hooks one after another, each on the previous one's result."""
-        from dreamtray.request import Request
+        from pydantic import ValidationError
+
+        from dreamtray.request import Request, describe_validation_error
 
         self.load()
         for impl in reversed(self.pm.hook.prepare_request.get_hookimpls()):
             ok, changed = self._call_one("prepare_request", impl.plugin_name, {"request": request})
-            if ok and isinstance(changed, Request):
-                request = changed
+            if not ok or changed is None:
+                continue
+            if not isinstance(changed, Request):
+                self.complain(
+                    impl.plugin_name,
+                    f"prepare_request returned a {type(changed).__name__}, not a Request; its change was left out",
+                )
+                continue
+            try:  # model_copy(update=...) skips validation: check what the plugin made
+                request = Request.model_validate(changed.model_dump())
+            except ValidationError as exc:
+                self.complain(
+                    impl.plugin_name,
+                    f"prepare_request returned an invalid request ({describe_validation_error(exc)}); "
+                    "its change was left out",
+                )
         return request
 
-    def collect(self, hook: str) -> list[tuple[str, Any]]:
-        """Gather what plugins hand to the `register` callback of a `register_*` hook, as (plugin, item)."""
+    def collect(self, hook: str, check: Callable[[Any], str | None] | None = None) -> list[tuple[str, Any]]:
+        """Gather what plugins hand to the `register` callback of a `register_*` hook, as (plugin, item).
+
+        `check` says what is wrong with an item (None when nothing): such items are left out, and the plugin
+        that gave them is named in the log and in `dreamtray plugins`.
+        """
         self.load()
         gathered: list[tuple[str, Any]] = []
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
@@ -146,15 +237,21 @@ class PluginHost:
             ok, _ = self._call_one(
                 hook, impl.plugin_name, {"register": lambda *item: batch.append(item[0] if len(item) == 1 else item)}
             )
-            if ok:  # a plugin that raised half-way registers nothing
-                gathered.extend((impl.plugin_name, item) for item in batch)
+            if not ok:  # a plugin that raised half-way registers nothing
+                continue
+            for item in batch:
+                problem = check(item) if check else None
+                if problem:
+                    self.complain(impl.plugin_name, f"{hook} gave {_short_repr(item)}: {problem}; left out")
+                else:
+                    gathered.append((impl.plugin_name, item))
         return gathered
 
     def actions(self) -> dict[str, Action]:
         """The registered actions by name (in name order), gathered once and again only after the plugins change."""
         self.load()
         if self._actions is None:
-            registered = sorted(self.collect("register_actions"), key=lambda pair: pair[1].name)
+            registered = sorted(self.collect("register_actions", _not_an_action), key=lambda pair: pair[1].name)
             self._actions = {action.name: action for _, action in registered}
         return self._actions
 
@@ -166,10 +263,11 @@ class PluginHost:
             raise UnknownAction(f"No action called {name!r}. Actions: {known}.")
         return actions[name]
 
-    def _report(self, record: PluginRecord, message: str, exc: BaseException) -> None:
+    def _report(self, record: PluginRecord, message: str, exc: BaseException | None) -> None:
         record.errors.append(message)
         log.warning("plugin %s %s", record.name, message)
-        log.debug("".join(traceback.format_exception(exc)))
+        if exc is not None:
+            log.debug("".join(traceback.format_exception(exc)))
 
     def _trace_before(self, hook_name: str, hook_impls: list, kwargs: dict[str, Any]) -> None:
         names = ", ".join(impl.plugin_name for impl in hook_impls)
@@ -178,6 +276,24 @@ class PluginHost:
     def _trace_after(self, outcome: Any, hook_name: str, hook_impls: list, kwargs: dict[str, Any]) -> None:
         status = "raised" if outcome.exception else "returned"
         print(f"[dreamtray hook] {hook_name} {status}", file=sys.stderr)
+
+
+def _not_an_action(item: Any) -> str | None:
+    from dreamtray.api import Action
+
+    return None if isinstance(item, Action) else "not a dreamtray.api.Action"
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception in a few words; `sys.exit()` said plainly."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}), which dreamtray ignores"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _short_repr(item: Any) -> str:
+    text = repr(item)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _wanted_names() -> set[str] | None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TEST_PLUGINS = Path(__file__).parent / "plugins"
-"""Third-party plugin distributions for the tests: `hello` (works) and `broken` (fails at import and in hooks)."""
+"""Third-party plugin distributions for the tests: `hello` (works), `broken` (fails at import and in hooks) and
+`hostile` (misbehaves without raising: sys.exit at import, wrong registrations and returns, a slow hook)."""
 
 
 def install_test_plugins(site: Path) -> Path:
@@ -27,6 +28,7 @@ def install_test_plugins(site: Path) -> Path:
             str(site),
             str(TEST_PLUGINS / "hello"),
             str(TEST_PLUGINS / "broken"),
+            str(TEST_PLUGINS / "hostile"),
         ],
         check=True,
     )

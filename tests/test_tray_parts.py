@@ -310,7 +310,12 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "- - - -",
             "Quit",
         ]
-        items = {item.text: item for item in menu.items}
+        items = {item.text: item for item in menu}
+        host.download_line = "downloading someone/model: 45% of 2.1 GB, 35.2 MB/s"
+        shown = list(menu)
+        assert [item.text for item in shown[:3]] == [host.download_line, "Cancel download", texts[0]]
+        assert shown[0].enabled is False and shown[1].enabled
+        host.download_line = ""
         assert items["From selection: Copy image to clipboard"].default, "the config's default action"
         assert not items["From selection: Set as wallpaper"].default
         assert items["Last prompt again"].enabled is False, "no prompt yet"
@@ -369,7 +374,7 @@ def test_the_menu_offers_only_the_actions_that_are_installed(xsession, user_dirs
 
     host = TrayHost(App())
     try:
-        texts = [item.text for item in build_menu(host).items]
+        texts = [item.text for item in build_menu(host).items if item.visible]
         assert texts[:4] == [
             "From selection: Copy image to clipboard",
             "Refine last image with selection",

@@ -83,4 +83,8 @@ def build_cli(app: App) -> LazyGroup:
 
 def main() -> None:
     app = App()
-    build_cli(app)(prog_name="dreamtray", obj=Context(app))
+    try:
+        build_cli(app)(prog_name="dreamtray", obj=Context(app))
+    finally:
+        if "plugins" in app.__dict__:  # plugins were loaded: give hooks still running a bounded time
+            app.plugins.wait_later()

@@ -45,15 +45,26 @@ def engine_unload(ctx: Context) -> None:
     if ctx.app.local_engine.running() is None:
         click.echo("The engine is not running.")
         return
-    ctx.app.local_engine.unload()
-    click.echo("Model unloaded; its memory is free.")
+    from dreamtray.engine.client import EngineError
+
+    try:
+        now = ctx.app.local_engine.unload()
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("Model unloaded; its memory is free." if now else "A job is running: the model is unloaded after it.")
 
 
 @engine.command("stop")
 @pass_app
 def engine_stop(ctx: Context) -> None:
-    ctx.app.local_engine.stop()
-    click.echo("The engine is stopped.")
+    """Stop the engine and its worker, a running job included (it is cancelled); says so if it cannot."""
+    from dreamtray.engine.client import EngineError
+
+    try:
+        stopped = ctx.app.local_engine.stop()
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("The engine is stopped." if stopped else "The engine was not running.")
 
 
 COMMANDS: list[click.Command] = [doctor, engine]

@@ -10,7 +10,15 @@ from typing import Any
 import click
 
 from dreamtray.cli.context import Context, pass_app
-from dreamtray.config import ConfigFileError, ConfigValueError, config_path, set_value, show
+from dreamtray.cli.terminal import printable, printable_json
+from dreamtray.config import (
+    ConfigFileError,
+    ConfigValueError,
+    ConfigWriteError,
+    config_path,
+    set_value,
+    show,
+)
 from dreamtray.images.gallery import Gallery
 from dreamtray.images.metadata import ImageMetadata, MetadataError, read_metadata
 
@@ -69,23 +77,23 @@ def history(ctx: Context, limit: int, as_json: bool) -> None:
         for entry in entries:
             row = metadata_as_dict(entry.path, entry.metadata) if entry.metadata else {"file": str(entry.path)}
             rows.append(row | {"modified": entry.modified.isoformat(timespec="seconds"), "error": entry.error})
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(printable_json(json.dumps(rows, indent=2, ensure_ascii=False)))
         return
     if not entries:
-        click.echo(f"No images yet in {gallery.folder}")
+        click.echo(printable(f"No images yet in {gallery.folder}"))
         return
     for entry in entries:
-        click.echo(f"{entry.modified:%Y-%m-%d %H:%M:%S}  {entry.path}")
+        click.echo(printable(f"{entry.modified:%Y-%m-%d %H:%M:%S}  {entry.path}", one_line=True))
         parameters = entry.metadata.parameters if entry.metadata else None
         if parameters is not None:
             prompt = parameters.prompt.replace("\n", " ")
-            click.echo(f"    {prompt[:100]}{'...' if len(prompt) > 100 else ''}")
+            click.echo(printable(f"    {prompt[:100]}{'...' if len(prompt) > 100 else ''}", one_line=True))
             settings = parameters.settings()
             click.echo(
                 "    " + ", ".join(f"{key}: {settings[key]}" for key in ("Seed", "Size", "Model") if key in settings)
             )
         else:
-            click.echo(f"    {entry.error}")
+            click.echo(printable(f"    {entry.error}", one_line=True))
 
 
 @click.command("show")
@@ -101,11 +109,11 @@ def show_image(image: Path, as_json: bool) -> None:
     except MetadataError as exc:
         raise click.ClickException(str(exc)) from None
     for warning in metadata.warnings:
-        click.echo(f"warning: {image}: {warning}", err=True)
+        click.echo(printable(f"warning: {image}: {warning}"), err=True)
     if as_json:
-        click.echo(json.dumps(metadata_as_dict(image, metadata), indent=2, ensure_ascii=False))
+        click.echo(printable_json(json.dumps(metadata_as_dict(image, metadata), indent=2, ensure_ascii=False)))
     else:
-        click.echo(describe(image, metadata))
+        click.echo(printable(describe(image, metadata)))
 
 
 @click.group("config")
@@ -143,6 +151,8 @@ def config_set(ctx: click.Context, key: str, value: str) -> None:
     except ConfigValueError as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(2)
+    except ConfigWriteError as exc:
+        raise click.ClickException(str(exc)) from None
     except ConfigFileError as exc:
         raise click.ClickException(f"{exc}; mend or remove the file first") from None
     click.echo(f"{key} = {value} saved in {path}")

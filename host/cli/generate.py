@@ -8,7 +8,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -88,11 +88,14 @@ def generate(
     from dreamtray import generation, route
     from dreamtray.cli.progress import progress_printer
     from dreamtray.engine.client import EngineError
+    from dreamtray.images.gallery import GalleryError
     from dreamtray.plugins import UnknownAction
     from dreamtray.request import RequestError
     from dreamtray.styles import StyleError
 
     app = ctx.app
+    for problem in app.loaded_config.problems:  # the rest of the config still applies
+        click.echo(f"warning: {problem}", err=True)
     width, height = parse_size(size)
     given = {
         "prompt": prompt,
@@ -124,18 +127,31 @@ def generate(
         fields = base | fields
     elif prompt is None:
         raise click.UsageError("Give a PROMPT, or --from IMAGE to reproduce an image.")
+    jobs: list = []
     try:
         request = route.request_for(app, **fields)
         chosen = app.plugins.action(action) if action else None
-        outcome = generation.generate(app, request, chosen, on_event=with_previews(progress_printer(), preview))
+        outcome = generation.generate(
+            app, request, chosen, on_event=with_previews(progress_printer(), preview), on_job=jobs.append
+        )
+    except KeyboardInterrupt:
+        cancel_on_interrupt(jobs)
     except RequestError as exc:
         raise click.BadParameter(str(exc)) from None
     except (EngineError, UnknownAction, StyleError, KeyError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from None
+    except GalleryError as exc:
+        raise click.ClickException(f"The image could not be saved: {exc}") from None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for path in outcome.paths:
-            shutil.copy2(path, out / path.name)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for path in outcome.paths:
+                shutil.copy2(path, out / path.name)
+        except OSError as exc:
+            where = ", ".join(str(path) for path in outcome.paths)
+            raise click.ClickException(
+                f"Could not copy the images into {out} ({exc.strerror or exc}); they are saved at {where}."
+            ) from None
     for message in outcome.messages:
         click.echo(message, err=True)
     if as_json:
@@ -176,3 +192,16 @@ def with_previews(on_event: Callable[[dict[str, Any]], None], path: Path | None)
 
 
 COMMANDS: list[click.Command] = [generate]
+
+
+def cancel_on_interrupt(jobs: list) -> NoReturn:
+    """Ctrl+C: cancel the engine's job too (a download keeps what it fetched), then exit 130 as shells expect."""
+    from dreamtray.engine.client import EngineError
+
+    for job in jobs:
+        try:
+            job.cancel()
+        except EngineError:
+            pass  # the engine is gone or the job over: nothing left to stop
+    click.echo("\nCancelled.", err=True)
+    sys.exit(130)

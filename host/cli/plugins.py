@@ -9,6 +9,7 @@ import sys
 import click
 
 from dreamtray.cli.context import Context, pass_app
+from dreamtray.cli.terminal import printable, printable_json
 
 
 @click.command()
@@ -16,21 +17,28 @@ from dreamtray.cli.context import Context, pass_app
 @pass_app
 def plugins(ctx: Context, as_json: bool) -> None:
     """List the installed plugins with their version, hooks and status."""
+    from dreamtray.engine.backends import engine_factories
+    from dreamtray.request import Request
+
     host = ctx.app.plugins
     host.load()
-    # Run the registration hooks (commands are otherwise added lazily), so a plugin that raises there shows it.
+    # Run the registration hooks (commands are otherwise added lazily) and prepare_request on a sample, so that
+    # a plugin that raises there, or registers or returns the wrong kind of thing, shows it.
     host.actions()
+    engine_factories(host)
+    host.prepare_request(Request(prompt="a sample prompt"))
     root = click.get_current_context().find_root()
     root.command.list_commands(root)
     records = [record.as_dict() for record in host.records.values()]
     if as_json:
-        click.echo(json.dumps(records, indent=2))
+        click.echo(printable_json(json.dumps(records, indent=2, ensure_ascii=False)))
         return
     for record in records:
         version = f" {record['version']}" if record["version"] else ""
-        click.echo(f"{record['name']}{version}  [{record['status']}]  hooks: {', '.join(record['hooks']) or '-'}")
+        line = f"{record['name']}{version}  [{record['status']}]  hooks: {', '.join(record['hooks']) or '-'}"
+        click.echo(printable(line, one_line=True))
         for error in record["errors"]:
-            click.echo(f"    {error}")
+            click.echo(printable(f"    {error}", one_line=True))
 
 
 def _pip(*args: str) -> None:

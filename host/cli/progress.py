@@ -12,6 +12,8 @@ import click
 def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
     """Progress bars on stderr, driven by the engine's events: bytes while downloading, then steps.
 
+    A download says its size and destination first, shows bytes and speed (bytes fetched in an earlier,
+    interrupted try count as done from the start, not as speed), and ends with a line of its own.
     `label` names the bar of steps (for commands that make several images one job at a time).
     """
     from tqdm import tqdm
@@ -21,15 +23,18 @@ def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
     def advance(name: str, done: int, total: int, **style: Any) -> None:
         bar = bars.get(name)
         if bar is None:
-            bar = bars[name] = tqdm(total=total, file=sys.stderr, leave=False, **style)
+            bar = bars[name] = tqdm(total=total, initial=done, file=sys.stderr, leave=False, **style)
         bar.update(done - bar.n)
 
     def on_event(event: dict[str, Any]) -> None:
         kind = event.get("kind")
+        if kind == "download" and event.get("stage") == "done" and "download" in bars:
+            bars.pop("download").close()
         if event.get("message") and kind in ("loading", "download", "warning"):
             click.echo(event["message"], err=True)
-        if kind == "download" and "done" in event:
-            advance("download", event["done"], event["total"], unit="B", unit_scale=True, desc="download")
+        if kind == "download" and event.get("stage") in ("start", "progress"):
+            style = {"unit": "B", "unit_scale": True, "unit_divisor": 1000, "desc": "download"}
+            advance("download", event["done"], event["total"], **style)
         elif kind == "step":
             advance("steps", event["step"], event["total"], unit="step", mininterval=0, desc=label or None)
         elif kind in ("done", "failed", "cancelled"):

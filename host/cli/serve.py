@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -10,24 +9,15 @@ from pathlib import Path
 import click
 
 from dreamtray.cli.context import Context, pass_app
+from dreamtray.engine.token import is_loopback
 
 DEFAULT_PORT = 8765
 
 
-def is_loopback(host: str) -> bool:
-    """Whether only this machine can reach `host` (an address or `localhost`)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
 def read_token(host: str, token_file: Path | None) -> tuple[str, Path]:
-    """The token clients must send, and its file; off loopback a token file must be named."""
+    """The token clients must send, and its file; off loopback a token file must be named, with a strong token."""
     from dreamtray import paths
-    from dreamtray.engine.token import load_or_create_token
+    from dreamtray.engine.token import WeakToken, check_strength, load_or_create_token
 
     if token_file is None:
         if not is_loopback(host):
@@ -37,7 +27,16 @@ def read_token(host: str, token_file: Path | None) -> tuple[str, Path]:
                 "give the same token to the clients."
             )
         token_file = paths.data_dir() / "serve-token"
-    return load_or_create_token(token_file), token_file
+    try:
+        token = load_or_create_token(token_file, warn=lambda message: click.echo(f"Warning: {message}", err=True))
+    except OSError as exc:
+        raise click.ClickException(f"Cannot use the token file {token_file}: {exc.strerror or exc}") from None
+    if not is_loopback(host):
+        try:
+            check_strength(token, token_file)
+        except WeakToken as exc:
+            raise click.UsageError(str(exc)) from None
+    return token, token_file
 
 
 def tls_options(cert: Path | None, key: Path | None) -> dict[str, str] | None:
@@ -119,7 +118,7 @@ def serve_command(
             "Warning: no TLS, so the token and prompts cross the network readable; give --tls-cert and --tls-key.",
             err=True,
         )
-    click.echo(f"Serving the dreamtray engine on {scheme}://{host}:{port} (token in {token_path}).", err=True)
+    click.echo(f"Starting the dreamtray engine on {scheme}://{host}:{port} (token in {token_path}).", err=True)
     limits = {"rate_per_minute": rate_limit, "max_body_bytes": max_body_mb * 2**20, "log_prompts": log_prompts}
     settings = ctx.app.local_engine.settings  # the config's engine settings, as this machine's tray uses them
     settings = replace(settings, default_model=model or settings.default_model)
@@ -129,11 +128,13 @@ def serve_command(
         pool = PoolOptions(replicas=replicas, gpus=replica_gpus, cpus=replica_cpus)
         run_ray_serve(settings, token, host, port, pool, ssl=ssl, styles=ctx.app.styles, **limits)
         return
-    from dreamtray.engine.server.service import serve
+    from dreamtray.engine.server.service import ServeError, serve
 
     try:
         serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, styles=ctx.app.styles, **limits)
-    except OSError as exc:  # the address is taken or not this machine's, or the certificate cannot be read
+    except ServeError as exc:  # a TLS file that does not load: the message names it
+        raise click.ClickException(f"Cannot serve on {host}:{port}: {exc}") from None
+    except OSError as exc:  # the address is taken or not this machine's
         raise click.ClickException(f"Cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from dreamtray.cli.context import Context, StyleServices
+from dreamtray.cli.terminal import printable, printable_json
 from dreamtray.styles import Style, StyleError, StyleRegistry
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def registry(ctx: click.Context) -> StyleRegistry:
     """The style registry, with its loading problems (broken files, replaced names) shown as warnings."""
     loaded = services(ctx).registry()
     for problem in loaded.problems:
-        click.echo(f"warning: {problem}", err=True)
+        click.echo(printable(f"warning: {problem}"), err=True)
     return loaded
 
 
@@ -44,7 +45,7 @@ def styles(ctx: click.Context, as_json: bool) -> None:
     name_width = max(len(style.name) for style in found)
     pack_width = max(len(style.pack) for style in found)
     for style in found:
-        click.echo(f"{style.name:<{name_width}}  {style.pack:<{pack_width}}  {style.source}")
+        click.echo(printable(f"{style.name:<{name_width}}  {style.pack:<{pack_width}}  {style.source}", one_line=True))
 
 
 @styles.command("show")
@@ -58,9 +59,9 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
     except StyleError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(style.model_dump_json(indent=2))
+        click.echo(printable_json(style.model_dump_json(indent=2)))
         return
-    click.echo(describe(style))
+    click.echo(printable(describe(style)))
 
 
 def describe(style: Style) -> str:

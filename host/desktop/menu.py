@@ -35,6 +35,7 @@ class MenuHost(Protocol):
     paused: bool
     last_prompt: str | None
     queue: JobQueue[Task]
+    download_line: str
 
     def in_background(self, work: Callable[[], Any], what: str) -> None: ...
     def from_selection(self, action: str, origin: str = "hotkey", wait: bool = False) -> dict[str, Any]: ...
@@ -44,6 +45,7 @@ class MenuHost(Protocol):
     def set_paused(self, paused: bool) -> None: ...
     def unload(self) -> dict[str, Any]: ...
     def refresh_menu(self) -> None: ...
+    def cancel_download(self) -> dict[str, Any]: ...
     def quit(self) -> None: ...
 
 
@@ -64,7 +66,13 @@ def build_menu(host: MenuHost) -> Any:
         )
         for label, name in route.menu_entries(host.app)
     ]
+
+    def downloading(item: Any) -> bool:
+        return bool(host.download_line)
+
     return Menu(
+        MenuItem(lambda item: host.download_line, None, enabled=False, visible=downloading),
+        MenuItem("Cancel download", act(host.cancel_download, "cancelling the download"), visible=downloading),
         *from_selection,
         MenuItem("Type a prompt…", act(lambda: host.open_prompt_box(), "opening the prompt box")),
         MenuItem(
@@ -287,10 +295,11 @@ def plugin_items(host: MenuHost) -> list[Any]:
     from dreamtray.api import MenuItem as PluginItem
 
     items = []
-    for batch in host.app.plugins.call("tray_menu_items", host=host):
+    plugins = host.app.plugins
+    for plugin, batch in plugins.call_named("tray_menu_items", host=host):
         for entry in batch if isinstance(batch, list | tuple) else [batch]:
             if not isinstance(entry, PluginItem):
-                log.warning("a plugin's tray_menu_items gave %r, not a dreamtray.api.MenuItem; left out", entry)
+                plugins.complain(plugin, f"tray_menu_items gave {entry!r:.80}: not a dreamtray.api.MenuItem; left out")
                 continue
             items.append(MenuItem(entry.label, _plugin_action(host, entry)))
     return items

@@ -21,21 +21,39 @@ Urgency = Literal["low", "normal", "critical"]
 
 _lock = threading.Lock()
 _notifier = None
+_problem: str | None = None
 
 
 def notify(title: str, body: str = "", image_path: Path | str | None = None, urgency: Urgency = "normal") -> bool:
-    """Show a notification; True when one was handed to the desktop. Never raises."""
+    """Show a notification; True when one was handed to the desktop. Never raises.
+
+    When none can be shown, the first time says so in the log (and `problem()` tells why, for the tray to
+    show); later failures only log the message itself.
+    """
+    global _problem
     image = Path(image_path) if image_path else None
     if image is not None and not image.is_file():
         image = None
+    reasons = []
     for send in (_send_with_desktop_notifier, _send_with_notify_send):
         try:
             if send(title, body, image, urgency):
+                _problem = None
                 return True
-        except Exception:
-            log.warning("could not show a notification with %s", send.__name__, exc_info=True)
-    log.warning("no notification shown: %s: %s", title, body)
+            reasons.append(f"{send.__name__.removeprefix('_send_with_')}: not delivered")
+        except Exception as exc:
+            log.debug("could not show a notification with %s", send.__name__, exc_info=True)
+            reasons.append(f"{send.__name__.removeprefix('_send_with_')}: {type(exc).__name__}: {exc}")
+    if _problem is None:
+        _problem = "Notifications cannot be shown here (" + "; ".join(reasons) + ")."
+        log.warning("%s Messages go to this log instead.", _problem)
+    log.warning("%s: %s", title, body)
     return False
+
+
+def problem() -> str | None:
+    """Why the last notification could not be shown; None when it was (or none was tried yet)."""
+    return _problem
 
 
 def _send_with_desktop_notifier(title: str, body: str, image: Path | None, urgency: Urgency) -> bool:
@@ -59,6 +77,8 @@ def _get_notifier():
     if _notifier is None:
         from desktop_notifier import DesktopNotifierSync
 
+        # It logs every failed send with a traceback; `notify` says once, in words, that none can be shown.
+        logging.getLogger("desktop_notifier").setLevel(logging.ERROR)
         _notifier = DesktopNotifierSync(app_name=APP_NAME)
     return _notifier
 

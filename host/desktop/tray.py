@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,10 @@ from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_f
 from dreamtray.desktop.job_queue import Entry, JobQueue, NoSuchJob, State
 from dreamtray.desktop.menu import describe_job
 from dreamtray.desktop.notify import notify
+from dreamtray.desktop.notify import problem as notify_problem
 from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
 from dreamtray.desktop.prompt_history import load_history, remember
+from dreamtray.engine.downloads import percent, progress_line
 from dreamtray.route import Report, Task
 
 if TYPE_CHECKING:
@@ -96,6 +99,9 @@ class TrayHost:
         self.preview: bytes | None = None
         """The image as it forms (PNG), from the engine's latest preview event; shown on the busy icon."""
         self.previews = 0
+        self.download_line = ""
+        """What a running model download says ('downloading sd-turbo: 45% of 2.1 GB, 35.2 MB/s'), else ''."""
+        self._menu_refreshed = 0.0
         self.paused = False
         self.icon: Any = None
         self.hotkeys: HotkeyListener | None = None
@@ -105,6 +111,8 @@ class TrayHost:
         self._told_full = False
         self._menu_shows: object = None
         self._closing = threading.Event()
+        self.problems: list[str] = []
+        """Desktop pieces found missing (a tray host...), each said once; `status` lists them."""
 
     @property
     def last_prompt(self) -> str | None:
@@ -293,6 +301,8 @@ class TrayHost:
         report = route.run_task(self.app, task, on_event=on_event, on_job=on_job)
         task.mark("ended")
         log.info("%s job (%s) %s: %s", task.action, task.origin, "done" if report.ok else "failed", task.timings())
+        if self.download_line:
+            self._set_download_line("")
         task.report = report
         if report.ok:
             self._show("idle", None, f"last image: {report.image.name}" if report.image else "")
@@ -311,8 +321,40 @@ class TrayHost:
             percent = round(100 * event["step"] / event["total"])
             if percent != self.percent:
                 self._show("busy", percent, f"{percent}%")
-        elif kind in ("loading", "download") and event.get("message"):
+        elif kind == "download":
+            self._on_download(event)
+        elif kind == "loading" and event.get("message"):
             self._show("busy", self.percent, str(event["message"]))
+
+    def _on_download(self, event: dict[str, Any]) -> None:
+        """A model download: a notification at its start and end, its progress in the tooltip and the menu."""
+        stage = event.get("stage")
+        if stage == "start":
+            notify("Downloading a model", f"{event.get('message', '')}\nThe tray menu can cancel it.")
+        if stage == "done":
+            notify("Model downloaded", str(event.get("message", "")), urgency="low")
+            self._set_download_line("")
+            self._show("busy", None, "loading the model")
+            return
+        line = progress_line(event)
+        if line != self.download_line:
+            self._set_download_line(line, force=stage == "start")
+            self._show("busy", percent(event), line)
+
+    def _set_download_line(self, line: str, force: bool = True) -> None:
+        """Show `line` in the menu (refreshed at most once a second, but always when it appears or goes)."""
+        appears_or_goes = bool(line) != bool(self.download_line)
+        self.download_line = line
+        if force or appears_or_goes or time.monotonic() - self._menu_refreshed >= 1.0:
+            self._menu_refreshed = time.monotonic()
+            self.refresh_menu()
+
+    def cancel_download(self) -> dict[str, Any]:
+        """Cancel the image whose model is downloading; the bytes fetched so far stay for the next try."""
+        running = [job.number for job in self.queue.entries() if job.state is State.RUNNING]
+        if not (running and self.download_line):
+            return {"ok": False, "message": "No model is downloading."}
+        return self.cancel(running[0])
 
     # -- the icon ---------------------------------------------------------------------------------------
 
@@ -322,7 +364,19 @@ class TrayHost:
         percent = f" {self.percent}%" if self.state == "busy" and self.percent is not None else ""
         detail = f" ({self.detail})" if self.detail and self.detail != f"{self.percent}%" else ""
         paused = ", hotkeys paused" if self.paused else ""
-        return f"{NAME}: {words}{percent}{detail}{paused}"
+        silent = ", notifications unavailable (see the log)" if notify_problem() else ""
+        return f"{NAME}: {words}{percent}{detail}{paused}{silent}"
+
+    def check_tray_host(self) -> None:
+        """Say once, in the log and as a notification, when the icon has nowhere to show."""
+        from dreamtray.desktop.tray_presence import NO_TRAY_ADVICE, tray_host_problem
+
+        problem = tray_host_problem(os.environ.get("PYSTRAY_BACKEND"))
+        if problem is None:
+            return
+        self.problems.append(problem)
+        log.warning("%s %s", problem, NO_TRAY_ADVICE)
+        notify("The dreamtray icon has nowhere to show", f"{problem} {NO_TRAY_ADVICE}")
 
     def _show(self, state: str, percent: int | None, detail: str) -> None:
         self.state, self.percent, self.detail = state, percent, detail
@@ -505,6 +559,7 @@ class TrayHost:
             "heavy_modules": sorted(name for name in HEAVY_MODULES if name in sys.modules),
             "last_prompt": self.last_prompt,
             "previews": self.previews,
+            "problems": [*self.problems, *filter(None, [notify_problem()])],
         }
 
 
@@ -551,6 +606,7 @@ def run_tray(app: App) -> None:
 
         from dreamtray.desktop.menu import build_menu
 
+        _without_pystray_notifier()
         _name_the_program()
         host.icon = pystray.Icon(NAME, tray_image("idle"), NAME)
         control.start()
@@ -560,6 +616,7 @@ def run_tray(app: App) -> None:
             icon.visible = True  # first: the icon docks before the plugins and styles that the menu needs load
             icon.menu = build_menu(host)
             host._set_tooltip(host.tooltip)
+            host.check_tray_host()
             _catch_signals_in_gtk(host)
             host.guarded(host.start_hotkeys, "starting the hotkeys")()
             host.start_engine()
@@ -573,6 +630,26 @@ def run_tray(app: App) -> None:
         control.stop()
         host.close()
         lock.release()
+
+
+class _NoNotifier:
+    """Stands in for pystray's own D-Bus notifier, which dreamtray does not use."""
+
+    def notify(self, title: str, message: str, icon: str) -> None:
+        """dreamtray shows notifications itself (desktop.notify), where a missing service is told once."""
+
+    def hide(self) -> None:
+        """Nothing shown, nothing to hide."""
+
+
+def _without_pystray_notifier() -> None:
+    """pystray's GTK and AppIndicator icons open a D-Bus notifier as they start, and raise (ending the tray)
+    when the session's notification service cannot start or the bus cannot be reached. dreamtray never uses
+    that notifier, so the icon gets one that needs no service."""
+    if os.environ.get("PYSTRAY_BACKEND") in ("gtk", "appindicator"):
+        from pystray._util import notify_dbus
+
+        notify_dbus.Notifier = _NoNotifier
 
 
 def _name_the_program() -> None:

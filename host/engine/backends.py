@@ -28,12 +28,19 @@ Warn = Callable[[str], None]
 class Registrations(Protocol):
     """Where back ends come from: the plugin host's `collect("register_engines")`, as (plugin, item) pairs."""
 
-    def collect(self, hook: str) -> list[tuple[str, Any]]: ...
+    def collect(self, hook: str, check: Callable[[Any], str | None] | None = None) -> list[tuple[str, Any]]: ...
 
 
 def engine_factories(plugin_host: Registrations) -> dict[str, EngineFactory]:
-    """The back ends that plugins register, by name."""
-    return {name: factory for _plugin, (name, factory) in plugin_host.collect("register_engines")}
+    """The back ends that plugins register, by name (a registration of the wrong shape is reported, left out)."""
+    registered = plugin_host.collect("register_engines", _not_an_engine)
+    return {name: factory for _plugin, (name, factory) in registered}
+
+
+def _not_an_engine(item: Any) -> str | None:
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and callable(item[1]):
+        return None
+    return "not a name and an engine factory: call register(name, factory)"
 
 
 def engine_names(plugin_host: Registrations) -> list[str]:

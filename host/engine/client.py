@@ -7,7 +7,6 @@ service over HTTP (local or remote); `LocalEngine` also starts this machine's se
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,11 +16,23 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
+import psutil
 
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request, Result
 
 START_TIMEOUT = 30.0
+HEALTH_TIMEOUT = 5.0
+"""A service that does not answer /health within this is not taken as running (it may be stopped or hung)."""
+STOP_GRACE = 20.0
+"""Seconds a service asked to shut down gets (it cancels its job, the worker has 10 s to stop) before SIGTERM."""
+SIGNAL_GRACE = 5.0
+SILENCE_FACTOR = 4
+"""The local service ends a silent job after its stall time (three of them while the job starts): the client
+waits a little longer than that before it gives up on the service itself."""
+SERVICE_MODULE = "dreamtray.engine.server.service"
+SILENCE_LIMIT = 600.0
+"""Seconds a running job may go without an event before the client gives up on the engine."""
 T = TypeVar("T")
 
 
@@ -82,12 +93,24 @@ class ServiceJob:
         self._final: dict[str, Any] | None = None
 
     def events(self) -> Iterator[dict[str, Any]]:
+        """The job's events. Keep-alive comments prove the connection, not progress: a running job that
+        sends no event for the engine's `silence_limit` ends here with EngineUnavailable (`: queued`
+        comments, sent while the job waits its turn, count as progress)."""
+        heard = time.monotonic()
         try:
             with self.engine.http.stream(
                 "GET", f"/v1/jobs/{self.id}/events", timeout=httpx.Timeout(10, read=60)
             ) as response:
                 self.engine.check(response)
                 for line in response.iter_lines():
+                    if line.startswith("data: ") or line == ": queued":
+                        heard = time.monotonic()
+                    elif time.monotonic() - heard > self.engine.silence_limit:
+                        raise EngineUnavailable(
+                            f"The engine at {self.engine.url} sent no progress on job {self.id} for "
+                            f"{self.engine.silence_limit:.0f} s; it may be stuck. `dreamtray engine stop` "
+                            "stops a local one."
+                        )
                     if line.startswith("data: "):
                         event = json.loads(line[6:])
                         if event.get("kind") in ("done", "failed", "cancelled"):
@@ -118,8 +141,15 @@ class ServiceEngine:
 
     name = "dreamtray"
 
-    def __init__(self, url: str, token: str, verify: str | bool = True, timeout: float = 30.0):
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        verify: str | bool = True,
+        timeout: float = 30.0,
+        silence_limit: float = SILENCE_LIMIT,
+    ):
+        self.url, self.silence_limit = url, silence_limit
         self.http = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=timeout
         )
@@ -159,8 +189,9 @@ class ServiceEngine:
     def models(self) -> list[dict[str, Any]]:
         return self.call("GET", "/v1/models")["data"]
 
-    def unload(self) -> None:
-        self.call("POST", "/v1/unload", timeout=120)
+    def unload(self) -> bool:
+        """Free the model's memory: True when done now, False when it happens after the running job."""
+        return self.call("POST", "/v1/unload")["status"] == "unloaded"
 
     def shutdown(self) -> None:
         self.call("POST", "/v1/shutdown")
@@ -208,7 +239,7 @@ class LocalEngine:
 
     def _alive(self, client: ServiceEngine) -> bool:
         try:
-            client.health()
+            client.call("GET", "/health", timeout=HEALTH_TIMEOUT)
             return True
         except EngineError:
             return False
@@ -219,7 +250,7 @@ class LocalEngine:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return None
-        client = ServiceEngine(state["url"], self._token())
+        client = ServiceEngine(state["url"], self._token(), silence_limit=self.settings.stall_seconds * SILENCE_FACTOR)
         if self._alive(client):
             return client
         client.close()
@@ -230,7 +261,7 @@ class LocalEngine:
         command = [
             sys.executable,
             "-m",
-            "dreamtray.engine.server.service",
+            SERVICE_MODULE,
             "--settings",
             json.dumps(asdict(self.settings)),
             "--token-file",
@@ -268,8 +299,8 @@ class LocalEngine:
     def models(self) -> list[dict[str, Any]]:
         return self._retrying(lambda client: client.models())
 
-    def unload(self) -> None:
-        self._retrying(lambda client: client.unload())
+    def unload(self) -> bool:
+        return self._retrying(lambda client: client.unload())
 
     def _retrying(self, call: Callable[[ServiceEngine], T]) -> T:
         """`call` on the service; when it went away since we last spoke, find or start it again, once."""
@@ -279,18 +310,53 @@ class LocalEngine:
             self._client = None
             return call(self.client())
 
-    def stop(self) -> None:
-        """Stop the service (and its worker) if it is running."""
+    def stop(self) -> bool:
+        """Stop the service and its worker: ask it, then SIGTERM, then SIGKILL, waiting after each step.
+
+        Returns False when no engine was running. Raises EngineError, naming the processes, when they are
+        still there after all that (another user's, say): nothing is reported stopped that is not.
+        """
+        processes = self._processes()
         client = self.running()
-        if client is None:
-            return
-        pid = client.health()["pid"]
-        client.shutdown()
-        client.close()
-        if self.started is not None and self.started.pid == pid:
-            self.started.wait(timeout=15)  # our own child: reap it
-        else:
-            _wait_gone(pid)
+        asked = False
+        if client is not None:
+            try:
+                client.shutdown()
+                asked = True
+            except EngineError:
+                pass  # it is going anyway, or stuck: the signals below see to it
+            client.close()
+        self.close()
+        if not processes:
+            return client is not None
+        left = _end_processes(processes, STOP_GRACE if asked else 0.0)
+        if left:
+            names = ", ".join(f"{process.pid}" for process in left)
+            raise EngineError(
+                f"The engine could not be stopped: process {names} is still running and refused SIGKILL "
+                "(does it belong to another user?)."
+            )
+        self._forget_state(processes[0].pid)
+        return True
+
+    def _processes(self) -> list[psutil.Process]:
+        """The service named in the state file, if it runs and is a dreamtray engine, then its children."""
+        try:
+            pid = int(json.loads(self.state_file.read_text())["pid"])
+            service = psutil.Process(pid)
+            if SERVICE_MODULE not in service.cmdline():
+                return []
+            return [service, *service.children(recursive=True)]
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            return []
+
+    def _forget_state(self, pid: int) -> None:
+        """Remove the state file if it still names `pid` (a killed service could not remove its own)."""
+        try:
+            if json.loads(self.state_file.read_text()).get("pid") == pid:
+                self.state_file.unlink(missing_ok=True)
+        except (OSError, ValueError, AttributeError):
+            pass
 
     def close(self) -> None:
         if self._client is not None:
@@ -298,11 +364,37 @@ class LocalEngine:
             self._client = None
 
 
-def _wait_gone(pid: int, timeout: float = 15.0) -> None:
+def _end_processes(processes: list[psutil.Process], grace: float) -> list[psutil.Process]:
+    """Give `processes` `grace` seconds to exit, then SIGTERM, then SIGKILL, waiting after each; returns those left."""
+    alive = _wait_exit(processes, grace)
+    for signal_name in ("terminate", "kill"):
+        if not alive:
+            break
+        for process in alive:
+            try:
+                getattr(process, signal_name)()
+                process.resume()  # a stopped (SIGSTOP) process acts on SIGTERM only once it runs again
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        alive = _wait_exit(alive, SIGNAL_GRACE)
+    return alive
+
+
+def _wait_exit(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Those of `processes` still running after up to `timeout` seconds (zombies count as gone)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
+    while True:
+        alive = [process for process in processes if _running(process)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
         time.sleep(0.05)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return True
+        process.wait(timeout=0)  # our own child (the engine this process started): reap it
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+    return False

@@ -40,6 +40,8 @@ class WorkerSettings:
     cache_dir: str
     default_model: str = "auto"
     idle_unload_seconds: float = 300.0
+    stall_seconds: float = 120.0
+    """A job that sends no progress for this long is ended and its worker killed (more while it starts)."""
     allow_pickle: bool = False
     single_file_config: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)

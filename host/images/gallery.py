@@ -2,15 +2,18 @@
 
 A file appears in the gallery complete or not at all: it is written to a hidden temporary file in the same
 folder, flushed to disk, then linked under its final name, which never replaces an existing file.
+An image the gallery cannot take (read-only, full, a file in its place) is kept in a fallback folder.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import stat
+import tempfile
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +26,43 @@ from dreamtray.request import Request, Result
 SLUG_CHARS = 40
 """Longest prompt slug in a file name, in characters (the whole name stays far below 255 bytes)."""
 MAX_COLLISIONS = 10_000
+FALLBACK_NAME = "unsaved"
+log = logging.getLogger("dreamtray.gallery")
 
 
 class GalleryError(RuntimeError):
     """An image could not be saved; the message names the folder and the reason."""
+
+
+def fallback_folders() -> Iterator[Path]:
+    """Where an image goes when the gallery cannot take it: the user's data folder, the cache, and last a new
+    private temporary folder (made only when reached)."""
+    yield paths.data_dir() / FALLBACK_NAME
+    yield paths.cache_dir() / FALLBACK_NAME
+    try:
+        yield Path(tempfile.mkdtemp(prefix=f"dreamtray-{FALLBACK_NAME}-"))
+    except OSError:
+        return
+
+
+def keep_elsewhere(data: bytes, name: str, problem: str, warn: Callable[[str], None] = log.warning) -> Path:
+    """Write a finished PNG that could not go where it belonged into the first fallback folder that takes it,
+    under `name` (with -2, -3... rather than overwrite); `warn` says where and repeats `problem`."""
+    problems = [problem]
+    stem = Path(name).stem
+    for folder in fallback_folders():
+        for number in range(1, MAX_COLLISIONS + 1):
+            path = folder / (f"{stem}.png" if number == 1 else f"{stem}-{number}.png")
+            try:
+                write_atomically(path, data, replace=False)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                problems.append(f"{folder}: {exc.strerror or exc}")
+                break
+            warn(f"{problem}; the image is kept at {path} instead.")
+            return path
+    raise GalleryError("the image could not be saved anywhere: " + "; ".join(problems))
 
 
 def default_gallery_folder() -> Path:
@@ -107,18 +143,44 @@ class Gallery:
                 raise GalleryError(f"cannot save {path.name} in {self.folder}: {exc.strerror or exc}") from None
         raise AssertionError("unreachable")
 
-    def save_result(self, result: Result, when: datetime | None = None) -> list[Path]:
-        """Save every image of a finished job, each with the request for its own seed."""
-        return [
-            self.save(
-                png,
-                result.request.model_copy(update={"seed": seed, "count": 1}),
-                model=result.model,
-                sampler=result.sampler,
-                when=when,
-            )
-            for png, seed in zip(result.images, result.seeds, strict=True)
-        ]
+    def save_result(
+        self, result: Result, when: datetime | None = None, warn: Callable[[str], None] = log.warning
+    ) -> list[Path]:
+        """Save every image of a finished job, each with the request for its own seed.
+
+        An image the gallery cannot take is kept in a fallback folder instead (`warn` is told where, and why
+        the gallery failed); GalleryError only when no folder at all could take it.
+        """
+        saved = []
+        for png, seed in zip(result.images, result.seeds, strict=True):
+            request = result.request.model_copy(update={"seed": seed, "count": 1})
+            saved.append(self.keep(png, request, model=result.model, sampler=result.sampler, when=when, warn=warn))
+        return saved
+
+    def keep(
+        self,
+        png: bytes,
+        request: Request,
+        *,
+        model: str,
+        sampler: str,
+        when: datetime | None = None,
+        warn: Callable[[str], None] = log.warning,
+    ) -> Path:
+        """`save`, falling back to the first of `fallback_folders()` that takes the image."""
+        try:
+            return self.save(png, request, model=model, sampler=sampler, when=when)
+        except GalleryError as exc:
+            problems = [str(exc)]
+        for folder in fallback_folders():
+            try:
+                path = Gallery(folder).save(png, request, model=model, sampler=sampler, when=when)
+            except GalleryError as exc:
+                problems.append(str(exc))
+                continue
+            warn(f"The gallery failed ({problems[0]}); the image is kept at {path} instead.")
+            return path
+        raise GalleryError("the image could not be saved anywhere: " + "; ".join(problems))
 
     def images(self) -> list[tuple[Path, datetime]]:
         """The gallery's PNG files with their modification times, newest first."""

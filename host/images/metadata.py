@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,9 @@ _SETTING = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 """One `Key: value` pair of A1111's settings line (the same pattern A1111 parses with)."""
 _KEY = re.compile(r"\w[\w \-/]+")
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
+_MARKER_LINE = re.compile(r"\s*\\*Negative prompt:")
+"""A line that reads as the negative-prompt marker, escaped or not (escaped ones start with backslashes)."""
+_ESCAPED_MARKER_LINE = re.compile(r"\\+Negative prompt:")
 _NEEDS_QUOTES = re.compile(r'[,:\x00-\x1f\x7f]|^"|^\s|\s$')
 
 
@@ -152,8 +155,15 @@ def format_parameters(parameters: Parameters) -> str:
         if not _KEY.fullmatch(key):
             raise ValueError(f"setting name {key!r} is not allowed: use letters, digits, blanks, '-' and '/'")
     settings = ", ".join(f"{key}: {quote(value)}" for key, value in parameters.settings().items())
-    negative = f"\nNegative prompt: {parameters.negative_prompt}" if parameters.negative_prompt else ""
-    return f"{parameters.prompt}{negative}\n{settings}".strip()
+    prompt, negative = _escape_markers(parameters.prompt), _escape_markers(parameters.negative_prompt)
+    negative = f"\nNegative prompt: {negative}" if negative else ""
+    return f"{prompt}{negative}\n{settings}".strip()
+
+
+def _escape_markers(text: str) -> str:
+    """`text` with a backslash before each line that would read as the `Negative prompt:` marker (and before
+    lines already escaped that way), so a prompt holding such a line cannot move text into other fields."""
+    return "\n".join("\\" + line.lstrip() if _MARKER_LINE.match(line) else line for line in text.split("\n"))
 
 
 def parse_parameters(text: str) -> Parameters:
@@ -168,10 +178,10 @@ def parse_parameters(text: str) -> Parameters:
         line = line.strip()
         if not negative and line.startswith("Negative prompt:"):
             negative.append(line.removeprefix("Negative prompt:").strip())
-        elif negative:
-            negative.append(line)
-        else:
-            prompt.append(line)
+            continue
+        if _ESCAPED_MARKER_LINE.match(line):
+            line = line[1:]  # an escaped marker: text of the prompt
+        (negative if negative else prompt).append(line)
     settings = {key: unquote(value.strip()) for key, value in _SETTING.findall(last)}
     return _parameters_from_settings("\n".join(prompt), "\n".join(negative), settings)
 
@@ -301,6 +311,8 @@ def _a1111_or_ours(texts: dict[str, str], width: int, height: int, label: str) -
         except ValidationError as exc:
             warnings.append(f"the 'dreamtray' chunk holds no valid request ({describe_validation_error(exc)})")
     parameters = parse_parameters(texts[PARAMETERS_KEY]) if PARAMETERS_KEY in texts else None
+    if parameters is not None and request is not None:  # our own image: the exact prompts are in the request
+        parameters = replace(parameters, prompt=request.prompt, negative_prompt=request.negative_prompt)
     if parameters is not None:
         prompts: tuple[str, ...] = (parameters.prompt,)
     elif request is not None:

@@ -9,11 +9,13 @@ nothing.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dreamtray.atomic import write_atomically
+from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.lineage import lineage_of, with_lineage
 from dreamtray.images.metadata import MetadataError, add_metadata, read_metadata
 from dreamtray.request import MAX_SIDE, Request, Result
@@ -22,6 +24,7 @@ from dreamtray.styles import Style, apply_styles
 if TYPE_CHECKING:
     from dreamtray.engine.client import Engine, Job
 
+log = logging.getLogger("dreamtray.refine")
 CARRIED = ("negative_prompt", "model", "steps", "guidance", "sampler", "loras")
 """Settings a refined image takes over from its original's dreamtray metadata. Its styles are not among them:
 the original's prompt already holds their text, and a style never applies twice."""
@@ -115,9 +118,12 @@ def refine_file(
     only_change: bool = False,
     out: Path | None = None,
     wait: Callable[[Job], Result] = lambda job: job.result(),
+    warn: Callable[[str], None] = log.warning,
     **explicit: object,
 ) -> Path:
     """Refine the image file `image` on `engine` and save the new PNG (beside it unless `out`); return its path.
+
+    When that folder cannot take it, the new PNG is kept in a fallback folder and `warn` says where.
 
     `wait` follows the job and returns its result: the CLI shows progress there, the tray its icon. A file that
     cannot be refined raises ValueError naming it; engine problems raise the engine's errors.
@@ -131,5 +137,8 @@ def refine_file(
         raise ValueError(f"{image}: {exc}") from None
     result = wait(engine.submit(request))
     target = out or output_path(image)
-    write_atomically(target, refined_png(result, original, image.name))
-    return target
+    data = refined_png(result, original, image.name)
+    try:
+        return write_atomically(target, data)
+    except OSError as exc:  # the image is made: never lose it
+        return keep_elsewhere(data, target.name, f"{target} could not be written ({exc.strerror or exc})", warn)

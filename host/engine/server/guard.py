@@ -4,6 +4,7 @@ The rate limit counts requests per token (the `limits` library, moving window, i
 the right token are counted per client address instead, so guessing tokens is slowed down too. An answer
 over the limit is 429 with `Retry-After`. The request log holds method, path, status and time: never a
 header (so never a token) and never a body (so never a prompt).
+On loopback, a request whose Host header is not a loopback name is refused (DNS rebinding).
 A body that declares a length over the limit is refused here at once, with the API's JSON error; a body
 sent without a length is counted by FastAPI's own limit (`FastAPI(max_body_size=...)`, set in `create_app`).
 """
@@ -114,9 +115,45 @@ def too_large_message(limit: int) -> str:
     return f"The request body is larger than the {size} this engine accepts."
 
 
-def guarded(app: ASGIApp, token: str, per_minute: int, max_body_bytes: int) -> ASGIApp:
-    """`app` behind the request log, the declared-size check and (`per_minute` above 0) the rate limit."""
+def loopback_hosts() -> frozenset[str]:
+    """The Host names a loopback service answers to."""
+    return frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+class HostCheck:
+    """ASGI middleware: refuse requests whose Host header is not one of `allowed` (any port).
+
+    A service on loopback uses it against DNS rebinding: a web page whose name now points at 127.0.0.1
+    still sends its own name as Host, and gets 403 before the token is even looked at.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]):
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _host_name(scope) in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        message = "This engine listens on loopback and answers only to the Host names localhost, 127.0.0.1 and [::1]."
+        await _send_error(send, 403, message, "permission_error")
+
+
+def _host_name(scope: Scope) -> str:
+    """The Host header without its port, lower-case ('' when there is none)."""
+    host = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def guarded(
+    app: ASGIApp, token: str, per_minute: int, max_body_bytes: int, hosts: frozenset[str] | None = None
+) -> ASGIApp:
+    """`app` behind the request log, the Host check (when `hosts` is given), the declared-size check and
+    (`per_minute` above 0) the rate limit."""
     app = DeclaredBodyLimit(app, max_body_bytes)
     if per_minute > 0:
         app = RateLimit(app, token, per_minute)
+    if hosts is not None:
+        app = HostCheck(app, hosts)
     return RequestLog(app)

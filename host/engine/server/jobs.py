@@ -2,6 +2,9 @@
 
 A dispatcher thread feeds the worker and records each job's events; readers wait on a job's condition.
 A worker that dies fails the job it was running with a clear message, and the next job starts a new one.
+A watchdog bounds every wait on the worker: a job that sends no event for `stall_seconds` (a multiple of it
+until the job starts, since starting a worker and loading a model send none) ends with a message saying so,
+the worker is killed, and the queue moves on with a new one. A cancelled or stopping job gets a short grace.
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ from dreamtray.request import Request
 KEEP_FINISHED = 64
 DEFAULT_MAX_QUEUE = 8
 """Jobs that may wait behind the running one, unless the service is started with another number."""
+LOAD_FACTOR = 3
+"""Until a job's first `start` event (worker start, model load), the watchdog waits this many stall times."""
+CANCEL_GRACE = 10.0
+"""Seconds a cancelled job's worker gets to stop by itself before it is killed."""
+UNLOAD_WAIT = 1.0
+"""An unload waits this long for the device; when a job holds it longer, the unload follows that job."""
+POLL_SLICE = 1.0
+"""The dispatcher looks at cancel requests at least this often while it waits on the worker."""
 
 
 class QueueFull(RuntimeError):
@@ -37,6 +48,9 @@ class JobManager:
         self.loaded_model: str | None = None
         self.running: JobRecord | None = None
         self.last_activity = time.monotonic()
+        self.cancel_asked: float | None = None
+        self.stopping = False
+        self.unload_after_job = False
         self.device_lock = threading.Lock()
         self.thread = threading.Thread(target=self._dispatch, name="dreamtray-dispatch", daemon=True)
         self.thread.start()
@@ -64,18 +78,41 @@ class JobManager:
             job.finish("cancelled", error="Cancelled before it started.")
         elif job.status == "running" and self.worker is not None:
             self.worker.cancel.set()
+            self.cancel_asked = time.monotonic()
+
+    def stop_jobs(self, reason: str) -> None:
+        """End every job: queued ones at once, the running one by cancelling it (killed after a short grace)."""
+        self.stopping = True
+        for job in list(self.jobs.values()):
+            if job.status == "queued":
+                job.finish("cancelled", error=reason)
+        if self.running is not None:
+            self.cancel(self.running)
 
     def waiting(self) -> int:
         return self.pending.qsize()
 
-    def unload(self) -> None:
-        """Stop the worker (after the running job), which returns all of the model's memory."""
-        with self.device_lock:
+    def unload(self) -> bool:
+        """Stop the worker, which returns all of the model's memory. While a job runs, that happens right
+        after it (and False is returned): an unload never waits on a job."""
+        if not self.device_lock.acquire(timeout=UNLOAD_WAIT):
+            self.unload_after_job = True
+            return False
+        try:
             self._stop_worker()
+        finally:
+            self.device_lock.release()
+        return True
 
     def shutdown(self) -> None:
-        self.pending.put(None)
-        self.unload()
+        """Stop: end every job (the running one within the cancel grace), then the worker and the dispatcher."""
+        self.stop_jobs("Cancelled: the engine is stopping.")
+        with self.device_lock:
+            self._stop_worker()
+        try:
+            self.pending.put_nowait(None)
+        except queue.Full:
+            pass  # the dispatcher sees `stopping` and ends with the jobs it takes
 
     def busy(self) -> bool:
         return self.running is not None or self.pending.qsize() > 0
@@ -89,6 +126,9 @@ class JobManager:
         while (job := self.pending.get()) is not None:
             if job.status != "queued":
                 continue
+            if self.stopping:
+                job.finish("cancelled", error="Cancelled: the engine is stopping.")
+                continue
             with self.device_lock:
                 self.running = job
                 job.status = "running"
@@ -97,17 +137,31 @@ class JobManager:
                 finally:
                     self.running = None
                     self.last_activity = time.monotonic()
+                if self.unload_after_job and self.pending.empty():
+                    self.unload_after_job = False
+                    self._stop_worker()
 
     def _run(self, job: JobRecord, retry_on_idle_exit: bool) -> None:
         if self.worker is None or not self.worker.alive():
             self.worker, self.loaded_model = WorkerProcess(self.settings), None
         worker = self.worker
+        self.cancel_asked = None
+        started = False
         try:
             worker.conn.send(("generate", job.id, job.request.model_dump_json()))
+            heard = time.monotonic()
             while True:
+                bound = self._bound(started, heard)
+                if not worker.conn.poll(min(POLL_SLICE, max(0.0, heard + bound - time.monotonic()))):
+                    if time.monotonic() >= heard + bound:
+                        self._stalled(job, worker, time.monotonic() - heard, started)
+                        return
+                    continue
+                heard = time.monotonic()
                 message = worker.conn.recv()
                 kind, _, *payload = message
                 if kind == "event":
+                    started = started or payload[0].get("kind") == "start"
                     self._note(payload[0])
                     job.add_event(payload[0])
                 elif kind == "result":
@@ -127,6 +181,33 @@ class JobManager:
                 error=f"The engine's worker process stopped while generating ({reason}). "
                 "Nothing else is lost; the next request starts a new worker.",
             )
+
+    def _bound(self, started: bool, heard: float) -> float:
+        """Seconds after `heard` (the worker's last message) before the job counts as stalled."""
+        stall = self.settings.stall_seconds
+        bound = stall if started else stall * LOAD_FACTOR
+        if self.cancel_asked is not None:
+            bound = min(bound, max(0.0, self.cancel_asked + CANCEL_GRACE - heard))
+        return bound
+
+    def _stalled(self, job: JobRecord, worker: WorkerProcess, bound: float, started: bool) -> None:
+        """The watchdog fired: kill the worker (a new one starts for the next job) and say what happened."""
+        pid = worker.pid
+        worker.kill()
+        self.worker, self.loaded_model = None, None
+        if self.cancel_asked is not None:
+            job.finish(
+                "cancelled",
+                error=f"Cancelled; the engine's worker (process {pid}) did not stop by itself, so it was ended.",
+            )
+            return
+        phase = "after its last progress" if started else "while starting (worker start and model load)"
+        job.finish(
+            "failed",
+            error=f"The engine made no progress for {bound:.0f} s {phase}, so its worker (process {pid}) was ended "
+            "and a new one starts for the next image. If this model really needs longer per step, raise "
+            "engine.stall_seconds.",
+        )
 
     def _note(self, event: dict[str, Any]) -> None:
         if event.get("kind") == "loading":

@@ -84,8 +84,13 @@ def resolve_model(spec: str, *, allow_pickle: bool = False, single_file_config: 
 
 
 def _folder_preset(folder: Path) -> Preset:
-    pipeline = json.loads((folder / "model_index.json").read_text()).get("_class_name", "StableDiffusionPipeline")
-    return replace(LOCAL_DEFAULTS, pipeline=pipeline)
+    index = folder / "model_index.json"
+    try:
+        pipeline = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "StableDiffusionPipeline")
+    except (OSError, ValueError, AttributeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not a JSON object: {exc}"
+        raise ModelError(f"{index} cannot be read ({reason}); the model folder is damaged: copy it again.") from None
+    return replace(LOCAL_DEFAULTS, pipeline=str(pipeline))
 
 
 def pipeline_class(name: str):
@@ -97,8 +102,13 @@ def pipeline_class(name: str):
     return cls
 
 
-def load_pipeline(source: ModelSource, dtype: str, cache_dir: Path, emit: Emit):
-    """Load the pipeline for `source` in `dtype` on the CPU; placement on a device is the runner's job."""
+def load_pipeline(
+    source: ModelSource, dtype: str, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+):
+    """Load the pipeline for `source` in `dtype` on the CPU; placement on a device is the runner's job.
+
+    A hub model that is not on disk yet is downloaded first; `cancelled` stops that download.
+    """
     import torch
 
     torch_dtype = getattr(torch, dtype)
@@ -110,12 +120,18 @@ def load_pipeline(source: ModelSource, dtype: str, cache_dir: Path, emit: Emit):
             folder, dtype=torch_dtype, local_files_only=True
         )
     if source.kind == "folder":
-        return pipeline_class(source.preset.pipeline).from_pretrained(
-            source.location, dtype=torch_dtype, local_files_only=True
-        )
+        try:
+            return pipeline_class(source.preset.pipeline).from_pretrained(
+                source.location, dtype=torch_dtype, local_files_only=True
+            )
+        except (OSError, ValueError) as exc:  # a weights file cut short, say; diffusers names the file
+            raise ModelError(
+                f"Could not load the model in {source.location}: {exc}. A file of it is damaged or incomplete "
+                "(an interrupted copy or download?): copy it again."
+            ) from exc
     if source.kind == "single_file":
         return _load_single_file(source, torch_dtype)
-    folder = ensure_downloaded(source, emit)
+    folder = ensure_downloaded(source, emit, cancelled, cache_dir)
     return pipeline_class(source.preset.pipeline).from_pretrained(
         folder, dtype=torch_dtype, variant=_variant_in(folder, source.preset.variant), local_files_only=True
     )
@@ -131,10 +147,15 @@ def single_file_pipeline_name(path: str) -> str:
     """Which pipeline a single-file checkpoint is for, read from its tensor names."""
     if not path.endswith(".safetensors"):
         return "StableDiffusionPipeline"
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(path, framework="pt") as checkpoint:
-        keys = list(checkpoint.keys())
+    try:
+        with safe_open(path, framework="pt") as checkpoint:
+            keys = list(checkpoint.keys())
+    except SafetensorError as exc:
+        raise ModelError(
+            f"{path} is not a readable .safetensors file ({exc}): it may be empty, cut short or still downloading."
+        ) from None
     if any(key.startswith("conditioner.embedders.1") for key in keys):
         return "StableDiffusionXLPipeline"
     if any("double_blocks." in key for key in keys):
@@ -147,8 +168,14 @@ def _load_single_file(source: ModelSource, torch_dtype):
     kwargs = {"dtype": torch_dtype}
     if source.config:
         kwargs.update(config=source.config, local_files_only=os.path.isdir(source.config))
+    from safetensors import SafetensorError
+
     try:
         return cls.from_single_file(source.location, **kwargs)
+    except SafetensorError as exc:
+        raise ModelError(
+            f"{source.location} is not a readable .safetensors file ({exc}): it may be cut short or still downloading."
+        ) from None
     except OSError as exc:
         raise ModelError(
             f"Could not load {Path(source.location).name}: diffusers needs the model's configuration files "
@@ -177,33 +204,27 @@ def load_taesd(source: ModelSource, hub_id: str | None, dtype: str, cache_dir: P
         raise ModelError(f"No tiny decoder (TAESD) is known for {source.name}.")
     else:
         try:
-            folder = ensure_downloaded(ModelSource(hub_id, "hub", hub_id, source.preset), emit, TAESD_FILES)
+            folder = ensure_downloaded(
+                ModelSource(hub_id, "hub", hub_id, source.preset), emit, lambda: False, cache_dir, TAESD_FILES
+            )
         except ModelError as exc:
-            raise ModelError(f"{hub_id} is not in the Hugging Face cache and cannot be downloaded now.") from exc
+            reason = str(exc.__cause__ or exc).splitlines()[0]
+            raise ModelError(f"{hub_id} cannot be had now: {reason}") from exc
     return AutoencoderTiny.from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
 
 
-def ensure_downloaded(source: ModelSource, emit: Emit, patterns: list[str] | None = None) -> str:
-    """The local snapshot folder of a hub model: the cached one, or a fresh download with progress."""
-    from huggingface_hub import constants, snapshot_download
+def ensure_downloaded(
+    source: ModelSource, emit: Emit, cancelled: Callable[[], bool], cache_dir: Path, patterns: list[str] | None = None
+) -> str:
+    """The local snapshot folder of a hub model: the cached one, or a fresh download that explains itself."""
+    from dreamtray.engine.server.download import DownloadError, ensure_snapshot
 
     patterns = patterns or _download_patterns(source.preset.variant)
     try:
-        return snapshot_download(source.location, allow_patterns=patterns, local_files_only=True)
-    except Exception:
-        pass  # not cached yet (or only in part): download below
-    size = _download_size(source, patterns)
-    emit(
-        {
-            "kind": "download",
-            "message": f"Downloading {source.name} ({size / 1e9:.1f} GB) into {constants.HF_HUB_CACHE}",
-            "total": size,
-        }
-    )
-    try:
-        return snapshot_download(source.location, allow_patterns=patterns, tqdm_class=_progress_tqdm(emit, size))
-    except Exception as exc:
-        raise _unreachable(source, exc) from exc
+        folder = ensure_snapshot(source.location, patterns, record_dir=cache_dir, emit=emit, cancelled=cancelled)
+    except DownloadError as exc:
+        raise ModelError(f"Cannot download {source.name}: {exc}\n{ALTERNATIVES}") from exc
+    return str(folder)
 
 
 def _download_patterns(variant: str | None) -> list[str]:
@@ -211,39 +232,7 @@ def _download_patterns(variant: str | None) -> list[str]:
     return ["*.json", "*.txt", "tokenizer*/*", *weights]
 
 
-def _download_size(source: ModelSource, patterns: list[str]) -> int:
-    from fnmatch import fnmatch
-
-    from huggingface_hub import HfApi
-
-    try:
-        info = HfApi().model_info(source.location, files_metadata=True)
-    except Exception as exc:
-        raise _unreachable(source, exc) from exc
-    files = info.siblings or []
-    chosen = [
-        f for f in files if any(fnmatch(f.rfilename, p) or fnmatch(f.rfilename.split("/")[-1], p) for p in patterns)
-    ]
-    return sum(f.size or 0 for f in chosen)
-
-
-def _unreachable(source: ModelSource, exc: Exception) -> ModelError:
-    return ModelError(
-        f"Cannot download {source.name} from the Hugging Face hub ({type(exc).__name__}: {exc}). "
-        "Two ways on: a model you already have (--model /path/to/folder or /path/to/model.safetensors), "
-        "or the offline plumbing check (--model tiny)."
-    )
-
-
-def _progress_tqdm(emit: Emit, total: int):
-    """A tqdm class that forwards byte progress of a download to `emit`."""
-    from tqdm.auto import tqdm
-
-    class Progress(tqdm):
-        def update(self, n=1):
-            result = super().update(n)
-            if self.unit == "B":
-                emit({"kind": "download", "done": int(self.n), "total": total})
-            return result
-
-    return Progress
+ALTERNATIVES = (
+    "Other ways on: a model you already have (--model /path/to/folder or /path/to/model.safetensors), "
+    "or the offline plumbing check (--model tiny)."
+)

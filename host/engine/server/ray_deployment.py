@@ -173,8 +173,9 @@ class RayJobManager:
     def waiting(self) -> int:
         return sum(job.status == "queued" for job in list(self.jobs.values()))
 
-    def unload(self) -> None:
+    def unload(self) -> bool:
         """Replicas unload by themselves when idle (see the module's docstring)."""
+        return True
 
     def health(self) -> dict[str, Any]:
         jobs = list(self.jobs.values())

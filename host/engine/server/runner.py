@@ -25,7 +25,7 @@ from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
 from dreamtray.engine.server.taesd import preview_event
 from dreamtray.engine.settings import Overrides, Policy
-from dreamtray.request import Request, Result
+from dreamtray.request import MAX_PIXELS_OVER_NATIVE, Request, Result
 
 WEIGHT_ALIGNMENT = 64
 """Bytes: where PyTorch's CPU allocator starts every tensor, and so every copy that placement or offload makes."""
@@ -66,7 +66,9 @@ class Runner:
             self.machine = probe_machine()
         return self.machine
 
-    def ensure_loaded(self, spec: str | None, emit: Emit = lambda event: None) -> Loaded:
+    def ensure_loaded(
+        self, spec: str | None, emit: Emit = lambda event: None, cancelled: Callable[[], bool] = lambda: False
+    ) -> Loaded:
         source = self.resolve(spec)
         if self.loaded and self.loaded.source == source:
             return self.loaded
@@ -79,7 +81,7 @@ class Runner:
                 "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})",
             }
         )
-        pipe = load_pipeline(source, plan.dtype, self.cache_dir, emit)
+        pipe = load_pipeline(source, plan.dtype, self.cache_dir, emit, cancelled)
         pipe.set_progress_bar_config(disable=True)
         _place(pipe, plan)
         if source.kind == "hub" or not hasattr(pipe, "unet"):
@@ -105,7 +107,7 @@ class Runner:
     ) -> Result:
         started = time.perf_counter()
         request = request.with_seed()
-        loaded = self.ensure_loaded(request.model, emit)
+        loaded = self.ensure_loaded(request.model, emit, cancelled)
         warnings: list[str] = []
         request = self._settle(request, loaded, warnings)
         try:
@@ -154,6 +156,8 @@ class Runner:
         """Fill in the preset's defaults and snap the size; note what the pipeline cannot honour in the prompt."""
         preset = loaded.source.preset
         width, height = request.pixel_size(loaded.native_size, preset.size_multiple)
+        if note := size_change_note(request, width, height, loaded.native_size, preset.size_multiple):
+            warnings.append(note)
         warnings += prompts.warnings_for(loaded.pipe, request.prompt, request.negative_prompt)
         return request.model_copy(
             update={
@@ -208,11 +212,7 @@ class Runner:
         steps = request.steps
         kwargs: dict[str, Any] = {}
         if request.init_image is not None:
-            from PIL import Image
-
-            kwargs["image"] = (
-                Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((request.width, request.height))
-            )
+            kwargs["image"] = init_picture(request.init_image).resize((request.width, request.height))
             kwargs["strength"] = request.strength
             steps = max(steps, math.ceil(1 / request.strength))
             total = max(1, int(steps * request.strength))
@@ -261,6 +261,35 @@ class Runner:
                 else:
                     images.extend(output.images)
         return images
+
+
+def init_picture(data: bytes):
+    """The init image as RGB pixels; GenerationError when the bytes are no image PIL reads."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            return picture.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        kind = "not an image" if isinstance(exc, Image.UnidentifiedImageError) else f"unreadable ({exc})"
+        raise GenerationError(
+            f"The init image ({len(data):,} bytes, starting {data[:8]!r}) is {kind}: give a PNG, JPEG or WebP file."
+        ) from None
+
+
+def size_change_note(request: Request, width: int, height: int, native: int, multiple: int) -> str | None:
+    """A warning when the size asked for is not the size made (None when it is, or when none was asked for)."""
+    asked = (request.width or width, request.height or height)
+    if request.width is None and request.height is None or asked == (width, height):
+        return None
+    limit = native * native * MAX_PIXELS_OVER_NATIVE
+    reasons = []
+    if asked[0] * asked[1] > limit:
+        reasons.append(f"at most {limit:,} pixels ({MAX_PIXELS_OVER_NATIVE}x its native {native}x{native})")
+    if asked[0] % multiple or asked[1] % multiple:
+        reasons.append(f"sides in multiples of {multiple}")
+    why = " and ".join(reasons) or "its own size steps"
+    return f"The size {asked[0]}x{asked[1]} was changed to {width}x{height}: this model takes {why}."
 
 
 def sampler_name(scheduler) -> str:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
@@ -44,12 +45,22 @@ from dreamtray.request import Request, Result, describe_validation_error
 VERSION = "1"
 MAX_BODY_BYTES = 32 * 2**20
 """Room for an init image of a few thousand pixels a side, as base64 JSON."""
+SHUTDOWN_GRACE = 5
+"""Seconds open connections get to finish once the service is told to stop (its jobs are cancelled first)."""
+QUEUE_FULL_RETRY_AFTER = 10
+"""Seconds a client is asked to wait (Retry-After) when the queue is full: about one small job."""
 log = logging.getLogger("dreamtray.serve")
 
 
-def error_response(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+class ServeError(ValueError):
+    """The service cannot start as asked (a TLS file that does not load, say); the message names the file."""
+
+
+def error_response(
+    status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None
+) -> JSONResponse:
     """Errors in the OpenAI shape, so OpenAI clients show the message."""
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status, headers=headers)
 
 
 class ImagesGeneration(BaseModel):
@@ -139,7 +150,12 @@ def create_app(
     /v1/shutdown is refused: clients of a shared server must not stop it for everyone.
     """
     app = FastAPI(
-        title="dreamtray engine", version=VERSION, docs_url=None, redoc_url=None, max_body_size=max_body_bytes
+        title="dreamtray engine",
+        version=VERSION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served below, behind the token like every other path
+        max_body_size=max_body_bytes,
     )
     describe_health = health or (lambda: local_health(manager))
 
@@ -154,7 +170,7 @@ def create_app(
         message = str(exc.detail)
         if exc.status_code == 413:
             message = too_large_message(max_body_bytes)
-        return error_response(exc.status_code, message, kind)
+        return error_response(exc.status_code, message, kind, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: HttpRequest, exc: RequestValidationError) -> JSONResponse:
@@ -179,9 +195,13 @@ def create_app(
         try:
             job = manager.submit(request)
         except QueueFull as exc:
-            raise HTTPException(429, str(exc)) from None
+            raise HTTPException(429, str(exc), headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)}) from None
         log.info("job %s queued: %s", job.id, describe_request(request, log_prompts))
         return job
+
+    @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/health", dependencies=guarded)
     def health() -> dict[str, Any]:
@@ -234,8 +254,8 @@ def create_app(
                     yield f"data: {json.dumps(event)}\n\n"
                 if finished and not events:
                     return
-                if not events:
-                    yield ": still working\n\n"
+                if not events:  # a keep-alive that also says whether the job still waits its turn
+                    yield f": {'queued' if job.status == 'queued' else 'running'}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
@@ -273,8 +293,7 @@ def create_app(
 
     @app.post("/v1/unload", dependencies=guarded)
     def unload() -> dict[str, Any]:
-        manager.unload()
-        return {"status": "unloaded"}
+        return {"status": "unloaded" if manager.unload() else "unloading after the running job"}
 
     @app.post("/v1/shutdown", dependencies=guarded)
     def shutdown() -> dict[str, Any]:
@@ -319,16 +338,28 @@ def serve(
     `max_queue` jobs may wait behind the running one (a further one is answered 429);
     `styles` is the style registry whose styles requests may name.
     """
-    import uvicorn
+    from dreamtray.engine.server.guard import guarded, loopback_hosts
+    from dreamtray.engine.token import is_loopback
 
-    from dreamtray.engine.server.guard import guarded
-
-    manager = JobManager(settings, max_queue)
+    if ssl:
+        check_tls_files(ssl["ssl_certfile"], ssl["ssl_keyfile"])
     sock = bind(host, port)
-    config = uvicorn.Config(None, log_level="warning", access_log=False, **(ssl or {}))
-    server = uvicorn.Server(config)
+    manager = JobManager(settings, max_queue)
+    config = uvicorn.Config(
+        None, log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE, **(ssl or {})
+    )
+    scheme = "https" if ssl else "http"
+    url = f"{scheme}://{_url_host(host)}:{sock.getsockname()[1]}"
+
+    def announce() -> None:
+        log.info("dreamtray engine listening on %s", url)
+        if state_file is not None:
+            write_atomically(state_file, json.dumps({"pid": os.getpid(), "url": url}))
+
+    server = StartedServer(config, announce)
 
     def stop() -> None:
+        manager.stop_jobs("Cancelled: the engine is stopping.")
         server.should_exit = True
 
     app = create_app(
@@ -339,14 +370,7 @@ def serve(
         log_prompts=log_prompts,
         styles=styles,
     )
-    config.app = guarded(app, token, rate_per_minute, max_body_bytes)
-    bound_port = sock.getsockname()[1]
-    scheme = "https" if ssl else "http"
-    log.info("dreamtray engine listening on %s://%s:%d", scheme, _url_host(host), bound_port)
-    if state_file is not None:
-        write_atomically(
-            state_file, json.dumps({"pid": os.getpid(), "url": f"{scheme}://{_url_host(host)}:{bound_port}"})
-        )
+    config.app = guarded(app, token, rate_per_minute, max_body_bytes, loopback_hosts() if is_loopback(host) else None)
     if exit_after_idle:
         threading.Thread(target=_exit_when_idle, args=(manager, exit_after_idle, stop), daemon=True).start()
     try:
@@ -354,11 +378,59 @@ def serve(
     finally:
         manager.shutdown()
         if state_file is not None:
-            state_file.unlink(missing_ok=True)
+            remove_own_state(state_file)
+
+
+class StartedServer(uvicorn.Server):
+    """uvicorn's server, calling `on_started` once it really listens (never before a start-up failure)."""
+
+    def __init__(self, config: Any, on_started: Callable[[], None]):
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_started()
+
+
+def check_tls_files(cert: str, key: str) -> None:
+    """Load the certificate and key as the server will; ServeError names the file that fails and why."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for path, what in ((cert, "certificate"), (key, "private key")):
+        try:
+            with open(path, "rb") as file:
+                text = file.read()
+        except OSError as exc:
+            raise ServeError(f"TLS {what} {path}: cannot be read ({exc.strerror or exc})") from None
+        if b"-----BEGIN" not in text:
+            raise ServeError(f"TLS {what} {path}: not a PEM file (no -----BEGIN line)")
+    try:
+        context.load_verify_locations(cafile=cert)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ServeError(f"TLS certificate {cert}: not a PEM certificate ({exc})") from None
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if "KEY_VALUES_MISMATCH" in str(reason).upper():
+            raise ServeError(f"TLS private key {key}: it is not the key of the certificate {cert}") from None
+        raise ServeError(f"TLS private key {key}: cannot be used with {cert} ({reason})") from None
 
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def remove_own_state(path: Path) -> None:
+    """Remove the state file if it is this process's: a newer service may have written its own since."""
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink(missing_ok=True)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _exit_when_idle(manager: JobManager, seconds: float, stop: Callable[[], None]) -> None:

@@ -11,7 +11,9 @@ Messages out: ("event", job_id, dict) | ("result", job_id, result_json) | ("erro
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -24,6 +26,7 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
     """The worker's loop: answer messages until told to quit or idle for too long."""
     from diffusers.utils import logging as diffusers_logging
 
+    from dreamtray.engine.server.download import DownloadCancelled
     from dreamtray.engine.server.models import ModelError
     from dreamtray.engine.server.runner import GenerationCancelled, GenerationError, Runner
     from dreamtray.request import Request
@@ -54,19 +57,30 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
             conn.send(("result", job_id, result.model_dump_json()))
         except GenerationCancelled:
             conn.send(("error", job_id, "cancelled", "Cancelled; the half-done image was discarded."))
+        except DownloadCancelled as exc:
+            conn.send(("error", job_id, "cancelled", str(exc)))
         except (ModelError, GenerationError, ValueError) as exc:
             conn.send(("error", job_id, "failed", str(exc)))
         except Exception as exc:  # anything else is reported, and the worker stays up for the next job
             conn.send(("error", job_id, "failed", f"{type(exc).__name__}: {exc}"))
 
 
-def _main(conn: Connection, settings: dict[str, Any], cancel: Any) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the service that started it is gone (killed, say), even in the middle of a job."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int) -> None:
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="dreamtray-parent-watch", daemon=True).start()
     try:
         serve_jobs(conn, WorkerSettings(**settings), cancel)
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass  # the service went away: nothing to report to
     finally:
         conn.close()
+    os._exit(0)  # at once: the interpreter's own teardown with torch loaded takes seconds and frees nothing more
 
 
 class WorkerProcess:
@@ -77,7 +91,10 @@ class WorkerProcess:
         self.conn, child = context.Pipe()
         self.cancel = context.Event()
         self.process = context.Process(
-            target=_main, args=(child, asdict(settings), self.cancel), daemon=True, name="dreamtray-worker"
+            target=_main,
+            args=(child, asdict(settings), self.cancel, os.getpid()),
+            daemon=True,
+            name="dreamtray-worker",
         )
         self.process.start()
         child.close()
@@ -105,12 +122,17 @@ class WorkerProcess:
         return f"it exited with code {code}"
 
     def stop(self) -> None:
+        """Ask the worker to quit; kill it when it has not within a few seconds (busy, or stopped)."""
         try:
             self.conn.send(("quit",))
         except (OSError, BrokenPipeError):
             pass
         self.reaper.join(timeout=5)
+        self.kill()
+
+    def kill(self) -> None:
+        """End the worker now (SIGKILL also ends a stopped process) and wait until it is reaped."""
         if self.reaper.is_alive():
             self.process.kill()
-            self.reaper.join(timeout=5)
+            self.reaper.join(timeout=10)
         self.conn.close()
