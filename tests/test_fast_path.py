@@ -108,6 +108,31 @@ def test_without_a_tiny_decoder_fast_decodes_with_the_vae_and_says_so(runner, ti
     assert pixels(result.images[0]) == pixels(reference.images[0])
 
 
+def test_a_tiny_decoder_already_in_the_hugging_face_cache_is_used_offline(
+    model_cache, tiny_folder, tmp_path, monkeypatch
+):
+    """A model that is no preset finds its family's TAESD where another program put it, with no download."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    from dreamtray.engine.server.taesd import ensure_tiny_taesd_folder
+
+    repo = tmp_path / "hub" / "models--madebyollin--taesd"
+    shutil.copytree(ensure_tiny_taesd_folder(model_cache), repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    folder = Runner(cache_dir=model_cache, default_model=str(tiny_folder), machine=CPU_MACHINE)
+    events: list[dict] = []
+    result = folder.generate(
+        Request(prompt="x", seed=1, steps=2, quality="fast", preview_every=1, **SMALL), events.append
+    )
+    assert not result.warnings and len(previews(events)) == 1
+    assert not [e for e in events if e["kind"] == "download"]
+
+
 def test_previews_stream_through_the_service(engine):
     job = engine.submit(Request(prompt="a fox", seed=2, steps=2, preview_every=1, **SMALL))
     events = list(job.events())
