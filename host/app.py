@@ -67,6 +67,8 @@ class App:
                 "dtype": overrides.dtype,
                 "policy": overrides.policy.value if overrides.policy else None,
                 "vae_tiling": overrides.vae_tiling,
+                "runtime": overrides.runtime,
+                "quality": overrides.quality,
             },
         )
         return LocalEngine(

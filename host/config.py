@@ -126,6 +126,10 @@ class EngineSettings(BaseModel):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     memory_policy: Literal["auto", "gpu", "model_offload", "sequential_offload", "cpu"] = "auto"
     vae_tiling: Literal["auto", "always", "never"] = "auto"
+    quality: Literal["auto", "fast", "balanced", "best"] = "auto"
+    """fast: tiny decoder (TAESD), OpenVINO on a CPU; balanced: full VAE, the hardware plan; best: reference pixels."""
+    runtime: Literal["auto", "torch", "openvino"] = "auto"
+    """The back end of quality fast; `auto` takes OpenVINO on a CPU where it is installed."""
     allow_pickle: StrictBool = False
     """Load pickle checkpoints (.ckpt, .bin), which can run code; off: .safetensors only."""
     backend: Name = "local"
@@ -144,6 +148,8 @@ class EngineSettings(BaseModel):
             dtype=None if self.dtype == "auto" else self.dtype,
             policy=None if self.memory_policy == "auto" else Policy(self.memory_policy),
             vae_tiling=None if self.vae_tiling == "auto" else self.vae_tiling == "always",
+            runtime=None if self.runtime == "auto" else self.runtime,
+            quality=None if self.quality == "auto" else self.quality,
         )
 
 
@@ -159,6 +165,8 @@ class Config(BaseModel):
     default_action: Name = "clipboard"
     style: Text = ""
     """Style names applied to every request, comma-separated; '' for none."""
+    preview_every: StrictInt = Field(default=1, ge=0, le=150)
+    """The tray icon shows the image as it forms, every this many steps (0: never); the tiny decoder draws it."""
     gallery: Annotated[Path, AfterValidator(_folder)] = Field(default_factory=default_gallery_folder)
     queue_length: StrictInt = Field(default=5, ge=1, le=50)
     """Images the tray holds at once, the one being made and those waiting; the local engine lets as many wait."""

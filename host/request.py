@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import math
 import random
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, field_validator
 
@@ -80,6 +80,11 @@ class Request(BaseModel):
     loras: tuple[LoRA, ...] = ()
     init_image: B64Bytes | None = None
     strength: float = Field(0.6, gt=0.0, le=1.0)
+    quality: Literal["fast", "balanced", "best"] | None = None
+    """fast: tiny decoder (TAESD) and the fastest back end; balanced: full VAE, the hardware plan; best: full VAE,
+    full precision, the reference pixels. None: the engine's default (`engine.quality`)."""
+    preview_every: int = Field(0, ge=0, le=150)
+    """Send a small preview image as a progress event every this many steps; 0 for none."""
 
     @field_validator("prompt")
     @classmethod

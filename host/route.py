@@ -119,7 +119,7 @@ def run_task(
         return refine_last(app, task.prompt, on_event, on_job)
     try:
         styles = {} if task.style is None else {"styles": task.style or ()}
-        request = request_for(app, prompt=task.prompt, **styles)
+        request = request_for(app, prompt=task.prompt, preview_every=app.config.preview_every, **styles)
         outcome = generation.generate(app, request, task.chosen, on_event=on_event, on_job=on_job)
     except Exception as exc:
         title, body = describe_error(exc)

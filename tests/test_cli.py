@@ -52,6 +52,17 @@ def test_same_seed_same_pixels_through_the_cli(home):
     assert pixels(Path(first["images"][0]).read_bytes()) == pixels(Path(again["images"][0]).read_bytes())
 
 
+def test_generate_writes_previews_while_the_image_forms(home, tmp_path):
+    from PIL import Image
+
+    preview = tmp_path / "preview.png"
+    args = ("generate", "a heron", "--size", "64x64", "--seed", "9", "--steps", "3", "--quality", "best", "--json")
+    made = json.loads(home.run(*args, "--preview", str(preview), check=True).stdout)
+    assert made["request"]["quality"] == "best" and made["request"]["preview_every"] == 1
+    with Image.open(preview) as image:
+        assert (image.format, image.size) == ("PNG", (64, 64))
+
+
 def test_without_a_seed_the_seed_is_reported_and_from_reproduces(home):
     made = json.loads(home.run("generate", "an owl", "--size", "64x64", "--json", check=True).stdout)
     seed = made["seeds"][0]
@@ -95,6 +106,8 @@ def test_doctor_reports_the_machine_and_the_plan_for_each_model(home):
     assert report["gpus"] == [] and report["cpu_cores"] >= 1 and report["ram_gb"] > 0
     assert report["auto_model"] == "sd-turbo"
     assert report["plans"]["tiny"]["policy"] == "cpu"
+    assert report["plans"]["tiny"]["quality"] == "balanced" and report["openvino"]
+    assert f"converted models 0.0 GB in {report['openvino_cache']['path']}" in text
 
 
 def test_engine_status_unload_and_stop(home):

@@ -221,6 +221,20 @@ def test_the_busy_icon_shows_progress_as_a_bar():
     assert tray_image("idle").size == (64, 64)
 
 
+def test_the_busy_icon_shows_the_image_as_it_forms_under_the_bar():
+    import io
+
+    from dreamtray.desktop.tray import tray_image
+
+    forming = io.BytesIO()
+    Image.new("RGB", (256, 128), (200, 30, 40)).save(forming, format="PNG")
+    icon = tray_image("busy", 50, forming.getvalue())
+    assert icon.size == (64, 64)
+    assert icon.getpixel((32, 20)) == (200, 30, 40, 255)
+    assert icon.getpixel((10, 59)) == (46, 160, 67, 255), "the progress bar is drawn over it"
+    assert tray_image("idle", None, forming.getvalue()).tobytes() == tray_image("idle").tobytes()
+
+
 # -- the menu, built in this process ------------------------------------------------------------------
 
 

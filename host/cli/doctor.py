@@ -38,8 +38,18 @@ def diagnose(app: App) -> dict[str, Any]:
     return json.loads(probe.stdout) | {
         "configured_model": app.config.model,
         "config_file": str(app.loaded_config.path),
+        "openvino_cache": _openvino_cache(),
         "config_problems": list(app.loaded_config.problems),
     }
+
+
+def _openvino_cache() -> dict[str, Any]:
+    """Where the OpenVINO conversions of quality fast are kept, and their size on disk."""
+    from dreamtray import paths
+
+    folder = paths.cache_dir() / "models" / "openvino"
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+    return {"path": str(folder), "bytes": size}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -61,8 +71,14 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  {name:13} cannot run here: {plan['error']}")
         else:
             speed = f" with {plan['autocast']} autocast" if plan.get("autocast") else ""
-            lines.append(f"  {name:13} {plan['policy']} on {plan['device']} in {plan['dtype']}{speed}")
+            fast = f"; quality {plan['quality']}, fast on {plan['fast_runtime']}"
+            lines.append(f"  {name:13} {plan['policy']} on {plan['device']} in {plan['dtype']}{speed}{fast}")
     lines.append(f"Weights cache: {report['model_cache']}")
+    cache = report["openvino_cache"]
+    if report["openvino"]:
+        lines.append(
+            f"OpenVINO: {report['openvino']}; converted models {cache['bytes'] / 2**30:.1f} GB in {cache['path']}"
+        )
     lines.append(f"Config:   {report['config_file']}")
     lines.extend(f"  problem: {problem}" for problem in report["config_problems"])
     return "\n".join(lines)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -50,6 +52,17 @@ def parse_size(value: str | None) -> tuple[int | None, int | None]:
 @click.option(
     "--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Also copy the PNGs into this folder."
 )
+@click.option(
+    "--quality",
+    type=click.Choice(["fast", "balanced", "best"]),
+    help="fast: the tiny decoder (TAESD), OpenVINO on a CPU; balanced: the full VAE; best: the reference pixels "
+    "(default: the config's engine.quality).",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a small preview of the image to this PNG file at every step, while it forms.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def generate(
@@ -67,6 +80,8 @@ def generate(
     action,
     from_image,
     out,
+    quality,
+    preview,
     as_json,
 ) -> None:
     """Generate images from PROMPT; they are saved in the gallery with their parameters."""
@@ -94,6 +109,8 @@ def generate(
         "count": count if count != 1 else None,
         "negative_prompt": negative or None,
         "styles": tuple(styles) or None,
+        "quality": quality,
+        "preview_every": 1 if preview else None,
     }
     fields = {key: value for key, value in given.items() if value is not None}
     if from_image is not None:
@@ -114,7 +131,9 @@ def generate(
     try:
         request = route.request_for(app, **fields)
         chosen = app.plugins.action(action) if action else None
-        outcome = generation.generate(app, request, chosen, on_event=progress_printer(), on_job=jobs.append)
+        outcome = generation.generate(
+            app, request, chosen, on_event=with_previews(progress_printer(), preview), on_job=jobs.append
+        )
     except KeyboardInterrupt:
         cancel_on_interrupt(jobs)
     except RequestError as exc:
@@ -155,6 +174,21 @@ def generate(
             click.echo(f"{image.path}  (seed {image.request.seed}, made for the action)")
     if outcome.failed_actions:
         sys.exit(3)
+
+
+def with_previews(on_event: Callable[[dict[str, Any]], None], path: Path | None) -> Callable[[dict[str, Any]], None]:
+    """`on_event`, and each preview event's image written to `path` (replaced whole, never half-written)."""
+    if path is None:
+        return on_event
+
+    def on_event_and_preview(event: dict[str, Any]) -> None:
+        if event.get("kind") == "preview":
+            from dreamtray.atomic import write_atomically
+
+            write_atomically(path, base64.b64decode(event["png"]), mode=0o644)
+        on_event(event)
+
+    return on_event_and_preview
 
 
 COMMANDS: list[click.Command] = [generate]

@@ -7,6 +7,8 @@ guarded: a failure becomes a notification, never the end of the tray.
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import os
 import sys
@@ -69,11 +71,15 @@ def choose_backend(environ: dict[str, str] | Any = os.environ) -> None:
     environ["PYSTRAY_BACKEND"] = "gtk"
 
 
-def tray_image(state: str, percent: int | None = None) -> Image:
-    """The tray picture for `state`; while busy, a bar along the bottom shows the progress."""
-    from PIL import Image, ImageDraw
+def tray_image(state: str, percent: int | None = None, preview: bytes | None = None) -> Image:
+    """The tray picture for `state`; while busy, a bar along the bottom shows the progress, over the image
+    as it forms when the engine sent a `preview` (PNG bytes)."""
+    from PIL import Image, ImageDraw, ImageOps
 
     image = Image.open(icon_files.tray_png(state, 64)).convert("RGBA")
+    if state == "busy" and preview is not None:
+        with Image.open(io.BytesIO(preview)) as forming:
+            image = ImageOps.fit(forming.convert("RGBA"), (64, 64))
     if state == "busy" and percent is not None:
         draw = ImageDraw.Draw(image)
         draw.rectangle((4, 56, 59, 62), fill=(255, 255, 255, 230), outline=(40, 40, 40, 255))
@@ -90,6 +96,9 @@ class TrayHost:
         self.state = "idle"
         self.percent: int | None = None
         self.detail = ""
+        self.preview: bytes | None = None
+        """The image as it forms (PNG), from the engine's latest preview event; shown on the busy icon."""
+        self.previews = 0
         self.download_line = ""
         """What a running model download says ('downloading sd-turbo: 45% of 2.1 GB, 35.2 MB/s'), else ''."""
         self._menu_refreshed = 0.0
@@ -274,6 +283,7 @@ class TrayHost:
     def _run(self, entry: Entry[Task]) -> None:
         task = entry.item
         assert task is not None
+        self.preview, self.previews = None, 0
         self._show("busy", 0, "starting")
         task.mark("started")
 
@@ -303,7 +313,11 @@ class TrayHost:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
-        if kind == "step" and event.get("total"):
+        if kind == "preview":
+            self.previews += 1
+            self.preview = base64.b64decode(event["png"])
+            self._show("busy", self.percent, self.detail)
+        elif kind == "step" and event.get("total"):
             percent = round(100 * event["step"] / event["total"])
             if percent != self.percent:
                 self._show("busy", percent, f"{percent}%")
@@ -370,7 +384,7 @@ class TrayHost:
         if icon is None:
             return
         try:
-            icon.icon = tray_image(state, percent)
+            icon.icon = tray_image(state, percent, self.preview if state == "busy" else None)
             self._set_tooltip(self.tooltip)
         except Exception:
             log.exception("could not update the tray icon")
@@ -544,6 +558,7 @@ class TrayHost:
             "torch_imported": "torch" in sys.modules,
             "heavy_modules": sorted(name for name in HEAVY_MODULES if name in sys.modules),
             "last_prompt": self.last_prompt,
+            "previews": self.previews,
             "problems": [*self.problems, *filter(None, [notify_problem()])],
         }
 

@@ -30,6 +30,8 @@ class Preset:
     min_vram_gb: float = 0.0
     """Below this much free VRAM the preset is not offered on a GPU at all."""
     text_window: int = 77
+    taesd: str | None = None
+    """Hub id of the tiny decoder (TAESD) for this model's latent space: live previews and `quality = fast`."""
     description: str = ""
 
     @property
@@ -53,6 +55,7 @@ PRESETS: dict[str, Preset] = {
             largest_part_gb=1.7,
             activation_gb=1.0,
             variant="fp16",
+            taesd="madebyollin/taesd",
             description="SD 2.1 distilled to one step: fast everywhere, 512 px.",
         ),
         Preset(
@@ -69,6 +72,7 @@ PRESETS: dict[str, Preset] = {
             activation_gb=1.5,
             variant="fp16",
             min_vram_gb=4.0,
+            taesd="madebyollin/taesdxl",
             description="SDXL distilled to one step: better composition, needs a mid-range card.",
         ),
         Preset(
@@ -85,6 +89,7 @@ PRESETS: dict[str, Preset] = {
             activation_gb=3.0,
             min_vram_gb=24.0,
             text_window=256,
+            taesd="madebyollin/taef1",
             description="FLUX.1 schnell, 4 steps, 1024 px: the best quality, big cards only.",
         ),
         Preset(
@@ -105,6 +110,15 @@ PRESETS: dict[str, Preset] = {
 }
 
 AUTO = "auto"
+
+TAESD_BY_PIPELINE = {
+    "StableDiffusionPipeline": "madebyollin/taesd",
+    "StableDiffusionImg2ImgPipeline": "madebyollin/taesd",
+    "StableDiffusionXLPipeline": "madebyollin/taesdxl",
+    "StableDiffusionXLImg2ImgPipeline": "madebyollin/taesdxl",
+    "FluxPipeline": "madebyollin/taef1",
+}
+"""The tiny decoder for models that are no preset, by their pipeline: each family has its own latent space."""
 
 
 def get_preset(name: str) -> Preset | None:

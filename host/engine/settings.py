@@ -27,6 +27,10 @@ class Overrides:
     dtype: str | None = None
     policy: Policy | None = None
     vae_tiling: bool | None = None
+    runtime: str | None = None
+    """The back end of `quality = fast`: torch or openvino."""
+    quality: str | None = None
+    """The quality of requests that name none: fast, balanced or best."""
 
 
 @dataclass(frozen=True)

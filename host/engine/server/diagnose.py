@@ -37,6 +37,8 @@ def diagnose(overrides: Overrides) -> dict[str, Any]:
             "policy": plan.policy.value,
             "autocast": plan.autocast,
             "channels_last": plan.channels_last,
+            "quality": plan.quality,
+            "fast_runtime": plan.runtime,
             "why": list(plan.reasons),
         }
     return {
@@ -57,7 +59,17 @@ def diagnose(overrides: Overrides) -> dict[str, Any]:
         "auto_model": choose_auto_preset(machine).name,
         "plans": plans,
         "model_cache": constants.HF_HUB_CACHE,
+        "openvino": _version("openvino") if machine.openvino else None,
     }
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def main(argv: list[str]) -> None:

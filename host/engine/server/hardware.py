@@ -7,6 +7,7 @@ give the same plan, which is what the decision-table tests check on simulated ma
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field, replace
 
@@ -21,6 +22,10 @@ MPS_USABLE_SHARE = 0.65
 """Apple silicon shares RAM with the GPU; this share of it is taken as usable by the model."""
 ROOMY_GB = 8.0
 """Spare device memory beyond which VAE tiling waits until 4x the native pixel count."""
+CONVERSION_RAM_FACTOR = 5.4
+"""Peak RAM of converting a model to OpenVINO, per GB of its largest part in 16-bit (SD-Turbo's UNet: 9.2 GB)."""
+OPENVINO_PIPELINES = ("StableDiffusionPipeline",)
+"""Pipelines whose modules the OpenVINO back end converts (their UNet takes no extra conditioning inputs)."""
 
 
 STEP_DOWN = {
@@ -54,6 +59,8 @@ class Machine:
     ram_free_gb: float = 8.0
     cpu_bf16: bool = False
     """The CPU computes bf16 natively (AMX or AVX512-BF16)."""
+    openvino: bool = False
+    """The OpenVINO runtime is installed."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,10 @@ class Plan:
     """Run the pipeline under torch.autocast to this dtype (weights stay in `dtype`)."""
     channels_last: bool = False
     """Keep the UNet and VAE in channels-last memory format."""
+    runtime: str = "torch"
+    """The back end of `quality = fast` (torch or openvino); balanced and best always run on torch."""
+    quality: str = "balanced"
+    """The quality of requests that name none."""
     reasons: tuple[str, ...] = field(default=())
 
     def stepped_down(self) -> Plan | None:
@@ -84,6 +95,7 @@ class Plan:
             device=device,
             dtype=dtype,
             autocast=None,
+            runtime="torch",
             vae_tiling_above=0,
             reasons=self.reasons + (f"stepped down to {lower.value} after running out of memory",),
         )
@@ -103,14 +115,38 @@ def _cpu_plan(machine: Machine, preset: Preset, why: str) -> Plan:
             f"{preset.name} needs about {need:.0f} GB of RAM on the CPU and this machine has "
             f"{machine.ram_gb:.0f} GB; choose a smaller model (sd-turbo) or a machine with a GPU"
         )
+    runtime, reasons = _cpu_runtime(machine, preset)
     if machine.cpu_bf16:
         # Measured on a 2-core AMX CPU (bench/shapes.py, SD-Turbo shape): bf16 autocast 1.3-2.2x and
         # channels_last 1.1-3x faster. Weights stay fp32: a bf16 text encoder was 10x slower there.
         why += "; the CPU has bf16 units: bf16 autocast and channels-last"
         return Plan(
-            "cpu", "float32", Policy.CPU, preset.native_pixels, autocast="bfloat16", channels_last=True, reasons=(why,)
+            "cpu",
+            "float32",
+            Policy.CPU,
+            preset.native_pixels,
+            autocast="bfloat16",
+            channels_last=True,
+            runtime=runtime,
+            reasons=(why, *reasons),
         )
-    return Plan("cpu", "float32", Policy.CPU, preset.native_pixels, reasons=(why,))
+    return Plan("cpu", "float32", Policy.CPU, preset.native_pixels, runtime=runtime, reasons=(why, *reasons))
+
+
+def _cpu_runtime(machine: Machine, preset: Preset) -> tuple[str, tuple[str, ...]]:
+    """OpenVINO for `quality = fast` where it is installed, the model converts and the RAM holds the conversion.
+
+    Measured on a 2-core AMX CPU (bench/fast_path.py, SD-Turbo shape, 512 px): the UNet step 0.8 s on OpenVINO
+    against 2.1-2.5 s on torch with bf16 autocast; with the tiny decoder one image 0.9 s against 2.2 s.
+    """
+    if not machine.openvino:
+        return "torch", ()
+    if preset.pipeline not in OPENVINO_PIPELINES:
+        return "torch", (f"quality fast runs on torch: the OpenVINO back end does not convert {preset.pipeline}",)
+    need = preset.largest_part_gb * CONVERSION_RAM_FACTOR
+    if machine.ram_gb < need:
+        return "torch", (f"quality fast runs on torch: converting to OpenVINO needs about {need:.0f} GB of RAM",)
+    return "openvino", ("quality fast runs on OpenVINO (converted once, cached per model)",)
 
 
 def _gpu_policy(free_gb: float, preset: Preset) -> Policy | None:
@@ -166,6 +202,12 @@ def decide(machine: Machine, preset: Preset, overrides: Overrides = Overrides())
     if overrides.dtype is not None:
         changes.update(dtype=overrides.dtype, autocast=None)
         notes.append(f"dtype {overrides.dtype} set in the config")
+    if overrides.runtime is not None and overrides.runtime != plan.runtime:
+        changes["runtime"] = overrides.runtime
+        notes.append(f"back end {overrides.runtime} for quality fast, set in the config")
+    if overrides.quality is not None:
+        changes["quality"] = overrides.quality
+        notes.append(f"quality {overrides.quality} by default, set in the config")
     if overrides.vae_tiling is not None:
         changes["vae_tiling_above"] = 0 if overrides.vae_tiling else 2**62
         notes.append(f"VAE tiling {'always' if overrides.vae_tiling else 'never'}, set in the config")
@@ -207,6 +249,7 @@ def probe_machine() -> Machine:
     cpu = getattr(torch, "cpu", None)
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     cpu_bf16 = any(getattr(cpu, probe, lambda: False)() for probe in probes)
+    openvino = importlib.util.find_spec("openvino") is not None
     return Machine(
         gpus=tuple(gpus),
         mps=bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
@@ -214,4 +257,5 @@ def probe_machine() -> Machine:
         ram_gb=memory.total / 2**30,
         ram_free_gb=memory.available / 2**30,
         cpu_bf16=cpu_bf16,
+        openvino=openvino,
     )

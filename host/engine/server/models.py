@@ -184,11 +184,42 @@ def _load_single_file(source: ModelSource, torch_dtype):
         ) from exc
 
 
-def ensure_downloaded(source: ModelSource, emit: Emit, cancelled: Callable[[], bool], cache_dir: Path) -> str:
+TAESD_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
+
+
+def load_taesd(source: ModelSource, hub_id: str | None, dtype: str, cache_dir: Path, emit: Emit):
+    """The tiny decoder (AutoencoderTiny) for `source`'s latent space: from the hub like any model, or built for tiny.
+
+    `hub_id` names it (the preset's, or the one for the pipeline's family); None where no TAESD is known.
+    """
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch_dtype = getattr(torch, dtype)
+    if source.kind == "tiny":
+        from dreamtray.engine.server.taesd import ensure_tiny_taesd_folder
+
+        folder = ensure_tiny_taesd_folder(cache_dir)
+    elif hub_id is None:
+        raise ModelError(f"No tiny decoder (TAESD) is known for {source.name}.")
+    else:
+        try:
+            folder = ensure_downloaded(
+                ModelSource(hub_id, "hub", hub_id, source.preset), emit, lambda: False, cache_dir, TAESD_FILES
+            )
+        except ModelError as exc:
+            reason = str(exc.__cause__ or exc).splitlines()[0]
+            raise ModelError(f"{hub_id} cannot be had now: {reason}") from exc
+    return AutoencoderTiny.from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+
+
+def ensure_downloaded(
+    source: ModelSource, emit: Emit, cancelled: Callable[[], bool], cache_dir: Path, patterns: list[str] | None = None
+) -> str:
     """The local snapshot folder of a hub model: the cached one, or a fresh download that explains itself."""
     from dreamtray.engine.server.download import DownloadError, ensure_snapshot
 
-    patterns = _download_patterns(source.preset.variant)
+    patterns = patterns or _download_patterns(source.preset.variant)
     try:
         folder = ensure_snapshot(source.location, patterns, record_dir=cache_dir, emit=emit, cancelled=cancelled)
     except DownloadError as exc:

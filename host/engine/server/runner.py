@@ -19,8 +19,11 @@ from typing import Any
 from dreamtray import samplers
 from dreamtray.engine.presets import AUTO
 from dreamtray.engine.server import prompts
+from dreamtray.engine.server.embeddings import with_cached_negative
 from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
+from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
+from dreamtray.engine.server.taesd import preview_event
 from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import MAX_PIXELS_OVER_NATIVE, Request, Result
 
@@ -37,17 +40,6 @@ class GenerationError(RuntimeError):
 
 
 Emit = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class Loaded:
-    source: ModelSource
-    plan: Plan
-    pipe: Any
-    img2img: Any = None
-    loras: tuple = ()
-    native_size: int = 512
-    default_scheduler: Any = None
 
 
 @dataclass
@@ -119,7 +111,7 @@ class Runner:
         warnings: list[str] = []
         request = self._settle(request, loaded, warnings)
         try:
-            images = self._run(request, loaded, emit, cancelled)
+            images = self._run(request, loaded, emit, cancelled, warnings)
         except Exception as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -147,8 +139,10 @@ class Runner:
         _place(loaded.pipe, lower)
         loaded.plan = lower
         loaded.img2img = None
+        for name in ("openvino", "fast_pipe"):  # the stepped-down plan runs on torch: free the OpenVINO modules
+            loaded.extras.pop(name, None)
         try:
-            return self._run(request, loaded, emit, cancelled)
+            return self._run(request, loaded, emit, cancelled, warnings)
         except Exception as exc:
             if _is_out_of_memory(exc):
                 _free_memory()
@@ -172,6 +166,7 @@ class Runner:
                 "steps": request.steps or preset.steps,
                 "guidance": preset.guidance if request.guidance is None else request.guidance,
                 "model": loaded.source.name,
+                "quality": request.quality or loaded.plan.quality,
             }
         )
 
@@ -207,10 +202,13 @@ class Runner:
             pipe.set_adapters(names, adapter_weights=[scale for _, scale in wanted])
         loaded.loras = wanted
 
-    def _run(self, request: Request, loaded: Loaded, emit: Emit, cancelled: Callable[[], bool]):
+    def _run(self, request: Request, loaded: Loaded, emit: Emit, cancelled: Callable[[], bool], warnings: list[str]):
         import torch
 
-        pipe = self._pipeline_for(request, loaded)
+        from dreamtray.engine.server import fast
+
+        torch_pipe = self._pipeline_for(request, loaded)
+        pipe, tiny = fast.prepare(loaded, torch_pipe, request, self.cache_dir, emit, warnings)
         steps = request.steps
         kwargs: dict[str, Any] = {}
         if request.init_image is not None:
@@ -227,32 +225,41 @@ class Runner:
         else:
             vae.disable_tiling()
         done, overall = 0, total * request.count
+        decode_with_tiny = tiny is not None and request.quality == "fast"
 
         def on_step_end(pipeline, step, timestep, callback_kwargs):
             nonlocal done
             done += 1
             emit({"kind": "step", "step": done, "total": overall})
+            if fast.wants_preview(request, tiny, step + 1, total, decode_with_tiny):
+                emit(preview_event(tiny, callback_kwargs["latents"], done, request.width, request.height))
             if cancelled():
                 raise GenerationCancelled()
             return callback_kwargs
 
         emit({"kind": "start", "total": overall})
         images = []
-        plan = loaded.plan
-        with torch.autocast("cpu", getattr(torch, plan.autocast)) if plan.autocast else contextlib.nullcontext():
-            text = prompts.encode(pipe, request.prompt, request.negative_prompt, guidance=request.guidance)
+        autocast = None if request.quality == "best" else loaded.plan.autocast
+        with torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext():
+            # Encoded on torch (compel needs its text encoder); a plain prompt stays text for the pipeline to encode.
+            text = prompts.encode(torch_pipe, request.prompt, request.negative_prompt, guidance=request.guidance)
+            arguments = with_cached_negative(loaded, pipe, text.kwargs, request.guidance, autocast)
         for index in range(request.count):
             # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
-            with torch.autocast("cpu", getattr(torch, plan.autocast)) if plan.autocast else contextlib.nullcontext():
+            with torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext():
                 output = pipe(
-                    **text.kwargs,
+                    **arguments,
                     num_inference_steps=steps,
                     guidance_scale=request.guidance,
                     generator=torch.Generator("cpu").manual_seed(request.seed + index),
                     callback_on_step_end=on_step_end,
+                    output_type="latent" if decode_with_tiny else "pil",
                     **kwargs,
                 )
-            images.extend(output.images)
+                if decode_with_tiny:
+                    images.extend(tiny.to_images(output.images, request.width, request.height))
+                else:
+                    images.extend(output.images)
         return images
 
 

@@ -1,0 +1,264 @@
+"""The fast path on SD-Turbo's shape, side by side in one run: each part and the whole image, four ways.
+
+Run:  python bench/fast_path.py [--repeats 3] [--out figures.md]
+
+Random weights in SD-Turbo's exact shape (bench/architectures.py) and a TAESD-shaped tiny decoder (diffusers'
+AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512, one step, guidance 0:
+- the parts: text encoder, one UNet step, decoder (full VAE, TAESD), on torch (the engine's plan: bf16 autocast
+  and channels-last where the CPU has bf16 units) and on OpenVINO;
+- the whole image, direct (in this process): today's plan (quality balanced), TAESD on torch, OpenVINO with the
+  full VAE on torch, OpenVINO + TAESD (quality fast); the peak RSS of this process during each;
+- the same image through the engine service (quality balanced and fast) against the direct call, the worker's peak
+  RSS, and the first fast job after a model load (the OpenVINO cache read and compiled, converted on a first run).
+  The engine runs first and its worker exits before the direct calls load the model: they never share the RAM.
+One-off costs are printed as they happen: converting each module (the first run only) and compiling (every load).
+
+The tiny decoder's folder is put in a Hugging Face cache of the benchmark's own (HF_HUB_CACHE under the bench
+cache), where the engine finds it as madebyollin/taesd; nothing is downloaded (HF_HUB_OFFLINE=1). Converting
+SD-Turbo's UNet takes about 9 GB of RAM and a minute or two; the IR is kept under the bench cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+from measure import (
+    DEFAULT_CACHE,
+    OUTPUT,
+    median,
+    peak_rss_during,
+    prepare_run,
+    quiet_progress_bars,
+    report,
+    seconds,
+    table,
+)
+
+PROMPT = "a lighthouse on a cliff at dawn, oil painting"
+SEED = 7
+SIZE = 512
+TAESD_REVISION = "0" * 40
+
+
+def ensure_tiny_decoder_in_hub(hub: Path) -> Path:
+    """A random-weight AutoencoderTiny in TAESD's shape, as the hub cache's snapshot of madebyollin/taesd."""
+    repo = hub / "models--madebyollin--taesd"
+    snapshot = repo / "snapshots" / TAESD_REVISION
+    if (snapshot / "config.json").exists():
+        return snapshot
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(SEED)
+    AutoencoderTiny().save_pretrained(snapshot, safe_serialization=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(TAESD_REVISION)
+    return snapshot
+
+
+class Direct:
+    """The model in this process, on torch as the engine's plan runs it, and its OpenVINO modules."""
+
+    def __init__(self, folder: Path, taesd_folder: Path, cache: Path):
+        import torch
+        from diffusers import AutoencoderTiny, StableDiffusionPipeline
+
+        from dreamtray.engine.server.fast import openvino_folder
+        from dreamtray.engine.server.hardware import decide, probe_machine
+        from dreamtray.engine.server.models import resolve_model
+        from dreamtray.engine.server.openvino_backend import OpenVinoModules
+        from dreamtray.engine.server.taesd import TinyDecoder
+
+        source = resolve_model(str(folder))
+        self.plan = decide(probe_machine(), source.preset)
+        self.pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+        self.pipe.set_progress_bar_config(disable=True)
+        if self.plan.channels_last:
+            for module in (self.pipe.unet, self.pipe.vae):
+                module.to(memory_format=torch.channels_last)
+        self.taesd = AutoencoderTiny.from_pretrained(taesd_folder, local_files_only=True)
+        took, self.openvino = seconds(
+            lambda: OpenVinoModules(self.pipe, self.taesd, openvino_folder(cache, source), "SD-Turbo shape", _say)
+        )
+        report(f"\nOpenVINO modules ready in {took:.1f} s (converted now if the lines above say so)")
+        latent = SIZE // self.pipe.vae_scale_factor
+        hidden = self.pipe.text_encoder.config.hidden_size
+        took, _ = seconds(lambda: self.openvino.compile_for(1, latent, latent, 4, hidden))
+        report(f"OpenVINO compile for 512x512: {took:.1f} s (OpenVINO's own cache makes later ones faster)")
+        self.fast_pipe = self.openvino.pipeline()
+        self.fast_pipe.scheduler = self.pipe.scheduler
+        self.tiny_torch = TinyDecoder(self.taesd, self.pipe)
+        self.tiny_openvino = TinyDecoder(self.taesd, self.pipe, self.openvino.decode)
+
+    def autocast(self):
+        import torch
+
+        return torch.autocast("cpu", getattr(torch, self.plan.autocast)) if self.plan.autocast else nullcontext()
+
+    def image(self, pipe, tiny=None):
+        import torch
+
+        generator = torch.Generator("cpu").manual_seed(SEED)
+        with self.autocast():
+            out = pipe(
+                PROMPT,
+                num_inference_steps=1,
+                guidance_scale=0.0,
+                width=SIZE,
+                height=SIZE,
+                generator=generator,
+                output_type="latent" if tiny else "pil",
+            ).images
+            return tiny.to_images(out, SIZE, SIZE)[0] if tiny else out[0]
+
+
+def _say(event: dict) -> None:
+    if event.get("message"):
+        report(f"- {event['message']}")
+
+
+def parts(direct: Direct, repeats: int) -> None:
+    """Median seconds of each part on torch (the engine's plan) and on OpenVINO."""
+    import torch
+
+    pipe, fast = direct.pipe, direct.fast_pipe
+    latents = torch.randn(1, 4, SIZE // 8, SIZE // 8)
+    hidden = torch.randn(1, pipe.tokenizer.model_max_length, pipe.text_encoder.config.hidden_size)
+    step = torch.tensor(999.0)
+
+    def timed(call) -> float:
+        call()  # first call: one-off set-up
+        with torch.no_grad(), direct.autocast():
+            return median(seconds(call)[0] for _ in range(repeats))
+
+    rows = [
+        (
+            "text encoder",
+            timed(lambda: pipe.encode_prompt(PROMPT, "cpu", 1, False)),
+            timed(lambda: fast.encode_prompt(PROMPT, "cpu", 1, False)),
+        ),
+        (
+            "UNet, one step",
+            timed(lambda: pipe.unet(latents, step, hidden)),
+            timed(lambda: fast.unet(latents, step, hidden)),
+        ),
+        ("full VAE decode", timed(lambda: pipe.vae.decode(latents / 0.18215)), "-"),
+        ("TAESD decode", timed(lambda: direct.taesd.decode(latents)), timed(lambda: direct.openvino.decode(latents))),
+    ]
+    table("Parts, 512x512 (median seconds)", ["part", f"torch ({_plan_words(direct.plan)})", "OpenVINO"], rows)
+
+
+def _plan_words(plan) -> str:
+    return ", ".join(
+        ["fp32 weights"]
+        + ([f"{plan.autocast} autocast"] if plan.autocast else [])
+        + (["channels-last"] if plan.channels_last else [])
+    )
+
+
+def whole_images(direct: Direct, repeats: int) -> dict[str, float]:
+    """Seconds per image and this process's peak RSS, the four ways taken in turns."""
+    ways = {
+        "today's plan (quality balanced)": lambda: direct.image(direct.pipe),
+        "TAESD on torch": lambda: direct.image(direct.pipe, direct.tiny_torch),
+        "OpenVINO, full VAE on torch": lambda: direct.image(direct.fast_pipe),
+        "OpenVINO + TAESD (quality fast)": lambda: direct.image(direct.fast_pipe, direct.tiny_openvino),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    peaks: dict[str, float] = {}
+    for name, way in ways.items():
+        way()  # warm-up
+    for repeat in range(repeats):
+        order = list(ways.items()) if repeat % 2 == 0 else list(reversed(ways.items()))
+        for name, way in order:
+            with peak_rss_during() as peak:
+                times[name].append(seconds(way)[0])
+            peaks[name] = max(peaks.get(name, 0.0), peak["peak_mb"])
+    medians = {name: median(values) for name, values in times.items()}
+    base = medians["today's plan (quality balanced)"]
+    table(
+        "One SD-Turbo-shaped image, direct in one process (512x512, 1 step)",
+        ["way", "seconds (median)", "x today's plan", "process peak RSS (MiB)"],
+        [(name, medians[name], base / medians[name], peaks[name]) for name in ways],
+    )
+    return medians
+
+
+def through_the_engine(folder: Path, cache: Path, repeats: int) -> dict[str, tuple[float, float]]:
+    """Seconds per image (median) and the worker's peak RSS for each quality, through the engine service.
+
+    It runs before the direct calls load anything, and its worker exits before they start: the two never share
+    the RAM (both hold the model in fp32 and its OpenVINO modules, some 13-14 GB each for SD-Turbo's shape).
+    """
+    import tempfile
+
+    from service_run import start_local_engine, timed_generate
+
+    from dreamtray.request import Request
+
+    request = Request(prompt=PROMPT, width=SIZE, height=SIZE, steps=1, guidance=0.0, seed=SEED, model=str(folder))
+    root = Path(tempfile.mkdtemp(prefix="dreamtray-fast-bench-"))
+    engine = start_local_engine(root, cache, default_model=str(folder))
+    found: dict[str, tuple[float, float]] = {}
+    try:
+        took = timed_generate(engine, request.model_copy(update={"width": 64, "height": 64})).total
+        report(f"\nEngine: model load and a 64x64 warm-up: {took:.1f} s")
+        first = timed_generate(engine, request.model_copy(update={"quality": "fast"}))
+        report(
+            f"Engine: first fast job after the load (OpenVINO converted or read, then compiled): {first.total:.1f} s"
+            f"{' - warnings: ' + '; '.join(first.result.warnings) if first.result.warnings else ''}"
+        )
+        for quality in ("balanced", "fast"):
+            worker = engine.health()["worker_pid"]
+            timed = []
+            with peak_rss_during(worker) as peak:
+                for _ in range(repeats):
+                    timed.append(timed_generate(engine, request.model_copy(update={"quality": quality})).total)
+            found[quality] = (median(timed), peak["peak_mb"])
+    finally:
+        engine.stop()
+        engine.close()
+    return found
+
+
+def engine_against_direct(engine: dict[str, tuple[float, float]], direct: dict[str, float]) -> None:
+    ways = {"balanced": "today's plan (quality balanced)", "fast": "OpenVINO + TAESD (quality fast)"}
+    table(
+        "Through the engine service vs direct (512x512, 1 step, warm)",
+        ["quality", "engine s", "direct s", "engine / direct", "worker peak RSS (MiB)"],
+        [(q, s, direct[ways[q]], s / direct[ways[q]], peak) for q, (s, peak) in engine.items()],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    prepare_run()
+    cache = DEFAULT_CACHE
+    os.environ["HF_HUB_CACHE"] = str(cache / "hub")  # before huggingface_hub is imported; the engine inherits it
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if args.out:
+        OUTPUT.append(args.out)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from architectures import ensure_folder
+
+    import dreamtray.engine.server.openvino_backend  # noqa: F401 (first: keeps OpenVINO's telemetry out)
+
+    quiet_progress_bars()
+    folder = ensure_folder("sd-turbo", cache)
+    taesd_folder = ensure_tiny_decoder_in_hub(cache / "hub")
+    report(f"## The fast path on SD-Turbo's shape ({os.cpu_count()} CPUs seen, {args.repeats} repeats)")
+    engine = through_the_engine(folder, cache, args.repeats)
+    direct = Direct(folder, taesd_folder, cache)
+    parts(direct, args.repeats)
+    engine_against_direct(engine, whole_images(direct, args.repeats))
+
+
+if __name__ == "__main__":
+    main()

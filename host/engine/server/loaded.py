@@ -1,0 +1,23 @@
+"""The model the engine holds: its pipeline, how it runs, and what was made for it on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dreamtray.engine.server.hardware import Plan
+from dreamtray.engine.server.models import ModelSource
+
+
+@dataclass
+class Loaded:
+    source: ModelSource
+    plan: Plan
+    pipe: Any
+    img2img: Any = None
+    loras: tuple = ()
+    native_size: int = 512
+    default_scheduler: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Made on first use and kept with the model: the tiny decoder and the OpenVINO pipeline (fast.py), the
+    embeddings of constant texts (embeddings.py)."""

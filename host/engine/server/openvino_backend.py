@@ -1,0 +1,248 @@
+"""The OpenVINO back end of `quality = fast`: a model's modules converted once, cached on disk, run compiled.
+
+`openvino.convert_model` traces each torch module (UNet, text encoder, tiny decoder) into OpenVINO's IR, saved
+under the user's cache folder, one entry per model and module, with a key: the format, the OpenVINO and torch
+versions, and a fingerprint of the module's weights. An entry whose key differs is converted again; one that cannot
+be read is removed, and the caller falls back to torch with a warning. Compiled programs are cached per shape
+by OpenVINO itself (its CACHE_DIR, next to the IR), so a new process compiles in about 2 s instead of 12.
+
+OpenVINO's conversion sends usage reports to Google Analytics unless the user opted out; importing this module
+keeps its telemetry package from loading at all (OpenVINO then uses its built-in no-op stub), so nothing leaves
+the machine. Import this module before anything else imports openvino.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.modules.setdefault("openvino_telemetry", None)  # a None entry makes `import openvino_telemetry` fail
+
+import openvino as ov  # noqa: E402
+import torch  # noqa: E402
+
+FORMAT = 1
+"""Bumped whenever the conversion below changes, so every cached entry is converted again."""
+Emit = Callable[[dict[str, Any]], None]
+
+
+class CacheError(RuntimeError):
+    """A cached conversion that cannot be read or compiled; the entry has been removed."""
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A cheap identity of a module's weights: names, shapes, dtypes and an even sample of each tensor's values."""
+    digest = hashlib.sha256(type(module).__name__.encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach()
+        picks = torch.linspace(0, max(tensor.numel() - 1, 0), min(64, tensor.numel())).long()
+        # Logical positions, whatever the memory format (channels-last or not), without copying the tensor.
+        sample = tensor[torch.unravel_index(picks, tensor.shape)] if tensor.ndim else tensor.reshape(1)
+        sample = sample.to(torch.float32).contiguous()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def cache_key(module: torch.nn.Module) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "openvino": ov.get_version(),
+        "torch": torch.__version__,
+        "weights": weights_fingerprint(module),
+    }
+
+
+def folder_size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+class Converted:
+    """One module's IR in the cache, compiled for each input shape on first use."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.core = ov.Core()
+        try:
+            self.model = self.core.read_model(folder / "model.xml")
+        except Exception as exc:
+            raise self._broken(exc) from exc
+        self.compiled: dict[tuple, Any] = {}
+
+    def _broken(self, exc: Exception) -> CacheError:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({lines[-1].strip()}); removed it")
+
+    def compile(self, shapes: list[tuple[int, ...]]):
+        """The program for these input shapes (static shapes run 5-10% faster than dynamic ones)."""
+        key = tuple(shapes)
+        if key not in self.compiled:
+            model = self.model.clone()
+            model.reshape({index: ov.PartialShape(list(shape)) for index, shape in enumerate(shapes)})
+            config = {"CACHE_DIR": str(self.folder / "compiled"), "PERFORMANCE_HINT": "LATENCY"}
+            try:
+                self.compiled[key] = self.core.compile_model(model, "CPU", config)
+            except Exception as exc:
+                raise self._broken(exc) from exc
+        return self.compiled[key]
+
+    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        arrays = [tensor.detach().numpy() for tensor in inputs]
+        program = self.compile([array.shape for array in arrays])
+        request = program.create_infer_request()
+        request.infer(arrays, share_inputs=True)
+        return [torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(len(program.outputs))]
+
+
+def ensure_converted(
+    folder: Path, module: torch.nn.Module, example: tuple[torch.Tensor, ...], label: str, emit: Emit
+) -> Converted:
+    """The module's IR at `folder`: the cached one when its key matches, else converted now (once)."""
+    from filelock import FileLock
+
+    key = cache_key(module)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if _read_key(folder) != key:
+            stale = folder.exists()
+            shutil.rmtree(folder, ignore_errors=True)
+            why = "its cache is out of date" if stale else "once for this model"
+            emit({"kind": "loading", "message": f"Converting the {label} to OpenVINO ({why})"})
+            staging = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: meant
+                converted = ov.convert_model(module, example_input=example)
+            ov.save_model(converted, staging / "model.xml")
+            (staging / "key.json").write_text(json.dumps(key, indent=2))
+            staging.rename(folder)
+            size = folder_size(folder)
+            shown = f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
+            emit({"kind": "loading", "message": f"Converted the {label}: {shown} in {folder}"})
+    return Converted(folder)
+
+
+def _read_key(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "key.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class _UNet(torch.nn.Module):
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+
+class _TextEncoder(torch.nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids):
+        return self.encoder(input_ids)[0]
+
+
+class _TinyDecode(torch.nn.Module):
+    def __init__(self, taesd):
+        super().__init__()
+        self.taesd = taesd
+
+    def forward(self, latents):
+        return self.taesd.decode(latents, return_dict=False)[0]
+
+
+class _StandIn(torch.nn.Module):
+    """Takes a torch module's place in a diffusers pipeline: its config, dtype and device, an OpenVINO forward."""
+
+    def __init__(self, original: torch.nn.Module, converted: Converted):
+        super().__init__()
+        self.config = original.config
+        self.converted = converted
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+
+class OpenVinoUNet(_StandIn):
+    def forward(self, sample, timestep, encoder_hidden_states=None, return_dict=True, **_unused):
+        timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(())
+        (noise,) = self.converted(sample.float(), timestep, encoder_hidden_states.float())
+        return (noise,)
+
+
+class OpenVinoTextEncoder(_StandIn):
+    def forward(self, input_ids, attention_mask=None, **_unused):
+        return tuple(self.converted(input_ids.to(torch.int64)))
+
+
+class OpenVinoModules:
+    """A model's UNet, text encoder and (optionally) tiny decoder, converted and compiled on the CPU."""
+
+    def __init__(self, pipe, taesd, root: Path, label: str, emit: Emit):
+        unet, encoder = pipe.unet, pipe.text_encoder
+        latent = (1, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+        window = pipe.tokenizer.model_max_length
+        hidden = encoder.config.hidden_size
+        self.unet = ensure_converted(
+            root / "unet",
+            _UNet(unet).eval(),
+            (torch.randn(latent), torch.tensor(999.0), torch.randn(1, window, hidden)),
+            f"UNet of {label}",
+            emit,
+        )
+        self.text_encoder = ensure_converted(
+            root / "text_encoder",
+            _TextEncoder(encoder).eval(),
+            (torch.zeros(1, window, dtype=torch.int64),),
+            f"text encoder of {label}",
+            emit,
+        )
+        self.tiny_decoder = None
+        if taesd is not None:
+            self.tiny_decoder = ensure_converted(
+                root / "tiny_decoder",
+                _TinyDecode(taesd).eval(),
+                (torch.randn(latent),),
+                f"tiny decoder of {label}",
+                emit,
+            )
+        self.pipe, self.window = pipe, window
+
+    def pipeline(self):
+        """A pipeline of the same class that runs the UNet and the text encoder on OpenVINO, sharing the rest."""
+        fast = type(self.pipe).from_pipe(
+            self.pipe,
+            unet=OpenVinoUNet(self.pipe.unet, self.unet),
+            text_encoder=OpenVinoTextEncoder(self.pipe.text_encoder, self.text_encoder),
+        )
+        fast.set_progress_bar_config(disable=True)
+        return fast
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        (image,) = self.tiny_decoder(latents.float())
+        return image
+
+    def compile_for(self, batch: int, latent_height: int, latent_width: int, channels: int, hidden: int) -> None:
+        """Compile now for one request's shapes, so that a broken cache shows before the job starts."""
+        self.text_encoder.compile([(1, self.window)])
+        self.unet.compile([(batch, channels, latent_height, latent_width), (), (batch, self.window, hidden)])
+        if self.tiny_decoder is not None:
+            self.tiny_decoder.compile([(1, channels, latent_height, latent_width)])

@@ -1,0 +1,130 @@
+"""The OpenVINO back end of quality fast, for real on the tiny model: its cache across processes, stale and
+broken entries, and no usage report leaving the machine."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures_engine import CPU_MACHINE, pixels
+
+from dreamtray.engine.server.hardware import Machine
+from dreamtray.engine.server.runner import Runner
+from dreamtray.request import Request
+
+HERE = Path(__file__).parent
+OPENVINO_CPU = Machine(cpu_cores=2, ram_gb=24, openvino=True)
+FAST = Request(prompt="a red fox", seed=5, steps=2, width=64, height=64, quality="fast", preview_every=1)
+
+
+def run_process(cache: Path, tmp: Path, name: str) -> dict:
+    """One fast job in a new process with a home of its own; the network is refused and attempts are logged."""
+    home = tmp / f"home-{name}"
+    home.mkdir()
+    audit = tmp / f"audit-{name}.log"
+    env = {**os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("CI", None)  # OpenVINO's telemetry stays quiet in CI by itself: the test must not lean on that
+    done = subprocess.run(
+        [sys.executable, str(HERE / "openvino_process.py"), str(cache), str(tmp / f"{name}.json"), str(audit)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not audit.exists(), f"something tried to reach the network: {audit.read_text()}"
+    assert not (home / "intel").exists(), "OpenVINO's telemetry wrote its client id: it was running"
+    return json.loads((tmp / f"{name}.json").read_text())
+
+
+def conversions(messages: list[str]) -> list[str]:
+    return [m for m in messages if m.startswith("Converting")]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> tuple[Path, dict]:
+    """A cache where a first process converted the tiny model, and what that process made."""
+    cache = tmp_path_factory.mktemp("openvino-cache")
+    return cache, run_process(cache, tmp_path_factory.mktemp("first"), "first")
+
+
+def test_the_first_process_converts_without_reaching_the_network(converted):
+    cache, first = converted
+    assert len(conversions(first["messages"])) == 3, first["messages"]  # UNet, text encoder, tiny decoder
+    assert any(m.startswith("Converted the UNet of tiny:") and "MiB in" in m for m in first["messages"])
+    assert first["previews"] == [1] and not first["warnings"]
+    (folder,) = (cache / "openvino").iterdir()
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["text_encoder", "tiny_decoder", "unet"]
+
+
+def test_a_second_process_reuses_the_cache_and_makes_the_same_image(converted, tmp_path):
+    cache, first = converted
+    second = run_process(cache, tmp_path, "second")
+    assert not conversions(second["messages"])
+    assert second["png"] == first["png"]
+
+
+def test_the_image_on_openvino_is_reproducible_in_process_and_differs_from_torch(converted):
+    cache, first = converted
+    runner = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU)
+    events: list[dict] = []
+    result = runner.generate(FAST, events.append)
+    assert not [e for e in events if e.get("message", "").startswith("Converting")]
+    assert pixels(result.images[0]) == pixels(base64.b64decode(first["png"]))
+    on_torch = Runner(cache_dir=cache, default_model="tiny", machine=CPU_MACHINE).generate(FAST)
+    assert pixels(on_torch.images[0]) != pixels(result.images[0]), "the OpenVINO modules really ran"
+
+
+def test_a_changed_key_converts_again(converted):
+    cache, first = converted
+    (folder,) = (cache / "openvino").iterdir()
+    key_file = folder / "unet" / "key.json"
+    key = json.loads(key_file.read_text())
+    key_file.write_text(json.dumps({**key, "openvino": "2020.1"}))
+    events: list[dict] = []
+    result = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU).generate(FAST, events.append)
+    messages = [e.get("message", "") for e in events]
+    assert conversions(messages) == ["Converting the UNet of tiny to OpenVINO (its cache is out of date)"]
+    assert json.loads(key_file.read_text()) == key
+    assert pixels(result.images[0]) == pixels(base64.b64decode(first["png"]))
+
+
+def test_a_broken_cache_falls_back_to_torch_with_a_warning(converted):
+    cache, _ = converted
+    (folder,) = (cache / "openvino").iterdir()
+    weights = folder / "unet" / "model.bin"
+    os.truncate(weights, weights.stat().st_size // 2)
+    result = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU).generate(FAST)
+    (warning,) = result.warnings
+    assert warning.startswith("Running on torch: the OpenVINO cache at") and "removed it" in warning
+    on_torch = Runner(cache_dir=cache, default_model="tiny", machine=CPU_MACHINE).generate(FAST)
+    assert pixels(result.images[0]) == pixels(on_torch.images[0])
+    assert not (folder / "unet").exists()
+    events: list[dict] = []
+    again = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU).generate(FAST, events.append)
+    assert conversions([e.get("message", "") for e in events]) == [
+        "Converting the UNet of tiny to OpenVINO (once for this model)"
+    ]
+    assert not again.warnings
+
+
+def test_importing_the_back_end_keeps_openvino_telemetry_out():
+    import dreamtray.engine.server.openvino_backend  # noqa: F401, I001 (first: it must come before openvino's own)
+    import openvino.tools.ovc.convert_impl as convert_impl
+
+    assert sys.modules["openvino_telemetry"] is None
+    assert convert_impl.tm.__name__ == "openvino.tools.ovc.telemetry_stub"
+
+
+def test_weighted_prompts_are_encoded_on_torch_and_run_on_openvino(converted):
+    cache, _ = converted
+    runner = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU)
+    weighted = runner.generate(FAST.model_copy(update={"prompt": "a (red:1.4) fox"}))
+    plain = runner.generate(FAST.model_copy(update={"prompt": "a red fox"}))
+    assert not weighted.warnings and runner.loaded.extras["openvino"] is not None
+    assert pixels(weighted.images[0]) != pixels(plain.images[0])
