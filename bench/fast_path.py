@@ -11,6 +11,9 @@ AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512,
 - the same image through the engine service (quality balanced and fast) against the direct call, the worker's peak
   RSS, and the first fast job after a model load (the OpenVINO cache read and compiled, converted on a first run).
   The engine runs first and its worker exits before the direct calls load the model: they never share the RAM.
+  So the two cannot alternate, and other work on the machine can differ between them: each also gets its CPU
+  seconds per image (the worker's, this process's) and the load average, which tell the same work apart from
+  a busier minute.
 One-off costs are printed as they happen: converting each module (the first run only) and compiling (every load).
 
 The tiny decoder's folder is put in a Hugging Face cache of the benchmark's own (HF_HUB_CACHE under the bench
@@ -29,6 +32,7 @@ from pathlib import Path
 from measure import (
     DEFAULT_CACHE,
     OUTPUT,
+    cpu_seconds,
     median,
     peak_rss_during,
     prepare_run,
@@ -160,8 +164,8 @@ def _plan_words(plan) -> str:
     )
 
 
-def whole_images(direct: Direct, repeats: int) -> dict[str, float]:
-    """Seconds per image and this process's peak RSS, the four ways taken in turns."""
+def whole_images(direct: Direct, repeats: int) -> dict[str, tuple[float, float]]:
+    """Seconds and CPU seconds per image (medians) and this process's peak RSS, the four ways taken in turns."""
     ways = {
         "today's plan (quality balanced)": lambda: direct.image(direct.pipe),
         "TAESD on torch": lambda: direct.image(direct.pipe, direct.tiny_torch),
@@ -169,6 +173,7 @@ def whole_images(direct: Direct, repeats: int) -> dict[str, float]:
         "OpenVINO + TAESD (quality fast)": lambda: direct.image(direct.fast_pipe, direct.tiny_openvino),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
     peaks: dict[str, float] = {}
     for name, way in ways.items():
         way()  # warm-up
@@ -176,20 +181,27 @@ def whole_images(direct: Direct, repeats: int) -> dict[str, float]:
         order = list(ways.items()) if repeat % 2 == 0 else list(reversed(ways.items()))
         for name, way in order:
             with peak_rss_during() as peak:
+                before = cpu_seconds()
                 times[name].append(seconds(way)[0])
+                cpu[name].append(cpu_seconds() - before)
             peaks[name] = max(peaks.get(name, 0.0), peak["peak_mb"])
-    medians = {name: median(values) for name, values in times.items()}
-    base = medians["today's plan (quality balanced)"]
+    medians = {name: (median(times[name]), median(cpu[name])) for name in ways}
+    base = medians["today's plan (quality balanced)"][0]
     table(
-        "One SD-Turbo-shaped image, direct in one process (512x512, 1 step)",
-        ["way", "seconds (median)", "x today's plan", "process peak RSS (MiB)"],
-        [(name, medians[name], base / medians[name], peaks[name]) for name in ways],
+        f"One SD-Turbo-shaped image, direct in one process (512x512, 1 step; load average {_load()})",
+        ["way", "seconds (median)", "x today's plan", "CPU seconds (median)", "process peak RSS (MiB)"],
+        [(name, medians[name][0], base / medians[name][0], medians[name][1], peaks[name]) for name in ways],
     )
     return medians
 
 
-def through_the_engine(folder: Path, cache: Path, repeats: int) -> dict[str, tuple[float, float]]:
-    """Seconds per image (median) and the worker's peak RSS for each quality, through the engine service.
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def through_the_engine(folder: Path, cache: Path, repeats: int) -> dict[str, tuple[float, float, float]]:
+    """Seconds and the worker's CPU seconds per image (medians), and its peak RSS, for each quality, through the
+    engine service.
 
     It runs before the direct calls load anything, and its worker exits before they start: the two never share
     the RAM (both hold the model in fp32 and its OpenVINO modules, some 13-14 GB each for SD-Turbo's shape).
@@ -203,7 +215,7 @@ def through_the_engine(folder: Path, cache: Path, repeats: int) -> dict[str, tup
     request = Request(prompt=PROMPT, width=SIZE, height=SIZE, steps=1, guidance=0.0, seed=SEED, model=str(folder))
     root = Path(tempfile.mkdtemp(prefix="dreamtray-fast-bench-"))
     engine = start_local_engine(root, cache, default_model=str(folder))
-    found: dict[str, tuple[float, float]] = {}
+    found: dict[str, tuple[float, float, float]] = {}
     try:
         took = timed_generate(engine, request.model_copy(update={"width": 64, "height": 64})).total
         report(f"\nEngine: model load and a 64x64 warm-up: {took:.1f} s")
@@ -214,23 +226,43 @@ def through_the_engine(folder: Path, cache: Path, repeats: int) -> dict[str, tup
         )
         for quality in ("balanced", "fast"):
             worker = engine.health()["worker_pid"]
-            timed = []
+            timed, cpu = [], []
             with peak_rss_during(worker) as peak:
                 for _ in range(repeats):
+                    before = cpu_seconds(worker)
                     timed.append(timed_generate(engine, request.model_copy(update={"quality": quality})).total)
-            found[quality] = (median(timed), peak["peak_mb"])
+                    cpu.append(cpu_seconds(worker) - before)
+            found[quality] = (median(timed), median(cpu), peak["peak_mb"])
+        report(f"Engine: load average {_load()} after its jobs")
     finally:
         engine.stop()
         engine.close()
     return found
 
 
-def engine_against_direct(engine: dict[str, tuple[float, float]], direct: dict[str, float]) -> None:
+def engine_against_direct(
+    engine: dict[str, tuple[float, float, float]], direct: dict[str, tuple[float, float]]
+) -> None:
+    """Wall and CPU seconds side by side: equal CPU seconds with unequal wall times mean a busier machine, not
+    more work (the engine and the direct calls run minutes apart and cannot alternate)."""
     ways = {"balanced": "today's plan (quality balanced)", "fast": "OpenVINO + TAESD (quality fast)"}
+    rows = []
+    for quality, (wall, cpu, peak) in engine.items():
+        direct_wall, direct_cpu = direct[ways[quality]]
+        rows.append((quality, wall, direct_wall, wall / direct_wall, cpu, direct_cpu, cpu / direct_cpu, peak))
     table(
         "Through the engine service vs direct (512x512, 1 step, warm)",
-        ["quality", "engine s", "direct s", "engine / direct", "worker peak RSS (MiB)"],
-        [(q, s, direct[ways[q]], s / direct[ways[q]], peak) for q, (s, peak) in engine.items()],
+        [
+            "quality",
+            "engine s",
+            "direct s",
+            "engine / direct",
+            "engine CPU s",
+            "direct CPU s",
+            "CPU engine / direct",
+            "worker peak RSS (MiB)",
+        ],
+        rows,
     )
 
 

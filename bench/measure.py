@@ -50,6 +50,18 @@ def rss_mb(pid: int | None = None) -> float:
     return psutil.Process(pid or os.getpid()).memory_info().rss / 2**20
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, all threads) a process has used so far (this one by default).
+
+    Unlike wall time, other work on the machine barely changes it: two ways that take the same CPU time do the same
+    work, whatever their wall times say on a busy machine.
+    """
+    import psutil
+
+    times = psutil.Process(pid or os.getpid()).cpu_times()
+    return times.user + times.system
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB."""
     import resource
