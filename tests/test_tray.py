@@ -196,8 +196,9 @@ def test_wallpaper_hotkey_paints_the_root_window_with_the_saved_wallpaper(host, 
     expected.paste((0, 0, 0), panel)  # trayer's panel covers part of the root window
 
     def differing_box():
-        """What differs from the saved wallpaper once no notification covers the screen."""
+        """What differs from the saved wallpaper once no notification or tooltip covers the screen."""
         tray.run(["dunstctl", "close-all"], check=True)
+        tray.run(["xdotool", "mousemove", "0", "599"], check=True)  # the pointer may rest on the icon: its tooltip
         shown = ImageGrab.grab(xdisplay=tray.display).convert("RGB")
         shown.paste((0, 0, 0), panel)
         return ImageChops.difference(shown, expected).getbbox()

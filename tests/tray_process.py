@@ -209,6 +209,8 @@ def open_menu_and_pick(session: XSession, icon: Docked, keys: list[str]) -> None
     session.run(["xdotool", "mousemove", str(x), str(y), "click", "3"], check=True)
     wait_until(lambda: _menu_is_open(session), 10, "the tray menu to open")
     session.run(["xdotool", "key", "--delay", "60", *keys], check=True)
+    session.run(["xdotool", "mousemove", "0", "0"], check=True)  # off the icon: its tooltip must not linger
+
 
 
 def _menu_is_open(session: XSession) -> bool:
