@@ -118,6 +118,14 @@ class TrayProcess:
         except psutil.NoSuchProcess:
             return []
 
+    def quit(self) -> None:
+        """Quit through `dreamtray trigger quit`, as a user would; SIGTERM when it has not ended in 90 s."""
+        self.trigger("quit", timeout=60)
+        try:
+            self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
