@@ -31,6 +31,8 @@ import psutil  # noqa: E402
 from tray_process import TrayProcess, newest, press, read_clipboard_png, serve_primary, tray_home  # noqa: E402
 from xsession import XSession, wait_until  # noqa: E402
 
+PREVIEW_EVERY = 1
+"""The tray's default `preview_every`: the engine-alone round asks for the same previews as the hotkey's job."""
 PROMPTS = [
     "a lighthouse at dusk",
     "a bowl of cherries",
@@ -70,8 +72,10 @@ def hotkey_round(session: XSession, tray: TrayProcess, prompt: str) -> tuple[flo
     wait_until(lambda: clipboard_owner(session.display) not in (0, before), 300, "the image on the clipboard", 0.002)
     elapsed = time.perf_counter() - start
     image = newest(tray.home.gallery)[-1]
-    if read_clipboard_png(session) != image.read_bytes():
-        raise SystemExit("the clipboard does not hold the newest gallery image")
+    # The keeper owns the clipboard a moment before it answers: read until the bytes are there (not timed).
+    wait_until(
+        lambda: read_clipboard_png(session) == image.read_bytes(), 10, "the newest gallery image on the clipboard"
+    )
     tray.wait_idle()
     return elapsed, image
 
@@ -100,7 +104,7 @@ def engine_round(tray: TrayProcess, image: Path) -> tuple[float, float]:
     from dreamtray.engine.client import ServiceEngine
     from dreamtray.images.metadata import read_metadata
 
-    request = read_metadata(image).request
+    request = read_metadata(image).request.model_copy(update={"preview_every": PREVIEW_EVERY})
     state = json.loads((tray.home.root / "state/dreamtray/engine.json").read_text())
     token = (tray.home.root / "data/dreamtray/engine-token").read_text().strip()
     engine = ServiceEngine(state["url"], token)
@@ -165,11 +169,7 @@ def main() -> None:
             load = psutil.getloadavg()
             print(f"\n{psutil.cpu_count()} CPUs, load average {load[0]:.1f} during the run")
         finally:
-            tray.trigger("quit", timeout=60)
-            try:
-                tray.process.wait(timeout=90)
-            except Exception:
-                tray.stop()
+            tray.quit()
 
 
 if __name__ == "__main__":

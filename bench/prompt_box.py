@@ -66,11 +66,7 @@ def main() -> None:
             load = psutil.getloadavg()
             print(f"{psutil.cpu_count()} CPUs, load average {load[0]:.1f} during the run")
         finally:
-            tray.trigger("quit", timeout=60)
-            try:
-                tray.process.wait(timeout=90)
-            except Exception:
-                tray.stop()
+            tray.quit()
 
 
 if __name__ == "__main__":

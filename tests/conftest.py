@@ -41,6 +41,14 @@ def tray(xsession):
 
 
 @pytest.fixture
+def notifications(tray):
+    """Read what dunst shows from now on (older notifications are closed and skipped)."""
+    tray.run(["dunstctl", "close-all"], check=True)
+    seen = {n.get("id") for n in tray.notifications()}
+    return lambda: [n for n in tray.notifications() if n.get("id") not in seen]
+
+
+@pytest.fixture
 def fresh_home(tmp_path, monkeypatch):
     """A fresh HOME with its XDG data and config folders inside it (`data/`, `config/`)."""
     monkeypatch.setenv("HOME", str(tmp_path))

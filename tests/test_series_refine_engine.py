@@ -233,3 +233,16 @@ def test_refine_file_is_usable_without_the_command_line(engine, tmp_path):
     with pytest.raises(ValueError, match=f"{tmp_path / 'nope.png'}: not an image"):
         (tmp_path / "nope.png").write_text("x")
         refine_file(engine, tmp_path / "nope.png", "x")
+
+
+def test_a_series_folder_that_cannot_take_an_image_keeps_it_elsewhere_and_says_where(services, tmp_path, user_dirs):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the series folder's parent should be")
+    result = invoke(series, ["a red kite", "--count", "1", "--out", str(blocker / "kites"), *SMALL], services)
+    assert result.exit_code == 1
+    assert f"the series folder {blocker / 'kites'} cannot take 01-a-red-kite.png" in result.output
+    [kept] = (user_dirs["XDG_DATA_HOME"] / "dreamtray/unsaved").glob("*.png")
+    assert f"The image is kept at {kept}." in result.output
+    texts = image_texts(kept.read_bytes())
+    assert json.loads(texts[REQUEST_KEY])["prompt"] == "a red kite"
+    assert "Traceback" not in result.output

@@ -66,14 +66,6 @@ def host(tray, tmp_path_factory):
     home.stop_engine()
 
 
-@pytest.fixture
-def notifications(tray):
-    """Read what dunst shows from now on (older notifications are closed and skipped)."""
-    tray.run(["dunstctl", "close-all"], check=True)
-    seen = {n.get("id") for n in tray.notifications()}
-    return lambda: [n for n in tray.notifications() if n.get("id") not in seen]
-
-
 def gallery(host) -> list[Path]:
     return newest(host.home.gallery)
 

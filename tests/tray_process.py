@@ -118,6 +118,14 @@ class TrayProcess:
         except psutil.NoSuchProcess:
             return []
 
+    def quit(self) -> None:
+        """Quit through `dreamtray trigger quit`, as a user would; SIGTERM when it has not ended in 90 s."""
+        self.trigger("quit", timeout=60)
+        try:
+            self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -209,6 +217,8 @@ def open_menu_and_pick(session: XSession, icon: Docked, keys: list[str]) -> None
     session.run(["xdotool", "mousemove", str(x), str(y), "click", "3"], check=True)
     wait_until(lambda: _menu_is_open(session), 10, "the tray menu to open")
     session.run(["xdotool", "key", "--delay", "60", *keys], check=True)
+    session.run(["xdotool", "mousemove", "0", "0"], check=True)  # off the icon: its tooltip must not linger
+
 
 
 def _menu_is_open(session: XSession) -> bool:

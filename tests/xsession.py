@@ -83,7 +83,20 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.02):
 
 
 @dataclass
-class XSession:
+class DunstSession:
+    """A session with dunst as its notification daemon; `run` runs a program in the session."""
+
+    def run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        raise NotImplementedError
+
+    def notifications(self) -> list[dict[str, str]]:
+        """Close what dunst shows and return its history, newest first, as {summary, body, ...} strings."""
+        self.run([need("dunstctl"), "close-all"], check=True)
+        history = json.loads(self.run([need("dunstctl"), "history"], check=True, text=True).stdout)
+        return [{key: value.get("data") for key, value in item.items()} for item in history["data"][0]]
+
+
+class XSession(DunstSession):
     """One private X display with its own bus and home; `env` is what programs in it should see."""
 
     screens: tuple[tuple[int, int], ...] = ((800, 600),)
@@ -228,14 +241,6 @@ class XSession:
         finally:
             conn.close()
 
-    def notifications(self) -> list[dict[str, str]]:
-        """Close what dunst shows and return its history, newest first, as {summary, body, ...} strings."""
-        import json
-
-        self.run([need("dunstctl"), "close-all"], check=True)
-        history = json.loads(self.run([need("dunstctl"), "history"], check=True, text=True).stdout)
-        return [{key: value.get("data") for key, value in item.items()} for item in history["data"][0]]
-
     # -- teardown ----------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -267,7 +272,7 @@ SWAY_ENV = {"WLR_BACKENDS": "headless", "WLR_RENDERER": "pixman", "WLR_LIBINPUT_
 
 
 @dataclass
-class SwaySession:
+class SwaySession(DunstSession):
     """A headless sway with outputs of the given sizes (HEADLESS-1, HEADLESS-2, ...), its own runtime folder,
     home, session bus and dunst; `env` is what Wayland clients in it should see (no DISPLAY).
 
@@ -415,12 +420,6 @@ class SwaySession:
             text=True,
         )  # fmt: skip
         return reply.returncode == 0 and "boolean true" in reply.stdout
-
-    def notifications(self) -> list[dict[str, str]]:
-        """Close what dunst shows and return its history, newest first, as {summary, body, ...} strings."""
-        self.run([need("dunstctl"), "close-all"], check=True)
-        history = json.loads(self.run([need("dunstctl"), "history"], check=True, text=True).stdout)
-        return [{key: value.get("data") for key, value in item.items()} for item in history["data"][0]]
 
     # -- teardown ----------------------------------------------------------------------------------
 

@@ -121,8 +121,11 @@ def make_row(ctx: click.Context, manifest: Manifest, folder: Path, prompt: str) 
         result = follow(engine.submit(request), f"image {column + 1}/{manifest.count}")
         if not manifest.images:
             manifest.pin(result.request, result)
-        image = add_image(manifest, folder, prompt, row, column, result)
-        save_manifest(manifest, folder)
+        try:
+            image = add_image(manifest, folder, prompt, row, column, result)
+            save_manifest(manifest, folder)
+        except SeriesError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(f"{folder / image.file}  seed {image.seed}", err=True)
     save_contact_sheet(manifest, folder)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from dreamtray.atomic import write_atomically
+from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.metadata import add_metadata
 from dreamtray.request import MAX_SEED, LoRA, Request, Result
 from dreamtray.styles import Style, apply_styles
@@ -158,7 +159,12 @@ def add_image(manifest: Manifest, folder: Path, prompt: str, row: int, column: i
     number = len(manifest.images) + 1
     name = f"{number:02d}-{slug(prompt)}.png"
     png = add_metadata(result.images[0], generated, model=result.model, sampler=result.sampler)
-    write_atomically(folder / name, png)
+    try:
+        write_atomically(folder / name, png)
+    except OSError as exc:  # the image is made: never lose it
+        problem = f"the series folder {folder} cannot take {name} ({exc.strerror or exc})"
+        kept = keep_elsewhere(png, name, problem, warn=lambda message: None)
+        raise SeriesError(f"The series stopped: {problem}. The image is kept at {kept}.") from None
     image = SeriesImage(file=name, prompt=prompt, row=row, column=column, seed=generated.seed, request=generated)
     manifest.images.append(image)
     return image
@@ -166,7 +172,10 @@ def add_image(manifest: Manifest, folder: Path, prompt: str, row: int, column: i
 
 def save_manifest(manifest: Manifest, folder: Path) -> Path:
     path = folder / MANIFEST_NAME
-    write_atomically(path, manifest.model_dump_json(indent=2).encode("utf-8"))
+    try:
+        write_atomically(path, manifest.model_dump_json(indent=2).encode("utf-8"))
+    except OSError as exc:
+        raise SeriesError(f"The series stopped: {path} cannot be written ({exc.strerror or exc}).") from None
     return path
 
 
