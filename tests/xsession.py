@@ -82,9 +82,26 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.02):
         time.sleep(interval)
 
 
-@dataclass
-class DunstSession:
-    """A session with dunst as its notification daemon; `run` runs a program in the session."""
+class DesktopSession:
+    """What the X and sway sessions share: private HOME/XDG folders under `root` (exported in `env`), dunst as
+    the notification daemon; `run` runs a program in the session."""
+
+    root: Path
+    env: dict[str, str]
+
+    def _make_dirs(self) -> None:
+        dirs = {
+            "HOME": "home",
+            "XDG_CONFIG_HOME": "home/.config",
+            "XDG_DATA_HOME": "home/.local/share",
+            "XDG_CACHE_HOME": "home/.cache",
+            "XDG_STATE_HOME": "home/.local/state",
+            "XDG_RUNTIME_DIR": "runtime",
+        }
+        for name, relative in dirs.items():
+            path = self.root / relative
+            path.mkdir(parents=True, exist_ok=True)
+            self.env[name] = str(path)
 
     def run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
         raise NotImplementedError
@@ -96,7 +113,8 @@ class DunstSession:
         return [{key: value.get("data") for key, value in item.items()} for item in history["data"][0]]
 
 
-class XSession(DunstSession):
+@dataclass
+class XSession(DesktopSession):
     """One private X display with its own bus and home; `env` is what programs in it should see."""
 
     screens: tuple[tuple[int, int], ...] = ((800, 600),)
@@ -136,18 +154,7 @@ class XSession(DunstSession):
         self.display = f":{number}"
 
     def _make_dirs(self) -> None:
-        dirs = {
-            "HOME": "home",
-            "XDG_CONFIG_HOME": "home/.config",
-            "XDG_DATA_HOME": "home/.local/share",
-            "XDG_CACHE_HOME": "home/.cache",
-            "XDG_STATE_HOME": "home/.local/state",
-            "XDG_RUNTIME_DIR": "runtime",
-        }
-        for name, relative in dirs.items():
-            path = self.root / relative
-            path.mkdir(parents=True, exist_ok=True)
-            self.env[name] = str(path)
+        super()._make_dirs()
         (self.root / "runtime").chmod(0o700)
         self.env.update(
             DISPLAY=self.display,
@@ -272,7 +279,7 @@ SWAY_ENV = {"WLR_BACKENDS": "headless", "WLR_RENDERER": "pixman", "WLR_LIBINPUT_
 
 
 @dataclass
-class SwaySession(DunstSession):
+class SwaySession(DesktopSession):
     """A headless sway with outputs of the given sizes (HEADLESS-1, HEADLESS-2, ...), its own runtime folder,
     home, session bus and dunst; `env` is what Wayland clients in it should see (no DISPLAY).
 
@@ -322,17 +329,7 @@ class SwaySession(DunstSession):
         self.uid, self.gid = entry.pw_uid, entry.pw_gid
 
     def _make_dirs(self) -> None:
-        dirs = {
-            "HOME": "home",
-            "XDG_CONFIG_HOME": "home/.config",
-            "XDG_DATA_HOME": "home/.local/share",
-            "XDG_CACHE_HOME": "home/.cache",
-            "XDG_STATE_HOME": "home/.local/state",
-            "XDG_RUNTIME_DIR": "runtime",
-        }
-        for name, relative in dirs.items():
-            (self.root / relative).mkdir(parents=True, exist_ok=True)
-            self.env[name] = str(self.root / relative)
+        super()._make_dirs()
         self.give(self.root)
         (self.root / "runtime").chmod(0o700)
         width, height = self.outputs[0]
