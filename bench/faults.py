@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,24 +18,14 @@ from pathlib import Path
 import psutil
 from service_run import start_local_engine
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fixtures_engine import first_step, process_gone  # noqa: E402
+
 from dreamtray.engine.client import JobFailed
 from dreamtray.request import Request
 
 SLOW = {"width": 256, "height": 256, "steps": 60}
 SMALL = {"width": 64, "height": 64, "steps": 2}
-
-
-def first_step(job) -> None:
-    for event in job.events():
-        if event["kind"] == "step":
-            return
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def watchdog_run(root: Path, cache: Path, stall: float) -> tuple[float, float]:
@@ -68,7 +59,7 @@ def stop_run(root: Path, cache: Path) -> float:
     started = time.perf_counter()
     engine.stop()
     seconds = time.perf_counter() - started
-    left = [process.pid for process in family if not gone(process.pid)]
+    left = [process.pid for process in family if not process_gone(process.pid)]
     if left:
         raise AssertionError(f"processes left after engine stop: {left}")
     return seconds

@@ -86,17 +86,10 @@ def request_for(app: App, **fields: Any) -> Request:
     return Request.parse(**fields)
 
 
-def task_for(app: App, action: str, prompt: str, origin: str, style: str | None = None) -> Task:
-    """A task for `action` (UnknownAction when no plugin offers it), its action looked up here, once; `style`
-    replaces the config's style names ('' for none)."""
-    chosen = None if action == REFINE_LAST else app.plugins.action(action)
-    return Task(action, prompt, origin, chosen, style)
-
-
-def check_action(app: App, action: str) -> None:
-    """Raise UnknownAction unless `action` can be triggered."""
-    if action != REFINE_LAST:
-        app.plugins.action(action)
+def chosen_action(app: App, action: str) -> Action | None:
+    """The registered action called `action`, looked up once per trigger (UnknownAction when no plugin offers
+    it); None for REFINE_LAST, which needs none."""
+    return None if action == REFINE_LAST else app.plugins.action(action)
 
 
 def menu_entries(app: App) -> list[tuple[str, str]]:

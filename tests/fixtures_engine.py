@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import psutil
 import pytest
 from PIL import Image
 
 from dreamtray.engine.client import LocalEngine
 from dreamtray.engine.server.hardware import Machine
 from dreamtray.engine.server.runner import Runner
-from dreamtray.engine.server.worker import WorkerSettings
+from dreamtray.engine.settings import WorkerSettings
 
 CPU_MACHINE = Machine(cpu_cores=2, ram_gb=24, ram_free_gb=20)
 
@@ -48,3 +49,18 @@ def engine(tmp_path_factory, model_cache):
 
 def pixels(png: bytes) -> bytes:
     return Image.open(io.BytesIO(png)).convert("RGB").tobytes()
+
+
+def first_step(job) -> None:
+    """Follow `job` until its first denoising step has been reported."""
+    for event in job.events():
+        if event["kind"] == "step":
+            return
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie counts: it runs no more)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -11,7 +11,7 @@ import threading
 import httpx
 import psutil
 import pytest
-from fixtures_engine import start_engine
+from fixtures_engine import first_step, process_gone, start_engine
 
 from dreamtray.engine.client import (
     EngineError,
@@ -25,19 +25,6 @@ from dreamtray.request import Request
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 SLOW = {"width": 256, "height": 256, "steps": 60}
-
-
-def first_step(job) -> None:
-    for event in job.events():
-        if event["kind"] == "step":
-            return
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.fixture
@@ -59,7 +46,7 @@ def test_a_stopped_worker_ends_its_job_with_a_message_and_the_queue_moves_on(sta
         job.result()
     message = str(failed.value)
     assert "no progress for 3 s" in message and f"process {worker}" in message and "engine.stall_seconds" in message
-    assert gone(worker), "the stuck worker was killed"
+    assert process_gone(worker), "the stuck worker was killed"
     assert waiting.result().images[0].startswith(b"\x89PNG"), "the job queued behind it got its image"
     assert stalling_engine.health()["worker_pid"] not in (None, worker)
 
@@ -78,7 +65,7 @@ def test_the_client_gives_up_on_a_running_job_that_only_sends_keep_alives(tmp_pa
         impatient.close()
     finally:
         local.stop()
-    assert gone(worker)
+    assert process_gone(worker)
 
 
 def test_engine_stop_during_a_job_cancels_it_and_leaves_no_process(tmp_path, model_cache):
@@ -88,7 +75,7 @@ def test_engine_stop_during_a_job_cancels_it_and_leaves_no_process(tmp_path, mod
     health = local.health()
     family = [psutil.Process(health["pid"]), *psutil.Process(health["pid"]).children(recursive=True)]
     assert local.stop() is True
-    assert all(gone(process.pid) for process in family), [p.pid for p in family if not gone(p.pid)]
+    assert all(process_gone(process.pid) for process in family), [p.pid for p in family if not process_gone(p.pid)]
     assert not local.state_file.exists()
     assert local.running() is None and local.stop() is False
 
@@ -99,7 +86,7 @@ def test_engine_stop_ends_a_service_that_no_longer_answers(tmp_path, model_cache
     health = local.health()
     os.kill(health["pid"], signal.SIGSTOP)
     assert local.stop() is True
-    assert gone(health["pid"]) and gone(health["worker_pid"]), "the worker follows its service"
+    assert process_gone(health["pid"]) and process_gone(health["worker_pid"]), "the worker follows its service"
     assert not local.state_file.exists()
 
 
@@ -116,7 +103,7 @@ def test_an_old_service_leaves_a_newer_services_state_file_alone(tmp_path, model
     assert json.loads(new.state_file.read_text())["pid"] == new_pid, "the old service removed only its own"
     assert new.running() is not None
     new.stop()
-    assert gone(new_pid)
+    assert process_gone(new_pid)
 
 
 def test_a_full_queue_says_when_to_try_again(tmp_path, model_cache):

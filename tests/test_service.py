@@ -10,7 +10,7 @@ import time
 import httpx
 import psutil
 import pytest
-from fixtures_engine import pixels, start_engine
+from fixtures_engine import first_step, pixels, start_engine
 
 from dreamtray.engine.client import EngineError, JobCancelled, JobFailed, LocalEngine
 from dreamtray.engine.server.worker import WorkerSettings
@@ -25,12 +25,6 @@ def raw(engine) -> httpx.Client:
     return httpx.Client(
         base_url=client.url, headers={"Authorization": f"Bearer {engine.token_file.read_text().strip()}"}
     )
-
-
-def first_step(job) -> None:
-    for event in job.events():
-        if event["kind"] == "step":
-            return
 
 
 def test_token_file_is_private_and_required(engine):

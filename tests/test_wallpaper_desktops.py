@@ -5,15 +5,12 @@ composed picture; XFCE gets one picture per monitor property), and undo."""
 
 from __future__ import annotations
 
-import pluggy
 import pytest
-from click.testing import CliRunner
 from PIL import Image, ImageChops, ImageDraw
+from wallpaper_helpers import undo_command, wallpaper_action
 
-import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
 from dreamtray_plugins.wallpaper.apply import apply, undo
-from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.layout import Placement
 from dreamtray_plugins.wallpaper.screens import Screen
 from dreamtray_plugins.wallpaper.setters import pick_setter
@@ -31,19 +28,9 @@ SCREENS = [
 ]
 
 
-def undo_command():
-    """`dreamtray wallpaper --undo` as the command line runs it."""
-    return CliRunner().invoke(wallpaper_command, ["--undo"])
-
-
 @pytest.fixture
 def action() -> Action:
-    manager = pluggy.PluginManager("dreamtray")
-    manager.add_hookspecs(dreamtray.hookspecs)
-    manager.load_setuptools_entrypoints("dreamtray", name="wallpaper")
-    actions: list[Action] = []
-    manager.hook.register_actions(register=actions.append)
-    return actions[0]
+    return wallpaper_action()
 
 
 @pytest.fixture

@@ -4,26 +4,18 @@ Plasma's own config (a script) and from the pixels plasmashell draws."""
 
 from __future__ import annotations
 
-import pluggy
 import pytest
-from click.testing import CliRunner
 from PIL import Image, ImageChops, ImageDraw, ImageGrab
+from wallpaper_helpers import undo_command, wallpaper_action
 from xsession import XSession, need, wait_until
 
-import dreamtray.hookspecs
 from dreamtray import Action, GeneratedImage, Request
-from dreamtray_plugins.wallpaper.commands import wallpaper as wallpaper_command
 from dreamtray_plugins.wallpaper.layout import Placement
 from dreamtray_plugins.wallpaper.screens import Screen
 from dreamtray_plugins.wallpaper.setters import KdeSetter, pick_setter
 
 DESKTOP_AREA = (0, 0, 800, 480)
 """The part of the 800x600 screen that Plasma's default bottom panel never covers."""
-
-
-def undo_command():
-    """`dreamtray wallpaper --undo` as the command line runs it."""
-    return CliRunner().invoke(wallpaper_command, ["--undo"])
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +69,7 @@ def assert_desktop_shows(session: XSession, path) -> None:
 
 @pytest.fixture
 def action() -> Action:
-    manager = pluggy.PluginManager("dreamtray")
-    manager.add_hookspecs(dreamtray.hookspecs)
-    manager.load_setuptools_entrypoints("dreamtray", name="wallpaper")
-    actions: list[Action] = []
-    manager.hook.register_actions(register=actions.append)
-    return actions[0]
+    return wallpaper_action()
 
 
 def test_plasma_shows_the_wallpaper_and_undo_brings_back_the_one_before(kde, action, tmp_path):

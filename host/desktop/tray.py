@@ -193,7 +193,7 @@ class TrayHost:
         if self._closing.is_set():
             return {"ok": False, "message": "dreamtray is quitting."}
         try:
-            route.check_action(self.app, action)
+            chosen = route.chosen_action(self.app, action)
         except Exception as exc:
             return {"ok": False, "message": str(exc)}
         entry = self.queue.reserve()
@@ -201,7 +201,7 @@ class TrayHost:
             return self._dropped(action, origin)
         try:
             text = prompt()
-            task = route.task_for(self.app, action, text, origin, style)
+            task = route.Task(action, text, origin, chosen, style)
         except _OpenPromptBox:
             self.queue.release(entry)
             return self.open_prompt_box(action)
