@@ -6,12 +6,13 @@ IR_FOLDER is a converted UNet (model.xml and model.bin, as the engine's OpenVINO
 `models/openvino/<model>-<id>/unet`). Both int8 versions are calibrated on `--samples` random inputs (latents
 and text embeddings from a normal distribution, timestep 999: SD-Turbo's one step) and compared on others: the
 seconds per UNet call (median of `--repeats`), and the relative L2 error of the output against the same IR run in
-f32. Hybrid is the engine's recipe (dreamtray.engine.server.openvino_int8); full int8 quantizes every layer NNCF
-quantizes in a transformer, activations included. For SD-Turbo's shape use the defaults (it needs about 10 GB of
+f32. Hybrid is the engine's recipe (dreamtray.engine.server.openvino_int8, asymmetric int8 weights for the linear
+layers as in optimum-intel), also with symmetric weights; full int8 quantizes every layer NNCF quantizes in a
+transformer, activations included. For SD-Turbo's shape use the defaults (it needs about 10 GB of
 RAM); for the `tiny` model, `--latent 8 --hidden 32`.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 (the back end's import comes before NNCF's and OpenVINO's)
 
 import argparse
 import os
@@ -22,7 +23,7 @@ from measure import median, report, table
 
 from dreamtray.engine.server.openvino_int8 import hybrid_quantize  # first: it keeps telemetry out
 
-import nncf  # noqa: E402, I001
+import nncf  # noqa: E402
 import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 
@@ -37,9 +38,7 @@ def inputs(seed: int, batch: int, latent: int, hidden: int) -> list[np.ndarray]:
 
 
 def full_quantize(model: ov.Model, samples: list[list[np.ndarray]]) -> ov.Model:
-    return nncf.quantize(
-        model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(samples)
-    )
+    return nncf.quantize(model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(samples))
 
 
 def main() -> None:
@@ -80,7 +79,12 @@ def main() -> None:
 
     reference = outputs(compiled(source, "f32"))
     variants = {"bf16 (default)": (source, 0.0)}
-    for name, quantize in (("hybrid int8", hybrid_quantize), ("full int8", full_quantize)):
+    recipes = {
+        "hybrid int8 (engine)": hybrid_quantize,
+        "hybrid int8, sym. weights": lambda model, samples: hybrid_quantize(model, samples, symmetric_weights=True),
+        "full int8": full_quantize,
+    }
+    for name, quantize in recipes.items():
         start = time.perf_counter()
         variants[name] = (quantize(source.clone(), calibration), time.perf_counter() - start)
     rows = []

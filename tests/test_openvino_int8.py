@@ -194,8 +194,13 @@ def test_quantizing_sends_nothing_off_the_machine(tmp_path):
     for quiet in ("CI", "NNCF_CI", "NNCF_DEV"):  # switches that silence telemetry: the test must not lean on them
         env.pop(quiet, None)
     done = subprocess.run(
-        [sys.executable, str(HERE / "openvino_int8_process.py"), str(tmp_path / "ov"), str(tmp_path / "out.json"),
-         str(audit)],
+        [
+            sys.executable,
+            str(HERE / "openvino_int8_process.py"),
+            str(tmp_path / "ov"),
+            str(tmp_path / "out.json"),
+            str(audit),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ Importing this module imports the back end first, which keeps OpenVINO's telemet
 then falls back to its own no-op telemetry, so nothing leaves the machine.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 (the back end's import comes before NNCF's and OpenVINO's)
 
 import json
 import logging
@@ -26,7 +26,7 @@ from typing import Any
 
 from dreamtray.engine.server.openvino_backend import Emit, folder_size  # first: it keeps telemetry out
 
-import nncf  # noqa: E402, I001
+import nncf  # noqa: E402
 import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
@@ -169,12 +169,15 @@ def quantize_unet(
     return folder
 
 
-def hybrid_quantize(model: ov.Model, samples: Sequence[Sample]) -> ov.Model:
-    """optimum-intel's hybrid recipe: int8 weights for linear layers and embeddings, full int8 for the rest."""
+def hybrid_quantize(model: ov.Model, samples: Sequence[Sample], symmetric_weights: bool = False) -> ov.Model:
+    """optimum-intel's hybrid recipe: int8 weights for linear layers and embeddings, full int8 for the rest.
+
+    The linear layers' weights are asymmetric int8 as in optimum-intel (its default); `symmetric_weights` is for
+    the bench's comparison.
+    """
     weighted = _ops_with_weights(model)
-    compressed = nncf.compress_weights(
-        model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=nncf.IgnoredScope(types=["Convolution"])
-    )
+    mode = nncf.CompressWeightsMode.INT8_SYM if symmetric_weights else nncf.CompressWeightsMode.INT8_ASYM
+    compressed = nncf.compress_weights(model, mode=mode, ignored_scope=nncf.IgnoredScope(types=["Convolution"]))
     advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE)
     advanced.smooth_quant_alphas.matmul = -1
     return nncf.quantize(
