@@ -118,6 +118,22 @@ class Runner:
         self.load_count += 1
         return self.loaded
 
+    def import_ahead(self) -> None:
+        """Import what a job of the default model will need (its pipeline class, and OpenVINO where its plan
+        runs `fast` there), so that the job does not wait for it; a failure here is left to that job to report."""
+        try:
+            source = self.resolve(None)
+            plan = decide(self._machine(), source.preset, self.overrides)
+            from dreamtray.engine.server.models import pipeline_class
+
+            pipeline_class("StableDiffusionPipeline" if source.kind == "tiny" else source.preset.pipeline)
+            import accelerate  # noqa: F401 (the light pipeline's empty shells)
+
+            if plan.runtime == "openvino":
+                import dreamtray.engine.server.openvino_backend  # noqa: F401
+        except Exception:
+            pass
+
     def unload(self) -> None:
         """Drop the pipeline and give its memory back to the device."""
         if self.loaded is None:
