@@ -22,7 +22,7 @@ def main() -> None:
     from dreamtray.engine.server.tiny import build_tiny_pipeline
 
     events: list[dict] = []
-    modules = OpenVinoModules(build_tiny_pipeline(), None, root, "tiny", events.append)
+    modules = OpenVinoModules.convert(build_tiny_pipeline(), root, "tiny", events.append)
     samples = openvino_int8.collect_unet_inputs(modules.pipeline(), ["a red fox", "an owl"], 1, 0.0, 64, 64, 3)
     openvino_int8.quantize_unet(root / "unet" / "model.xml", samples, root / "unet-int8", events.append)
     import nncf.telemetry.wrapper  # already loaded by openvino_int8, after the back end

@@ -41,7 +41,7 @@ class Built:
 def built(tmp_path_factory) -> Built:
     """The tiny model converted, calibration samples collected from its pipeline, its UNet quantized once."""
     root = tmp_path_factory.mktemp("openvino")
-    modules = OpenVinoModules(build_tiny_pipeline(), None, root, "tiny", lambda event: None)
+    modules = OpenVinoModules.convert(build_tiny_pipeline(), root, "tiny", lambda event: None)
     fast = modules.pipeline()
     samples = openvino_int8.collect_unet_inputs(fast, PROMPTS, STEPS, 7.5, 64, 64, seed=11)
     events: list[dict] = []
@@ -106,7 +106,9 @@ def test_quantizing_says_so_with_size_and_seconds(built):
     key = openvino_int8.read_key(built.int8)
     assert key == openvino_int8.int8_key(built.source)
     assert key["format"] == openvino_int8.FORMAT and key["nncf"] and key["openvino"]
-    assert key["source"] == json.loads((built.root / "unet" / "key.json").read_text())
+    source_key = json.loads((built.root / "unet" / "key.json").read_text())
+    assert key["source"] == {name: value for name, value in source_key.items() if name != "files"}
+    assert key["source"]["weights"]
 
 
 def test_the_int8_unet_runs_close_to_bf16(built):
@@ -213,3 +215,26 @@ def test_quantizing_sends_nothing_off_the_machine(tmp_path):
     answer = json.loads((tmp_path / "out.json").read_text())
     assert answer["telemetry_on"] is False, "NNCF found openvino_telemetry: it would report usage"
     assert answer["messages"][-2] == "Quantizing the UNet to int8 (once for this model)"
+
+
+def test_a_model_served_from_the_cache_alone_collects_and_keeps_its_int8_unet(tiny_folder, tmp_path):
+    """Without torch weights (the light pipeline: OpenVINO modules, an empty VAE) samples are collected all the
+    same, and the int8 entry stays current when the back end renews the stamp of the model's files."""
+    from diffusers import StableDiffusionPipeline
+
+    from dreamtray.engine.server.openvino_backend import light_pipeline
+
+    root = tmp_path / "openvino"
+    full = StableDiffusionPipeline.from_pretrained(tiny_folder)
+    OpenVinoModules.convert(full, root, "tiny", lambda event: None, model_folder=tiny_folder)
+    light = light_pipeline(StableDiffusionPipeline, tiny_folder, OpenVinoModules.cached(root, tiny_folder))
+    samples = openvino_int8.collect_unet_inputs(light, ["a cat", "an owl"], 1, 0.0, 64, 64, seed=0)
+    assert [[a.shape for a in s] for s in samples] == [[(1, 4, 8, 8), (), (1, 77, 32)]] * 2
+    source = root / "unet" / "model.xml"
+    folder = openvino_int8.quantize_unet(source, samples, root / "unet-int8", lambda event: None)
+    source_key = json.loads((root / "unet" / "key.json").read_text())
+    assert source_key["files"]
+    (root / "unet" / "key.json").write_text(json.dumps({**source_key, "files": "renewed"}))
+    assert openvino_int8.is_current(folder, source)
+    (root / "unet" / "key.json").write_text(json.dumps({**source_key, "weights": "other"}))
+    assert not openvino_int8.is_current(folder, source)

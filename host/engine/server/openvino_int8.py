@@ -104,12 +104,13 @@ def collect_unet_inputs(
 
 
 def int8_key(source_xml: Path) -> dict[str, Any]:
-    """What a quantized UNet depends on: this recipe, NNCF's and OpenVINO's versions, the source IR's own key."""
+    """What a quantized UNet depends on: this recipe, NNCF's and OpenVINO's versions, the source IR's own key
+    (less the stamp of the model's files, which the back end renews without converting again)."""
     return {
         "format": FORMAT,
         "nncf": nncf.__version__,
         "openvino": ov.get_version(),
-        "source": read_key(source_xml.parent),
+        "source": {name: value for name, value in (read_key(source_xml.parent) or {}).items() if name != "files"},
     }
 
 
