@@ -23,6 +23,7 @@ AutoencoderTiny, as madebyollin/taesd and madebyollin/taesdxl) go in the bench c
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 
+# fast_path.py imports this module inside its main() (a top-level import both ways would be circular)
 from fast_path import PROMPT, SEED, SIZE, TAESD_REVISION, _plan_words, ensure_tiny_decoder_in_hub
 from measure import (
     DEFAULT_CACHE,
@@ -451,6 +453,7 @@ def main() -> None:
     chosen = folders(args.shape, cache)
     if "sdxl" in chosen:
         sdxl_turbo_rows(*chosen["sdxl"], args.repeats)
+        gc.collect()  # the SDXL pipeline's RAM back before the compile processes load theirs
     if not args.skip_compile:
         torch_compile_rows(*chosen["compile"], cache, args.repeats)
 
