@@ -126,37 +126,25 @@ class InPlan:
             return self.tiny.to_images(out, SIZE, SIZE)[0] if tiny else out[0]
 
     def step_call(self):
-        """One UNet step with the very arguments, types and shapes of the pipeline's own call at 512x512 (so a
-        compiled UNet reuses the graph the image compiled), synchronised on a GPU."""
+        """One UNet step with the very inputs of the pipeline's own call (recorded by a hook in the next image made,
+        or in one made at the first step), synchronised on a GPU: a compiled UNet reuses the graph the image
+        compiled. Make that image before compiling: the hook is gone once it has recorded."""
         import torch
 
-        pipe = self.pipe
-        config = pipe.unet.config
-        device, dtype = pipe.device, pipe.text_encoder.dtype
-        pipe.scheduler.set_timesteps(1, device=device)
-        timestep = pipe.scheduler.timesteps[0]
-        generator = torch.Generator("cpu").manual_seed(SEED)
-        latent = SIZE // pipe.vae_scale_factor
-        sample = torch.randn(1, config.in_channels, latent, latent, generator=generator).to(device, dtype)
-        hidden = torch.randn(1, pipe.tokenizer.model_max_length, config.cross_attention_dim, generator=generator)
-        added = None
-        if config.addition_embed_type == "text_time":
-            pooled = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
-            added = {
-                "text_embeds": torch.randn(1, pooled, generator=generator).to(device, dtype),
-                "time_ids": torch.tensor([[SIZE, SIZE, 0, 0, SIZE, SIZE]], device=device, dtype=dtype),
-            }
-        kwargs = dict(
-            encoder_hidden_states=hidden.to(device, dtype),
-            timestep_cond=None,
-            cross_attention_kwargs=None,
-            added_cond_kwargs=added,
-            return_dict=False,
-        )
+        seen: dict = {}
+
+        def record(module, args, kwargs) -> None:
+            seen.setdefault("inputs", (args, kwargs))
+            handle.remove()
+
+        handle = self.pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
 
         def call() -> None:
+            if "inputs" not in seen:
+                self.image(tiny=True)
+            args, kwargs = seen["inputs"]
             with torch.no_grad(), self.autocast():
-                pipe.unet(sample, timestep, **kwargs)
+                self.pipe.unet(*args, **kwargs)
             sync()
 
         return call
@@ -212,6 +200,8 @@ def compile_child(folder: Path, taesd_folder: Path, repeats: int, eager: bool) -
 
     if eager:
         measure("eager_")
+    else:  # as the cold process does in its eager figures: records the step's inputs, warms up the other parts
+        model.image(tiny=True)
     model.pipe.unet = torch.compile(model.pipe.unet)
     try:
         measure("compiled_")
@@ -296,7 +286,7 @@ def _compile_table(folder: Path, cold: dict, warm: dict, repeats: int, cache_mb:
 
     what = [
         "model load s",
-        "first image after the load s (compiles the UNet)",
+        "first image after the load s (compiled: compiles the UNet)",
         "load + first image s (after an idle unload)",
         "UNet step s (median)",
         "whole image s (median)",
@@ -312,6 +302,10 @@ def _compile_table(folder: Path, cold: dict, warm: dict, repeats: int, cache_mb:
         f"median of {repeats}; load average {_load()}",
         ["", "eager (today's torch)", "compiled, cold cache", "compiled, warm cache (new process)"],
         [(name, *cells) for name, *cells in zip(what, *columns)],
+    )
+    report(
+        "- Each compiled process makes one eager image between the load and its first compiled image (the cold one "
+        "in its eager figures): it records the UNet step's inputs, and warms the text encoder and TAESD."
     )
     for name, found in (("cold", cold), ("warm", warm)):
         if "error" in found:
