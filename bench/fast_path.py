@@ -1,6 +1,6 @@
 """The fast path on SD-Turbo's shape, side by side in one run: each part and the whole image, four ways.
 
-Run:  python bench/fast_path.py [--repeats 3] [--out figures.md]
+Run:  python bench/fast_path.py [--repeats 3] [--out figures.md] [--skip-compile] [--skip-sdxl]
 
 Random weights in SD-Turbo's exact shape (bench/architectures.py) and a TAESD-shaped tiny decoder (diffusers'
 AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512, one step, guidance 0:
@@ -14,6 +14,10 @@ AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512,
   So the two cannot alternate, and other work on the machine can differ between them: each also gets its CPU
   seconds per image (the worker's, this process's) and the load average, which tell the same work apart from
   a busier minute.
+- the first fast image a user waits for through the engine: after it starts, after an unload with the ready
+  worker, after an unload without it (each loads the model's cached OpenVINO modules alone);
+- then torch.compile of the UNet (its cold and warm-cache compile, bench/fast_more.py) and the SDXL-Turbo shape
+  (today's plan against TAESD on torch; SDXL is not converted to OpenVINO).
 One-off costs are printed as they happen: converting each module (the first run only) and compiling (every load).
 
 The tiny decoder's folder is put in a Hugging Face cache of the benchmark's own (HF_HUB_CACHE under the bench
@@ -24,6 +28,7 @@ SD-Turbo's UNet takes about 9 GB of RAM and a minute or two; the IR is kept unde
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from contextlib import nullcontext
@@ -155,10 +160,34 @@ def parts(direct: Direct, repeats: int) -> None:
             timed(lambda: pipe.unet(latents, step, hidden)),
             timed(lambda: fast.unet(latents, step, hidden)),
         ),
+        *text_encoder_precisions(pipe, timed),
         ("full VAE decode", timed(lambda: pipe.vae.decode(latents / 0.18215)), "-"),
         ("TAESD decode", timed(lambda: direct.taesd.decode(latents)), timed(lambda: direct.openvino.decode(latents))),
     ]
     table("Parts, 512x512 (median seconds)", ["part", f"torch ({_plan_words(direct.plan)})", "OpenVINO"], rows)
+
+
+def text_encoder_precisions(pipe, timed) -> list[tuple[str, float, str]]:
+    """The text encoder alone in the precisions the decision table could pick: fp32, and bf16 weights (which
+    change pixels: its norms then run in bf16); the plan's bf16 autocast is the row above."""
+    import copy
+
+    import torch
+
+    ids = pipe.tokenizer(PROMPT, padding="max_length", return_tensors="pt").input_ids
+    bf16 = copy.deepcopy(pipe.text_encoder).to(torch.bfloat16)
+
+    def plain(call):  # outside the plan's autocast
+        def run():
+            with torch.autocast("cpu", enabled=False):
+                call()
+
+        return run
+
+    return [
+        ("text encoder, fp32 (no autocast)", timed(plain(lambda: pipe.text_encoder(ids))), "-"),
+        ("text encoder, bf16 weights", timed(plain(lambda: bf16(ids))), "-"),
+    ]
 
 
 def _plan_words(plan) -> str:
@@ -330,6 +359,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--skip-compile", action="store_true", help="leave out torch.compile (some 5 minutes)")
+    parser.add_argument("--skip-sdxl", action="store_true", help="leave out the SDXL-Turbo shape (15 GB of RAM)")
     args = parser.parse_args()
     prepare_run()
     cache = DEFAULT_CACHE
@@ -350,6 +381,14 @@ def main() -> None:
     direct = Direct(folder, taesd_folder, cache)
     parts(direct, args.repeats)
     engine_against_direct(engine, whole_images(direct, args.repeats))
+    del direct  # each of the next ones loads its own copy of a model
+    gc.collect()
+    from fast_more import ensure_taesdxl_in_hub, sdxl_turbo_rows, torch_compile_rows
+
+    if not args.skip_compile:
+        torch_compile_rows(folder, taesd_folder, cache, args.repeats)
+    if not args.skip_sdxl:
+        sdxl_turbo_rows(ensure_folder("sdxl-turbo", cache), ensure_taesdxl_in_hub(cache / "hub"), args.repeats)
 
 
 if __name__ == "__main__":
