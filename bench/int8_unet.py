@@ -6,8 +6,8 @@ IR_FOLDER is a converted UNet (model.xml and model.bin, as the engine's OpenVINO
 `models/openvino/<model>-<id>/unet`). Both int8 versions are calibrated on `--samples` random inputs (latents
 and text embeddings from a normal distribution, timestep 999: SD-Turbo's one step) and compared on others: the
 seconds per UNet call (median of `--repeats`), and the relative L2 error of the output against the same IR run in
-f32. Hybrid is the engine's recipe (dreamtray.engine.server.openvino_int8, asymmetric int8 weights for the linear
-layers as in optimum-intel), also with symmetric weights; full int8 quantizes every layer NNCF quantizes in a
+f32. Hybrid is the engine's recipe (dreamtray.engine.server.openvino_int8, symmetric int8 weights for the linear
+layers), also with asymmetric ones as optimum-intel makes them; full int8 quantizes every layer NNCF quantizes in a
 transformer, activations included. For SD-Turbo's shape use the defaults (it needs about 10 GB of
 RAM); for the `tiny` model, `--latent 8 --hidden 32`.
 """
@@ -80,8 +80,10 @@ def main() -> None:
     reference = outputs(compiled(source, "f32"))
     variants = {"bf16 (default)": (source, 0.0)}
     recipes = {
-        "hybrid int8 (engine)": hybrid_quantize,
-        "hybrid int8, sym. weights": lambda model, samples: hybrid_quantize(model, samples, symmetric_weights=True),
+        "hybrid int8 (engine: symmetric weights)": hybrid_quantize,
+        "hybrid int8, asymmetric weights (optimum-intel's default)": lambda model, samples: hybrid_quantize(
+            model, samples, symmetric_weights=False
+        ),
         "full int8": full_quantize,
     }
     for name, quantize in recipes.items():
