@@ -135,7 +135,8 @@ def test_hotkey_turns_the_primary_selection_into_a_png_on_the_clipboard(host, tr
     assert busy, f"the title never showed the job: {sorted(set(titles))}"
     assert any(t.startswith("dreamtray: making an image 50%") or "100%" in t for t in busy), sorted(set(busy))
     assert titles[-1].startswith("dreamtray: ready")
-    assert host.status()["previews"] == 2, "the icon showed the image as it formed, at both steps"
+    # Quality fast (this CPU's default): the image as it formed at the first step, then the image itself.
+    assert host.status()["previews"] == 1, "the icon showed the image as it formed"
     shown = wait_until(
         lambda: [n for n in notifications() if n["summary"] == "Your image is ready"], 10, "the notification"
     )

@@ -53,7 +53,8 @@ PROMPTS = ["a red kite", "a blue door", "a green pear"]
 @pytest.fixture(scope="module")
 def host(tray, tmp_path_factory):
     root = tmp_path_factory.mktemp("queue-home")
-    home = tray_home(root, tray, config='style = "Small"\nqueue_length = 3\n')
+    # Quality balanced: its full VAE keeps the first job busy while the next presses queue behind it.
+    home = tray_home(root, tray, config='style = "Small"\nqueue_length = 3\n[engine]\nquality = "balanced"\n')
     styles = root / "data" / "dreamtray" / "styles"
     styles.mkdir(parents=True)
     (styles / "test.toml").write_text(STYLES)
