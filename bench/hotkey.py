@@ -6,7 +6,12 @@ prints figures only (no assertions):
 - the host's resident memory (RSS) once it is up, before the first image;
 - per round: hotkey -> clipboard (ms), the engine alone for the same request (ms, and its own compute time),
   the overhead (ms) and the ratio; and, from the host's log, where the hotkey's time went: key press to job
-  (xdotool, pynput, reading the selection), the engine's part, the host's own steps; then the medians.
+  (xdotool, pynput, reading the selection), the queue and submitting, the engine's part, fetching the result,
+  saving it in the gallery, the clipboard action, and the host's steps together; the tray's CPU time in the
+  round; then the medians.
+
+The bench learns of the new clipboard owner from the X server (XFixes events): it waits without polling, so it
+takes no CPU from the engine or the tray during a round.
 
     python bench/hotkey.py [--rounds 5]
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import select
 import statistics
 import subprocess
 import sys
@@ -45,58 +51,109 @@ PROMPTS = [
 ]
 
 
-def clipboard_owner(display: str) -> int:
-    from Xlib import display as xdisplay
+class ClipboardWatch:
+    """Who owns CLIPBOARD, told by the X server (XFixes) as it changes: the bench waits for the image's owner
+    without polling, so it takes no CPU from the engine and the tray while they work."""
 
-    conn = xdisplay.Display(display)
-    try:
-        owner = conn.get_selection_owner(conn.intern_atom("CLIPBOARD"))
+    def __init__(self, display: str) -> None:
+        from Xlib import display as xdisplay
+        from Xlib.ext import xfixes
+
+        self.conn = xdisplay.Display(display)
+        self.conn.xfixes_query_version()
+        self.atom = self.conn.intern_atom("CLIPBOARD")
+        self.conn.xfixes_select_selection_input(
+            self.conn.screen().root, self.atom, xfixes.XFixesSetSelectionOwnerNotifyMask
+        )
+        self.conn.sync()
+
+    def owner(self) -> int:
+        owner = self.conn.get_selection_owner(self.atom)
         return owner.id if owner else 0
-    finally:
-        conn.close()
+
+    def drain(self) -> None:
+        """Forget the changes seen so far."""
+        self.conn.sync()
+        while self.conn.pending_events():
+            self.conn.next_event()
+
+    def wait_new_owner(self, other_than: int, timeout: float) -> float:
+        """perf_counter() when an owner other than `other_than` (and not none) took CLIPBOARD."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.conn.pending_events():
+                event = self.conn.next_event()
+                owner = getattr(event, "owner", None)
+                if owner is not None and getattr(owner, "id", owner) not in (0, other_than):
+                    return time.perf_counter()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"gave up after {timeout:.0f} s waiting for the image on the clipboard")
+            select.select([self.conn], [], [], left)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-def take_clipboard(session: XSession) -> int:
-    """Put some text on the clipboard, so that the next owner is the image's."""
+def take_clipboard(session: XSession, watch: ClipboardWatch) -> int:
+    """Put some text on the clipboard, so that the next owner is the image's; returns the text's owner."""
+    earlier = watch.owner()
     keeper = session.spawn(["xclip", "-quiet", "-selection", "clipboard"], stdin=subprocess.PIPE)
     keeper.stdin.write(b"placeholder")
     keeper.stdin.close()
-    return wait_until(lambda: clipboard_owner(session.display), 10, "the clipboard")
+    return wait_until(lambda: watch.owner() not in (0, earlier) and watch.owner(), 10, "the text on the clipboard")
 
 
-def hotkey_round(session: XSession, tray: TrayProcess, prompt: str) -> tuple[float, Path]:
+def hotkey_round(session: XSession, tray: TrayProcess, watch: ClipboardWatch, prompt: str) -> tuple[float, float, Path]:
+    """Seconds from the key press to the image's owner on the clipboard, the CPU seconds the tray process
+    spent meanwhile (its own, not the engine's), and the image."""
     serve_primary(session, prompt)
-    before = take_clipboard(session)
+    before = take_clipboard(session, watch)
+    images = set(newest(tray.home.gallery))
+    process = psutil.Process(tray.pid)
+    watch.drain()
+    cpu = sum(process.cpu_times()[:2])
     start = time.perf_counter()
     press(session, "ctrl+alt+i")
-    wait_until(lambda: clipboard_owner(session.display) not in (0, before), 300, "the image on the clipboard", 0.002)
-    elapsed = time.perf_counter() - start
-    image = newest(tray.home.gallery)[-1]
+    elapsed = watch.wait_new_owner(before, 300) - start
+    cpu = sum(process.cpu_times()[:2]) - cpu
+    [image] = wait_until(
+        lambda: [path for path in newest(tray.home.gallery) if path not in images], 10, "the image in the gallery"
+    )
     # The keeper owns the clipboard a moment before it answers: read until the bytes are there (not timed).
     wait_until(
         lambda: read_clipboard_png(session) == image.read_bytes(), 10, "the newest gallery image on the clipboard"
     )
     tray.wait_idle()
-    return elapsed, image
+    return elapsed, cpu, image
 
 
 JOB_LINE = re.compile(
-    r"job \(hotkey\) done: (\d+) ms in all: wait (\d+) ms, to engine (\d+) ms, "
-    r"engine (\d+) ms, save, action (\d+) ms"
+    r"job \(hotkey\) done: (\d+) ms in all: wait (\d+) ms, to engine (\d+) ms, engine (\d+) ms, "
+    r"result (\d+) ms, save (\d+) ms, action (\d+) ms, after (\d+) ms"
 )
+STEPS = ("queue+submit", "engine", "result", "save", "clipboard")
+LEGEND = """
+All in ms. hotkey->clipboard: xdotool's key press until the image's owner takes CLIPBOARD; engine alone: the same
+request straight to the engine (submit, progress events, result), compute: the engine's own time for it.
+key->job: xdotool, pynput, reading PRIMARY; queue+submit: the job thread's queue and submitting; engine: the
+engine's part as the host saw it; result: fetching it; save: in the gallery; clipboard: the clipboard action;
+host steps: all of the host's steps but key->job and the engine; tray cpu: the CPU time the tray process spent
+from the key press to the clipboard (on a 2-core machine, what it takes from the engine's threads)."""
 
 
-def job_steps_ms(tray: TrayProcess, round_number: int) -> tuple[int, int, int]:
-    """From the host's log, for a hotkey job: its whole time (from the text being read to the action's end),
-    the engine's part of it (submit to the last progress event), and the host's own steps (queue, submit,
-    save, clipboard action)."""
+def job_steps_ms(tray: TrayProcess, round_number: int) -> tuple[int, dict[str, int]]:
+    """From the host's log, for a hotkey job: its time from the text being read to the clipboard action's end,
+    and the steps of that time: the queue and submitting, the engine's part (submit to the last progress event),
+    fetching the result, saving in the gallery, the clipboard action."""
     jobs = wait_until(
         lambda: (found := JOB_LINE.findall(tray.log_text())) and len(found) > round_number and found,
         10,
         "the job in the log",
     )
-    total, wait, to_engine, engine, save_action = (int(value) for value in jobs[round_number])
-    return total, engine, wait + to_engine + save_action
+    total, wait, to_engine, engine, result, save, action, after = (int(value) for value in jobs[round_number])
+    steps = dict(zip(STEPS, (wait + to_engine, engine, result, save, action), strict=True))
+    return total - after, steps
 
 
 def engine_round(tray: TrayProcess, image: Path) -> tuple[float, float]:
@@ -116,6 +173,12 @@ def engine_round(tray: TrayProcess, image: Path) -> tuple[float, float]:
         engine.close()
 
 
+def format_row(name: str, row: list[float]) -> str:
+    hotkey, alone, compute, overhead, ratio, *rest = row
+    line = f"{name:>6} {hotkey:>17.0f} {alone:>12.0f} {compute:>8.0f} {overhead:>8.0f} {ratio:>6.2f} |"
+    return line + " ".join(f"{value:>{width}.0f}" for value, width in zip(rest, (9, 12, 12, 12, 12, 12, 10, 8)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -123,6 +186,7 @@ def main() -> None:
 
     with XSession() as session, tempfile.TemporaryDirectory(prefix="dreamtray-bench-") as root:
         session.start_tray()
+        watch = ClipboardWatch(session.display)
         home = tray_home(Path(root), session)
         tray = TrayProcess(home)
         try:
@@ -139,36 +203,25 @@ def main() -> None:
                 raise SystemExit(f"warm-up failed: {warm.stderr}")
             print(f"host RSS after the first image: {psutil.Process(tray.pid).memory_info().rss / 2**20:.1f} MiB")
             print()
-            print(
-                f"{'round':>5} {'hotkey->clipboard ms':>21} {'engine alone ms':>16} {'engine compute ms':>18} "
-                f"{'overhead ms':>12} {'ratio':>6} | {'key->job ms':>11} {'job engine ms':>13} {'host steps ms':>13}"
-            )
+            head = f"{'round':>6} {'hotkey->clipboard':>17} {'engine alone':>12} {'compute':>8} {'overhead':>8}"
+            steps = " ".join(f"{step:>12}" for step in STEPS)
+            print(f"{head} {'ratio':>6} | {'key->job':>8} {steps} {'host steps':>10} {'tray cpu':>8}")
             rows = []
             for number in range(args.rounds):
-                hotkey, image = hotkey_round(session, tray, PROMPTS[number % len(PROMPTS)])
+                hotkey, cpu, image = hotkey_round(session, tray, watch, PROMPTS[number % len(PROMPTS)])
                 alone, compute = engine_round(tray, image)
-                total, in_engine, host = job_steps_ms(tray, number)
-                before_job = hotkey * 1000 - total
-                rows.append((hotkey, alone, compute, before_job, in_engine, host))
-                print(
-                    f"{number + 1:>5} {hotkey * 1000:>21.0f} {alone * 1000:>16.0f} {compute * 1000:>18.0f} "
-                    f"{(hotkey - alone) * 1000:>12.0f} {hotkey / alone:>6.2f} | {before_job:>11.0f} "
-                    f"{in_engine:>13.0f} {host:>13.0f}"
-                )
-            hotkey_m = statistics.median(r[0] for r in rows)
-            alone_m = statistics.median(r[1] for r in rows)
-            compute_m = statistics.median(r[2] for r in rows)
-            before_m, engine_m, host_m = (statistics.median(r[i] for r in rows) for i in (3, 4, 5))
-            print(
-                f"{'median':>6} {hotkey_m * 1000:>20.0f} {alone_m * 1000:>16.0f} {compute_m * 1000:>18.0f} "
-                f"{(hotkey_m - alone_m) * 1000:>12.0f} {hotkey_m / alone_m:>6.2f} | {before_m:>11.0f} "
-                f"{engine_m:>13.0f} {host_m:>13.0f}"
-            )
-            print("\nkey->job: xdotool, pynput, reading PRIMARY; job engine: the engine's part as the host saw it;")
-            print("host steps: the job thread's queue, submitting, saving in the gallery and the clipboard action.")
+                to_clipboard, steps = job_steps_ms(tray, number)
+                host = sum(ms for step, ms in steps.items() if step != "engine")
+                row = [hotkey * 1000, alone * 1000, compute * 1000, (hotkey - alone) * 1000, hotkey / alone]
+                row += [hotkey * 1000 - to_clipboard, *steps.values(), host, cpu * 1000]
+                rows.append(row)
+                print(format_row(str(number + 1), row))
+            print(format_row("median", [statistics.median(column) for column in zip(*rows, strict=True)]))
+            print(LEGEND)
             load = psutil.getloadavg()
             print(f"\n{psutil.cpu_count()} CPUs, load average {load[0]:.1f} during the run")
         finally:
+            watch.close()
             tray.quit()
 
 

@@ -54,16 +54,20 @@ def generate(
     chosen: Action | None = None,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     on_job: Callable[[Job], None] = lambda job: None,
+    mark: Callable[[str], None] = lambda step: None,
 ) -> Outcome:
-    """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks."""
+    """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks.
+
+    `mark` is told as each step ends ('fetched': the result is here, 'saved', 'acted': the action is done), for
+    a caller that times them."""
     request = prepare(app, request, chosen)
     notes: list[str] = []  # the gallery's, when it could not take an image and it was kept elsewhere
-    result, images = _make(app, request, on_event, on_job, notes.append)
+    result, images = _make(app, request, on_event, on_job, notes.append, mark)
     outcome = Outcome(result, [], notes)
 
     def make_another(another: Request) -> GeneratedImage:
         another = another.model_copy(update={"count": 1})
-        extra_result, [extra, *_] = _make(app, another, on_event, on_job, outcome.messages.append)
+        extra_result, [extra, *_] = _make(app, another, on_event, on_job, outcome.messages.append, mark)
         outcome.extras.append(extra)
         outcome.messages.extend(extra_result.warnings)
         _announce(app, extra)
@@ -74,6 +78,7 @@ def generate(
         outcome.images.append(image)
         if chosen is not None:
             _run_action(chosen, image, outcome)
+        mark("acted")
         _announce(app, image)
     outcome.messages[:0] = result.warnings
     return outcome
@@ -85,6 +90,7 @@ def _make(
     on_event: Callable[[dict[str, Any]], None],
     on_job: Callable[[Job], None],
     warn: Callable[[str], None],
+    mark: Callable[[str], None],
 ) -> tuple[Result, list[GeneratedImage]]:
     """The engine makes `request`; every image is saved in the gallery before anything else sees it (where the
     gallery cannot take one, it is kept in a fallback folder and `warn` says where)."""
@@ -93,7 +99,9 @@ def _make(
     for event in job.events():
         on_event(event)
     result = job.result()
+    mark("fetched")
     paths = app.gallery.save_result(result, warn=warn)
+    mark("saved")
     images = [
         GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
         for path, seed in zip(paths, result.seeds, strict=True)
