@@ -4,11 +4,12 @@ Runs in a private virtual desktop (Xvfb, D-Bus, dunst, trayer) with `dreamtray r
 prints figures only (no assertions):
 - seconds from launching `dreamtray run` until its icon is docked in the tray;
 - the host's resident memory (RSS) once it is up, before the first image;
-- per round: hotkey -> clipboard (ms), the engine alone for the same request (ms, and its own compute time),
-  the overhead (ms) and the ratio; and, from the host's log, where the hotkey's time went: key press to job
-  (xdotool, pynput, reading the selection), the queue and submitting, the engine's part, fetching the result,
-  saving it in the gallery, the clipboard action, and the host's steps together; the tray's CPU time in the
-  round; then the medians.
+- per round: hotkey -> clipboard (ms), the engine alone for the same request (ms), the overhead (ms), the ratio,
+  and the overhead net of the engine's own compute time in both (which other work on a shared CPU moves by more
+  than the overhead); from the host's log, where the hotkey's time went: key press to job (xdotool, pynput,
+  reading the selection), the queue and submitting, the engine's part, fetching the result, saving it in the
+  gallery, the clipboard action, and the host's steps together; the tray's CPU time in the round; the medians;
+- the load average before and during the run.
 
 The bench learns of the new clipboard owner from the X server (XFixes events): it waits without polling, so it
 takes no CPU from the engine or the tray during a round.
@@ -129,31 +130,72 @@ def hotkey_round(session: XSession, tray: TrayProcess, watch: ClipboardWatch, pr
 
 
 JOB_LINE = re.compile(
-    r"job \(hotkey\) done: (\d+) ms in all: wait (\d+) ms, to engine (\d+) ms, engine (\d+) ms, "
+    r"job \(hotkey\) done: (\d+) ms in all: wait (\d+) ms, to engine (\d+) ms, engine (\d+) ms \(compute (\d+) ms\), "
     r"result (\d+) ms, save (\d+) ms, action (\d+) ms, after (\d+) ms"
 )
-STEPS = ("queue+submit", "engine", "result", "save", "clipboard")
+COLUMNS = (
+    ("hotkey->clipboard", 17),
+    ("engine alone", 12),
+    ("overhead", 8),
+    ("ratio", 5),
+    ("net overhead", 12),
+    ("key->job", 8),
+    ("queue+submit", 12),
+    ("engine", 6),
+    ("result", 6),
+    ("save", 4),
+    ("clipboard", 9),
+    ("host steps", 10),
+    ("tray cpu", 8),
+)
 LEGEND = """
 All in ms. hotkey->clipboard: xdotool's key press until the image's owner takes CLIPBOARD; engine alone: the same
-request straight to the engine (submit, progress events, result), compute: the engine's own time for it.
-key->job: xdotool, pynput, reading PRIMARY; queue+submit: the job thread's queue and submitting; engine: the
-engine's part as the host saw it; result: fetching it; save: in the gallery; clipboard: the clipboard action;
-host steps: all of the host's steps but key->job and the engine; tray cpu: the CPU time the tray process spent
-from the key press to the clipboard (on a 2-core machine, what it takes from the engine's threads)."""
+request straight to the engine (submit, progress events, result); overhead: their difference; net overhead: the
+same without the engine's own compute time in either (Result.seconds), which other work on the CPU moves by more
+than the overhead itself. From the tray's log: key->job: xdotool, pynput, reading PRIMARY; queue+submit: the job
+thread's queue and submitting; engine: the engine's part as the host saw it (submit to its last event); result:
+fetching it; save: in the gallery; clipboard: the clipboard action; host steps: queue+submit, result, save and
+clipboard; tray cpu: the CPU time of the tray process from the key press to the clipboard (on a 2-core machine,
+taken from the engine's threads)."""
 
 
-def job_steps_ms(tray: TrayProcess, round_number: int) -> tuple[int, dict[str, int]]:
-    """From the host's log, for a hotkey job: its time from the text being read to the clipboard action's end,
-    and the steps of that time: the queue and submitting, the engine's part (submit to the last progress event),
-    fetching the result, saving in the gallery, the clipboard action."""
+def job_steps_ms(tray: TrayProcess, round_number: int) -> dict[str, int]:
+    """From the host's log, for a hotkey job: its time from the text being read to the clipboard action's end
+    ('to clipboard'), the engine's own compute time, and the steps of that time: the queue and submitting, the
+    engine's part (submit to the last progress event), fetching the result, saving in the gallery, the clipboard
+    action."""
     jobs = wait_until(
         lambda: (found := JOB_LINE.findall(tray.log_text())) and len(found) > round_number and found,
         10,
         "the job in the log",
     )
-    total, wait, to_engine, engine, result, save, action, after = (int(value) for value in jobs[round_number])
-    steps = dict(zip(STEPS, (wait + to_engine, engine, result, save, action), strict=True))
-    return total - after, steps
+    total, wait, to_engine, engine, compute, result, save, action, after = map(int, jobs[round_number])
+    return {
+        "to clipboard": total - after,
+        "compute": compute,
+        "queue+submit": wait + to_engine,
+        "engine": engine,
+        "result": result,
+        "save": save,
+        "clipboard": action,
+    }
+
+
+def round_row(hotkey: float, cpu: float, alone: float, alone_compute: float, job: dict[str, int]) -> list[float]:
+    """One row of COLUMNS, in ms, from one round's seconds and the job's log line."""
+    hotkey, alone = hotkey * 1000, alone * 1000
+    net = (hotkey - job["compute"]) - (alone - alone_compute * 1000)
+    host = sum(job[step] for step in ("queue+submit", "result", "save", "clipboard"))
+    steps = [job[step] for step in ("queue+submit", "engine", "result", "save", "clipboard")]
+    return [hotkey, alone, hotkey - alone, hotkey / alone, net, hotkey - job["to clipboard"], *steps, host, cpu * 1000]
+
+
+def format_row(name: str, row: list[float]) -> str:
+    cells = [
+        f"{value:>{width}.2f}" if title == "ratio" else f"{value:>{width}.0f}"
+        for (title, width), value in zip(COLUMNS, row, strict=True)
+    ]
+    return f"{name:>6} " + " ".join(cells)
 
 
 def engine_round(tray: TrayProcess, image: Path) -> tuple[float, float]:
@@ -173,18 +215,13 @@ def engine_round(tray: TrayProcess, image: Path) -> tuple[float, float]:
         engine.close()
 
 
-def format_row(name: str, row: list[float]) -> str:
-    hotkey, alone, compute, overhead, ratio, *rest = row
-    line = f"{name:>6} {hotkey:>17.0f} {alone:>12.0f} {compute:>8.0f} {overhead:>8.0f} {ratio:>6.2f} |"
-    return line + " ".join(f"{value:>{width}.0f}" for value, width in zip(rest, (9, 12, 12, 12, 12, 12, 10, 8)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     with XSession() as session, tempfile.TemporaryDirectory(prefix="dreamtray-bench-") as root:
+        print(f"{psutil.cpu_count()} CPUs, load average {psutil.getloadavg()[0]:.1f} before the run")
         session.start_tray()
         watch = ClipboardWatch(session.display)
         home = tray_home(Path(root), session)
@@ -203,19 +240,13 @@ def main() -> None:
                 raise SystemExit(f"warm-up failed: {warm.stderr}")
             print(f"host RSS after the first image: {psutil.Process(tray.pid).memory_info().rss / 2**20:.1f} MiB")
             print()
-            head = f"{'round':>6} {'hotkey->clipboard':>17} {'engine alone':>12} {'compute':>8} {'overhead':>8}"
-            steps = " ".join(f"{step:>12}" for step in STEPS)
-            print(f"{head} {'ratio':>6} | {'key->job':>8} {steps} {'host steps':>10} {'tray cpu':>8}")
+            print(f"{'round':>6} " + " ".join(f"{title:>{width}}" for title, width in COLUMNS))
             rows = []
             for number in range(args.rounds):
                 hotkey, cpu, image = hotkey_round(session, tray, watch, PROMPTS[number % len(PROMPTS)])
-                alone, compute = engine_round(tray, image)
-                to_clipboard, steps = job_steps_ms(tray, number)
-                host = sum(ms for step, ms in steps.items() if step != "engine")
-                row = [hotkey * 1000, alone * 1000, compute * 1000, (hotkey - alone) * 1000, hotkey / alone]
-                row += [hotkey * 1000 - to_clipboard, *steps.values(), host, cpu * 1000]
-                rows.append(row)
-                print(format_row(str(number + 1), row))
+                alone, alone_compute = engine_round(tray, image)
+                rows.append(round_row(hotkey, cpu, alone, alone_compute, job_steps_ms(tray, number)))
+                print(format_row(str(number + 1), rows[-1]))
             print(format_row("median", [statistics.median(column) for column in zip(*rows, strict=True)]))
             print(LEGEND)
             load = psutil.getloadavg()
