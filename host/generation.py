@@ -6,6 +6,7 @@ The image is saved before any plugin code sees it, so a failing action can never
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -121,8 +122,10 @@ def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None
 
 
 def _announce(app: App, image: GeneratedImage) -> None:
+    """Hand the image to the `image_generated` hooks, on their own thread. The PNG is read into memory here (no
+    file stays open while the hooks run on) and decoded there, when a hook first looks at the pixels: decoding
+    it here held up the notification and the next job for some 10 ms."""
     from PIL import Image
 
-    picture = Image.open(image.path)
-    picture.load()  # the pixels in memory, the file closed: the hooks run on after this returns
+    picture = Image.open(io.BytesIO(image.path.read_bytes()))
     app.plugins.call_later("image_generated", image=picture, request=image.request, path=image.path)
