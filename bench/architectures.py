@@ -160,7 +160,62 @@ def build_sdxl_turbo():
     )
 
 
-BUILDERS = {"sd-turbo": build_sd_turbo, "sdxl-turbo": build_sdxl_turbo}
+def build_tiny_sdxl():
+    """StableDiffusionXLPipeline with SDXL's structure (two text towers, text-time conditioning) in a few MB.
+
+    Not a real model's shape: it runs the SDXL code paths of the benchmarks in seconds, as `tiny` does for SD.
+    """
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4),
+        cross_attention_dim=64,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+        norm_num_groups=8,
+    )
+    text = dict(hidden=32, intermediate=64, heads=4, layers=2, projection=32)
+    vae = AutoencoderKL(
+        sample_size=512,
+        scaling_factor=0.13025,
+        force_upcast=True,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=_clip_text("CLIPTextModel", act="quick_gelu", **text),
+        text_encoder_2=_clip_text("CLIPTextModelWithProjection", act="gelu", **text),
+        tokenizer=_tokenizer(),
+        tokenizer_2=_tokenizer(),
+        unet=unet,
+        scheduler=EulerAncestralDiscreteScheduler(**EULER_A_TRAILING),
+        force_zeros_for_empty_prompt=True,
+    )
+
+
+BUILDERS = {"sd-turbo": build_sd_turbo, "sdxl-turbo": build_sdxl_turbo, "tiny-sdxl": build_tiny_sdxl}
 
 
 def ensure_folder(name: str, cache_dir: Path, dtype_name: str = "float16", device: str = "cpu") -> Path:

@@ -1,6 +1,6 @@
 """The fast path on SD-Turbo's shape, side by side in one run: each part and the whole image, four ways.
 
-Run:  python bench/fast_path.py [--repeats 3] [--out figures.md]
+Run:  python bench/fast_path.py [--repeats 3] [--out figures.md] [--skip-compile] [--skip-sdxl]
 
 Random weights in SD-Turbo's exact shape (bench/architectures.py) and a TAESD-shaped tiny decoder (diffusers'
 AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512, one step, guidance 0:
@@ -14,6 +14,10 @@ AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512,
   So the two cannot alternate, and other work on the machine can differ between them: each also gets its CPU
   seconds per image (the worker's, this process's) and the load average, which tell the same work apart from
   a busier minute.
+- the first fast image a user waits for through the engine: after it starts, after an unload with the ready
+  worker, after an unload without it (each loads the model's cached OpenVINO modules alone);
+- then torch.compile of the UNet (its cold and warm-cache compile, bench/fast_more.py) and the SDXL-Turbo shape
+  (today's plan against TAESD on torch; SDXL is not converted to OpenVINO).
 One-off costs are printed as they happen: converting each module (the first run only) and compiling (every load).
 
 The tiny decoder's folder is put in a Hugging Face cache of the benchmark's own (HF_HUB_CACHE under the bench
@@ -24,6 +28,7 @@ SD-Turbo's UNet takes about 9 GB of RAM and a minute or two; the IR is kept unde
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from contextlib import nullcontext
@@ -85,9 +90,14 @@ class Direct:
             for module in (self.pipe.unet, self.pipe.vae):
                 module.to(memory_format=torch.channels_last)
         self.taesd = AutoencoderTiny.from_pretrained(taesd_folder, local_files_only=True)
-        took, self.openvino = seconds(
-            lambda: OpenVinoModules(self.pipe, self.taesd, openvino_folder(cache, source), "SD-Turbo shape", _say)
-        )
+        root = openvino_folder(cache, source)
+
+        def modules():
+            converted = OpenVinoModules.convert(self.pipe, root, "SD-Turbo shape", _say, folder)
+            converted.attach_tiny_decoder(self.taesd, root, "SD-Turbo shape", _say)
+            return converted
+
+        took, self.openvino = seconds(modules)
         report(f"\nOpenVINO modules ready in {took:.1f} s (converted now if the lines above say so)")
         latent = SIZE // self.pipe.vae_scale_factor
         hidden = self.pipe.text_encoder.config.hidden_size
@@ -150,10 +160,34 @@ def parts(direct: Direct, repeats: int) -> None:
             timed(lambda: pipe.unet(latents, step, hidden)),
             timed(lambda: fast.unet(latents, step, hidden)),
         ),
+        *text_encoder_precisions(pipe, timed),
         ("full VAE decode", timed(lambda: pipe.vae.decode(latents / 0.18215)), "-"),
         ("TAESD decode", timed(lambda: direct.taesd.decode(latents)), timed(lambda: direct.openvino.decode(latents))),
     ]
     table("Parts, 512x512 (median seconds)", ["part", f"torch ({_plan_words(direct.plan)})", "OpenVINO"], rows)
+
+
+def text_encoder_precisions(pipe, timed) -> list[tuple[str, float, str]]:
+    """The text encoder alone in the precisions the decision table could pick: fp32, and bf16 weights (which
+    change pixels: its norms then run in bf16); the plan's bf16 autocast is the row above."""
+    import copy
+
+    import torch
+
+    ids = pipe.tokenizer(PROMPT, padding="max_length", return_tensors="pt").input_ids
+    bf16 = copy.deepcopy(pipe.text_encoder).to(torch.bfloat16)
+
+    def plain(call):  # outside the plan's autocast
+        def run():
+            with torch.autocast("cpu", enabled=False):
+                call()
+
+        return run
+
+    return [
+        ("text encoder, fp32 (no autocast)", timed(plain(lambda: pipe.text_encoder(ids))), "-"),
+        ("text encoder, bf16 weights", timed(plain(lambda: bf16(ids))), "-"),
+    ]
 
 
 def _plan_words(plan) -> str:
@@ -201,10 +235,11 @@ def _load() -> str:
 
 def through_the_engine(folder: Path, cache: Path, repeats: int) -> dict[str, tuple[float, float, float]]:
     """Seconds and the worker's CPU seconds per image (medians), and its peak RSS, for each quality, through the
-    engine service.
+    engine service; and the first images a user waits for: after the engine starts, after an unload (with and
+    without the ready worker), each a fresh worker that loads the model.
 
-    It runs before the direct calls load anything, and its worker exits before they start: the two never share
-    the RAM (both hold the model in fp32 and its OpenVINO modules, some 13-14 GB each for SD-Turbo's shape).
+    It runs before the direct calls load anything, and its workers exit before they start: the two never share
+    the RAM (a fully loaded worker holds the model in fp32 and its OpenVINO modules, some 14 GB).
     """
     import tempfile
 
@@ -213,31 +248,81 @@ def through_the_engine(folder: Path, cache: Path, repeats: int) -> dict[str, tup
     from dreamtray.request import Request
 
     request = Request(prompt=PROMPT, width=SIZE, height=SIZE, steps=1, guidance=0.0, seed=SEED, model=str(folder))
+    fast = request.model_copy(update={"quality": "fast"})
     root = Path(tempfile.mkdtemp(prefix="dreamtray-fast-bench-"))
-    engine = start_local_engine(root, cache, default_model=str(folder))
     found: dict[str, tuple[float, float, float]] = {}
+    firsts: list[tuple[str, float, str]] = []
+
+    def first(what: str, engine) -> None:
+        timed = timed_generate(engine, fast)
+        worker = engine.health()["worker_pid"]
+        light = "OpenVINO modules alone" if _rss_mb(worker) < 8000 else "whole model"
+        firsts.append((what, timed.total, f"{light}; worker RSS {_rss_mb(worker):.0f} MiB"))
+        if timed.result.warnings:
+            report(f"- warnings: {'; '.join(timed.result.warnings)}")
+
+    def warm(engine, quality: str) -> None:
+        worker = engine.health()["worker_pid"]
+        timed, cpu = [], []
+        with peak_rss_during(worker) as peak:
+            for _ in range(repeats):
+                before = cpu_seconds(worker)
+                timed.append(timed_generate(engine, request.model_copy(update={"quality": quality})).total)
+                cpu.append(cpu_seconds(worker) - before)
+        found[quality] = (median(timed), median(cpu), peak["peak_mb"])
+
+    engine = start_local_engine(root / "ready", cache, default_model=str(folder))
     try:
+        first("after the engine starts (service, worker, imports, model, compile)", engine)
+        warm(engine, "fast")
+        found["fast (OpenVINO modules alone)"] = found.pop("fast")
+        engine.unload()
+        ready = _wait_ready(engine)
+        first(f"after an unload, ready worker (its imports took {ready:.1f} s before)", engine)
         took = timed_generate(engine, request.model_copy(update={"width": 64, "height": 64})).total
-        report(f"\nEngine: model load and a 64x64 warm-up: {took:.1f} s")
-        first = timed_generate(engine, request.model_copy(update={"quality": "fast"}))
-        report(
-            f"Engine: first fast job after the load (OpenVINO converted or read, then compiled): {first.total:.1f} s"
-            f"{' - warnings: ' + '; '.join(first.result.warnings) if first.result.warnings else ''}"
-        )
+        report(f"\nEngine: whole model load (for quality balanced) and a 64x64 warm-up: {took:.1f} s")
         for quality in ("balanced", "fast"):
-            worker = engine.health()["worker_pid"]
-            timed, cpu = [], []
-            with peak_rss_during(worker) as peak:
-                for _ in range(repeats):
-                    before = cpu_seconds(worker)
-                    timed.append(timed_generate(engine, request.model_copy(update={"quality": quality})).total)
-                    cpu.append(cpu_seconds(worker) - before)
-            found[quality] = (median(timed), median(cpu), peak["peak_mb"])
+            warm(engine, quality)
         report(f"Engine: load average {_load()} after its jobs")
     finally:
         engine.stop()
         engine.close()
+    engine = start_local_engine(root / "no-ready", cache, default_model=str(folder), ready_worker=False)
+    try:
+        timed_generate(engine, fast)
+        engine.unload()
+        first("after an unload, no ready worker (engine.ready_worker = false)", engine)
+    finally:
+        engine.stop()
+        engine.close()
+    table(
+        f"First fast image (SD-Turbo shape, 512x512, 1 step; OpenVINO cache on disk; load average {_load()})",
+        ["first image", "seconds", "what the worker held"],
+        firsts,
+    )
     return found
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def _wait_ready(engine, limit: float = 120.0) -> float:
+    """Seconds until the ready worker has done its imports (its CPU time stops growing)."""
+    import time
+
+    start = time.monotonic()
+    while not (pid := engine.health()["ready_worker_pid"]):
+        if time.monotonic() - start > limit:
+            raise SystemExit("no ready worker appeared after the unload")
+        time.sleep(0.1)
+    last = -1.0
+    while (now := cpu_seconds(pid)) != last and time.monotonic() - start < limit:
+        last = now
+        time.sleep(0.5)
+    return time.monotonic() - start - 0.5
 
 
 def engine_against_direct(
@@ -245,7 +330,11 @@ def engine_against_direct(
 ) -> None:
     """Wall and CPU seconds side by side: equal CPU seconds with unequal wall times mean a busier machine, not
     more work (the engine and the direct calls run minutes apart and cannot alternate)."""
-    ways = {"balanced": "today's plan (quality balanced)", "fast": "OpenVINO + TAESD (quality fast)"}
+    ways = {
+        "balanced": "today's plan (quality balanced)",
+        "fast": "OpenVINO + TAESD (quality fast)",
+        "fast (OpenVINO modules alone)": "OpenVINO + TAESD (quality fast)",
+    }
     rows = []
     for quality, (wall, cpu, peak) in engine.items():
         direct_wall, direct_cpu = direct[ways[quality]]
@@ -270,6 +359,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--skip-compile", action="store_true", help="leave out torch.compile (some 5 minutes)")
+    parser.add_argument("--skip-sdxl", action="store_true", help="leave out the SDXL-Turbo shape (15 GB of RAM)")
     args = parser.parse_args()
     prepare_run()
     cache = DEFAULT_CACHE
@@ -290,6 +381,14 @@ def main() -> None:
     direct = Direct(folder, taesd_folder, cache)
     parts(direct, args.repeats)
     engine_against_direct(engine, whole_images(direct, args.repeats))
+    del direct  # each of the next ones loads its own copy of a model
+    gc.collect()
+    from fast_more import ensure_taesdxl_in_hub, sdxl_turbo_rows, torch_compile_rows
+
+    if not args.skip_compile:
+        torch_compile_rows(folder, taesd_folder, cache, args.repeats)
+    if not args.skip_sdxl:
+        sdxl_turbo_rows(ensure_folder("sdxl-turbo", cache), ensure_taesdxl_in_hub(cache / "hub"), args.repeats)
 
 
 if __name__ == "__main__":

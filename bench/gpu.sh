@@ -11,8 +11,10 @@
 #     bash bench/gpu.sh OUT_DIR
 # It writes OUT_DIR/gpu-engine.md, OUT_DIR/gpu-shapes.md and OUT_DIR/gpu-log.txt and ends within 8 minutes:
 # each benchmark runs under its own time limit and writes each table as soon as it is made, so a run cut short
-# keeps what it measured. Model folders and Inductor's compile cache go to $DREAMTRAY_BENCH_CACHE
-# (default /tmp/dreamtray-bench): a second run on the same machine skips the builds and most of the compiling.
+# keeps what it measured (shapes.py runs the SD-Turbo shape's torch.compile, cold and warm cache, before the
+# SDXL-Turbo shape, so a cut loses SDXL's rows first). Model folders go to $DREAMTRAY_BENCH_CACHE (default
+# /tmp/dreamtray-bench): a second run on the same machine skips the builds. The torch.compile figures use a fresh
+# Inductor cache of their own each run (removed after), so "cold" is always cold.
 set -euo pipefail
 cd "$(dirname "$0")/.."  # the repository root
 

@@ -16,11 +16,16 @@ bf16 (autocast, and weights cast to bf16) where the CPU has AVX512-BF16 or AMX, 
 projections, a tiny VAE decoder (TAESD's shape), and VAE tiling for a 4K wallpaper (decode only, on the tiny
 model's VAE: the SD VAE at 4K takes tens of minutes on two cores).
 
-On a GPU (CUDA) it measures instead: the fraction of the dense bf16 peak that the UNet forward reaches (FLOPs
-counted with torch.utils.flop_counter.FlopCounterMode; the peak both from the data sheet and as measured by a
-large bf16 matmul in the same run), torch.compile of the UNet (compile time apart, Inductor's cache under the
-model cache), channels_last, fused QKV, VAE tiling at 3840x2160, and peak memory under each memory policy of
-the decision table (whole model, model offload, sequential offload) for both shapes.
+On a GPU (CUDA) it measures instead the fast-path switches: the fraction of the dense bf16 peak that the UNet
+forward reaches (FLOPs counted with torch.utils.flop_counter.FlopCounterMode; the peak both from the data sheet and
+as measured by a large bf16 matmul in the same run) with classic attention, SDPA, channels_last and fused QKV in
+turn; the full VAE against TAESD (decode, and the whole call); VAE tiling at 3840x2160; peak memory under each
+memory policy of the decision table (whole model, model offload, sequential offload) for both shapes; and, on the
+SD-Turbo shape, torch.compile of the UNet in the engine's plan with a persistent Inductor cache, cold (an empty
+cache) and warm (a new process finding it full), from bench/fast_more.py.
+
+`--gpu-dry-run` runs the GPU-only parts (the switches, torch.compile) on the CPU with the `tiny` model, to check
+their code where no GPU is at hand; its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -647,12 +652,13 @@ def vae_tiling_cpu(cache: Path) -> str:
 # ------------------------------------------------------------------------------------------------------- GPU checks
 
 
-def matmul_tflops() -> float:
-    """Achieved dense bf16 TFLOP/s of a large matmul: the device's practical ceiling."""
+def matmul_tflops(device: str = "cuda") -> float:
+    """Achieved dense bf16 TFLOP/s of a large matmul: the device's practical ceiling (a smaller one on a CPU)."""
     import torch
 
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    n = 8192 if device.startswith("cuda") else 1024
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
     sync()
@@ -660,52 +666,102 @@ def matmul_tflops() -> float:
     for _ in range(10):
         a @ b
     sync()
-    return 10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12
+    return 10 * 2 * n**3 / (time.perf_counter() - start) / 1e12
 
 
-def datasheet_tflops() -> float | None:
+def device_name(device: str) -> str:
+    import platform
+
     import torch
 
-    name = torch.cuda.get_device_name()
+    return torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU {platform.machine()} (dry run)"
+
+
+def datasheet_tflops(device: str = "cuda") -> float | None:
+    name = device_name(device)
     return next((v for k, v in DENSE_BF16_TFLOPS.items() if k in name), None)
 
 
-def gpu_speed(name: str, folder: Path) -> list[str]:
-    """UNet forward: fraction of the bf16 peak with each eager option; VAE tiling at 4K."""
+def max_allocated_gib(device: str) -> str:
+    """The device's peak allocated memory since the last reset, in words ('-' on a CPU)."""
     import torch
 
-    from dreamtray.engine.presets import PRESETS
+    return f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.startswith("cuda") else "-"
 
-    size = PRESETS[name].native_size
-    pipe = load_direct(folder, "bfloat16", "cuda")
+
+def reset_peak(device: str) -> None:
+    import torch
+
+    free()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def gpu_speed(name: str, folder: Path, device: str = "cuda") -> list[str]:
+    """The fast-path switches on the GPU, each on top of the last: the UNet forward's fraction of the bf16 peak with
+    classic attention, SDPA, channels_last, fused QKV; the full VAE against TAESD (decode and whole call); VAE tiling
+    at 4K. `device` "cpu" is a dry run of the same code (on the tiny model: a check, not a figure)."""
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    from dreamtray.engine.presets import PRESETS
+    from dreamtray.engine.server.taesd import TinyDecoder
+
+    preset = PRESETS[name]
+    size = preset.native_size
+    cuda = device.startswith("cuda")
+    repeats = 10 if cuda else 1
+    pipe = load_direct(folder, "bfloat16", device)
     flops = unet_flops(pipe, size)
-    ceiling, sheet = matmul_tflops(), datasheet_tflops()
+    ceiling, sheet = matmul_tflops(device), datasheet_tflops(device)
 
     def row(option: str, unet_s: float, extra: str = "") -> tuple:
         achieved = flops / unet_s / 1e12
         of_sheet = f"{achieved / sheet:.1%}" if sheet else "?"
         return (option, 1000 * unet_s, achieved, of_sheet, f"{achieved / ceiling:.1%}", extra)
 
-    rows = [row("bf16 eager, SDPA (engine default)", unet_seconds(pipe, size, repeats=10))]
+    pipe.unet.set_attn_processor(AttnProcessor())
+    rows = [row("bf16 eager, classic attention (no SDPA)", unet_seconds(pipe, size, repeats=repeats))]
+    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    rows.append(row("+ SDPA (engine default)", unet_seconds(pipe, size, repeats=repeats)))
     pipe.unet.to(memory_format=torch.channels_last)
-    rows.append(row("+ channels_last", unet_seconds(pipe, size, repeats=10)))
+    rows.append(row("+ channels_last", unet_seconds(pipe, size, repeats=repeats)))
     pipe.fuse_qkv_projections()
-    rows.append(row("+ fused QKV", unet_seconds(pipe, size, repeats=10)))
+    rows.append(row("+ fused QKV", unet_seconds(pipe, size, repeats=repeats)))
 
-    preset = PRESETS[name]
-    direct_call(pipe, size, preset.steps, preset.guidance)
-    took = median(seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5))
-    rows.append(
-        ("whole pipeline call, channels_last + fused QKV", 1000 * took, "", "", "", "text + UNet + VAE + PIL image")
-    )
+    taesd = tiny_vae_decoder().to(device, torch.bfloat16)
+    for label, decoder in (("full VAE", pipe.vae), ("TAESD", taesd)):
+        reset_peak(device)
+        took = decode_seconds(decoder, size, size, repeats=repeats)
+        rows.append((f"{label} decode {size}x{size}", 1000 * took, "", "", "", max_allocated_gib(device)))
 
-    width, height = WALLPAPER
+    tiny = TinyDecoder(taesd, pipe)
+    calls = {
+        "full VAE": lambda: direct_call(pipe, size, preset.steps, preset.guidance),
+        "TAESD": lambda: tiny.to_images(
+            direct_call(pipe, size, preset.steps, preset.guidance, output_type="latent")[None], size, size
+        ),
+    }
+    for label, call in calls.items():
+        call()
+        took = median(seconds(call)[0] for _ in range(5 if cuda else 1))
+        rows.append(
+            (
+                f"whole pipeline call, channels_last + fused QKV, {label}",
+                1000 * took,
+                "",
+                "",
+                "",
+                "text + UNet + decode + PIL image",
+            )
+        )
+
+    width, height = WALLPAPER if cuda else (1024, 576)  # the dry run decodes a smaller image
     for tiled in (False, True):
         pipe.vae.enable_tiling() if tiled else pipe.vae.disable_tiling()
-        free()
-        torch.cuda.reset_peak_memory_stats()
+        reset_peak(device)
         try:
-            took = decode_seconds(pipe.vae, height, width, repeats=3)
+            took = decode_seconds(pipe.vae, height, width, repeats=3 if cuda else 1)
             rows.append(
                 (
                     f"VAE decode {width}x{height} {'tiled' if tiled else 'whole'}",
@@ -713,16 +769,16 @@ def gpu_speed(name: str, folder: Path) -> list[str]:
                     "",
                     "",
                     "",
-                    f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB",
+                    max_allocated_gib(device),
                 )
             )
         except torch.OutOfMemoryError:
             rows.append((f"VAE decode {width}x{height} {'tiled' if tiled else 'whole'}", "OOM", "", "", "", ""))
-    del pipe
+    del pipe, taesd, tiny, calls
     free()
     return [
         table(
-            f"{name}-shaped UNet forward on {torch.cuda.get_device_name()}, {size}x{size}, batch 1: {flops / 1e12:.2f} TFLOP "
+            f"{name}-shaped UNet forward on {device_name(device)}, {size}x{size}, batch 1: {flops / 1e12:.2f} TFLOP "
             f"(FlopCounterMode); bf16 matmul ceiling measured {ceiling:.0f} TFLOP/s, data sheet {sheet or '?'}",
             ("option", "ms", "TFLOP/s", "of data-sheet peak", "of matmul ceiling", "note"),
             rows,
@@ -730,69 +786,22 @@ def gpu_speed(name: str, folder: Path) -> list[str]:
     ]
 
 
-def gpu_compile(name: str, folder: Path) -> list[str]:
-    """torch.compile of the UNet (Inductor, default mode): compile time apart, then steady speed, and a whole call.
+def gpu_compile(name: str, folder: Path, cache: Path, repeats: int = 5) -> dict[str, dict]:
+    """torch.compile of the UNet in the engine's plan for this machine, with a persistent Inductor cache: the first
+    image's compile with the cache empty, then again in a new process with it full; eager and compiled UNet step and
+    whole image (TAESD decoder), peak memory (bench/fast_more.py's `torch_compile_rows`)."""
+    from fast_more import ensure_taesdxl_in_hub, torch_compile_rows
+    from fast_path import ensure_tiny_decoder_in_hub
 
-    Inductor's cache goes under the model cache (TORCHINDUCTOR_CACHE_DIR), so a second run, or the engine's next
-    start, loads compiled kernels instead of compiling them again: run twice to see the warm-cache compile time.
-    """
-    import torch
+    from dreamtray.engine.server.taesd import ensure_tiny_taesd_folder
 
-    from dreamtray.engine.presets import PRESETS
-
-    preset = PRESETS[name]
-    size = preset.native_size
-    pipe = load_direct(folder, "bfloat16", "cuda")
-    pipe.unet.to(memory_format=torch.channels_last)
-    pipe.fuse_qkv_projections()
-    flops = unet_flops(pipe, size)
-    eager = unet_seconds(pipe, size, repeats=10)
-    eager_call = median(seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5))
-    pipe.unet = torch.compile(pipe.unet)
-    sample, timestep, hidden, kwargs = unet_inputs(pipe, size, "cuda", torch.bfloat16)
-
-    def forward():
-        with torch.inference_mode():
-            pipe.unet(sample, timestep, hidden, **kwargs)
-        sync()
-
-    rows = []
-    try:
-        compile_s = seconds(forward)[0]
-        compiled = median(seconds(forward)[0] for _ in range(10))
-        first_call = seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[
-            0
-        ]  # the pipeline's own call signature compiles again
-        compiled_call = median(
-            seconds(lambda: direct_call(pipe, size, preset.steps, preset.guidance))[0] for _ in range(5)
-        )
-    except Exception as exc:  # a graph Inductor cannot compile is a figure too
-        rows.append(("torch.compile failed", f"{type(exc).__name__}: {str(exc)[:200]}", "", "", "", "", ""))
+    if name == "tiny":
+        taesd = ensure_tiny_taesd_folder(cache)
+    elif name == "sdxl-turbo":
+        taesd = ensure_taesdxl_in_hub(cache / "hub")
     else:
-        rows.append(
-            ("UNet forward", 1000 * eager, 1000 * compiled, eager / compiled, flops / compiled / 1e12, compile_s, "")
-        )
-        rows.append(
-            (
-                "whole pipeline call",
-                1000 * eager_call,
-                1000 * compiled_call,
-                eager_call / compiled_call,
-                "",
-                first_call,
-                "first whole call compiles the pipeline's call signature",
-            )
-        )
-    del pipe
-    free()
-    return [
-        table(
-            f"{name}-shaped, torch.compile of the UNet (channels_last + fused QKV, bf16, {size}px); Inductor cache "
-            f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}",
-            ("what", "eager ms", "compiled ms", "speed-up", "compiled TFLOP/s", "compile s (first call)", "note"),
-            rows,
-        )
-    ]
+        taesd = ensure_tiny_decoder_in_hub(cache / "hub")
+    return torch_compile_rows(folder, taesd, cache, repeats)
 
 
 def gpu_policies(name: str, folder: Path) -> list[str]:
@@ -855,6 +864,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
     parser.add_argument("--skip-compare", action="store_true", help="skip the engine-vs-direct comparison")
     parser.add_argument("--skip-options", action="store_true", help="skip the speed options")
+    parser.add_argument(
+        "--gpu-dry-run",
+        action="store_true",
+        help="run the GPU-only measurements (switches, torch.compile) on the CPU with the tiny model: a check",
+    )
     args = parser.parse_args()
     prepare_run()
     # Inductor's compiled kernels are kept with the models, so the next start loads them instead of compiling.
@@ -878,6 +892,13 @@ def main() -> None:
     report(f"# Shapes benchmark, {time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, {device}")
     report("FLUX.1-schnell-shaped: not run (12 B transformer + 4.7 B T5: ~33 GB in bf16; needs >= 48 GB to hold once).")
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.gpu_dry_run:
+        from dreamtray.engine.server.tiny import ensure_tiny_folder
+
+        tiny = ensure_tiny_folder(args.cache)
+        gpu_speed("tiny", tiny, "cpu")
+        gpu_compile("tiny", tiny, args.cache, repeats=1)
+        return
     with tempfile.TemporaryDirectory(prefix="dreamtray-shapes-") as scratch:
         for name in shapes:
             if not cuda and name == "sdxl-turbo":
@@ -892,10 +913,11 @@ def main() -> None:
                 if not args.skip_options:
                     gpu_speed(name, folder)
                 gpu_policies(name, folder)
+                if name == "sd-turbo" and not args.skip_options:
+                    # before the next shape: a run cut short by its time limit loses SDXL's rows, not these
+                    gpu_compile(name, folder, args.cache)
             elif name == "sd-turbo" and not args.skip_options:
                 cpu_options(folder, args.cache)
-        if cuda and not args.skip_options:  # last, being the slowest: compile on the SD-Turbo shape
-            gpu_compile("sd-turbo", ensure_folder("sd-turbo", args.cache, device="cuda"))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class App:
             cache_dir=str(paths.cache_dir() / "models"),
             default_model=self.config.model,
             idle_unload_seconds=float(engine.idle_unload_seconds),
+            ready_worker=engine.ready_worker,
             stall_seconds=float(engine.stall_seconds),
             allow_pickle=engine.allow_pickle,
             overrides={

@@ -47,6 +47,7 @@ def main() -> None:
         "messages": [e.get("message", "") for e in events if e["kind"] in ("loading", "warning")],
         "previews": [e["step"] for e in events if e["kind"] == "preview"],
         "warnings": result.warnings,
+        "light": runner.loaded.light,
         "png": base64.b64encode(result.images[0]).decode(),
     }
     out.write_text(json.dumps(answer))

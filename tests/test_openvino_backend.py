@@ -66,6 +66,8 @@ def test_a_second_process_reuses_the_cache_and_makes_the_same_image(converted, t
     cache, first = converted
     second = run_process(cache, tmp_path, "second")
     assert not conversions(second["messages"])
+    assert not first["light"] and second["light"], "the second process ran on the cached modules alone"
+    assert "Read tiny's OpenVINO modules from the cache (no torch weights)" in second["messages"]
     assert second["png"] == first["png"]
 
 
@@ -128,3 +130,61 @@ def test_weighted_prompts_are_encoded_on_torch_and_run_on_openvino(converted):
     plain = runner.generate(FAST.model_copy(update={"prompt": "a red fox"}))
     assert not weighted.warnings and runner.loaded.extras["openvino"] is not None
     assert pixels(weighted.images[0]) != pixels(plain.images[0])
+
+
+def light_runner(cache: Path) -> tuple[Runner, bytes]:
+    """A runner that made one fast image on the cached OpenVINO modules alone, and that image."""
+    runner = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU)
+    image = runner.generate(FAST).images[0]
+    assert runner.loaded.light
+    assert {p.device.type for p in runner.loaded.pipe.vae.parameters()} == {"meta"}, "no VAE weights were loaded"
+    return runner, image
+
+
+def test_a_request_that_needs_torch_loads_the_whole_model_after_a_light_one(converted):
+    cache, first = converted
+    runner, image = light_runner(cache)
+    assert pixels(image) == pixels(base64.b64decode(first["png"]))
+    balanced = runner.generate(FAST.model_copy(update={"quality": "balanced"}))
+    assert not runner.loaded.light and runner.load_count == 2
+    reference = Runner(cache_dir=cache, default_model="tiny", machine=CPU_MACHINE).generate(
+        FAST.model_copy(update={"quality": "balanced"})
+    )
+    assert pixels(balanced.images[0]) == pixels(reference.images[0])
+    again = runner.generate(FAST)  # the whole model serves fast as well: no second load
+    assert runner.load_count == 2 and pixels(again.images[0]) == pixels(image)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"prompt": "a (red:1.4) fox"},  # A1111 weights: compel on torch's text encoder
+        {"prompt": "a red fox BREAK in snow"},
+        {"prompt": " ".join(["a red fox"] * 40)},  # beyond the encoder's window
+        {"negative_prompt": "(blurry:1.2)", "guidance": 3.0},
+    ],
+    ids=["weights", "break", "long", "weighted-negative"],
+)
+def test_prompts_that_need_torch_load_the_whole_model_and_still_run_on_openvino(converted, change):
+    cache, _ = converted
+    runner, _ = light_runner(cache)
+    result = runner.generate(FAST.model_copy(update=change))
+    assert not runner.loaded.light and runner.loaded.extras["openvino"] is not None and not result.warnings
+    fresh = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU)
+    fresh.ensure_loaded("tiny")  # loaded in full from the start
+    assert pixels(fresh.generate(FAST.model_copy(update=change)).images[0]) == pixels(result.images[0])
+
+
+def test_changed_model_files_are_loaded_in_full_once_then_light_again(converted, tmp_path):
+    cache, first = converted
+    (model,) = [p for p in cache.iterdir() if p.is_dir() and p.name.startswith("tiny-v")]
+    weights = next((model / "unet").glob("*.safetensors"))
+    os.utime(weights)  # the same bytes, a new modification time: the stamp no longer matches
+    events: list[dict] = []
+    runner = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU)
+    result = runner.generate(FAST, events.append)
+    assert not runner.loaded.light
+    assert not conversions([e.get("message", "") for e in events]), "same weights: the entry is kept"
+    assert pixels(result.images[0]) == pixels(base64.b64decode(first["png"]))
+    light, image = light_runner(cache)  # the key now carries the new stamp
+    assert pixels(image) == pixels(result.images[0])

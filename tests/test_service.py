@@ -132,14 +132,60 @@ def test_idle_worker_exits_and_returns_its_memory(tmp_path, model_cache):
         local.stop()
 
 
+def test_after_an_unload_a_ready_worker_without_a_model_takes_the_next_job(tmp_path, model_cache):
+    local = start_engine(tmp_path, model_cache, idle_unload_seconds=1.0)
+    try:
+        first = local.submit(Request(prompt="x", seed=1, **SMALL)).result()
+        loaded_pid = local.health()["worker_pid"]
+        loaded_rss = psutil.Process(loaded_pid).memory_info().rss
+        ready = wait_for(lambda: local.health()["ready_worker_pid"], 30, "a ready worker after the idle unload")
+        assert not psutil.pid_exists(loaded_pid) and ready != loaded_pid
+        time.sleep(3)  # past a second idle time: a ready worker holds no model, so it does not retire
+        assert psutil.pid_exists(ready) and local.health()["ready_worker_pid"] == ready
+        assert psutil.Process(ready).memory_info().rss < loaded_rss
+        again = local.submit(Request(prompt="x", seed=1, **SMALL)).result()
+        assert local.health()["worker_pid"] == ready and local.health()["ready_worker_pid"] is None
+        assert pixels(again.images[0]) == pixels(first.images[0])
+        local.unload()  # an explicit unload leaves a ready worker too
+        assert wait_for(lambda: local.health()["ready_worker_pid"], 30, "a ready worker after unload") != ready
+        pid = local.health()["pid"]
+        ready = local.health()["ready_worker_pid"]
+        local.stop()
+        assert not psutil.pid_exists(pid) and not psutil.pid_exists(ready), "stop ends the ready worker too"
+    finally:
+        local.stop()
+
+
+def test_no_ready_worker_when_the_setting_is_off(tmp_path, model_cache):
+    local = start_engine(tmp_path, model_cache, ready_worker=False)
+    try:
+        local.submit(Request(prompt="x", seed=1, **SMALL)).result()
+        local.unload()
+        time.sleep(1)
+        assert local.health()["worker_pid"] is None and local.health()["ready_worker_pid"] is None
+    finally:
+        local.stop()
+
+
+def wait_for(value, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := value():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {seconds} s")
+
+
 def test_unload_now_and_stop_leave_no_process(tmp_path, model_cache):
     local = start_engine(tmp_path, model_cache)
     local.submit(Request(prompt="x", seed=1, **SMALL)).result()
     health = local.health()
     local.unload()
     assert not psutil.pid_exists(health["worker_pid"]) or psutil.Process(health["worker_pid"]).status() == "zombie"
+    ready = local.health()["ready_worker_pid"]
     local.stop()
     assert not psutil.pid_exists(health["pid"])
+    assert not psutil.pid_exists(ready) or psutil.Process(ready).status() == "zombie"
     assert not local.state_file.exists()
 
 

@@ -40,6 +40,9 @@ class WorkerSettings:
     cache_dir: str
     default_model: str = "auto"
     idle_unload_seconds: float = 300.0
+    ready_worker: bool = True
+    """After an unload, start a worker that imports what a job needs and waits holding no model, so that the
+    next image skips those seconds (docs/fast-path.md: what it costs, what it saves)."""
     stall_seconds: float = 120.0
     """A job that sends no progress for this long is ended and its worker killed (more while it starts)."""
     allow_pickle: bool = False

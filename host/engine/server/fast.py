@@ -3,6 +3,10 @@
 Both are made on a job's first need and kept with the loaded model. Neither may fail a job: a tiny decoder that
 cannot be had (offline, no TAESD for the family) turns previews off and decodes with the full VAE; an OpenVINO
 back end that cannot convert, or whose cache is broken, leaves the job on torch. Each says so in a warning.
+
+Once a model's OpenVINO modules are in the cache, a `fast` request that needs nothing else loads them alone
+(`load_light`): no torch weights, so the first image after a start or an idle unload takes seconds, not the
+torch load's tens of seconds, in a fraction of the memory. A later request that needs torch loads the model in full.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from dreamtray.engine.presets import TAESD_BY_PIPELINE
-from dreamtray.engine.server.hardware import OPENVINO_PIPELINES
+from dreamtray.engine.server.hardware import OPENVINO_PIPELINES, Plan
 from dreamtray.engine.server.loaded import Loaded
+from dreamtray.engine.server.models import ModelSource
 from dreamtray.engine.server.taesd import TinyDecoder
+from dreamtray.prompt_syntax import is_plain, parse
 from dreamtray.request import Request
 
 Emit = Callable[[dict[str, Any]], None]
@@ -46,9 +52,18 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     openvino = loaded.extras["openvino"]
     if openvino is None:
         return pipe, decoder
+    if decoder is not None:
+        try:
+            openvino.attach_tiny_decoder(
+                decoder.taesd, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit
+            )
+        except Exception as exc:  # the tiny decoder then runs on torch; the UNet stays on OpenVINO
+            _warn(f"The tiny decoder runs on torch: converting it to OpenVINO failed ({exc})", emit, warnings)
     try:
         _compile_for(openvino, pipe, request)
     except Exception as exc:
+        if loaded.light:
+            raise  # the runner loads the model in full and runs on torch
         for name in ("openvino", "fast_pipe"):  # the broken entry is gone: the next job converts again
             loaded.extras.pop(name, None)
         _warn(f"Running on torch: {exc}", emit, warnings)
@@ -60,6 +75,49 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     if decoder is not None and openvino.tiny_decoder is not None:
         decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
+
+
+def may_load_light(request: Request, plan: Plan) -> bool:
+    """Whether `request` could run on a light pipeline (fast.py's module docstring): `quality = fast` on
+    OpenVINO, with no LoRA, no init image, and prompts that are plain text (weights and BREAK need torch's text
+    encoder); the prompts' length is checked once the tokenizer is there (`serves_light`)."""
+    return (
+        (request.quality or plan.quality) == "fast"
+        and plan.runtime == "openvino"
+        and not request.loras
+        and request.init_image is None
+        and all(is_plain(parse(text)) for text in (request.prompt, request.negative_prompt))
+    )
+
+
+def serves_light(loaded: Loaded, request: Request) -> bool:
+    """Whether the light pipeline serves `request`: `may_load_light`, and prompts within the encoder's window."""
+    tokenizer = loaded.pipe.tokenizer
+    return may_load_light(request, loaded.plan) and all(
+        len(tokenizer(text, truncation=False).input_ids) <= tokenizer.model_max_length
+        for text in (request.prompt, request.negative_prompt)
+    )
+
+
+def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> tuple[Any, Path, dict] | None:
+    """The model as a light pipeline, its folder and the extras it comes with, when its OpenVINO modules are in
+    the cache and fresh; None otherwise, and whatever goes wrong here: the caller then loads the model in full."""
+    if source.kind == "single_file" or (source.kind != "tiny" and source.preset.pipeline not in OPENVINO_PIPELINES):
+        return None
+    try:
+        from dreamtray.engine.server.models import pipeline_class, pipeline_folder
+        from dreamtray.engine.server.openvino_backend import OpenVinoModules, light_pipeline
+
+        folder = pipeline_folder(source, cache_dir, emit)
+        modules = OpenVinoModules.cached(openvino_folder(cache_dir, source), folder) if folder else None
+        if modules is None:
+            return None
+        name = "StableDiffusionPipeline" if source.kind == "tiny" else source.preset.pipeline
+        pipe = light_pipeline(pipeline_class(name), folder, modules)
+    except Exception:
+        return None
+    emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules from the cache (no torch weights)"})
+    return pipe, folder, {"openvino": modules, "fast_pipe": pipe}
 
 
 UNSUPPORTED = "this model's UNet takes inputs that the OpenVINO back end does not pass (or is no SD pipeline)"
@@ -114,10 +172,10 @@ def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
     except ImportError as exc:
         _warn(f"Running on torch: OpenVINO cannot be loaded ({exc})", emit, warnings)
         return None
-    decoder = loaded.extras.get("tiny")
-    taesd = decoder.taesd if isinstance(decoder, TinyDecoder) else None
     try:
-        return OpenVinoModules(loaded.pipe, taesd, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit)
+        return OpenVinoModules.convert(
+            loaded.pipe, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit, loaded.folder
+        )
     except CacheError as exc:
         _warn(f"Running on torch: {exc}", emit, warnings)
     except Exception as exc:

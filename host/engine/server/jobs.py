@@ -45,6 +45,8 @@ class JobManager:
         self.pending: queue.Queue[JobRecord | None] = queue.Queue(maxsize=max_queue)
         self.jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self.worker: WorkerProcess | None = None
+        self.ready: WorkerProcess | None = None
+        """A worker with its imports done and no model, started after an unload (settings.ready_worker)."""
         self.loaded_model: str | None = None
         self.running: JobRecord | None = None
         self.last_activity = time.monotonic()
@@ -108,7 +110,9 @@ class JobManager:
         """Stop: end every job (the running one within the cancel grace), then the worker and the dispatcher."""
         self.stop_jobs("Cancelled: the engine is stopping.")
         with self.device_lock:
-            self._stop_worker()
+            self._stop_worker(then_ready=False)
+            if self.ready is not None:
+                self.ready.stop()
         try:
             self.pending.put_nowait(None)
         except queue.Full:
@@ -117,10 +121,37 @@ class JobManager:
     def busy(self) -> bool:
         return self.running is not None or self.pending.qsize() > 0
 
-    def _stop_worker(self) -> None:
-        if self.worker is not None:
+    def _stop_worker(self, then_ready: bool = True) -> None:
+        """Stop the worker (all of its memory goes back); a ready one takes its place unless `then_ready` is off."""
+        had = self.worker is not None
+        if had:
             self.worker.stop()
         self.worker, self.loaded_model = None, None
+        if then_ready and had:
+            self._start_ready()
+
+    def _start_ready(self) -> None:
+        if self.settings.ready_worker and not self.stopping and not (self.ready and self.ready.alive()):
+            self.ready = WorkerProcess(self.settings, ready=True)
+
+    def _idle_exit(self, worker: WorkerProcess) -> None:
+        """A worker ended by itself: after an idle unload (exit code 0), a ready one takes its place."""
+        if not self.device_lock.acquire(blocking=False):
+            return  # a job or an unload holds the device, and takes care of the worker
+        try:
+            if worker is self.worker and worker.process.exitcode == 0:
+                self.worker, self.loaded_model = None, None
+                self._start_ready()
+        finally:
+            self.device_lock.release()
+
+    def _new_worker(self) -> WorkerProcess:
+        """The ready worker when there is one, else a new one; either way watched for an idle exit."""
+        worker, self.ready = self.ready, None
+        if worker is None or not worker.alive():
+            worker = WorkerProcess(self.settings)
+        worker.on_exit(self._idle_exit)
+        return worker
 
     def _dispatch(self) -> None:
         while (job := self.pending.get()) is not None:
@@ -143,7 +174,7 @@ class JobManager:
 
     def _run(self, job: JobRecord, retry_on_idle_exit: bool) -> None:
         if self.worker is None or not self.worker.alive():
-            self.worker, self.loaded_model = WorkerProcess(self.settings), None
+            self.worker, self.loaded_model = self._new_worker(), None
         worker = self.worker
         self.cancel_asked = None
         started = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dreamtray.engine.server.hardware import Plan
@@ -18,6 +19,11 @@ class Loaded:
     loras: tuple = ()
     native_size: int = 512
     default_scheduler: Any = None
+    folder: Path | None = None
+    """The diffusers folder the pipeline was loaded from (None for a single-file checkpoint)."""
+    light: bool = False
+    """The pipeline runs on OpenVINO modules read from the cache, with no torch weights loaded: it serves
+    `quality = fast` requests that need nothing else (fast.py `serves_light`)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Made on first use and kept with the model: the tiny decoder and the OpenVINO pipeline (fast.py), the
     embeddings of constant texts (embeddings.py)."""

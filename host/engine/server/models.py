@@ -102,39 +102,45 @@ def pipeline_class(name: str):
     return cls
 
 
-def load_pipeline(
-    source: ModelSource, dtype: str, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool] = lambda: False
-):
-    """Load the pipeline for `source` in `dtype` on the CPU; placement on a device is the runner's job.
-
-    A hub model that is not on disk yet is downloaded first; `cancelled` stops that download.
-    """
-    import torch
-
-    torch_dtype = getattr(torch, dtype)
+def pipeline_folder(
+    source: ModelSource, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+) -> Path | None:
+    """The diffusers folder `source` loads from (a hub model not on disk yet is downloaded first; `cancelled` stops
+    that download); None for a single-file checkpoint, which has none."""
     if source.kind == "tiny":
         from dreamtray.engine.server.tiny import ensure_tiny_folder
 
-        folder = ensure_tiny_folder(cache_dir)
-        return pipeline_class("StableDiffusionPipeline").from_pretrained(
-            folder, dtype=torch_dtype, local_files_only=True
-        )
+        return ensure_tiny_folder(cache_dir)
     if source.kind == "folder":
-        try:
-            return pipeline_class(source.preset.pipeline).from_pretrained(
-                source.location, dtype=torch_dtype, local_files_only=True
-            )
-        except (OSError, ValueError) as exc:  # a weights file cut short, say; diffusers names the file
-            raise ModelError(
-                f"Could not load the model in {source.location}: {exc}. A file of it is damaged or incomplete "
-                "(an interrupted copy or download?): copy it again."
-            ) from exc
+        return Path(source.location)
     if source.kind == "single_file":
-        return _load_single_file(source, torch_dtype)
-    folder = ensure_downloaded(source, emit, cancelled, cache_dir)
-    return pipeline_class(source.preset.pipeline).from_pretrained(
-        folder, dtype=torch_dtype, variant=_variant_in(folder, source.preset.variant), local_files_only=True
-    )
+        return None
+    return Path(ensure_downloaded(source, emit, cancelled, cache_dir))
+
+
+def load_pipeline(
+    source: ModelSource, dtype: str, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+) -> tuple[Any, Path | None]:
+    """The pipeline for `source` in `dtype` on the CPU (placement on a device is the runner's job), and the
+    folder it came from (`pipeline_folder`)."""
+    import torch
+
+    torch_dtype = getattr(torch, dtype)
+    if source.kind == "single_file":
+        return _load_single_file(source, torch_dtype), None
+    folder = pipeline_folder(source, cache_dir, emit, cancelled)
+    name = "StableDiffusionPipeline" if source.kind == "tiny" else source.preset.pipeline
+    variant = _variant_in(str(folder), source.preset.variant) if source.kind == "hub" else None
+    try:
+        pipe = pipeline_class(name).from_pretrained(folder, dtype=torch_dtype, variant=variant, local_files_only=True)
+        return pipe, folder
+    except (OSError, ValueError) as exc:  # a weights file cut short, say; diffusers names the file
+        if source.kind != "folder":
+            raise
+        raise ModelError(
+            f"Could not load the model in {source.location}: {exc}. A file of it is damaged or incomplete "
+            "(an interrupted copy or download?): copy it again."
+        ) from exc
 
 
 def _variant_in(folder: str, variant: str | None) -> str | None:

@@ -50,13 +50,23 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:32]
 
 
+def versions() -> dict[str, Any]:
+    """The part of a key that says which conversion made an entry."""
+    return {"format": FORMAT, "openvino": ov.get_version(), "torch": torch.__version__}
+
+
 def cache_key(module: torch.nn.Module) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "openvino": ov.get_version(),
-        "torch": torch.__version__,
-        "weights": weights_fingerprint(module),
-    }
+    return {**versions(), "weights": weights_fingerprint(module)}
+
+
+def files_stamp(folder: Path) -> str:
+    """The identity of a model component's files on disk (names, sizes, modification times), read without
+    loading them: how a new process knows an entry is still this model's before it loads any weights."""
+    digest = hashlib.sha256()
+    for path in sorted(path for path in folder.rglob("*") if path.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 def folder_size(folder: Path) -> int:
@@ -66,8 +76,8 @@ def folder_size(folder: Path) -> int:
 class Converted:
     """One module's IR in the cache, compiled for each input shape on first use."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, remove_broken: bool = True):
+        self.folder, self.remove_broken = folder, remove_broken
         self.core = ov.Core()
         try:
             self.model = self.core.read_model(folder / "model.xml")
@@ -76,9 +86,13 @@ class Converted:
         self.compiled: dict[tuple, Any] = {}
 
     def _broken(self, exc: Exception) -> CacheError:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """The error for an entry that cannot be read or compiled, removed unless `remove_broken` is off (then
+        the full load finds it again, removes it and says so)."""
+        if self.remove_broken:
+            shutil.rmtree(self.folder, ignore_errors=True)
         lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({lines[-1].strip()}); removed it")
+        removed = "; removed it" if self.remove_broken else ""
+        return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({lines[-1].strip()}){removed}")
 
     def compile(self, shapes: list[tuple[int, ...]]):
         """The program for these input shapes (static shapes run 5-10% faster than dynamic ones)."""
@@ -102,15 +116,25 @@ class Converted:
 
 
 def ensure_converted(
-    folder: Path, module: torch.nn.Module, example: tuple[torch.Tensor, ...], label: str, emit: Emit
+    folder: Path,
+    module: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    label: str,
+    emit: Emit,
+    files: str | None = None,
 ) -> Converted:
-    """The module's IR at `folder`: the cached one when its key matches, else converted now (once)."""
+    """The module's IR at `folder`: the cached one when its key matches, else converted now (once).
+
+    `files` (the stamp of the module's files, where it has some) is kept in the key, so that a later process can
+    use the entry without loading the module; it is not part of the match.
+    """
     from filelock import FileLock
 
     key = cache_key(module)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
-        if _read_key(folder) != key:
+        stored = _read_key(folder) or {}
+        if {name: value for name, value in stored.items() if name != "files"} != key:
             stale = folder.exists()
             shutil.rmtree(folder, ignore_errors=True)
             why = "its cache is out of date" if stale else "once for this model"
@@ -122,12 +146,29 @@ def ensure_converted(
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: meant
                 converted = ov.convert_model(module, example_input=example)
             ov.save_model(converted, staging / "model.xml")
-            (staging / "key.json").write_text(json.dumps(key, indent=2))
+            _write_key(staging, key, files)
             staging.rename(folder)
             size = folder_size(folder)
             shown = f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
             emit({"kind": "loading", "message": f"Converted the {label}: {shown} in {folder}"})
+        elif stored.get("files") != files:
+            _write_key(folder, key, files)
     return Converted(folder)
+
+
+def fresh_entry(folder: Path, files: str) -> Converted | None:
+    """The cached IR at `folder` when it was converted by this OpenVINO and torch from files that still carry
+    the stamp `files`; None otherwise (the caller then loads the module and converts through ensure_converted)."""
+    stored = _read_key(folder)
+    if not stored or stored.get("files") != files or any(stored.get(k) != v for k, v in versions().items()):
+        return None
+    return Converted(folder, remove_broken=False)
+
+
+def _write_key(folder: Path, key: dict[str, Any], files: str | None) -> None:
+    from dreamtray.atomic import write_atomically
+
+    write_atomically(folder / "key.json", json.dumps({**key, **({"files": files} if files else {})}, indent=2))
 
 
 def _read_key(folder: Path) -> dict[str, Any] | None:
@@ -165,11 +206,11 @@ class _TinyDecode(torch.nn.Module):
 
 
 class _StandIn(torch.nn.Module):
-    """Takes a torch module's place in a diffusers pipeline: its config, dtype and device, an OpenVINO forward."""
+    """Takes a torch module's place in a diffusers pipeline: its config, a dtype and device, an OpenVINO forward."""
 
-    def __init__(self, original: torch.nn.Module, converted: Converted):
+    def __init__(self, config: Any, converted: Converted):
         super().__init__()
-        self.config = original.config
+        self.config = config
         self.converted = converted
 
     @property
@@ -194,29 +235,58 @@ class OpenVinoTextEncoder(_StandIn):
 
 
 class OpenVinoModules:
-    """A model's UNet, text encoder and (optionally) tiny decoder, converted and compiled on the CPU."""
+    """A model's UNet, text encoder and (once attached) tiny decoder, converted and compiled on the CPU."""
 
-    def __init__(self, pipe, taesd, root: Path, label: str, emit: Emit):
+    def __init__(self, unet: Converted, text_encoder: Converted, window: int, pipe=None):
+        self.unet, self.text_encoder, self.window = unet, text_encoder, window
+        self.tiny_decoder: Converted | None = None
+        self.pipe = pipe
+        """The torch pipeline they were converted from; None when read from the cache alone (see `cached`)."""
+
+    @classmethod
+    def convert(cls, pipe, root: Path, label: str, emit: Emit, model_folder: Path | None = None) -> OpenVinoModules:
+        """The pipeline's UNet and text encoder from the cache, or converted now; `model_folder` (the diffusers
+        folder the pipeline came from) lets a later process use them without loading the torch modules."""
         unet, encoder = pipe.unet, pipe.text_encoder
         latent = (1, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
         window = pipe.tokenizer.model_max_length
         hidden = encoder.config.hidden_size
-        self.unet = ensure_converted(
+
+        def stamp(component: str) -> str | None:
+            return files_stamp(model_folder / component) if model_folder else None
+
+        converted_unet = ensure_converted(
             root / "unet",
             _UNet(unet).eval(),
             (torch.randn(latent), torch.tensor(999.0), torch.randn(1, window, hidden)),
             f"UNet of {label}",
             emit,
+            stamp("unet"),
         )
-        self.text_encoder = ensure_converted(
+        converted_encoder = ensure_converted(
             root / "text_encoder",
             _TextEncoder(encoder).eval(),
             (torch.zeros(1, window, dtype=torch.int64),),
             f"text encoder of {label}",
             emit,
+            stamp("text_encoder"),
         )
-        self.tiny_decoder = None
-        if taesd is not None:
+        return cls(converted_unet, converted_encoder, window, pipe)
+
+    @classmethod
+    def cached(cls, root: Path, model_folder: Path) -> OpenVinoModules | None:
+        """The UNet and text encoder straight from the cache, without torch modules, when both entries are fresh
+        for the files in `model_folder`; None when either is missing or stale."""
+        unet = fresh_entry(root / "unet", files_stamp(model_folder / "unet"))
+        encoder = fresh_entry(root / "text_encoder", files_stamp(model_folder / "text_encoder"))
+        if unet is None or encoder is None:
+            return None
+        return cls(unet, encoder, _tokenizer_window(model_folder))
+
+    def attach_tiny_decoder(self, taesd, root: Path, label: str, emit: Emit) -> None:
+        """Convert (or read) the tiny decoder for these latents, once."""
+        if self.tiny_decoder is None:
+            latent = (1, taesd.config.latent_channels, 64, 64)
             self.tiny_decoder = ensure_converted(
                 root / "tiny_decoder",
                 _TinyDecode(taesd).eval(),
@@ -224,14 +294,15 @@ class OpenVinoModules:
                 f"tiny decoder of {label}",
                 emit,
             )
-        self.pipe, self.window = pipe, window
 
-    def pipeline(self):
-        """A pipeline of the same class that runs the UNet and the text encoder on OpenVINO, sharing the rest."""
-        fast = type(self.pipe).from_pipe(
-            self.pipe,
-            unet=OpenVinoUNet(self.pipe.unet, self.unet),
-            text_encoder=OpenVinoTextEncoder(self.pipe.text_encoder, self.text_encoder),
+    def pipeline(self, pipe=None):
+        """A pipeline of the same class as `pipe` (default: the one converted from) that runs the UNet and the
+        text encoder on OpenVINO, sharing the rest."""
+        pipe = pipe or self.pipe
+        fast = type(pipe).from_pipe(
+            pipe,
+            unet=OpenVinoUNet(pipe.unet.config, self.unet),
+            text_encoder=OpenVinoTextEncoder(pipe.text_encoder.config, self.text_encoder),
         )
         fast.set_progress_bar_config(disable=True)
         return fast
@@ -246,3 +317,48 @@ class OpenVinoModules:
         self.unet.compile([(batch, channels, latent_height, latent_width), (), (batch, self.window, hidden)])
         if self.tiny_decoder is not None:
             self.tiny_decoder.compile([(1, channels, latent_height, latent_width)])
+
+
+def _tokenizer_window(model_folder: Path) -> int:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_folder / "tokenizer").model_max_length
+
+
+def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
+    """A pipeline of `pipeline_cls` that runs on `modules` alone: no torch weights are loaded.
+
+    Its UNet and text encoder are the OpenVINO stand-ins; its VAE is an empty shell (the configuration only, for
+    the latent scale and the image processor): it serves `quality = fast`, whose images the tiny decoder draws.
+    There is no safety checker either: the pipeline runs it only on images the full VAE decodes.
+    """
+    import importlib
+
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import AutoConfig
+
+    index = json.loads((model_folder / "model_index.json").read_text(encoding="utf-8"))
+
+    def part(name: str):
+        library, class_name = index[name]
+        return getattr(importlib.import_module(library), class_name).from_pretrained(model_folder / name)
+
+    with init_empty_weights():
+        unet_config = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(model_folder / "unet")).config
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(model_folder / "vae"))
+    pipe = pipeline_cls(
+        vae=vae,
+        text_encoder=OpenVinoTextEncoder(
+            AutoConfig.from_pretrained(model_folder / "text_encoder"), modules.text_encoder
+        ),
+        tokenizer=part("tokenizer"),
+        unet=OpenVinoUNet(unet_config, modules.unet),
+        scheduler=part("scheduler"),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    modules.pipe = pipe
+    return pipe

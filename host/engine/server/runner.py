@@ -67,13 +67,22 @@ class Runner:
         return self.machine
 
     def ensure_loaded(
-        self, spec: str | None, emit: Emit = lambda event: None, cancelled: Callable[[], bool] = lambda: False
+        self,
+        spec: str | None,
+        emit: Emit = lambda event: None,
+        cancelled: Callable[[], bool] = lambda: False,
+        request: Request | None = None,
     ) -> Loaded:
+        """The model `spec`, loaded: kept when it is the one held; light (fast.py) when `request` can run on its
+        cached OpenVINO modules alone, else in full (a light model held is loaded in full when needed)."""
+        from dreamtray.engine.server import fast
+
         source = self.resolve(spec)
-        if self.loaded and self.loaded.source == source:
+        plan = decide(self._machine(), source.preset, self.overrides)
+        light_enough = request is not None and fast.may_load_light(request, plan)
+        if self.loaded and self.loaded.source == source and (light_enough or not self.loaded.light):
             return self.loaded
         self.unload()
-        plan = decide(self._machine(), source.preset, self.overrides)
         emit(
             {
                 "kind": "loading",
@@ -81,9 +90,14 @@ class Runner:
                 "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})",
             }
         )
-        pipe = load_pipeline(source, plan.dtype, self.cache_dir, emit, cancelled)
-        pipe.set_progress_bar_config(disable=True)
-        _place(pipe, plan)
+        light = fast.load_light(source, plan, self.cache_dir, emit) if light_enough else None
+        if light is not None:
+            pipe, folder, extras = light
+        else:
+            pipe, folder = load_pipeline(source, plan.dtype, self.cache_dir, emit, cancelled)
+            pipe.set_progress_bar_config(disable=True)
+            _place(pipe, plan)
+            extras = {}
         if source.kind == "hub" or not hasattr(pipe, "unet"):
             native = source.preset.native_size
         else:
@@ -91,9 +105,34 @@ class Runner:
         default_scheduler = pipe.scheduler
         if source.preset.scheduler:
             default_scheduler = scheduler_for(pipe.scheduler, source.preset.scheduler)
-        self.loaded = Loaded(source, plan, pipe, native_size=native, default_scheduler=default_scheduler)
+        self.loaded = Loaded(
+            source,
+            plan,
+            pipe,
+            native_size=native,
+            default_scheduler=default_scheduler,
+            folder=folder,
+            light=light is not None,
+            extras=extras,
+        )
         self.load_count += 1
         return self.loaded
+
+    def import_ahead(self) -> None:
+        """Import what a job of the default model will need (its pipeline class, and OpenVINO where its plan
+        runs `fast` there), so that the job does not wait for it; a failure here is left to that job to report."""
+        try:
+            source = self.resolve(None)
+            plan = decide(self._machine(), source.preset, self.overrides)
+            from dreamtray.engine.server.models import pipeline_class
+
+            pipeline_class("StableDiffusionPipeline" if source.kind == "tiny" else source.preset.pipeline)
+            import accelerate  # noqa: F401 (the light pipeline's empty shells)
+
+            if plan.runtime == "openvino":
+                import dreamtray.engine.server.openvino_backend  # noqa: F401
+        except Exception:
+            pass
 
     def unload(self) -> None:
         """Drop the pipeline and give its memory back to the device."""
@@ -105,17 +144,31 @@ class Runner:
     def generate(
         self, request: Request, emit: Emit = lambda event: None, cancelled: Callable[[], bool] = lambda: False
     ) -> Result:
+        from dreamtray.engine.server import fast
+
         started = time.perf_counter()
         request = request.with_seed()
-        loaded = self.ensure_loaded(request.model, emit, cancelled)
+        loaded = self.ensure_loaded(request.model, emit, cancelled, request)
+        if loaded.light and not fast.serves_light(loaded, request):
+            loaded = self.ensure_loaded(request.model, emit, cancelled)
         warnings: list[str] = []
         request = self._settle(request, loaded, warnings)
         try:
             images = self._run(request, loaded, emit, cancelled, warnings)
         except Exception as exc:
-            if not _is_out_of_memory(exc):
+            if loaded.light and not isinstance(exc, GenerationCancelled):  # a broken cache, say: the full model
+                emit(
+                    {
+                        "kind": "loading",
+                        "message": f"Loading the whole model: the cached OpenVINO modules failed ({exc})",
+                    }
+                )
+                loaded = self.ensure_loaded(request.model, emit, cancelled)
+                images = self._run(request, loaded, emit, cancelled, warnings)
+            elif not _is_out_of_memory(exc):
                 raise
-            images = self._retry_lower(request, loaded, emit, cancelled, warnings)
+            else:
+                images = self._retry_lower(request, loaded, emit, cancelled, warnings)
         return Result(
             request=request,
             images=[_png(image) for image in images],

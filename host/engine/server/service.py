@@ -123,6 +123,7 @@ def local_health(manager: JobManager) -> dict[str, Any]:
         "api": VERSION,
         "pid": os.getpid(),
         "worker_pid": worker.pid if worker else None,
+        "ready_worker_pid": manager.ready.pid if manager.ready and manager.ready.alive() else None,
         "loaded_model": manager.loaded_model if worker else None,
         "running": manager.running.id if manager.running else None,
         "queued": manager.waiting(),

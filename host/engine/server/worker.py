@@ -1,7 +1,8 @@
 """The worker process: the only process that imports torch. It runs one job at a time for the service.
 
 It talks to the service over a multiprocessing connection and exits by itself after an idle time, which is
-how an idle model's memory really goes back to the system and the GPU.
+how an idle model's memory really goes back to the system and the GPU; the service may then start a ready one
+that holds no model.
 
 Messages in:  ("generate", job_id, request_json) | ("unload",) | ("quit",)
 Messages out: ("event", job_id, dict) | ("result", job_id, result_json) | ("error", job_id, kind, message)
@@ -14,6 +15,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -22,8 +24,12 @@ from typing import Any
 from dreamtray.engine.settings import WorkerSettings
 
 
-def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
-    """The worker's loop: answer messages until told to quit or idle for too long."""
+def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, ready: bool = False) -> None:
+    """The worker's loop: answer messages until told to quit, or idle for too long with a model loaded.
+
+    A `ready` worker (started after an unload) imports what a job will need first, then waits for one with no
+    time limit: it holds no model, only the imported code.
+    """
     from diffusers.utils import logging as diffusers_logging
 
     from dreamtray.engine.server.download import DownloadCancelled
@@ -39,7 +45,9 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any) -> None:
         allow_pickle=settings.allow_pickle,
         single_file_config=settings.single_file_config,
     )
-    while conn.poll(settings.idle_unload_seconds or None):
+    if ready:
+        runner.import_ahead()
+    while conn.poll((settings.idle_unload_seconds or None) if runner.loaded else None):
         message = conn.recv()
         if message[0] == "quit":
             return
@@ -72,10 +80,10 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int) -> None:
+def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int, ready: bool) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), name="dreamtray-parent-watch", daemon=True).start()
     try:
-        serve_jobs(conn, WorkerSettings(**settings), cancel)
+        serve_jobs(conn, WorkerSettings(**settings), cancel, ready)
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass  # the service went away: nothing to report to
     finally:
@@ -84,15 +92,15 @@ def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int) 
 
 
 class WorkerProcess:
-    """The service's handle on a running worker process."""
+    """The service's handle on a running worker process (`ready`: one that imports ahead, see serve_jobs)."""
 
-    def __init__(self, settings: WorkerSettings):
+    def __init__(self, settings: WorkerSettings, ready: bool = False):
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.cancel = context.Event()
         self.process = context.Process(
             target=_main,
-            args=(child, asdict(settings), self.cancel, os.getpid()),
+            args=(child, asdict(settings), self.cancel, os.getpid(), ready),
             daemon=True,
             name="dreamtray-worker",
         )
@@ -100,8 +108,18 @@ class WorkerProcess:
         child.close()
         # Reap the process as soon as it exits (idle retirement, crash), so that it leaves no zombie behind.
         # Only this thread waits for the process: two waiters race for its exit status.
-        self.reaper = threading.Thread(target=self.process.join, name="dreamtray-worker-reaper", daemon=True)
+        self.exit_callbacks: list[Callable[[WorkerProcess], None]] = []
+        self.reaper = threading.Thread(target=self._reap, name="dreamtray-worker-reaper", daemon=True)
         self.reaper.start()
+
+    def _reap(self) -> None:
+        self.process.join()
+        for callback in list(self.exit_callbacks):  # on a thread of their own: `alive()` is already False there
+            threading.Thread(target=callback, args=(self,), name="dreamtray-worker-exit", daemon=True).start()
+
+    def on_exit(self, callback: Callable[[WorkerProcess], None]) -> None:
+        """Call `callback(self)` once the process has ended and been reaped."""
+        self.exit_callbacks.append(callback)
 
     @property
     def pid(self) -> int | None:
