@@ -27,6 +27,8 @@ class Timed:
     marks: dict[str, float] = field(default_factory=dict)
     """Seconds from the start: 'client' (health check done), 'submitted', first 'loading' / 'start' / 'step'
     events as they reached the client, 'done' (the done event), 'result' (images fetched and decoded)."""
+    messages: list[str] = field(default_factory=list)
+    """The progress events' messages (loading, converting, warnings), in order."""
 
     @property
     def worker_seconds(self) -> float:
@@ -42,12 +44,15 @@ def timed_generate(engine: LocalEngine, request: Request) -> Timed:
     marks["client"] = time.perf_counter() - start
     job = client.submit(request)
     marks["submitted"] = time.perf_counter() - start
+    messages = []
     for event in job.events():
         marks.setdefault(event["kind"], time.perf_counter() - start)
+        if event.get("message"):
+            messages.append(event["message"])
     result = job.result()
     total = time.perf_counter() - start
     marks["result"] = total
-    return Timed(total, result, marks)
+    return Timed(total, result, marks, messages)
 
 
 def pixels(png: bytes) -> bytes:

@@ -70,6 +70,7 @@ class App:
                 "vae_tiling": overrides.vae_tiling,
                 "runtime": overrides.runtime,
                 "quality": overrides.quality,
+                "int8": overrides.int8,
             },
         )
         return LocalEngine(

@@ -132,6 +132,8 @@ class EngineSettings(BaseModel):
     """fast: tiny decoder (TAESD), OpenVINO on a CPU; balanced: full VAE, the hardware plan; best: reference pixels."""
     runtime: Literal["auto", "torch", "openvino"] = "auto"
     """The back end of quality fast; `auto` takes OpenVINO on a CPU where it is installed."""
+    openvino_int8: StrictBool = True
+    """Quality fast on OpenVINO runs an int8 UNet and tiny decoder (quantized once per model); off: bf16."""
     allow_pickle: StrictBool = False
     """Load pickle checkpoints (.ckpt, .bin), which can run code; off: .safetensors only."""
     backend: Name = "local"
@@ -152,6 +154,7 @@ class EngineSettings(BaseModel):
             vae_tiling=None if self.vae_tiling == "auto" else self.vae_tiling == "always",
             runtime=None if self.runtime == "auto" else self.runtime,
             quality=None if self.quality == "auto" else self.quality,
+            int8=None if self.openvino_int8 else False,
         )
 
 

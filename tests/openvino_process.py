@@ -48,6 +48,7 @@ def main() -> None:
         "previews": [e["step"] for e in events if e["kind"] == "preview"],
         "warnings": result.warnings,
         "light": runner.loaded.light,
+        "int8": runner.loaded.extras["openvino"].int8 and runner.loaded.extras["openvino"].int8_decoder,
         "png": base64.b64encode(result.images[0]).decode(),
     }
     out.write_text(json.dumps(answer))

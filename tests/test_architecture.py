@@ -69,7 +69,7 @@ def loaded_after(code: str) -> list[str]:
     probe = (
         f"import sys\n{code}\n"
         "import json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('torch', 'diffusers', 'transformers', 'fastapi', 'starlette', 'uvicorn', 'openvino'))))"
+        "('torch', 'diffusers', 'transformers', 'fastapi', 'starlette', 'uvicorn', 'openvino', 'nncf'))))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     return json.loads(result.stdout)

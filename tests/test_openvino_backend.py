@@ -15,6 +15,7 @@ from fixtures_engine import CPU_MACHINE, pixels
 
 from dreamtray.engine.server.hardware import Machine
 from dreamtray.engine.server.runner import Runner
+from dreamtray.engine.settings import Overrides
 from dreamtray.request import Request
 
 HERE = Path(__file__).parent
@@ -46,6 +47,10 @@ def conversions(messages: list[str]) -> list[str]:
     return [m for m in messages if m.startswith("Converting")]
 
 
+def quantizations(messages: list[str]) -> list[str]:
+    return [m for m in messages if m.startswith("Quantizing")]
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> tuple[Path, dict]:
     """A cache where a first process converted the tiny model, and what that process made."""
@@ -57,15 +62,20 @@ def test_the_first_process_converts_without_reaching_the_network(converted):
     cache, first = converted
     assert len(conversions(first["messages"])) == 3, first["messages"]  # UNet, text encoder, tiny decoder
     assert any(m.startswith("Converted the UNet of tiny:") and "MiB in" in m for m in first["messages"])
-    assert first["previews"] == [1] and not first["warnings"]
+    assert first["previews"] == [1] and not first["warnings"] and first["int8"]
+    assert quantizations(first["messages"]) == [
+        "Quantizing the UNet to int8 (once for this model)",
+        "Quantizing the tiny decoder to int8 (once for this model)",
+    ]
     (folder,) = (cache / "openvino").iterdir()
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["text_encoder", "tiny_decoder", "unet"]
+    entries = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert entries == ["text_encoder", "tiny_decoder", "tiny_decoder-int8", "unet", "unet-int8"]
 
 
 def test_a_second_process_reuses_the_cache_and_makes_the_same_image(converted, tmp_path):
     cache, first = converted
     second = run_process(cache, tmp_path, "second")
-    assert not conversions(second["messages"])
+    assert not conversions(second["messages"]) and not quantizations(second["messages"]) and second["int8"]
     assert not first["light"] and second["light"], "the second process ran on the cached modules alone"
     assert "Read tiny's OpenVINO modules from the cache (no torch weights)" in second["messages"]
     assert second["png"] == first["png"]
@@ -96,23 +106,43 @@ def test_a_changed_key_converts_again(converted):
     assert pixels(result.images[0]) == pixels(base64.b64decode(first["png"]))
 
 
-def test_a_broken_cache_falls_back_to_torch_with_a_warning(converted):
+@pytest.mark.parametrize(
+    ("entry", "int8", "remade"),
+    [
+        ("unet-int8", True, "Quantizing the UNet to int8 (once for this model)"),
+        ("unet", False, "Converting the UNet of tiny to OpenVINO (once for this model)"),
+    ],
+)
+def test_a_broken_cache_falls_back_to_torch_with_a_warning(converted, entry, int8, remade):
     cache, _ = converted
     (folder,) = (cache / "openvino").iterdir()
-    weights = folder / "unet" / "model.bin"
+    weights = folder / entry / "model.bin"
     os.truncate(weights, weights.stat().st_size // 2)
-    result = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU).generate(FAST)
+    settings = Overrides(int8=None if int8 else False)
+    result = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU, overrides=settings).generate(FAST)
     (warning,) = result.warnings
-    assert warning.startswith("Running on torch: the OpenVINO cache at") and "removed it" in warning
+    assert warning.startswith(f"Running on torch: the OpenVINO cache at {folder / entry} could not be read")
+    assert warning.endswith("removed it")
     on_torch = Runner(cache_dir=cache, default_model="tiny", machine=CPU_MACHINE).generate(FAST)
     assert pixels(result.images[0]) == pixels(on_torch.images[0])
-    assert not (folder / "unet").exists()
+    assert not (folder / entry).exists()
     events: list[dict] = []
-    again = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU).generate(FAST, events.append)
-    assert conversions([e.get("message", "") for e in events]) == [
-        "Converting the UNet of tiny to OpenVINO (once for this model)"
-    ]
+    runner = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU, overrides=settings)
+    again = runner.generate(FAST, events.append)
+    messages = [e.get("message", "") for e in events]
+    assert (conversions(messages) + quantizations(messages)) == [remade]
     assert not again.warnings
+
+
+def test_int8_off_runs_the_converted_modules_as_they_are(converted):
+    cache, first = converted
+    events: list[dict] = []
+    bf16 = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU, overrides=Overrides(int8=False))
+    result = bf16.generate(FAST, events.append)
+    assert not quantizations([e.get("message", "") for e in events]) and not bf16.loaded.extras["openvino"].int8
+    assert pixels(result.images[0]) != pixels(base64.b64decode(first["png"])), "int8 changes pixels"
+    again = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU, overrides=Overrides(int8=False))
+    assert pixels(again.generate(FAST).images[0]) == pixels(result.images[0])
 
 
 def test_importing_the_back_end_keeps_openvino_telemetry_out():

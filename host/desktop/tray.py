@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.desktop.tray")
 NAME = "dreamtray"
-HEAVY_MODULES = ("torch", "diffusers", "transformers", "openvino", "fastapi", "starlette", "uvicorn")
+HEAVY_MODULES = ("torch", "diffusers", "transformers", "openvino", "nncf", "fastapi", "starlette", "uvicorn")
 """What the tray process must never load: they belong to the engine's own process."""
 AGAIN = "-again"
 """`dreamtray trigger ACTION-again`: a new image from the last prompt for ACTION (wallpaper-again, ...)."""

@@ -31,6 +31,8 @@ class Overrides:
     """The back end of `quality = fast`: torch or openvino."""
     quality: str | None = None
     """The quality of requests that name none: fast, balanced or best."""
+    int8: bool | None = None
+    """False keeps `fast` on OpenVINO in bf16/f32 (no int8 UNet and tiny decoder)."""
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     openvino = loaded.extras["openvino"]
     if openvino is None:
         return pipe, decoder
-    if decoder is not None:
+    if decoder is not None and openvino.tiny_decoder is None:
         try:
             openvino.attach_tiny_decoder(
                 decoder.taesd, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit
@@ -60,6 +60,8 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
         except Exception as exc:  # the tiny decoder then runs on torch; the UNet stays on OpenVINO
             _warn(f"The tiny decoder runs on torch: converting it to OpenVINO failed ({exc})", emit, warnings)
     try:
+        if loaded.plan.int8 and "int8" not in loaded.extras:
+            _current_int8(openvino, openvino_folder(cache_dir, loaded.source), remove_broken=not loaded.light)
         _compile_for(openvino, pipe, request)
     except Exception as exc:
         if loaded.light:
@@ -71,10 +73,73 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     if "fast_pipe" not in loaded.extras:
         loaded.extras["fast_pipe"] = openvino.pipeline()
     fast = loaded.extras["fast_pipe"]
-    fast.scheduler = pipe.scheduler
+    fast.scheduler, fast.unet.converted = pipe.scheduler, openvino.unet
+    if loaded.plan.int8 and "int8" not in loaded.extras and not (openvino.int8 and openvino.int8_decoder):
+        loaded.extras["int8"] = _to_int8(openvino, fast, request, loaded, cache_dir, emit, warnings)
+        _compile_for(openvino, pipe, request)
     if decoder is not None and openvino.tiny_decoder is not None:
         decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
+
+
+def _current_int8(openvino, root: Path, remove_broken: bool) -> None:
+    """Put the cached int8 UNet and tiny decoder in place of the converted ones, each where it is current."""
+    from dreamtray.engine.server.openvino_backend import Converted
+    from dreamtray.engine.server.openvino_int8 import is_current
+
+    if not openvino.int8 and is_current(root / "unet-int8", root / "unet" / "model.xml"):
+        openvino.unet, openvino.int8 = Converted(root / "unet-int8", remove_broken), True
+    if (
+        openvino.tiny_decoder is not None
+        and not openvino.int8_decoder
+        and is_current(root / "tiny_decoder-int8", root / "tiny_decoder" / "model.xml")
+    ):
+        openvino.tiny_decoder, openvino.int8_decoder = Converted(root / "tiny_decoder-int8", remove_broken), True
+
+
+CALIBRATION_IMAGES = 16
+"""Images made from the built-in prompts to calibrate the int8 modules: one sample per image and step."""
+
+
+def _to_int8(
+    openvino, fast, request: Request, loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]
+) -> bool:
+    """Swap the UNet and the tiny decoder for int8 ones: quantized now (once per model, calibrated on the built-in
+    prompts at this request's size, steps and guidance) or read from the cache. A failure keeps bf16, with a
+    warning, for as long as the model stays loaded."""
+    from dreamtray.engine.server.openvino_backend import Converted
+    from dreamtray.engine.server.openvino_int8 import (
+        CALIBRATION_PROMPTS,
+        collect_calibration,
+        quantize_decoder,
+        quantize_unet,
+    )
+
+    root = openvino_folder(cache_dir, loaded.source)
+    collected: list = []
+
+    def calibration():
+        if not collected:
+            emit({"kind": "loading", "message": f"Calibrating for int8: {CALIBRATION_IMAGES} images"})
+            prompts = CALIBRATION_PROMPTS[:CALIBRATION_IMAGES]
+            collected.extend(
+                collect_calibration(fast, prompts, request.steps, request.guidance, request.width, request.height, 0)
+            )
+        return collected
+
+    try:
+        if not openvino.int8:
+            unet = quantize_unet(root / "unet" / "model.xml", lambda: calibration()[0], root / "unet-int8", emit)
+            openvino.unet = fast.unet.converted = Converted(unet)  # the stand-in runs it from now on
+            openvino.int8 = True
+        if openvino.tiny_decoder is not None and not openvino.int8_decoder:
+            source = root / "tiny_decoder" / "model.xml"
+            decoder = quantize_decoder(source, lambda: calibration()[1], root / "tiny_decoder-int8", emit)
+            openvino.tiny_decoder, openvino.int8_decoder = Converted(decoder), True
+    except Exception as exc:
+        _warn(f"Quality fast runs in bf16: quantizing to int8 failed ({type(exc).__name__}: {exc})", emit, warnings)
+        return False
+    return True
 
 
 def may_load_light(request: Request, plan: Plan) -> bool:
@@ -109,7 +174,8 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
         from dreamtray.engine.server.openvino_backend import OpenVinoModules, light_pipeline
 
         folder = pipeline_folder(source, cache_dir, emit)
-        modules = OpenVinoModules.cached(openvino_folder(cache_dir, source), folder) if folder else None
+        root = openvino_folder(cache_dir, source)
+        modules = OpenVinoModules.cached(root, folder) if folder else None
         if modules is None:
             return None
         name = "StableDiffusionPipeline" if source.kind == "tiny" else source.preset.pipeline
@@ -174,7 +240,11 @@ def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
         return None
     try:
         return OpenVinoModules.convert(
-            loaded.pipe, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit, loaded.folder
+            loaded.pipe,
+            openvino_folder(cache_dir, loaded.source),
+            loaded.source.name,
+            emit,
+            loaded.folder,
         )
     except CacheError as exc:
         _warn(f"Running on torch: {exc}", emit, warnings)

@@ -240,6 +240,8 @@ class OpenVinoModules:
     def __init__(self, unet: Converted, text_encoder: Converted, window: int, pipe=None):
         self.unet, self.text_encoder, self.window = unet, text_encoder, window
         self.tiny_decoder: Converted | None = None
+        self.int8 = self.int8_decoder = False
+        """Whether the UNet, and the tiny decoder, are the int8 ones (openvino_int8.py)."""
         self.pipe = pipe
         """The torch pipeline they were converted from; None when read from the cache alone (see `cached`)."""
 
