@@ -277,6 +277,31 @@ def test_an_ask_during_the_run_runs_the_work_again():
     assert runs == ["toolkit", threading.current_thread().name]
 
 
+def test_asks_within_the_gap_wait_it_out_and_an_urgent_ask_does_not():
+    from dreamtray.desktop.merged import Merged
+
+    posted: list = []
+    later: list[tuple[float, object]] = []
+    runs: list[str] = []
+    state = {"now": "busy 0%"}
+    merged = Merged(lambda: runs.append(state["now"]), posted.append, min_gap=30.0)
+    merged.post_later = lambda seconds, work: later.append((seconds, work))
+    merged(urgent=True)
+    posted.pop()()
+    state["now"] = "busy 50%"
+    merged()  # progress right after a drawing: it waits out the gap
+    assert posted == [] and len(later) == 1 and 29 < later[0][0] <= 30
+    state["now"] = "busy 100%"
+    merged()
+    assert len(later) == 1, "merged into the waiting run"
+    state["now"] = "idle"
+    merged(urgent=True)  # the job ended: shown at once, not after the gap
+    assert len(posted) == 1
+    posted.pop()()
+    later.pop()[1]()
+    assert runs == ["busy 0%", "idle", "idle"]
+
+
 def test_without_a_toolkit_loop_the_work_runs_at_once():
     from dreamtray.desktop.merged import Merged
 

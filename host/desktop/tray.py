@@ -23,7 +23,7 @@ from dreamtray.desktop import icon_files
 from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_from_config, is_wayland
 from dreamtray.desktop.job_queue import Entry, JobQueue, NoSuchJob, State
 from dreamtray.desktop.menu import describe_job
-from dreamtray.desktop.merged import Merged
+from dreamtray.desktop.merged import Merged, Post, PostLater
 from dreamtray.desktop.notify import notify
 from dreamtray.desktop.notify import problem as notify_problem
 from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
@@ -43,6 +43,9 @@ HEAVY_MODULES = ("torch", "diffusers", "transformers", "openvino", "nncf", "fast
 """What the tray process must never load: they belong to the engine's own process."""
 AGAIN = "-again"
 """`dreamtray trigger ACTION-again`: a new image from the last prompt for ACTION (wallpaper-again, ...)."""
+REDRAW_GAP = 0.2
+"""Seconds between two drawings of the busy icon (progress, previews): each takes CPU from the image being made,
+the tray's and the X server's and the panel's; a new state (busy, idle, error) is drawn at once."""
 GTK_BACKENDS = ("pystray._gtk", "pystray._appindicator")
 """pystray's backends whose icon runs in a GTK main loop (on the main thread)."""
 SNI_DESKTOPS = {"gnome", "unity", "ubuntu", "kde", "budgie", "pantheon"}
@@ -128,7 +131,7 @@ class TrayHost:
         self.backend = ""
         """The pystray backend's module (pystray._gtk...), once the icon is made."""
         self._shown = threading.Lock()
-        self._redraw = Merged(self._draw)
+        self._redraw = Merged(self._draw, min_gap=REDRAW_GAP)
         self._menu_update = Merged(self._update_menu)
 
     @property
@@ -397,11 +400,13 @@ class TrayHost:
 
     def _show(self, state: str, percent: int | None, detail: str) -> None:
         """Show `state` on the icon and in its tooltip. The caller (often the job thread) only asks: the icon is
-        drawn on the toolkit's thread, once for any number of asks meanwhile (see Merged)."""
+        drawn on the toolkit's thread, once for any number of asks meanwhile (see Merged); a new state at once,
+        progress and previews at most every REDRAW_GAP seconds."""
         with self._shown:
+            new_state = state != self.state
             self.state, self.percent, self.detail = state, percent, detail
         if self.icon is not None:
-            self._redraw()
+            self._redraw(urgent=new_state)
 
     def _draw(self) -> None:
         """Draw the icon and its tooltip as they stand now."""
@@ -441,10 +446,11 @@ class TrayHost:
         if self.icon is not None:
             self._menu_update()
 
-    def on_toolkit_thread(self, post: Callable[[Callable[[], Any]], Any]) -> None:
+    def on_toolkit_thread(self, post: Post, post_later: PostLater) -> None:
         """Draw the icon and update the menu through `post` (GLib.idle_add: on GTK's main loop) rather than
-        on the thread that asks for it."""
+        on the thread that asks for it; `post_later(seconds, work)` waits out the icon's REDRAW_GAP."""
         self._redraw.post = self._menu_update.post = post
+        self._redraw.post_later = post_later
 
     def _update_menu(self) -> None:
         try:
@@ -648,7 +654,7 @@ def run_tray(app: App) -> None:
         if host.backend in GTK_BACKENDS:
             from gi.repository import GLib
 
-            host.on_toolkit_thread(GLib.idle_add)
+            host.on_toolkit_thread(GLib.idle_add, lambda seconds, work: GLib.timeout_add(round(1000 * seconds), work))
         control.start()
         _quit_on_signals(host)
 
