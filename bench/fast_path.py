@@ -1,4 +1,4 @@
-"""The fast path on SD-Turbo's shape, side by side in one run: each part and the whole image, four ways.
+"""The fast path on SD-Turbo's shape, side by side in one run: each part and the whole image, five ways.
 
 Run:  python bench/fast_path.py [--repeats 3] [--out figures.md] [--skip-compile] [--skip-sdxl]
 
@@ -7,7 +7,7 @@ AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512,
 - the parts: text encoder, one UNet step, decoder (full VAE, TAESD), on torch (the engine's plan: bf16 autocast
   and channels-last where the CPU has bf16 units) and on OpenVINO;
 - the whole image, direct (in this process): today's plan (quality balanced), TAESD on torch, OpenVINO with the
-  full VAE on torch, OpenVINO + TAESD (quality fast); the peak RSS of this process during each;
+  full VAE on torch, OpenVINO + TAESD in bf16 and in int8 (quality fast); the peak RSS of this process during each;
 - the same image through the engine service (quality balanced and fast) against the direct call, the worker's peak
   RSS, and the first fast job after a model load (the OpenVINO cache read and compiled, converted on a first run).
   The engine runs first and its worker exits before the direct calls load the model: they never share the RAM.
@@ -107,6 +107,11 @@ class Direct:
         self.fast_pipe.scheduler = self.pipe.scheduler
         self.tiny_torch = TinyDecoder(self.taesd, self.pipe)
         self.tiny_openvino = TinyDecoder(self.taesd, self.pipe, self.openvino.decode)
+        self.int8 = int8_modules(self.pipe, root, self.taesd)
+        self.int8.compile_for(1, latent, latent, 4, hidden)
+        self.int8_pipe = self.int8.pipeline()
+        self.int8_pipe.scheduler = self.pipe.scheduler
+        self.tiny_int8 = TinyDecoder(self.taesd, self.pipe, self.int8.decode)
 
     def autocast(self):
         import torch
@@ -128,6 +133,44 @@ class Direct:
                 output_type="latent" if tiny else "pil",
             ).images
             return tiny.to_images(out, SIZE, SIZE)[0] if tiny else out[0]
+
+
+def int8_modules(pipe, root: Path, taesd):
+    """The engine's int8 UNet and tiny decoder (quantized as its first fast job does, when not cached yet)."""
+    import copy
+
+    from dreamtray.engine.server.fast import CALIBRATION_IMAGES
+    from dreamtray.engine.server.openvino_backend import Converted, OpenVinoModules
+    from dreamtray.engine.server.openvino_int8 import (
+        CALIBRATION_PROMPTS,
+        collect_calibration,
+        quantize_decoder,
+        quantize_unet,
+    )
+
+    modules = OpenVinoModules.convert(pipe, root, "SD-Turbo shape", _say)
+    modules.attach_tiny_decoder(taesd, root, "SD-Turbo shape", _say)
+    collected: list = []
+
+    def calibration():
+        if not collected:
+            fast = modules.pipeline()
+            fast.scheduler = copy.deepcopy(pipe.scheduler)
+            prompts = CALIBRATION_PROMPTS[:CALIBRATION_IMAGES]
+            collected.extend(collect_calibration(fast, prompts, 1, 0.0, SIZE, SIZE, 0))
+        return collected
+
+    unet = quantize_unet(root / "unet" / "model.xml", lambda: calibration()[0], root / "unet-int8", _say)
+    decoder = quantize_decoder(
+        root / "tiny_decoder" / "model.xml", lambda: calibration()[1], root / "tiny_decoder-int8", _say
+    )
+    modules.unet, modules.tiny_decoder, modules.int8, modules.int8_decoder = (
+        Converted(unet),
+        Converted(decoder),
+        True,
+        True,
+    )
+    return modules
 
 
 def _say(event: dict) -> None:
@@ -163,6 +206,8 @@ def parts(direct: Direct, repeats: int) -> None:
         *text_encoder_precisions(pipe, timed),
         ("full VAE decode", timed(lambda: pipe.vae.decode(latents / 0.18215)), "-"),
         ("TAESD decode", timed(lambda: direct.taesd.decode(latents)), timed(lambda: direct.openvino.decode(latents))),
+        ("UNet, one step, hybrid int8", "-", timed(lambda: direct.int8_pipe.unet(latents, step, hidden))),
+        ("TAESD decode, int8", "-", timed(lambda: direct.int8.decode(latents))),
     ]
     table("Parts, 512x512 (median seconds)", ["part", f"torch ({_plan_words(direct.plan)})", "OpenVINO"], rows)
 
@@ -199,12 +244,13 @@ def _plan_words(plan) -> str:
 
 
 def whole_images(direct: Direct, repeats: int) -> dict[str, tuple[float, float]]:
-    """Seconds and CPU seconds per image (medians) and this process's peak RSS, the four ways taken in turns."""
+    """Seconds and CPU seconds per image (medians) and this process's peak RSS, the five ways taken in turns."""
     ways = {
         "today's plan (quality balanced)": lambda: direct.image(direct.pipe),
         "TAESD on torch": lambda: direct.image(direct.pipe, direct.tiny_torch),
         "OpenVINO, full VAE on torch": lambda: direct.image(direct.fast_pipe),
-        "OpenVINO + TAESD (quality fast)": lambda: direct.image(direct.fast_pipe, direct.tiny_openvino),
+        "OpenVINO + TAESD, bf16": lambda: direct.image(direct.fast_pipe, direct.tiny_openvino),
+        "OpenVINO + TAESD, int8 (quality fast)": lambda: direct.image(direct.int8_pipe, direct.tiny_int8),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
     cpu: dict[str, list[float]] = {name: [] for name in ways}
@@ -334,8 +380,8 @@ def engine_against_direct(
     more work (the engine and the direct calls run minutes apart and cannot alternate)."""
     ways = {
         "balanced": "today's plan (quality balanced)",
-        "fast": "OpenVINO + TAESD (quality fast)",
-        "fast (OpenVINO modules alone)": "OpenVINO + TAESD (quality fast)",
+        "fast": "OpenVINO + TAESD, int8 (quality fast)",
+        "fast (OpenVINO modules alone)": "OpenVINO + TAESD, int8 (quality fast)",
     }
     rows = []
     for quality, (wall, cpu, peak) in engine.items():

@@ -118,9 +118,16 @@ def _cpu_plan(machine: Machine, preset: Preset, why: str) -> Plan:
             f"{machine.ram_gb:.0f} GB; choose a smaller model (sd-turbo) or a machine with a GPU"
         )
     runtime, reasons = _cpu_runtime(machine, preset)
+    quality = "balanced"
+    if runtime == "openvino":
+        # Measured on a 2-core CPU (bench/fast_path.py, SD-Turbo shape, 512 px, one step): fast 1.0 s against
+        # 8.6 s for balanced; the hotkey's image should come in about a second.
+        quality = "fast"
+        reasons += ("quality fast by default: about 8x quicker than balanced here (set engine.quality to change)",)
     if machine.cpu_bf16:
         # Measured on a 2-core AMX CPU (bench/shapes.py, SD-Turbo shape): bf16 autocast 1.3-2.2x and
-        # channels_last 1.1-3x faster. Weights stay fp32: a bf16 text encoder was 10x slower there.
+        # channels_last 1.1-3x faster. Weights stay fp32, so that `balanced` keeps its pixels: bf16 weights would
+        # run the norms in bf16 (the text encoder alone is 1.1-3.5x faster with them: bench/fast_path.py).
         why += "; the CPU has bf16 units: bf16 autocast and channels-last"
         return Plan(
             "cpu",
@@ -130,16 +137,20 @@ def _cpu_plan(machine: Machine, preset: Preset, why: str) -> Plan:
             autocast="bfloat16",
             channels_last=True,
             runtime=runtime,
+            quality=quality,
             reasons=(why, *reasons),
         )
-    return Plan("cpu", "float32", Policy.CPU, preset.native_pixels, runtime=runtime, reasons=(why, *reasons))
+    return Plan(
+        "cpu", "float32", Policy.CPU, preset.native_pixels, runtime=runtime, quality=quality, reasons=(why, *reasons)
+    )
 
 
 def _cpu_runtime(machine: Machine, preset: Preset) -> tuple[str, tuple[str, ...]]:
     """OpenVINO for `quality = fast` where it is installed, the model converts and the RAM holds the conversion.
 
-    Measured on a 2-core AMX CPU (bench/fast_path.py, SD-Turbo shape, 512 px): the UNet step 0.8 s on OpenVINO
-    against 2.1-2.5 s on torch with bf16 autocast; with the tiny decoder one image 0.9 s against 2.2 s.
+    Measured on 2-core CPUs (bench/fast_path.py, SD-Turbo shape, 512 px): the UNet step 0.8-1.0 s on OpenVINO in
+    bf16 (0.77 s in int8) against 2.0-2.5 s on torch with bf16 autocast; with the tiny decoder one image 1.0-1.3 s
+    against 3.0 s.
     """
     if not machine.openvino:
         return "torch", ()

@@ -314,11 +314,19 @@ class OpenVinoModules:
         return image
 
     def compile_for(self, batch: int, latent_height: int, latent_width: int, channels: int, hidden: int) -> None:
-        """Compile now for one request's shapes, so that a broken cache shows before the job starts."""
-        self.text_encoder.compile([(1, self.window)])
-        self.unet.compile([(batch, channels, latent_height, latent_width), (), (batch, self.window, hidden)])
+        """Compile now for one request's shapes, so that a broken cache shows before the job starts; the modules
+        side by side (reading a compiled program back from OpenVINO's cache is partly single-threaded)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        work = [
+            (self.text_encoder, [(1, self.window)]),
+            (self.unet, [(batch, channels, latent_height, latent_width), (), (batch, self.window, hidden)]),
+        ]
         if self.tiny_decoder is not None:
-            self.tiny_decoder.compile([(1, channels, latent_height, latent_width)])
+            work.append((self.tiny_decoder, [(1, channels, latent_height, latent_width)]))
+        with ThreadPoolExecutor(len(work), thread_name_prefix="dreamtray-compile") as pool:
+            for done in [pool.submit(module.compile, shapes) for module, shapes in work]:
+                done.result()  # the first failure, as compiling them one by one would raise it
 
 
 def _tokenizer_window(model_folder: Path) -> int:
