@@ -6,6 +6,7 @@ The image is saved before any plugin code sees it, so a failing action can never
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -54,16 +55,20 @@ def generate(
     chosen: Action | None = None,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     on_job: Callable[[Job], None] = lambda job: None,
+    mark: Callable[[str], None] = lambda step: None,
 ) -> Outcome:
-    """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks."""
+    """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks.
+
+    `mark` is told as each step ends ('fetched': the result is here, 'saved', 'acted': the action is done), for
+    a caller that times them."""
     request = prepare(app, request, chosen)
     notes: list[str] = []  # the gallery's, when it could not take an image and it was kept elsewhere
-    result, images = _make(app, request, on_event, on_job, notes.append)
+    result, images = _make(app, request, on_event, on_job, notes.append, mark)
     outcome = Outcome(result, [], notes)
 
     def make_another(another: Request) -> GeneratedImage:
         another = another.model_copy(update={"count": 1})
-        extra_result, [extra, *_] = _make(app, another, on_event, on_job, outcome.messages.append)
+        extra_result, [extra, *_] = _make(app, another, on_event, on_job, outcome.messages.append, mark)
         outcome.extras.append(extra)
         outcome.messages.extend(extra_result.warnings)
         _announce(app, extra)
@@ -74,6 +79,7 @@ def generate(
         outcome.images.append(image)
         if chosen is not None:
             _run_action(chosen, image, outcome)
+        mark("acted")
         _announce(app, image)
     outcome.messages[:0] = result.warnings
     return outcome
@@ -85,6 +91,7 @@ def _make(
     on_event: Callable[[dict[str, Any]], None],
     on_job: Callable[[Job], None],
     warn: Callable[[str], None],
+    mark: Callable[[str], None],
 ) -> tuple[Result, list[GeneratedImage]]:
     """The engine makes `request`; every image is saved in the gallery before anything else sees it (where the
     gallery cannot take one, it is kept in a fallback folder and `warn` says where)."""
@@ -93,7 +100,9 @@ def _make(
     for event in job.events():
         on_event(event)
     result = job.result()
+    mark("fetched")
     paths = app.gallery.save_result(result, warn=warn)
+    mark("saved")
     images = [
         GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
         for path, seed in zip(paths, result.seeds, strict=True)
@@ -113,8 +122,10 @@ def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None
 
 
 def _announce(app: App, image: GeneratedImage) -> None:
+    """Hand the image to the `image_generated` hooks, on their own thread. The PNG is read into memory here (no
+    file stays open while the hooks run on) and decoded there, when a hook first looks at the pixels: decoding
+    it here held up the notification and the next job for some 10 ms."""
     from PIL import Image
 
-    picture = Image.open(image.path)
-    picture.load()  # the pixels in memory, the file closed: the hooks run on after this returns
+    picture = Image.open(io.BytesIO(image.path.read_bytes()))
     app.plugins.call_later("image_generated", image=picture, request=image.request, path=image.path)

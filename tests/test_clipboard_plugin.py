@@ -60,3 +60,17 @@ def test_pixel_path_used_on_windows_and_macos_keeps_every_pixel(xsession, galler
     with Image.open(io.BytesIO(pasted.stdout)) as got, gallery_png.open() as want:
         assert got.size == want.size
         assert got.convert("RGBA").tobytes() == want.convert("RGBA").tobytes()
+
+
+def test_a_broken_connection_to_the_display_is_opened_again(xsession, clipboard_action, gallery_png, tmp_path):
+    from dreamtray_plugins.clipboard import png
+
+    clipboard_action.run(gallery_png)
+    kept = png._x[1]
+    kept.close()  # as when the X server went away and came back
+    second = tmp_path / "second.png"
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(second)
+    clipboard_action.run(GeneratedImage(path=second, request=gallery_png.request))
+    assert png._x[1] is not kept
+    pasted = xsession.run(["xclip", "-selection", "clipboard", "-t", "image/png", "-o"], check=True)
+    assert pasted.stdout == second.read_bytes()

@@ -146,3 +146,31 @@ def test_synthetic_copy_restores_a_clipboard_image(gtk_entry_with_selection):
 def test_non_ascii_primary_selection_arrives_intact(serve_primary):
     serve_primary("caf\u00e9 \u00fcber Stra\u00dfe, \u6771\u4eac\u306e\u591c \U0001f30c".encode())
     assert read_selection().text == "caf\u00e9 \u00fcber Stra\u00dfe, \u6771\u4eac\u306e\u591c \U0001f30c"
+
+
+def test_primary_is_read_over_the_x_connection_itself_in_pieces_when_large(serve_primary):
+    from dreamtray.desktop.x_selection import read_x_selection
+
+    text = "caf\u00e9 \U0001f30c ".encode() * 50_000  # 600 kB: more than one piece (INCR)
+    serve_primary(text)
+    assert read_x_selection("PRIMARY", 1000) == text[:1000]
+    assert read_x_selection("PRIMARY", len(text)) == text
+    assert read_x_selection("PRIMARY", 256 * 1024) == text[: 256 * 1024]
+
+
+def test_no_owner_over_the_x_connection_is_empty(xsession):
+    from dreamtray.desktop.x_selection import read_x_selection
+
+    assert not xsession.selection_owned("PRIMARY")
+    assert read_x_selection("PRIMARY") == b""
+
+
+def test_a_broken_x_connection_is_opened_again(serve_primary):
+    from dreamtray.desktop import x_selection
+
+    serve_primary(b"a harbour at dawn")
+    assert x_selection.read_x_selection("PRIMARY") == b"a harbour at dawn"
+    x_selection._kept.conn.close()  # as when the X server went away and came back
+    with pytest.raises(x_selection.XSelectionError):
+        x_selection.read_x_selection("PRIMARY")
+    assert read_selection().text == "a harbour at dawn", "the next read connects again"

@@ -1,5 +1,5 @@
 """The tray's parts on their own: hotkey strings, the control channel, the backend choice,
-the Wayland advice and the progress icon."""
+the Wayland advice, the progress icon and the merged drawing."""
 
 from __future__ import annotations
 
@@ -233,6 +233,83 @@ def test_the_busy_icon_shows_the_image_as_it_forms_under_the_bar():
     assert icon.getpixel((32, 20)) == (200, 30, 40, 255)
     assert icon.getpixel((10, 59)) == (46, 160, 67, 255), "the progress bar is drawn over it"
     assert tray_image("idle", None, forming.getvalue()).tobytes() == tray_image("idle").tobytes()
+
+
+def test_merged_work_runs_once_for_the_asks_made_while_it_waits():
+    from dreamtray.desktop.merged import Merged
+
+    posted: list = []
+    seen: list[int] = []
+    state = {"value": 0}
+    merged = Merged(lambda: seen.append(state["value"]), posted.append)
+    for value in range(1, 6):  # five changes before the toolkit gets to the work
+        state["value"] = value
+        merged()
+    assert len(posted) == 1 and seen == []
+    assert posted.pop()() is False, "GLib.idle_add must not run it again"
+    assert seen == [5], "it ran once, with the state as it was when it ran"
+    merged()
+    assert len(posted) == 1, "an ask after the run posts the work again"
+
+
+def test_an_ask_during_the_run_runs_the_work_again():
+    from dreamtray.desktop.merged import Merged
+
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def work() -> None:
+        runs.append(threading.current_thread().name)
+        started.set()
+        release.wait(10)
+
+    posted: list = []
+    merged = Merged(work, posted.append)
+    merged()
+    runner = threading.Thread(target=posted.pop(), name="toolkit")
+    runner.start()
+    assert started.wait(10)
+    merged()  # the state changed while the work ran: it must run once more
+    release.set()
+    runner.join(10)
+    assert len(posted) == 1
+    posted.pop()()
+    assert runs == ["toolkit", threading.current_thread().name]
+
+
+def test_asks_within_the_gap_wait_it_out_and_an_urgent_ask_does_not():
+    from dreamtray.desktop.merged import Merged
+
+    posted: list = []
+    later: list[tuple[float, object]] = []
+    runs: list[str] = []
+    state = {"now": "busy 0%"}
+    merged = Merged(lambda: runs.append(state["now"]), posted.append, min_gap=30.0)
+    merged.post_later = lambda seconds, work: later.append((seconds, work))
+    merged(urgent=True)
+    posted.pop()()
+    state["now"] = "busy 50%"
+    merged()  # progress right after a drawing: it waits out the gap
+    assert posted == [] and len(later) == 1 and 29 < later[0][0] <= 30
+    state["now"] = "busy 100%"
+    merged()
+    assert len(later) == 1, "merged into the waiting run"
+    state["now"] = "idle"
+    merged(urgent=True)  # the job ended: shown at once, not after the gap
+    assert len(posted) == 1
+    posted.pop()()
+    later.pop()[1]()
+    assert runs == ["busy 0%", "idle", "idle"]
+
+
+def test_without_a_toolkit_loop_the_work_runs_at_once():
+    from dreamtray.desktop.merged import Merged
+
+    runs: list[int] = []
+    merged = Merged(lambda: runs.append(1))
+    merged()
+    merged()
+    assert runs == [1, 1]
 
 
 # -- the menu, built in this process ------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Read the text the user has selected in any application, cleaned and bounded, ready to be a prompt.
 
-X11 reads the PRIMARY selection (xclip, or xsel), Wayland `wl-paste --primary`; elsewhere a synthetic copy
-(ctrl+c, or cmd+c on macOS) reads the clipboard, saving its text or image first and putting it back after,
-as Espanso does. An empty or non-text selection raises `NothingSelected`, which the caller turns into a
-notification and no job.
+X11 reads the PRIMARY selection (over this process's own X connection, else with xclip or xsel), Wayland
+`wl-paste --primary`; elsewhere a synthetic copy (ctrl+c, or cmd+c on macOS) reads the clipboard, saving its
+text or image first and putting it back after, as Espanso does. An empty or non-text selection raises
+`NothingSelected`, which the caller turns into a notification and no job.
 """
 
 from __future__ import annotations
@@ -102,6 +102,12 @@ def clean_text(raw: bytes | str, limit: int = MAX_CHARS) -> tuple[str, bool]:
 
 
 def _read_x11_primary() -> bytes:
+    from dreamtray.desktop.x_selection import XSelectionError, read_x_selection
+
+    try:
+        return read_x_selection("PRIMARY", MAX_READ_BYTES)
+    except XSelectionError:
+        pass  # python-xlib cannot: the tools may
     try:
         return _read_command(["xclip", "-o", "-selection", "primary"])
     except FileNotFoundError:

@@ -8,6 +8,7 @@ guarded: a failure becomes a notification, never the end of the tray.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import logging
 import os
@@ -22,6 +23,7 @@ from dreamtray.desktop import icon_files
 from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_from_config, is_wayland
 from dreamtray.desktop.job_queue import Entry, JobQueue, NoSuchJob, State
 from dreamtray.desktop.menu import describe_job
+from dreamtray.desktop.merged import Merged, Post, PostLater
 from dreamtray.desktop.notify import notify
 from dreamtray.desktop.notify import problem as notify_problem
 from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
@@ -41,6 +43,11 @@ HEAVY_MODULES = ("torch", "diffusers", "transformers", "openvino", "nncf", "fast
 """What the tray process must never load: they belong to the engine's own process."""
 AGAIN = "-again"
 """`dreamtray trigger ACTION-again`: a new image from the last prompt for ACTION (wallpaper-again, ...)."""
+REDRAW_GAP = 0.2
+"""Seconds between two drawings of the busy icon (progress, previews): each takes CPU from the image being made,
+the tray's and the X server's and the panel's; a new state (busy, idle, error) is drawn at once."""
+GTK_BACKENDS = ("pystray._gtk", "pystray._appindicator")
+"""pystray's backends whose icon runs in a GTK main loop (on the main thread)."""
 SNI_DESKTOPS = {"gnome", "unity", "ubuntu", "kde", "budgie", "pantheon"}
 """Desktops that show only StatusNotifier (AppIndicator) icons, or prefer them to the old XEmbed tray."""
 
@@ -71,12 +78,20 @@ def choose_backend(environ: dict[str, str] | Any = os.environ) -> None:
     environ["PYSTRAY_BACKEND"] = "gtk"
 
 
+@functools.cache
+def _state_icon(state: str) -> Image:
+    from PIL import Image
+
+    with Image.open(icon_files.tray_png(state, 64)) as image:
+        return image.convert("RGBA")
+
+
 def tray_image(state: str, percent: int | None = None, preview: bytes | None = None) -> Image:
     """The tray picture for `state`; while busy, a bar along the bottom shows the progress, over the image
     as it forms when the engine sent a `preview` (PNG bytes)."""
     from PIL import Image, ImageDraw, ImageOps
 
-    image = Image.open(icon_files.tray_png(state, 64)).convert("RGBA")
+    image = _state_icon(state).copy()
     if state == "busy" and preview is not None:
         with Image.open(io.BytesIO(preview)) as forming:
             image = ImageOps.fit(forming.convert("RGBA"), (64, 64))
@@ -96,8 +111,8 @@ class TrayHost:
         self.state = "idle"
         self.percent: int | None = None
         self.detail = ""
-        self.preview: bytes | None = None
-        """The image as it forms (PNG), from the engine's latest preview event; shown on the busy icon."""
+        self.preview: str | None = None
+        """The image as it forms (base64 PNG), from the engine's latest preview event; shown on the busy icon."""
         self.previews = 0
         self.download_line = ""
         """What a running model download says ('downloading sd-turbo: 45% of 2.1 GB, 35.2 MB/s'), else ''."""
@@ -113,6 +128,11 @@ class TrayHost:
         self._closing = threading.Event()
         self.problems: list[str] = []
         """Desktop pieces found missing (a tray host...), each said once; `status` lists them."""
+        self.backend = ""
+        """The pystray backend's module (pystray._gtk...), once the icon is made."""
+        self._shown = threading.Lock()
+        self._redraw = Merged(self._draw, min_gap=REDRAW_GAP)
+        self._menu_update = Merged(self._update_menu)
 
     @property
     def last_prompt(self) -> str | None:
@@ -210,9 +230,9 @@ class TrayHost:
             title, body = describe(exc)
             notify(title, body, urgency="normal")
             return {"ok": False, "message": f"{title}: {body}"}
-        self.history = remember(text)
         self.queue.fill(entry, task)
         ahead = self.queue.ahead_of(entry)
+        self.history = remember(text)  # once the job has its place: writing the file (fsync) must not hold it up
         if ahead:
             notify("Queued", f"#{entry.number} waits its turn behind {_images(ahead)}.", urgency="low")
         placed = "waiting" if ahead else "started"
@@ -315,7 +335,7 @@ class TrayHost:
         kind = event.get("kind")
         if kind == "preview":
             self.previews += 1
-            self.preview = base64.b64decode(event["png"])
+            self.preview = event["png"]
             self._show("busy", self.percent, self.detail)
         elif kind == "step" and event.get("total"):
             percent = round(100 * event["step"] / event["total"])
@@ -379,13 +399,23 @@ class TrayHost:
         notify("The dreamtray icon has nowhere to show", f"{problem} {NO_TRAY_ADVICE}")
 
     def _show(self, state: str, percent: int | None, detail: str) -> None:
-        self.state, self.percent, self.detail = state, percent, detail
-        icon = self.icon
-        if icon is None:
-            return
+        """Show `state` on the icon and in its tooltip. The caller (often the job thread) only asks: the icon is
+        drawn on the toolkit's thread, once for any number of asks meanwhile (see Merged); a new state at once,
+        progress and previews at most every REDRAW_GAP seconds."""
+        with self._shown:
+            new_state = state != self.state
+            self.state, self.percent, self.detail = state, percent, detail
+        if self.icon is not None:
+            self._redraw(urgent=new_state)
+
+    def _draw(self) -> None:
+        """Draw the icon and its tooltip as they stand now."""
+        with self._shown:
+            state, percent, tooltip = self.state, self.percent, self.tooltip
+            preview = self.preview if state == "busy" else None
         try:
-            icon.icon = tray_image(state, percent, self.preview if state == "busy" else None)
-            self._set_tooltip(self.tooltip)
+            self.icon.icon = tray_image(state, percent, base64.b64decode(preview) if preview else None)
+            self._set_tooltip(tooltip)
         except Exception:
             log.exception("could not update the tray icon")
 
@@ -411,11 +441,22 @@ class TrayHost:
             self.refresh_menu()
 
     def refresh_menu(self) -> None:
+        """Show the menu's changes (on the toolkit's thread, merged like the icon's; pystray's GTK icon builds
+        the menu only as it opens, see `_icon_class`)."""
         if self.icon is not None:
-            try:
-                self.icon.update_menu()
-            except Exception:
-                log.exception("could not update the tray menu")
+            self._menu_update()
+
+    def on_toolkit_thread(self, post: Post, post_later: PostLater) -> None:
+        """Draw the icon and update the menu through `post` (GLib.idle_add: on GTK's main loop) rather than
+        on the thread that asks for it; `post_later(seconds, work)` waits out the icon's REDRAW_GAP."""
+        self._redraw.post = self._menu_update.post = post
+        self._redraw.post_later = post_later
+
+    def _update_menu(self) -> None:
+        try:
+            self.icon.update_menu()
+        except Exception:
+            log.exception("could not update the tray menu")
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -553,7 +594,7 @@ class TrayHost:
             "paused": self.paused,
             "hotkeys": dict(self.hotkeys.keys) if self.hotkeys else {},
             "hotkeys_listening": bool(self.hotkeys and self.hotkeys.running),
-            "backend": type(self.icon).__module__ if self.icon is not None else None,
+            "backend": self.backend or None,
             "visible": bool(self.icon is not None and self.icon.visible),
             "torch_imported": "torch" in sys.modules,
             "heavy_modules": sorted(name for name in HEAVY_MODULES if name in sys.modules),
@@ -608,7 +649,12 @@ def run_tray(app: App) -> None:
 
         _without_pystray_notifier()
         _name_the_program()
-        host.icon = pystray.Icon(NAME, tray_image("idle"), NAME)
+        host.icon = _icon_class(pystray.Icon)(NAME, tray_image("idle"), NAME)
+        host.backend = pystray.Icon.__module__
+        if host.backend in GTK_BACKENDS:
+            from gi.repository import GLib
+
+            host.on_toolkit_thread(GLib.idle_add, lambda seconds, work: GLib.timeout_add(round(1000 * seconds), work))
         control.start()
         _quit_on_signals(host)
 
@@ -630,6 +676,31 @@ def run_tray(app: App) -> None:
         control.stop()
         host.close()
         lock.release()
+
+
+def _icon_class(base: type) -> type:
+    """pystray's icon class; on GTK, one that builds its menu as it opens rather than at every change.
+
+    pystray's GTK icon rebuilds the whole GTK menu (every item, every submenu) each time `update_menu` is
+    called, which the tray does when a job starts, moves on by ten percent and ends: CPU taken from the image
+    being made, for a menu nobody sees. AppIndicator menus are shown by another process, so they stay built.
+    """
+    if base.__module__ != "pystray._gtk":
+        return base
+
+    class MenuOnOpen(base):  # type: ignore[misc, valid-type]
+        _menu_stale = True
+
+        def _update_menu(self) -> None:
+            self._menu_stale = True
+
+        def _on_status_icon_popup_menu(self, status_icon: Any, button: int, activate_time: int) -> None:
+            if self._menu_stale:
+                self._menu_stale = False
+                self._menu_handle = self._create_menu(self.menu)
+            super()._on_status_icon_popup_menu(status_icon, button, activate_time)
+
+    return MenuOnOpen
 
 
 class _NoNotifier:

@@ -6,13 +6,16 @@ xclip is missing). Wayland: wl-copy does the same. Windows and macOS: copykitten
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from dreamtray.api import display_server
 
@@ -54,18 +57,45 @@ def _run_keeper(args: list[str], path: Path, tool: str) -> None:
 def _new_clipboard_owner(timeout: float = 2.0) -> Iterator[None]:
     """Wait after the body until another X client owns CLIPBOARD: xclip's keeper may not have claimed it yet
     when xclip returns, and a paste right away would still get the old content."""
-    from Xlib import display
-
-    conn = display.Display()
-    try:
-        atom = conn.intern_atom("CLIPBOARD")
+    with _x_lock:
+        conn, atom = _x_connection()
         before = conn.get_selection_owner(atom)
         yield
         deadline = time.monotonic() + timeout
         while conn.get_selection_owner(atom) in (before, 0) and time.monotonic() < deadline:
-            time.sleep(0.005)
-    finally:
+            time.sleep(0.001)
+
+
+_x_lock = threading.Lock()
+_x: tuple[str, Any, int] | None = None
+"""The display's name, an open connection to it, and the CLIPBOARD atom: asking who owns CLIPBOARD takes a
+round trip on it, where opening a connection first took milliseconds (python-xlib queries every extension)."""
+
+
+def _x_connection() -> tuple[Any, int]:
+    """The kept connection to the X server in use (opened again when DISPLAY changed or the connection broke),
+    with the CLIPBOARD atom."""
+    global _x
+    from Xlib import display
+
+    name = os.environ.get("DISPLAY", "")
+    if _x is not None and _x[0] == name:
+        try:
+            _x[1].get_selection_owner(_x[2])  # one round trip: the connection still works
+            return _x[1], _x[2]
+        except Exception:
+            _close_quietly(_x[1])
+    _x = None
+    conn = display.Display()
+    _x = (name, conn, conn.intern_atom("CLIPBOARD"))
+    return _x[1], _x[2]
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
         conn.close()
+    except Exception:
+        pass
 
 
 def _copy_pixels(path: Path, detach: bool) -> None:

@@ -1,0 +1,61 @@
+"""Work for the tray's toolkit thread that a burst of requests shares.
+
+The job thread asks for the icon to be redrawn at every progress event, and for the menu to be updated when
+the queue changes (twice as a job starts). A `Merged` piece of work runs once for all the requests made while
+it waits for its turn, with the state as it stands when it runs, and on the toolkit's thread (`post`), so the
+thread that asks goes straight back to its job. With a `min_gap`, it also waits that long after its last run
+(through `post_later`) unless the ask is urgent: the busy icon's previews are drawn a few times a second, not
+at every event, for each drawing (the tray's, the X server's, the panel's) takes CPU from the image being made.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+Post = Callable[[Callable[[], Any]], Any]
+PostLater = Callable[[float, Callable[[], Any]], Any]
+
+
+def call_now(work: Callable[[], Any]) -> None:
+    """The `post` of a toolkit without a loop of its own to post to: the work runs on the caller's thread."""
+    work()
+
+
+class Merged:
+    """`work`, run through `post` when asked, once for all the asks made before it starts; no sooner than
+    `min_gap` seconds after its last run where `post_later` can wait (and the ask is not urgent)."""
+
+    def __init__(self, work: Callable[[], None], post: Post = call_now, min_gap: float = 0.0) -> None:
+        self.work = work
+        self.post = post
+        self.post_later: PostLater | None = None
+        self.min_gap = min_gap
+        self._lock = threading.Lock()
+        self._waiting = False
+        self._delayed = False
+        self._last = float("-inf")
+
+    def __call__(self, urgent: bool = False) -> None:
+        """Ask for the work: it runs after this ask, unless a run asked for earlier has not started yet (an
+        urgent ask does not wait for one that waits out the gap: it runs at once, and that one later too)."""
+        with self._lock:
+            if self._waiting and not (urgent and self._delayed):
+                return
+            delay = 0.0
+            if not urgent and self.post_later is not None:
+                delay = self._last + self.min_gap - time.monotonic()
+            self._waiting, self._delayed = True, delay > 0
+        if delay > 0:
+            self.post_later(delay, self._run)  # type: ignore[misc]  # delay > 0 only with post_later
+        else:
+            self.post(self._run)
+
+    def _run(self) -> bool:
+        with self._lock:
+            self._waiting = self._delayed = False
+            self._last = time.monotonic()
+        self.work()
+        return False  # GLib.idle_add, GLib.timeout_add: do not run again
