@@ -239,3 +239,14 @@ def test_a_model_served_from_the_cache_alone_collects_and_keeps_its_int8_unet(ti
     assert openvino_int8.is_current(folder, source)
     (root / "unet" / "key.json").write_text(json.dumps({**source_key, "weights": "other"}))
     assert not openvino_int8.is_current(folder, source)
+
+
+def test_a_long_quantization_keeps_saying_it_is_at_work(built, tmp_path, monkeypatch):
+    """NNCF reports no progress of its own: a heartbeat message keeps the engine's watchdog (and the user) told."""
+    monkeypatch.setattr(openvino_int8, "HEARTBEAT_SECONDS", 0.05)
+    events: list[dict] = []
+    openvino_int8.quantize_unet(built.source, built.samples, tmp_path / "unet-int8", events.append)
+    messages = [e["message"] for e in events]
+    beats = [m for m in messages if m.startswith("Quantizing the UNet to int8: ") and m.endswith(" s so far")]
+    assert beats and messages[0].endswith("(once for this model)") and messages[-1].startswith("Quantized")
+    assert all(e["kind"] == "loading" for e in events)

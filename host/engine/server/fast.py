@@ -101,8 +101,8 @@ def _current_int8(openvino, root: Path, remove_broken: bool) -> None:
 
 CALIBRATION_SAMPLES = 16
 """UNet calls that calibrate the int8 modules: one per image and step (at least two images, at most 16)."""
-MAX_UNET_SAMPLES = 25
-"""At most this many of them (every other step, or fewer, of a long schedule) go into the UNet's statistics."""
+MAX_UNET_SAMPLES = 12
+"""At most this many of them (evenly over a long schedule) go into the UNet's statistics: each costs seconds."""
 
 
 def calibration_run(loaded: Loaded) -> dict[str, Any]:

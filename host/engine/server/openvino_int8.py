@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
 
-FORMAT = 3
+FORMAT = 4
 """Bumped whenever the recipe below changes, so every cached int8 UNet is quantized again."""
 
 Sample = list[np.ndarray]
@@ -186,7 +186,7 @@ def _quantize(
         level = nncf_logger.level
         nncf_logger.setLevel(logging.WARNING)  # not a line per layer it leaves alone
         try:
-            quantized = recipe(ov.Core().read_model(source_xml), data)
+            quantized = _with_heartbeat(lambda: recipe(ov.Core().read_model(source_xml), data), label, emit)
         finally:
             nncf_logger.setLevel(level)
         staging = folder.with_name(folder.name + ".partial")
@@ -200,6 +200,26 @@ def _quantize(
         seconds = time.monotonic() - started
         emit({"kind": "loading", "message": f"Quantized the {label} to int8: {size:.1f} MiB in {seconds:.0f} s"})
     return folder
+
+
+HEARTBEAT_SECONDS = 15.0
+"""While NNCF works (minutes, with no progress of its own), a message this often says it still does."""
+
+
+def _with_heartbeat(work: Callable[[], ov.Model], label: str, emit: Emit) -> ov.Model:
+    """`work()` on a thread of its own, with a progress message every HEARTBEAT_SECONDS: the engine's watchdog
+    ends a job that says nothing for too long, and the user sees it is not stuck."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(1, thread_name_prefix="dreamtray-quantize") as pool:
+        running = pool.submit(work)
+        while True:
+            try:
+                return running.result(timeout=HEARTBEAT_SECONDS)
+            except TimeoutError:
+                elapsed = time.monotonic() - started
+                emit({"kind": "loading", "message": f"Quantizing the {label} to int8: {elapsed:.0f} s so far"})
 
 
 def decoder_quantize(model: ov.Model, samples: Sequence[Sample]) -> ov.Model:
