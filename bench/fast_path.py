@@ -107,7 +107,7 @@ class Direct:
         self.fast_pipe.scheduler = self.pipe.scheduler
         self.tiny_torch = TinyDecoder(self.taesd, self.pipe)
         self.tiny_openvino = TinyDecoder(self.taesd, self.pipe, self.openvino.decode)
-        self.int8 = int8_modules(self.pipe, root, self.taesd)
+        self.int8 = int8_modules(self.pipe, root, self.taesd, folder)
         self.int8.compile_for(1, latent, latent, 4, hidden)
         self.int8_pipe = self.int8.pipeline()
         self.int8_pipe.scheduler = self.pipe.scheduler
@@ -135,41 +135,18 @@ class Direct:
             return tiny.to_images(out, SIZE, SIZE)[0] if tiny else out[0]
 
 
-def int8_modules(pipe, root: Path, taesd):
-    """The engine's int8 UNet and tiny decoder (quantized as its first fast job does, when not cached yet)."""
-    import copy
-
-    from dreamtray.engine.server.fast import CALIBRATION_IMAGES
+def int8_modules(pipe, root: Path, taesd, folder: Path):
+    """The engine's int8 UNet and tiny decoder, as its first fast job quantized them (the engine runs first)."""
     from dreamtray.engine.server.openvino_backend import Converted, OpenVinoModules
-    from dreamtray.engine.server.openvino_int8 import (
-        CALIBRATION_PROMPTS,
-        collect_calibration,
-        quantize_decoder,
-        quantize_unet,
-    )
+    from dreamtray.engine.server.openvino_int8 import is_current
 
-    modules = OpenVinoModules.convert(pipe, root, "SD-Turbo shape", _say)
+    modules = OpenVinoModules.convert(pipe, root, "SD-Turbo shape", _say, folder)
     modules.attach_tiny_decoder(taesd, root, "SD-Turbo shape", _say)
-    collected: list = []
-
-    def calibration():
-        if not collected:
-            fast = modules.pipeline()
-            fast.scheduler = copy.deepcopy(pipe.scheduler)
-            prompts = CALIBRATION_PROMPTS[:CALIBRATION_IMAGES]
-            collected.extend(collect_calibration(fast, prompts, 1, 0.0, SIZE, SIZE, 0))
-        return collected
-
-    unet = quantize_unet(root / "unet" / "model.xml", lambda: calibration()[0], root / "unet-int8", _say)
-    decoder = quantize_decoder(
-        root / "tiny_decoder" / "model.xml", lambda: calibration()[1], root / "tiny_decoder-int8", _say
-    )
-    modules.unet, modules.tiny_decoder, modules.int8, modules.int8_decoder = (
-        Converted(unet),
-        Converted(decoder),
-        True,
-        True,
-    )
+    for entry in ("unet", "tiny_decoder"):
+        if not is_current(root / f"{entry}-int8", root / entry / "model.xml"):
+            raise SystemExit(f"no current int8 {entry} in {root}: the engine's first fast job makes it")
+    modules.unet, modules.tiny_decoder = Converted(root / "unet-int8"), Converted(root / "tiny_decoder-int8")
+    modules.int8 = modules.int8_decoder = True
     return modules
 
 

@@ -133,11 +133,13 @@ def test_a_tiny_decoder_already_in_the_hugging_face_cache_is_used_offline(
     assert not [e for e in events if e["kind"] == "download"]
 
 
-def test_previews_stream_through_the_service(engine):
-    job = engine.submit(Request(prompt="a fox", seed=2, steps=2, preview_every=1, **SMALL))
+@pytest.mark.parametrize(("quality", "steps"), [("balanced", [1, 2]), ("fast", [1])])
+def test_previews_stream_through_the_service(engine, quality, steps):
+    """Every step sends a preview, but the last one where the tiny decoder draws the image itself (fast)."""
+    job = engine.submit(Request(prompt="a fox", seed=2, steps=2, preview_every=1, quality=quality, **SMALL))
     events = list(job.events())
     result = job.result()
-    assert [e["step"] for e in events if e["kind"] == "preview"] == [1, 2]
+    assert [e["step"] for e in events if e["kind"] == "preview"] == steps
     assert all(image.size == (64, 64) for image in previews(events))
     assert result.request.preview_every == 1 and result.images
 
@@ -150,8 +152,11 @@ OPENVINO_CPU = Machine(cpu_cores=2, ram_gb=24, cpu_bf16=True, openvino=True)
 
 def test_openvino_runs_quality_fast_on_a_cpu_where_it_is_installed():
     plan = decide(OPENVINO_CPU, SD)
-    assert plan.runtime == "openvino" and plan.quality == "balanced"
+    assert plan.runtime == "openvino" and plan.quality == "fast", "fast is the default there"
     assert any("OpenVINO" in reason for reason in plan.reasons)
+    assert any(reason.startswith("quality fast by default") for reason in plan.reasons)
+    assert decide(OPENVINO_CPU, SD, Overrides(quality="balanced")).quality == "balanced"
+    assert decide(Machine(cpu_cores=2, ram_gb=24), SD).quality == "balanced", "no OpenVINO: balanced"
 
 
 @pytest.mark.parametrize(

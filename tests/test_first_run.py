@@ -29,6 +29,7 @@ REPO = "dreamtray/tiny"
 UNET = "unet/diffusion_pytorch_model.safetensors"
 PATTERNS = ["*.json", "*.txt", "tokenizer*/*", "*.safetensors"]
 GENERATE = ("generate", "a lighthouse at dusk", "--size", "64x64", "--steps", "2", "--seed", "5", "--json")
+"""Quality as the config says (balanced there): only the model is downloaded (fast adds the tiny decoder's)."""
 
 
 @pytest.fixture
@@ -47,7 +48,8 @@ def use_hub(home: DreamtrayHome, hub: HubServer, **extra: str) -> DreamtrayHome:
     for key in [k for k in home.env if k.upper().endswith("_PROXY") or k.startswith("HF_")]:
         del home.env[key]
     home.env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home.root / "hf"), HF_HUB_DISABLE_TELEMETRY="1", **extra)
-    (home.root / "config" / "dreamtray" / "config.toml").write_text(f'model = "{REPO}"\n')
+    config = home.root / "config" / "dreamtray" / "config.toml"
+    config.write_text(f'model = "{REPO}"\n[engine]\nquality = "balanced"\n')
     return home
 
 

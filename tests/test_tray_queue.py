@@ -53,7 +53,8 @@ PROMPTS = ["a red kite", "a blue door", "a green pear"]
 @pytest.fixture(scope="module")
 def host(tray, tmp_path_factory):
     root = tmp_path_factory.mktemp("queue-home")
-    home = tray_home(root, tray, config='style = "Small"\nqueue_length = 3\n')
+    # Quality balanced: its full VAE keeps the first job busy while the next presses queue behind it.
+    home = tray_home(root, tray, config='style = "Small"\nqueue_length = 3\n[engine]\nquality = "balanced"\n')
     styles = root / "data" / "dreamtray" / "styles"
     styles.mkdir(parents=True)
     (styles / "test.toml").write_text(STYLES)
@@ -88,8 +89,7 @@ def engine_held(host) -> Iterator[None]:
     state = json.loads((host.home.root / "state/dreamtray/engine.json").read_text())
     token = (host.home.root / "data/dreamtray/engine-token").read_text().strip()
     engine = ServiceEngine(state["url"], token)
-    # balanced: the torch path, slow enough to hold the queue (fast on OpenVINO ends 150 tiny steps in moments)
-    job = engine.submit(Request(prompt="the block", seed=1, width=256, height=256, steps=150, quality="balanced"))
+    job = engine.submit(Request(prompt="the block", seed=1, width=256, height=256, steps=150))
     try:
         next(event for event in job.events() if event["kind"] == "step")
         yield

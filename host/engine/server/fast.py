@@ -11,7 +11,9 @@ torch load's tens of seconds, in a fraction of the memory. A later request that 
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -75,7 +77,7 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     fast = loaded.extras["fast_pipe"]
     fast.scheduler, fast.unet.converted = pipe.scheduler, openvino.unet
     if loaded.plan.int8 and "int8" not in loaded.extras and not (openvino.int8 and openvino.int8_decoder):
-        loaded.extras["int8"] = _to_int8(openvino, fast, request, loaded, cache_dir, emit, warnings)
+        loaded.extras["int8"] = _to_int8(openvino, fast, loaded, cache_dir, emit, warnings)
         _compile_for(openvino, pipe, request)
     if decoder is not None and openvino.tiny_decoder is not None:
         decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
@@ -97,16 +99,26 @@ def _current_int8(openvino, root: Path, remove_broken: bool) -> None:
         openvino.tiny_decoder, openvino.int8_decoder = Converted(root / "tiny_decoder-int8", remove_broken), True
 
 
-CALIBRATION_IMAGES = 16
-"""Images made from the built-in prompts to calibrate the int8 modules: one sample per image and step."""
+CALIBRATION_SAMPLES = 16
+"""UNet calls that calibrate the int8 modules: one per image and step (at least two images, at most 16)."""
+MAX_UNET_SAMPLES = 25
+"""At most this many of them (every other step, or fewer, of a long schedule) go into the UNet's statistics."""
 
 
-def _to_int8(
-    openvino, fast, request: Request, loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]
-) -> bool:
-    """Swap the UNet and the tiny decoder for int8 ones: quantized now (once per model, calibrated on the built-in
-    prompts at this request's size, steps and guidance) or read from the cache. A failure keeps bf16, with a
-    warning, for as long as the model stays loaded."""
+def calibration_run(loaded: Loaded) -> dict[str, Any]:
+    """How the calibration images are made: the model's own size, steps and guidance, seed 0, so that a model's
+    int8 modules (and so its `fast` pixels) are the same whatever request came first, on every machine."""
+    preset = loaded.source.preset
+    steps = preset.steps
+    images = min(16, max(2, math.ceil(CALIBRATION_SAMPLES / steps)))
+    size = loaded.native_size
+    return {"images": images, "steps": steps, "guidance": preset.guidance, "width": size, "height": size}
+
+
+def _to_int8(openvino, fast, loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]) -> bool:
+    """Swap the UNet and the tiny decoder for int8 ones: quantized now (once per model, calibrated on images of
+    the built-in prompts, `calibration_run`) or read from the cache. A failure keeps bf16, with a warning, for as
+    long as the model stays loaded."""
     from dreamtray.engine.server.openvino_backend import Converted
     from dreamtray.engine.server.openvino_int8 import (
         CALIBRATION_PROMPTS,
@@ -120,11 +132,19 @@ def _to_int8(
 
     def calibration():
         if not collected:
-            emit({"kind": "loading", "message": f"Calibrating for int8: {CALIBRATION_IMAGES} images"})
-            prompts = CALIBRATION_PROMPTS[:CALIBRATION_IMAGES]
-            collected.extend(
-                collect_calibration(fast, prompts, request.steps, request.guidance, request.width, request.height, 0)
-            )
+            run = calibration_run(loaded)
+            images, steps = run["images"], run["steps"]
+            emit({"kind": "loading", "message": f"Calibrating for int8: {images} images of {steps} steps"})
+            prompts = CALIBRATION_PROMPTS[:images]
+            chosen, fast.scheduler = fast.scheduler, copy.deepcopy(loaded.default_scheduler)  # not the request's
+            try:
+                unet, latents = collect_calibration(
+                    fast, prompts, steps, run["guidance"], run["width"], run["height"], 0
+                )
+            finally:
+                fast.scheduler = chosen
+            stride = math.ceil(len(unet) / MAX_UNET_SAMPLES)  # evenly over the steps: quantizing costs per sample
+            collected.extend((unet[::stride], latents))
         return collected
 
     try:
@@ -169,12 +189,15 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     the cache and fresh; None otherwise, and whatever goes wrong here: the caller then loads the model in full."""
     if source.kind == "single_file" or (source.kind != "tiny" and source.preset.pipeline not in OPENVINO_PIPELINES):
         return None
+    root = openvino_folder(cache_dir, source)
+    if not (root / "unet" / "key.json").is_file():
+        return None  # never converted: the model may not even be on disk yet, and the full load fetches it
+    from dreamtray.engine.server.models import pipeline_class, pipeline_folder
+
+    folder = pipeline_folder(source, cache_dir, emit)  # its errors (offline, cancelled) are the full load's too
     try:
-        from dreamtray.engine.server.models import pipeline_class, pipeline_folder
         from dreamtray.engine.server.openvino_backend import OpenVinoModules, light_pipeline
 
-        folder = pipeline_folder(source, cache_dir, emit)
-        root = openvino_folder(cache_dir, source)
         modules = OpenVinoModules.cached(root, folder) if folder else None
         if modules is None:
             return None

@@ -241,5 +241,5 @@ class JobManager:
         )
 
     def _note(self, event: dict[str, Any]) -> None:
-        if event.get("kind") == "loading":
-            self.loaded_model = event.get("model")
+        if event.get("kind") == "loading" and "model" in event:  # (not a step of the load: "Converting ...")
+            self.loaded_model = event["model"]

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
 
-FORMAT = 2
+FORMAT = 3
 """Bumped whenever the recipe below changes, so every cached int8 UNet is quantized again."""
 
 Sample = list[np.ndarray]
