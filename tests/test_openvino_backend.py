@@ -34,7 +34,8 @@ def run_process(cache: Path, tmp: Path, name: str) -> dict:
         [sys.executable, str(HERE / "openvino_process.py"), str(cache), str(tmp / f"{name}.json"), str(audit)],
         env=env,
         capture_output=True,
-        text=True,
+        encoding="utf-8",  # NNCF draws its progress bars with box-drawing characters, whatever the locale
+        errors="replace",
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -89,7 +89,8 @@ def engine_held(host) -> Iterator[None]:
     state = json.loads((host.home.root / "state/dreamtray/engine.json").read_text())
     token = (host.home.root / "data/dreamtray/engine-token").read_text().strip()
     engine = ServiceEngine(state["url"], token)
-    job = engine.submit(Request(prompt="the block", seed=1, width=256, height=256, steps=150))
+    # balanced: the torch path, slow enough to hold the queue (fast on OpenVINO ends 150 tiny steps in moments)
+    job = engine.submit(Request(prompt="the block", seed=1, width=256, height=256, steps=150, quality="balanced"))
     try:
         next(event for event in job.events() if event["kind"] == "step")
         yield
