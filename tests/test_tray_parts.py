@@ -286,10 +286,14 @@ def test_asks_within_the_gap_wait_it_out_and_an_urgent_ask_does_not():
     state = {"now": "busy 0%"}
     merged = Merged(lambda: runs.append(state["now"]), posted.append, min_gap=30.0)
     merged.post_later = lambda seconds, work: later.append((seconds, work))
-    merged(urgent=True)
+    merged(urgent=True)  # a new state
     posted.pop()()
     state["now"] = "busy 50%"
-    merged()  # progress right after a drawing: it waits out the gap
+    merged()  # the first progress after a new state: at once
+    assert len(posted) == 1 and later == []
+    posted.pop()()
+    state["now"] = "busy 50%, a preview"
+    merged()  # right after a drawing: it waits out the gap
     assert posted == [] and len(later) == 1 and 29 < later[0][0] <= 30
     state["now"] = "busy 100%"
     merged()
@@ -299,7 +303,7 @@ def test_asks_within_the_gap_wait_it_out_and_an_urgent_ask_does_not():
     assert len(posted) == 1
     posted.pop()()
     later.pop()[1]()
-    assert runs == ["busy 0%", "idle", "idle"]
+    assert runs == ["busy 0%", "busy 50%", "idle", "idle"]
 
 
 def test_without_a_toolkit_loop_the_work_runs_at_once():

@@ -26,7 +26,8 @@ def call_now(work: Callable[[], Any]) -> None:
 
 class Merged:
     """`work`, run through `post` when asked, once for all the asks made before it starts; no sooner than
-    `min_gap` seconds after its last run where `post_later` can wait (and the ask is not urgent)."""
+    `min_gap` seconds after its last run where `post_later` can wait (and the ask is not urgent). An urgent run
+    starts no gap: the first change after a new state is shown at once."""
 
     def __init__(self, work: Callable[[], None], post: Post = call_now, min_gap: float = 0.0) -> None:
         self.work = work
@@ -51,11 +52,14 @@ class Merged:
         if delay > 0:
             self.post_later(delay, self._run)  # type: ignore[misc]  # delay > 0 only with post_later
         else:
-            self.post(self._run)
+            self.post(self._run_urgent if urgent else self._run)
 
-    def _run(self) -> bool:
+    def _run(self, starts_gap: bool = True) -> bool:
         with self._lock:
             self._waiting = self._delayed = False
-            self._last = time.monotonic()
+            self._last = time.monotonic() if starts_gap else float("-inf")
         self.work()
         return False  # GLib.idle_add, GLib.timeout_add: do not run again
+
+    def _run_urgent(self) -> bool:
+        return self._run(starts_gap=False)
