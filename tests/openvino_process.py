@@ -14,6 +14,33 @@ import sys
 from pathlib import Path
 
 LOOPBACK = ("127.", "::1", "localhost")
+QUIET_SWITCHES = ("CI", "NNCF_CI", "NNCF_DEV")
+"""Environment variables that silence OpenVINO's and NNCF's telemetry by themselves: a test must not lean on them."""
+
+
+def run_refusing_the_network(script: Path, first: Path, tmp: Path, name: str) -> dict:
+    """Run `script FIRST OUT.json AUDIT.log` in a new process with a home of its own and the network refused;
+    check that nothing tried to reach it and that no telemetry client ran; return what it wrote to OUT.json."""
+    import subprocess
+
+    home = tmp / f"home-{name}"
+    home.mkdir()
+    audit, out = tmp / f"audit-{name}.log", tmp / f"{name}.json"
+    env = {**os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    for quiet in QUIET_SWITCHES:
+        env.pop(quiet, None)
+    done = subprocess.run(
+        [sys.executable, str(script), str(first), str(out), str(audit)],
+        env=env,
+        capture_output=True,
+        encoding="utf-8",  # NNCF draws its progress bars with box-drawing characters, whatever the locale
+        errors="replace",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not audit.exists(), f"something tried to reach the network: {audit.read_text()}"
+    assert not (home / "intel").exists(), "OpenVINO's telemetry wrote its client id: it was running"
+    return json.loads(out.read_text())
 
 
 def refuse_the_network(log: Path) -> None:

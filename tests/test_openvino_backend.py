@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from fixtures_engine import CPU_MACHINE, pixels
+from openvino_process import run_refusing_the_network
 
 from dreamtray.engine.server.hardware import Machine
 from dreamtray.engine.server.runner import Runner
@@ -25,23 +25,7 @@ FAST = Request(prompt="a red fox", seed=5, steps=2, width=64, height=64, quality
 
 def run_process(cache: Path, tmp: Path, name: str) -> dict:
     """One fast job in a new process with a home of its own; the network is refused and attempts are logged."""
-    home = tmp / f"home-{name}"
-    home.mkdir()
-    audit = tmp / f"audit-{name}.log"
-    env = {**os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    env.pop("CI", None)  # OpenVINO's telemetry stays quiet in CI by itself: the test must not lean on that
-    done = subprocess.run(
-        [sys.executable, str(HERE / "openvino_process.py"), str(cache), str(tmp / f"{name}.json"), str(audit)],
-        env=env,
-        capture_output=True,
-        encoding="utf-8",  # NNCF draws its progress bars with box-drawing characters, whatever the locale
-        errors="replace",
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert not audit.exists(), f"something tried to reach the network: {audit.read_text()}"
-    assert not (home / "intel").exists(), "OpenVINO's telemetry wrote its client id: it was running"
-    return json.loads((tmp / f"{name}.json").read_text())
+    return run_refusing_the_network(HERE / "openvino_process.py", cache, tmp, name)
 
 
 def conversions(messages: list[str]) -> list[str]:

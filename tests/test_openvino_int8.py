@@ -5,15 +5,13 @@ machine."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from openvino_process import run_refusing_the_network
 
 from dreamtray.engine.server import openvino_int8
 from dreamtray.engine.server.openvino_backend import Converted, OpenVinoModules
@@ -190,30 +188,7 @@ def test_the_built_in_prompts_are_plain_and_varied():
 
 def test_quantizing_sends_nothing_off_the_machine(tmp_path):
     """NNCF reports usage through OpenVINO's telemetry package by default; the back end keeps it from loading."""
-    home = tmp_path / "home"
-    home.mkdir()
-    audit = tmp_path / "audit.log"
-    env = {**os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    for quiet in ("CI", "NNCF_CI", "NNCF_DEV"):  # switches that silence telemetry: the test must not lean on them
-        env.pop(quiet, None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "openvino_int8_process.py"),
-            str(tmp_path / "ov"),
-            str(tmp_path / "out.json"),
-            str(audit),
-        ],
-        env=env,
-        capture_output=True,
-        encoding="utf-8",  # NNCF draws its progress bars with box-drawing characters, whatever the locale
-        errors="replace",
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert not audit.exists(), f"something tried to reach the network: {audit.read_text()}"
-    assert not (home / "intel").exists(), "OpenVINO's telemetry wrote its client id: it was running"
-    answer = json.loads((tmp_path / "out.json").read_text())
+    answer = run_refusing_the_network(HERE / "openvino_int8_process.py", tmp_path / "ov", tmp_path, "int8")
     assert answer["telemetry_on"] is False, "NNCF found openvino_telemetry: it would report usage"
     assert answer["messages"][-2] == "Quantizing the UNet to int8 (once for this model)"
 
