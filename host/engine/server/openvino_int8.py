@@ -16,6 +16,8 @@ then falls back to its own no-op telemetry, so nothing leaves the machine.
 
 from __future__ import annotations  # noqa: I001 (the back end's import comes before NNCF's and OpenVINO's)
 
+import contextlib
+import io
 import json
 import logging
 import shutil
@@ -212,7 +214,12 @@ def _with_heartbeat(work: Callable[[], ov.Model], label: str, emit: Emit) -> ov.
     from concurrent.futures import ThreadPoolExecutor
 
     started = time.monotonic()
-    with ThreadPoolExecutor(1, thread_name_prefix="dreamtray-quantize") as pool:
+    # NNCF draws progress bars on the terminal; the engine's progress is the messages here, so they go nowhere.
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="dreamtray-quantize") as pool,
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         running = pool.submit(work)
         while True:
             try:
