@@ -59,7 +59,11 @@ class DreamtrayHome:
 
     def run(self, *args: str, check: bool = False, timeout: float = 180) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, "-m", "dreamtray", *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            [sys.executable, "-m", "dreamtray", *args],
+            env=self.env,
+            capture_output=True,
+            encoding="utf-8",  # what dreamtray writes (its progress bars too), whatever locale this process has now
+            timeout=timeout,
         )
         if check and result.returncode:
             raise AssertionError(f"dreamtray {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
