@@ -203,3 +203,15 @@ def test_changed_model_files_are_loaded_in_full_once_then_light_again(converted,
     assert pixels(result.images[0]) == pixels(base64.b64decode(first["png"]))
     light, image = light_runner(cache)  # the key now carries the new stamp
     assert pixels(image) == pixels(result.images[0])
+
+
+def test_a_plain_negative_prompt_with_guidance_stays_on_the_cached_modules(converted):
+    """Classifier-free guidance (batch of two, the negative encoded on OpenVINO and cached) needs no torch weights."""
+    cache, _ = converted
+    guided = FAST.model_copy(update={"negative_prompt": "blurry", "guidance": 3.0})
+    runner, _ = light_runner(cache)
+    light = runner.generate(guided)
+    assert runner.loaded.light and runner.load_count == 1 and not light.warnings
+    full = Runner(cache_dir=cache, default_model="tiny", machine=OPENVINO_CPU)
+    full.ensure_loaded("tiny")
+    assert pixels(full.generate(guided).images[0]) == pixels(light.images[0])
