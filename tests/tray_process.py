@@ -220,7 +220,6 @@ def open_menu_and_pick(session: XSession, icon: Docked, keys: list[str]) -> None
     session.run(["xdotool", "mousemove", "0", "0"], check=True)  # off the icon: its tooltip must not linger
 
 
-
 def _menu_is_open(session: XSession) -> bool:
     from Xlib import X
     from Xlib import display as xdisplay
