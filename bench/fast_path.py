@@ -101,14 +101,16 @@ class Direct:
         report(f"\nOpenVINO modules ready in {took:.1f} s (converted now if the lines above say so)")
         latent = SIZE // self.pipe.vae_scale_factor
         hidden = self.pipe.text_encoder.config.hidden_size
-        took, _ = seconds(lambda: self.openvino.compile_for(1, latent, latent, 4, hidden))
+        took, _ = seconds(
+            lambda: self.openvino.compile_for(1, latent, latent, 4, hidden, self.pipe.tokenizer.model_max_length)
+        )
         report(f"OpenVINO compile for 512x512: {took:.1f} s (OpenVINO's own cache makes later ones faster)")
         self.fast_pipe = self.openvino.pipeline()
         self.fast_pipe.scheduler = self.pipe.scheduler
         self.tiny_torch = TinyDecoder(self.taesd, self.pipe)
         self.tiny_openvino = TinyDecoder(self.taesd, self.pipe, self.openvino.decode)
         self.int8 = int8_modules(self.pipe, root, self.taesd, folder)
-        self.int8.compile_for(1, latent, latent, 4, hidden)
+        self.int8.compile_for(1, latent, latent, 4, hidden, self.pipe.tokenizer.model_max_length)
         self.int8_pipe = self.int8.pipeline()
         self.int8_pipe.scheduler = self.pipe.scheduler
         self.tiny_int8 = TinyDecoder(self.taesd, self.pipe, self.int8.decode)

@@ -281,7 +281,8 @@ def _compile_for(openvino, pipe, request: Request) -> None:
     batch = 2 if request.guidance > 1 and unet.time_cond_proj_dim is None else 1
     scale = pipe.vae_scale_factor
     hidden = pipe.text_encoder.config.hidden_size
-    openvino.compile_for(batch, request.height // scale, request.width // scale, unet.in_channels, hidden)
+    window = pipe.tokenizer.model_max_length
+    openvino.compile_for(batch, request.height // scale, request.width // scale, unet.in_channels, hidden, window)
 
 
 def openvino_folder(cache_dir: Path, source) -> Path:

@@ -237,8 +237,8 @@ class OpenVinoTextEncoder(_StandIn):
 class OpenVinoModules:
     """A model's UNet, text encoder and (once attached) tiny decoder, converted and compiled on the CPU."""
 
-    def __init__(self, unet: Converted, text_encoder: Converted, window: int, pipe=None):
-        self.unet, self.text_encoder, self.window = unet, text_encoder, window
+    def __init__(self, unet: Converted, text_encoder: Converted, pipe=None):
+        self.unet, self.text_encoder = unet, text_encoder
         self.tiny_decoder: Converted | None = None
         self.int8 = self.int8_decoder = False
         """Whether the UNet, and the tiny decoder, are the int8 ones (openvino_int8.py)."""
@@ -273,7 +273,7 @@ class OpenVinoModules:
             emit,
             stamp("text_encoder"),
         )
-        return cls(converted_unet, converted_encoder, window, pipe)
+        return cls(converted_unet, converted_encoder, pipe)
 
     @classmethod
     def cached(cls, root: Path, model_folder: Path) -> OpenVinoModules | None:
@@ -283,7 +283,7 @@ class OpenVinoModules:
         encoder = fresh_entry(root / "text_encoder", files_stamp(model_folder / "text_encoder"))
         if unet is None or encoder is None:
             return None
-        return cls(unet, encoder, _tokenizer_window(model_folder))
+        return cls(unet, encoder)
 
     def attach_tiny_decoder(self, taesd, root: Path, label: str, emit: Emit) -> None:
         """Convert (or read) the tiny decoder for these latents, once."""
@@ -297,10 +297,10 @@ class OpenVinoModules:
                 emit,
             )
 
-    def pipeline(self, pipe=None):
-        """A pipeline of the same class as `pipe` (default: the one converted from) that runs the UNet and the
-        text encoder on OpenVINO, sharing the rest."""
-        pipe = pipe or self.pipe
+    def pipeline(self):
+        """A pipeline of the class converted from that runs the UNet and the text encoder on OpenVINO, sharing
+        the rest."""
+        pipe = self.pipe
         fast = type(pipe).from_pipe(
             pipe,
             unet=OpenVinoUNet(pipe.unet.config, self.unet),
@@ -313,26 +313,22 @@ class OpenVinoModules:
         (image,) = self.tiny_decoder(latents.float())
         return image
 
-    def compile_for(self, batch: int, latent_height: int, latent_width: int, channels: int, hidden: int) -> None:
+    def compile_for(
+        self, batch: int, latent_height: int, latent_width: int, channels: int, hidden: int, window: int
+    ) -> None:
         """Compile now for one request's shapes, so that a broken cache shows before the job starts; the modules
         side by side (reading a compiled program back from OpenVINO's cache is partly single-threaded)."""
         from concurrent.futures import ThreadPoolExecutor
 
         work = [
-            (self.text_encoder, [(1, self.window)]),
-            (self.unet, [(batch, channels, latent_height, latent_width), (), (batch, self.window, hidden)]),
+            (self.text_encoder, [(1, window)]),
+            (self.unet, [(batch, channels, latent_height, latent_width), (), (batch, window, hidden)]),
         ]
         if self.tiny_decoder is not None:
             work.append((self.tiny_decoder, [(1, channels, latent_height, latent_width)]))
         with ThreadPoolExecutor(len(work), thread_name_prefix="dreamtray-compile") as pool:
             for done in [pool.submit(module.compile, shapes) for module, shapes in work]:
                 done.result()  # the first failure, as compiling them one by one would raise it
-
-
-def _tokenizer_window(model_folder: Path) -> int:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(model_folder / "tokenizer").model_max_length
 
 
 def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
