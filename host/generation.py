@@ -1,7 +1,12 @@
-"""The way a request travels, in one direction: plugins prepare it, styles shape it, the engine makes it,
-the gallery keeps it, then the action and the `image_generated` hooks get it.
+"""The way every image travels, in one direction: plugins prepare the request (once), the action shapes it,
+styles apply, the engine makes it, the gallery keeps it with full metadata, then the action and the
+`image_generated` hooks get it.
 
-The image is saved before any plugin code sees it, so a failing action can never lose it.
+`generate` is the route for a new image, `refine` for an image made from another (saved beside it, with its
+lineage). Every front end that makes images calls one of them: the command line, the tray, `trigger`, the
+prompt box, plugins' commands. The image is saved before any plugin code sees it, so a failing action can never
+lose it, and its metadata keeps the request as the user gave it apart from what plugins made of it, so
+`generate --from` applies each plugin's change once.
 """
 
 from __future__ import annotations
@@ -40,13 +45,17 @@ class Outcome:
 
 
 def prepare(app: App, request: Request, chosen: Action | None = None) -> Request:
-    """The request as it goes to the engine: plugin hooks, the action's shape, then the styles it names."""
+    """The request as it goes to the engine: plugin hooks (once), the action's shape, then the styles it names."""
     request = app.plugins.prepare_request(request)
     if chosen is not None and chosen.shape_request is not None:
         request = chosen.shape_request(request)
     if request.styles:
         request = app.styles.apply(request)
     return request
+
+
+Save = Callable[[Result, Request, Callable[[str], None]], list[Path]]
+"""Where a route keeps a finished job's images: (result, the request as the user gave it, warn) -> paths."""
 
 
 def generate(
@@ -56,19 +65,23 @@ def generate(
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     on_job: Callable[[Job], None] = lambda job: None,
     mark: Callable[[str], None] = lambda step: None,
+    save: Save | None = None,
 ) -> Outcome:
-    """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks.
+    """Generate `request` (as the user gave it), save every image, then hand them to `chosen` and the hooks.
 
-    `mark` is told as each step ends ('fetched': the result is here, 'saved', 'acted': the action is done), for
-    a caller that times them."""
+    `save` keeps the images (default: the gallery, each with its full metadata). `mark` is told as each step
+    ends ('fetched': the result is here, 'saved', 'acted': the action is done), for a caller that times them."""
+    given = request
+    keep = save or (lambda result, given, warn: in_gallery(app, result, given, warn))
     request = prepare(app, request, chosen)
     notes: list[str] = []  # the gallery's, when it could not take an image and it was kept elsewhere
-    result, images = _make(app, request, on_event, on_job, notes.append, mark)
+    result, images = _make(app, request, lambda result, warn: keep(result, given, warn), on_event, on_job, notes.append, mark)
     outcome = Outcome(result, [], notes)
 
     def make_another(another: Request) -> GeneratedImage:
         another = another.model_copy(update={"count": 1})
-        extra_result, [extra, *_] = _make(app, another, on_event, on_job, outcome.messages.append, mark)
+        save_another = lambda result, warn: keep(result, another, warn)  # noqa: E731
+        extra_result, [extra, *_] = _make(app, another, save_another, on_event, on_job, outcome.messages.append, mark)
         outcome.extras.append(extra)
         outcome.messages.extend(extra_result.warnings)
         _announce(app, extra)
@@ -85,28 +98,64 @@ def generate(
     return outcome
 
 
+def in_gallery(app: App, result: Result, given: Request, warn: Callable[[str], None]) -> list[Path]:
+    """The default Save: the gallery, each image with its metadata and the request as the user gave it."""
+    from dreamtray.images.metadata import given_texts
+
+    return app.gallery.save_result(result, warn=warn, texts=given_texts(given))
+
+
+def refine(
+    app: App,
+    image: Path,
+    change: str,
+    *,
+    strength: float = 0.6,
+    only_change: bool = False,
+    out: Path | None = None,
+    chosen: Action | None = None,
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+    on_job: Callable[[Job], None] = lambda job: None,
+    **fields: Any,
+) -> Outcome:
+    """Refine the image file `image` as `change` says, along the same route as `generate` (plugins, styles named
+    in `fields`, engine, hooks); the new PNG lands beside it (or at `out`) with its lineage.
+
+    A file that cannot be refined raises ValueError naming it; engine problems raise the engine's errors."""
+    from dreamtray.images.refine import refine_request, save_refined
+
+    original = image.read_bytes()
+    try:
+        request = refine_request(original, change, strength=strength, only_change=only_change, **fields)
+    except ValueError as exc:
+        raise ValueError(f"{image}: {exc}") from None
+
+    def beside(result: Result, given: Request, warn: Callable[[str], None]) -> list[Path]:
+        return [save_refined(result, given, original, image, out, warn)]
+
+    return generate(app, request, chosen, on_event=on_event, on_job=on_job, save=beside)
+
+
 def _make(
     app: App,
     request: Request,
+    save: Callable[[Result, Callable[[str], None]], list[Path]],
     on_event: Callable[[dict[str, Any]], None],
     on_job: Callable[[Job], None],
     warn: Callable[[str], None],
     mark: Callable[[str], None],
 ) -> tuple[Result, list[GeneratedImage]]:
-    """The engine makes `request`; every image is saved in the gallery before anything else sees it (where the
-    gallery cannot take one, it is kept in a fallback folder and `warn` says where)."""
+    """The engine makes `request`; `save` keeps every image before anything else sees it (where it cannot, it
+    keeps it in a fallback folder and `warn` says where)."""
     job = app.engine.submit(request)
     on_job(job)
     for event in job.events():
         on_event(event)
     result = job.result()
     mark("fetched")
-    paths = app.gallery.save_result(result, warn=warn)
+    paths = save(result, warn)
     mark("saved")
-    images = [
-        GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
-        for path, seed in zip(paths, result.seeds, strict=True)
-    ]
+    images = [GeneratedImage(path, result.request_for(seed)) for path, seed in zip(paths, result.seeds, strict=True)]
     return result, images
 
 
