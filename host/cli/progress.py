@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from dreamtray.engine.job_record import FINISHED
+
 
 def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
     """Progress bars on stderr, driven by the engine's events: bytes while downloading, then steps.
@@ -37,7 +39,7 @@ def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
             advance("download", event["done"], event["total"], **style)
         elif kind == "step":
             advance("steps", event["step"], event["total"], unit="step", mininterval=0, desc=label or None)
-        elif kind in ("done", "failed", "cancelled"):
+        elif kind in FINISHED:
             for bar in bars.values():
                 bar.close()
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import psutil
 
+from dreamtray.engine.job_record import FINISHED
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request, Result
 
@@ -113,7 +114,7 @@ class ServiceJob:
                         )
                     if line.startswith("data: "):
                         event = json.loads(line[6:])
-                        if event.get("kind") in ("done", "failed", "cancelled"):
+                        if event.get("kind") in FINISHED:
                             self._final = event
                         yield event
         except httpx.TransportError as exc:

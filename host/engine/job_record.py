@@ -10,11 +10,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from dreamtray.request import Request
+if TYPE_CHECKING:  # the tray reads FINISHED without loading pydantic
+    from dreamtray.request import Request
 
 FINISHED = ("done", "failed", "cancelled")
+"""The states, and the kinds of the last event, of a job that is over: the one list of them."""
 
 
 @dataclass
@@ -48,6 +51,22 @@ class JobRecord:
         with self.changed:
             self.changed.wait_for(lambda: len(self.events) > seen or self.status in FINISHED, timeout)
             return self.events[seen:], self.status in FINISHED
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job is over (done, failed or cancelled)."""
+        return self.status in FINISHED
+
+    def follow(self, timeout: float = 10.0) -> Iterator[dict[str, Any]]:
+        """Every event of the job, as it comes, until the job is over (waiting up to `timeout` s at a time): what
+        a Job's `events()` yields."""
+        seen = 0
+        while True:
+            events, finished = self.wait(seen, timeout)
+            seen += len(events)
+            yield from events
+            if finished and not events:
+                return
 
     def summary(self) -> dict[str, Any]:
         progress = next((e for e in reversed(self.events) if e.get("kind") == "step"), None)
