@@ -9,7 +9,7 @@ import click
 
 from dreamtray.app import App
 from dreamtray.cli.context import Context
-from dreamtray.plugins import PluginHost
+from dreamtray.plugins import PluginHost, PluginInterrupt
 
 COMMAND_MODULES = {
     "generate": "generate",
@@ -59,6 +59,14 @@ class LazyGroup(click.Group):
             self._import(module)
         self._add_plugin_commands()
         return super().list_commands(ctx)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; Ctrl+C (or a plugin's KeyboardInterrupt) while a plugin ran says which, and exits 130."""
+        try:
+            return super().invoke(ctx)
+        except PluginInterrupt as exc:
+            click.echo(f"\n{exc}", err=True)
+            ctx.exit(130)
 
     def _import(self, module_name: str) -> None:
         for command in import_module(f"{__name__}.{module_name}").COMMANDS:
