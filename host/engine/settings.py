@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+QUEUE_LENGTH = 5
+"""The one default of how many images may be queued: the tray's queue (`queue_length`, the one being made
+included) and the jobs an engine service lets wait (`--max-queue`, `serve`, Ray's ingress)."""
+
 
 class Policy(str, Enum):
     """Where the model's weights live while it generates, from fastest to most frugal."""

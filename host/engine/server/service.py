@@ -37,8 +37,8 @@ from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
 from dreamtray.engine.server import api_fields
 from dreamtray.engine.server.guard import too_large_message
-from dreamtray.engine.server.jobs import DEFAULT_MAX_QUEUE, JobManager, QueueFull
-from dreamtray.engine.settings import WorkerSettings
+from dreamtray.engine.server.jobs import JobManager, QueueFull
+from dreamtray.engine.settings import QUEUE_LENGTH, WorkerSettings
 from dreamtray.engine.token import load_or_create_token
 from dreamtray.request import Request, Result, describe_validation_error
 
@@ -329,7 +329,7 @@ def serve(
     max_body_bytes: int = MAX_BODY_BYTES,
     log_prompts: bool = False,
     clients_may_stop: bool = True,
-    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue: int = QUEUE_LENGTH,
     styles: api_fields.Styles | None = None,
 ) -> None:
     """Run the service until shut down (or idle for `exit_after_idle` seconds, when that is set).
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-file", required=True, type=Path)
     parser.add_argument("--state-file", required=True, type=Path)
     parser.add_argument("--exit-after-idle", type=float, default=0.0)
-    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="jobs that may wait")
+    parser.add_argument("--max-queue", type=int, default=QUEUE_LENGTH, help="jobs that may wait")
     args = parser.parse_args(argv)
     settings = WorkerSettings(**json.loads(args.settings))
     serve(
