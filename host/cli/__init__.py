@@ -13,14 +13,14 @@ from dreamtray.plugins import PluginHost, PluginInterrupt
 
 COMMAND_MODULES = {
     "generate": "generate",
-    "doctor": "engine",
+    "doctor": "doctor",
     "engine": "engine",
     "plugins": "plugins",
-    "install": "plugins",
-    "uninstall": "plugins",
+    "install": "install",
+    "uninstall": "install",
     "history": "gallery",
     "show": "gallery",
-    "config": "gallery",
+    "config": "config",
     "styles": "styles",
     "series": "series",
     "refine": "series",

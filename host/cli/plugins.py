@@ -1,10 +1,8 @@
-"""`dreamtray plugins`, `install` and `uninstall`: the plugins in dreamtray's own environment."""
+"""`dreamtray plugins`: the plugins dreamtray loads, their hooks and each problem they have."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import click
 
@@ -59,26 +57,4 @@ class IdleTray:
         return {"ok": False, "message": "`dreamtray plugins` only lists the menu items; no tray is running."}
 
 
-def _pip(*args: str) -> None:
-    """Run pip in dreamtray's own environment."""
-    result = subprocess.run([sys.executable, "-m", "pip", *args])
-    if result.returncode:
-        raise click.ClickException(f"pip {args[0]} failed (exit code {result.returncode}).")
-
-
-@click.command()
-@click.argument("packages", nargs=-1, required=True)
-@click.option("--upgrade", "-U", is_flag=True)
-def install(packages: tuple[str, ...], upgrade: bool) -> None:
-    """Install plugins (or any package) into dreamtray's environment with pip."""
-    _pip("install", *(["--upgrade"] if upgrade else []), *packages)
-
-
-@click.command()
-@click.argument("packages", nargs=-1, required=True)
-def uninstall(packages: tuple[str, ...]) -> None:
-    """Remove plugins from dreamtray's environment with pip."""
-    _pip("uninstall", "--yes", *packages)
-
-
-COMMANDS: list[click.Command] = [plugins, install, uninstall]
+COMMANDS: list[click.Command] = [plugins]

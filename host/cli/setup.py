@@ -1,7 +1,7 @@
 """Commands for setting dreamtray up on the desktop: start at login, the menu launcher, the desktop's needs.
 
 `COMMANDS` joins the `dreamtray` command group. The installer scripts run the same commands as
-`python -m dreamtray.cli.install ...`, which loads no plugins (so a broken plugin cannot stop an uninstall).
+`python -m dreamtray.cli.setup ...`, which loads no plugins (so a broken plugin cannot stop an uninstall).
 """
 
 from __future__ import annotations
