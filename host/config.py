@@ -342,7 +342,12 @@ def _default_of(loc: tuple[Any, ...]) -> Any:
 def known_keys() -> list[str]:
     """Every key `config set` accepts, dotted."""
     top = [name for name in Config.model_fields if name not in ("engine", "hotkeys", "plugins")]
-    return [*top, "hotkeys.<action>", *(f"engine.{name}" for name in EngineSettings.model_fields), "plugins.<plugin>.<key>"]
+    return [
+        *top,
+        "hotkeys.<action>",
+        *(f"engine.{name}" for name in EngineSettings.model_fields),
+        "plugins.<plugin>.<key>",
+    ]
 
 
 def _field_type(key: str) -> type:

@@ -75,7 +75,9 @@ def generate(
     keep = save or (lambda result, given, warn: in_gallery(app, result, given, warn))
     request = prepare(app, request, chosen)
     notes: list[str] = []  # the gallery's, when it could not take an image and it was kept elsewhere
-    result, images = _make(app, request, lambda result, warn: keep(result, given, warn), on_event, on_job, notes.append, mark)
+    result, images = _make(
+        app, request, lambda result, warn: keep(result, given, warn), on_event, on_job, notes.append, mark
+    )
     outcome = Outcome(result, [], notes)
 
     def make_another(another: Request) -> GeneratedImage:

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from dreamtray import hookspecs
-
 from dreamtray.plugin_imports import private_imports
 
 if TYPE_CHECKING:
@@ -165,7 +164,9 @@ class PluginHost:
         the plugin gets requests of its own (see `_own_copies`)."""
         others = [p for name, p in self.pm.list_name_plugin() if name != plugin_name]
         try:
-            result = self.pm.subset_hook_caller(hook, remove_plugins=others)(**(_own_copies(kwargs) if copy else kwargs))
+            result = self.pm.subset_hook_caller(hook, remove_plugins=others)(
+                **(_own_copies(kwargs) if copy else kwargs)
+            )
         except BaseException as exc:  # SystemExit too: a plugin never ends the host
             self.complain(plugin_name, f"raised in {hook}: {_describe(exc)}", exc)
             self._interrupt_if_main(plugin_name, hook, exc)
@@ -310,7 +311,9 @@ class PluginHost:
                 if isinstance(entry, MenuItem):
                     items.append((plugin, entry))
                 else:
-                    self.complain(plugin, f"tray_menu_items gave {_short_repr(entry)}: not a dreamtray.api.MenuItem; left out")
+                    self.complain(
+                        plugin, f"tray_menu_items gave {_short_repr(entry)}: not a dreamtray.api.MenuItem; left out"
+                    )
         return items
 
     def _report(self, record: PluginRecord, message: str, exc: BaseException | None) -> None:
@@ -350,7 +353,9 @@ def _own_copies(kwargs: dict[str, Any]) -> dict[str, Any]:
     nothing another plugin, the engine or the gallery sees."""
     from pydantic import BaseModel
 
-    return {key: value.model_copy(deep=True) if isinstance(value, BaseModel) else value for key, value in kwargs.items()}
+    return {
+        key: value.model_copy(deep=True) if isinstance(value, BaseModel) else value for key, value in kwargs.items()
+    }
 
 
 def _plugins_in(folder: Path) -> list[tuple[str, Path]]:

@@ -38,7 +38,9 @@ class DoneJob:
 class PaintEngine:
     """A whole engine, but for `name`: its results are whatever `answer(request)` gives."""
 
-    def __init__(self, answer=lambda request: Result(request=request, images=[png()], seeds=[1], model="m", sampler="Euler")):
+    def __init__(
+        self, answer=lambda request: Result(request=request, images=[png()], seeds=[1], model="m", sampler="Euler")
+    ):
         self.answer = answer
 
     def submit(self, request):
@@ -101,7 +103,10 @@ def test_an_engine_class_lacking_a_member_is_named_when_registered():
 def test_an_engine_lacking_a_member_is_named_when_opened():
     with pytest.raises(EngineError) as raised:
         opened(host_with("no-models", lambda settings: NoModels()), "no-models")
-    assert str(raised.value) == "The no-models engine (plugin painter) lacks models (the Engine protocol, docs/plugins.md)."
+    assert (
+        str(raised.value)
+        == "The no-models engine (plugin painter) lacks models (the Engine protocol, docs/plugins.md)."
+    )
 
 
 def test_a_missing_setting_names_the_plugin_and_the_table():
@@ -111,7 +116,8 @@ def test_a_missing_setting_names_the_plugin_and_the_table():
     with pytest.raises(EngineError) as raised:
         opened(host_with("cloud", needs_url), "cloud")
     assert str(raised.value) == (
-        "The cloud engine (plugin painter) needs the setting 'url': add it to the [engine.backends.cloud] table of the config."
+        "The cloud engine (plugin painter) needs the setting 'url': add it to the [engine.backends.cloud] table "
+        "of the config."
     )
 
 
@@ -121,8 +127,12 @@ def test_a_job_without_an_id_is_named():
         def result(self): ...
         def cancel(self): ...
 
-    engine = opened(host_with("paint", lambda settings: type("E", (PaintEngine,), {"submit": lambda self, r: NoIdJob()})()), "paint")
-    with pytest.raises(EngineError, match=r"The paint engine \(plugin painter\): its submit\(\) gave a job that lacks id"):
+    engine = opened(
+        host_with("paint", lambda settings: type("E", (PaintEngine,), {"submit": lambda self, r: NoIdJob()})()), "paint"
+    )
+    with pytest.raises(
+        EngineError, match=r"The paint engine \(plugin painter\): its submit\(\) gave a job that lacks id"
+    ):
         engine.submit(Request(prompt="a fox"))
 
 
@@ -132,7 +142,10 @@ def test_a_job_without_an_id_is_named():
         (lambda r: "an image", "gave a str, not a dreamtray.api.Result, from job.result()."),
         (lambda r: {"images": []}, "gave an invalid Result (request: Field required; seeds: Field required"),
         (lambda r: Result(request=r, images=[png(), png()], seeds=[1], model="m", sampler=""), "2 images and 1 seeds"),
-        (lambda r: Result(request=r, images=[b"GIF89a"], seeds=[1], model="m", sampler=""), "images[0] is not PNG bytes"),
+        (
+            lambda r: Result(request=r, images=[b"GIF89a"], seeds=[1], model="m", sampler=""),
+            "images[0] is not PNG bytes",
+        ),
         (lambda r: 1 / 0, "failed in result(): ZeroDivisionError: division by zero"),
     ],
 )
@@ -151,6 +164,10 @@ def test_a_bad_result_fails_the_job_naming_the_plugin_and_the_field(answer, mess
 
 def test_a_sampler_that_is_no_sampler_name_is_left_out_with_a_warning():
     answer = lambda r: Result(request=r, images=[png()], seeds=[1], model="m", sampler="Fancy 9000")  # noqa: E731
-    result = opened(host_with("paint", lambda settings: PaintEngine(answer)), "paint").submit(Request(prompt="x")).result()
+    result = (
+        opened(host_with("paint", lambda settings: PaintEngine(answer)), "paint").submit(Request(prompt="x")).result()
+    )
     assert result.sampler == ""
-    assert result.warnings[0].startswith("The paint engine (plugin painter) gave Result.sampler 'Fancy 9000', not a sampler name")
+    assert result.warnings[0].startswith(
+        "The paint engine (plugin painter) gave Result.sampler 'Fancy 9000', not a sampler name"
+    )

@@ -180,5 +180,7 @@ def test_a_request_changed_in_place_is_named_and_left_out(home):
     env = DreamtrayHome(home.root, {**home.env, "HOSTILE_PREPARE": "mutate"})
     made = env.run("generate", "a fox", "--size", "64x64", "--steps", "1", "--json")
     assert made.returncode == 0, made.stderr
-    assert "plugin hostile_hooks prepare_request changed the request in place into an invalid one (width:" in made.stderr
+    assert (
+        "plugin hostile_hooks prepare_request changed the request in place into an invalid one (width:" in made.stderr
+    )
     assert json.loads(made.stdout)["request"]["width"] == 64

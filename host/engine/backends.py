@@ -147,7 +147,9 @@ class FallbackEngine:
             return FallbackJob(self, request, self.local().submit(request), message)
         missing = missing_members(job, JOB_MEMBERS)
         if missing:
-            raise EngineError(f"{self.who}: its submit() gave a job that lacks {', '.join(missing)} (the Job protocol).")
+            raise EngineError(
+                f"{self.who}: its submit() gave a job that lacks {', '.join(missing)} (the Job protocol)."
+            )
         return FallbackJob(self, request, job)
 
     def guarded(self, call: Callable[[], T], what: str) -> T:
@@ -233,7 +235,9 @@ class FallbackJob:
     def result(self) -> Result:
         for _ in self.events():
             pass
-        result = self.job.result() if self.warning else self.owner.checked(self.owner.guarded(self.job.result, "result()"))
+        result = (
+            self.job.result() if self.warning else self.owner.checked(self.owner.guarded(self.job.result, "result()"))
+        )
         if self.warning:
             return result.model_copy(update={"warnings": [self.warning, *result.warnings]})
         return result

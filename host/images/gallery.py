@@ -159,7 +159,9 @@ class Gallery:
         saved = []
         for png, seed in zip(result.images, result.seeds, strict=True):
             request = result.request_for(seed)
-            kept = self.keep(png, request, model=result.model, sampler=result.sampler, when=when, warn=warn, texts=texts)
+            kept = self.keep(
+                png, request, model=result.model, sampler=result.sampler, when=when, warn=warn, texts=texts
+            )
             saved.append(kept)
         return saved
 

@@ -11,7 +11,6 @@ import click
 
 from dreamtray.api import Action, MenuItem, load_package_packs
 from dreamtray.hookspecs import hookimpl
-
 from dreamtray_hello.engine import HelloEngine
 
 

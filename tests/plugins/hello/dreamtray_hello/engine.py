@@ -32,8 +32,10 @@ class HelloJob:
         self.record.add_event({"kind": "loading", "message": f"Painting with {engine.model}"})
         width, height = self.request.pixel_size(native=engine.native)
         try:
-            images = [render(self.request.model_copy(update={"seed": self.request.seed + i}), width, height)
-                      for i in range(self.request.count)]
+            images = [
+                render(self.request.model_copy(update={"seed": self.request.seed + i}), width, height)
+                for i in range(self.request.count)
+            ]
         except Exception as exc:
             self.record.finish("failed", error=f"The hello engine failed: {exc}")
             return
