@@ -127,8 +127,11 @@ def refine(
     from dreamtray.images.refine import refine_request, save_refined
 
     original = image.read_bytes()
+    names = fields.pop("styles", None)  # style names: applied on the route, like any request's
     try:
         request = refine_request(original, change, strength=strength, only_change=only_change, **fields)
+        if names:
+            request = request.model_validate({**request.model_dump(), "styles": names})
     except ValueError as exc:
         raise ValueError(f"{image}: {exc}") from None
 

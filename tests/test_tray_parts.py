@@ -386,8 +386,8 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "Unload model",
             "Start at login",
             "Plugins",
-            "Wallpapers",
             "Say hello",
+            "Wallpapers",
             "- - - -",
             "Quit",
         ]
