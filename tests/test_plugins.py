@@ -126,3 +126,10 @@ def test_a_plugin_folder_loads_unpackaged_plugins_and_private_imports_are_named(
     ).stdout
     assert text.count("warning: imports the private module dreamtray.config") == 1
     assert text.count("boom in register_actions") == 1, "each problem once"
+
+
+def test_plugins_shows_a_failing_menu_hook_and_styles_name_a_pack_by_its_plugin(home):
+    records = {r["name"]: r for r in json.loads(home.run("plugins", "--json", check=True).stdout)}
+    assert "raised in tray_menu_items: RuntimeError: boom in tray_menu_items" in records["broken_hooks"]["errors"]
+    listed = json.loads(home.run("styles", "--json", check=True).stdout)
+    assert {"name": "Hello warm", "pack": "Hello", "source": "plugin:hello"} in listed
