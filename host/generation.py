@@ -82,7 +82,9 @@ def generate(
 
     def make_another(another: Request) -> GeneratedImage:
         another = another.model_copy(update={"count": 1})
-        save_another = lambda result, warn: keep(result, another, warn)  # noqa: E731
+        # as the user gave it: their request, with the seed and size the action asked for (plugins ran already)
+        asked = given.model_copy(update={key: getattr(another, key) for key in ("seed", "width", "height", "aspect")})
+        save_another = lambda result, warn: keep(result, asked.model_copy(update={"count": 1}), warn)  # noqa: E731
         extra_result, [extra, *_] = _make(app, another, save_another, on_event, on_job, outcome.messages.append, mark)
         outcome.extras.append(extra)
         outcome.messages.extend(extra_result.warnings)

@@ -71,3 +71,11 @@ def user_dirs(tmp_path, monkeypatch):
         path.mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(name, str(path))
     return dirs
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """The test plugin distributions (tests/plugins), pip-installed once into a folder to put on PYTHONPATH."""
+    from cli_env import install_test_plugins
+
+    return install_test_plugins(tmp_path_factory.mktemp("plugin-site"))

@@ -8,17 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_env import DreamtrayHome, install_test_plugins
+from cli_env import DreamtrayHome
 
 from dreamtray import generation, plugins
 from dreamtray.app import App
 from dreamtray.plugins import PluginHost
 from dreamtray.request import Request
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return install_test_plugins(tmp_path_factory.mktemp("hostile-site"))
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_env import DreamtrayHome, install_test_plugins
+from cli_env import DreamtrayHome
 from PIL import Image
 
 from dreamtray import generation, route
 from dreamtray.app import App
 from dreamtray.images.metadata import read_metadata
 from dreamtray.plugins import PluginHost
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return install_test_plugins(tmp_path_factory.mktemp("route-site"))
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +134,32 @@ def test_the_docs_engine_back_end_is_the_one_tested_and_makes_images(hello_home,
     assert (metadata.width, metadata.height) == (64, 64) and metadata.parameters.prompt == "a fox, hello"
     again = home.run("generate", "--from", str(path), "--json", check=True)
     assert pixels(Path(json.loads(again.stdout)["images"][0])) == pixels(path)
+
+
+def test_an_actions_extra_image_passes_the_hook_once_and_reproduces_without_a_doubled_change(hello_app, tmp_path):
+    from dreamtray.api import Action
+    from dreamtray.hookspecs import hookimpl
+    from dreamtray.images.metadata import reproduce_image
+
+    class Twice:
+        @staticmethod
+        @hookimpl
+        def register_actions(register):
+            def twice(image):
+                extra = image.make_another(image.request.model_copy(update={"seed": 77}))
+                return f"Also {extra.path.name}."
+
+            register(Action(name="twice", label="Twice", run=twice))
+
+    hello_app.plugins.register(Twice, name="twice")
+    log = tmp_path / "hello.log"
+    request = route.request_for(hello_app, prompt="a kite", seed=5, steps=1)
+    outcome = generation.generate(hello_app, request, hello_app.plugins.action("twice"))
+    hello_app.plugins.wait_later()
+    [extra] = outcome.extras
+    assert [call["prompt"] for call in hook_calls(log, "prepare_request")] == ["a kite"], "not again for the extra"
+    assert sorted(call["path"] for call in hook_calls(log, "image_generated")) == sorted(
+        [str(outcome.paths[0]), str(extra.path)]
+    )
+    again = reproduce_image(extra.path).request
+    assert (again.prompt, again.seed) == ("a kite", 77), "the user's prompt: the plugin's change applies once"

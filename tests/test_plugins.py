@@ -122,7 +122,11 @@ def test_a_plugin_folder_loads_unpackaged_plugins_and_private_imports_are_named(
     assert records["sketch"]["status"] == "ok" and records["sketch"]["warnings"] == []
     assert listing.stderr.count("dreamtray.config") == 0, "listed once, not logged as well"
     text = subprocess.run(
-        [sys.executable, "-m", "dreamtray", "plugins"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "dreamtray", "--plugins-dir", str(folder), "plugins"],
+        env=home.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     assert text.count("warning: imports the private module dreamtray.config") == 1
     assert text.count("boom in register_actions") == 1, "each problem once"

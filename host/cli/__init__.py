@@ -3,13 +3,14 @@ through `register_commands`. Every command reaches the application one way: `cli
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 
 import click
 
 from dreamtray.app import App
 from dreamtray.cli.context import Context
-from dreamtray.plugins import PluginHost, PluginInterrupt
+from dreamtray.plugins import ENV_PLUGINS_DIR, PluginHost, PluginInterrupt
 
 COMMAND_MODULES = {
     "generate": "generate",
@@ -78,11 +79,26 @@ class LazyGroup(click.Group):
             host.call("register_commands", cli=self)
 
 
+def _use_plugins_dir(ctx: click.Context, param: click.Parameter, folder: str | None) -> None:
+    """`--plugins-dir`: read while the arguments are parsed, before any plugin loads (they load lazily)."""
+    if folder:
+        os.environ[ENV_PLUGINS_DIR] = folder
+
+
 def build_cli(app: App) -> LazyGroup:
     """A new `dreamtray` group for `app`: the built-in commands, then (when first needed) those of the plugins."""
 
     @click.group("dreamtray", cls=LazyGroup, plugin_host=app.plugins)
     @click.version_option(package_name="dreamtray")
+    @click.option(
+        "--plugins-dir",
+        type=click.Path(file_okay=False, exists=True),
+        is_eager=True,
+        expose_value=False,
+        callback=_use_plugins_dir,
+        help=f"Also load each NAME.py and NAME/ package in this folder as a plugin, without installing it (for "
+        f"writing one; ${ENV_PLUGINS_DIR} does the same).",
+    )
     def cli() -> None:
         """dreamtray: select text anywhere, press a key, get an image from a local diffusion engine."""
 
