@@ -179,3 +179,12 @@ def test_a_request_changed_in_place_is_named_and_left_out(home):
         "plugin hostile_hooks prepare_request changed the request in place into an invalid one (width:" in made.stderr
     )
     assert json.loads(made.stdout)["request"]["width"] == 64
+
+
+def test_an_engine_lacking_members_is_named_with_its_plugin_never_a_traceback(home, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('model = "tiny"\n[engine]\nbackend = "lacking"\n')
+    env = DreamtrayHome(home.root, {**home.env, "DREAMTRAY_CONFIG": str(config)})
+    made = env.run("generate", "a fox", "--size", "64x64", "--steps", "1")
+    assert made.returncode == 1 and "Traceback" not in made.stderr
+    assert "The lacking engine (plugin hostile_hooks) lacks models, close (the Engine protocol" in made.stderr

@@ -24,6 +24,17 @@ def register_actions(register):
 def register_engines(register):
     _interrupt("register_engines")
     register("an engine without a factory")
+    register("lacking", lambda settings: Lacking())
+
+
+class Lacking:
+    """An engine without models() and close(), and without a name."""
+
+    def submit(self, request): ...
+
+    def health(self): ...
+
+    def unload(self): ...
 
 
 @dreamtray.hookimpl
