@@ -59,8 +59,8 @@ def send(client: httpx.Client, method: str, url: str, endpoint: str, **kwargs: A
 
 
 def read_json(response: httpx.Response, what: str, endpoint: str, seconds: float = ANSWER_SECONDS) -> Any:
-    """The JSON body of `response` (asked for with `Accept-Encoding: identity`), read within MAX_ANSWER_BYTES and `seconds` from now; DownloadError past them
-    (or for a body that is not JSON)."""
+    """The JSON body of `response` (asked for with `Accept-Encoding: identity`), read within MAX_ANSWER_BYTES
+    and `seconds` from now; DownloadError past them (or for a body that is not JSON)."""
     if response.headers.get("Content-Encoding", "identity") != "identity":  # asked for identity: no bomb to unpack
         raise DownloadError(f"The hub at {endpoint} answered about {what} compressed, though asked not to.")
     declared = response.headers.get("Content-Length", "")
