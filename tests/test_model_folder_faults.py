@@ -54,7 +54,7 @@ NOT_A_COMPONENT = "which is no class of diffusers or transformers"
     ],
     ids=lambda v: ascii(v)[:40],
 )
-def test_a_model_index_that_names_no_pipeline_or_component_is_refused_in_words(tiny_folder, tmp_path, changes, expected):
+def test_a_model_index_naming_no_pipeline_or_component_is_refused_in_words(tiny_folder, tmp_path, changes, expected):
     folder = model_copy(tiny_folder, tmp_path)
     edit_json(folder / "model_index.json", **changes)
     with pytest.raises(ModelError) as refused:

@@ -114,7 +114,8 @@ def pipeline_class(name: object, where: str = "the model"):
 
     plain = isinstance(name, str) and name.isidentifier() and not name.startswith("_")
     cls = getattr(diffusers, name, None) if plain else None
-    if isinstance(cls, type) and issubclass(cls, diffusers.DiffusionPipeline) and cls is not diffusers.DiffusionPipeline:
+    base = diffusers.DiffusionPipeline
+    if isinstance(cls, type) and issubclass(cls, base) and cls is not base:
         return cls
     if cls is None and plain and name.endswith("Pipeline"):
         raise ModelError(f"{where} needs {name}, which this version of diffusers has not; upgrade diffusers to run it.")
