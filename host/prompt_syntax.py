@@ -33,7 +33,7 @@ _TOKENS = re.compile(
     re.X,
 )
 _BREAK = re.compile(r"\bBREAK\b")
-"""A1111 splits at `\s*\bBREAK\b\s*`, which re-reads a long run of blanks from each of its positions; the blanks
+r"""A1111 splits at `\s*\bBREAK\b\s*`, which re-reads a long run of blanks from each of its positions; the blanks
 around each BREAK are stripped after the split instead, which gives the same parts in linear time."""
 
 

@@ -99,10 +99,10 @@ def text_chunk(key: str, text: str, *, compress: bool = False) -> Chunk:
 def _inflate(data: bytes, where: str, limit: int) -> bytes:
     inflater = zlib.decompressobj()
     try:
-        out = inflater.decompress(data, limit)
+        out = inflater.decompress(data, limit + 1)  # never 0: zlib reads that as "no limit"
     except zlib.error as exc:
         raise CorruptPNGError(f"{where}: its compressed text cannot be decompressed ({exc})") from None
-    if inflater.unconsumed_tail:
+    if len(out) > limit or inflater.unconsumed_tail:
         raise CorruptPNGError(f"{where}: its text inflates beyond {_TEXT_LIMIT} (a decompression bomb)")
     return out
 
