@@ -188,3 +188,33 @@ def test_a_file_too_large_to_be_metadata_is_refused_unread(tmp_path, monkeypatch
     path.write_bytes(png_bytes() + bytes(2000))
     with pytest.raises(MetadataError, match="big.png: larger than 0 MB, too large"):
         read_metadata(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("deep.json", "[" * 100_000, "not valid JSON: nested too deep"),
+        ("deep-object.json", '{"a":' * 50_000, "not valid JSON: nested too deep"),
+        ("deep.toml", "a = " + "[" * 5_000, "nested more than 100 levels"),
+        ("latin.csv", "name,prompt\nx,caf\xe9", "not UTF-8 text (byte 17)"),
+        ("nul\0name.toml", "", "the path holds a NUL character"),
+    ],
+)
+def test_style_files_that_nest_deep_or_cannot_be_read_are_a_style_error(tmp_path, name, text, message):
+    from dreamtray.styles import StyleError, load_style_file
+
+    path = tmp_path / name
+    if "\0" not in name:
+        path.write_bytes(text.encode("latin-1") if name.endswith(".csv") else text.encode())
+    with pytest.raises(StyleError, match=re.escape(message)):
+        load_style_file(path)
+
+
+def test_a_style_file_too_large_is_refused_unread(tmp_path, monkeypatch):
+    from dreamtray import styles
+
+    monkeypatch.setattr(styles, "MAX_STYLE_FILE_BYTES", 100)
+    path = tmp_path / "big.csv"
+    path.write_text("name,prompt\n" + "x,{prompt}\n" * 20)
+    with pytest.raises(styles.StyleError, match="big.csv: larger than 0 MB, too large for a style file"):
+        styles.load_style_file(path)
