@@ -38,12 +38,10 @@ from dreamtray.images.pngchunks import (
     split_chunks,
     text_chunk,
 )
+from dreamtray.images.opening import ImageInputError, read_image_file
 from dreamtray.images.settings_line import settings_pairs
-from dreamtray.paths import file_problem
 from dreamtray.request import Request, RequestError, describe_validation_error
 
-MAX_PNG_BYTES = 512 * 2**20
-"""The largest file whose metadata is read (a 16-bit RGBA 8192x8192 PNG stored uncompressed is 512 MB)."""
 PARAMETERS_KEY = "parameters"
 REQUEST_KEY = "dreamtray"
 COMFYUI_KEYS = ("prompt", "workflow")
@@ -300,15 +298,10 @@ def read_metadata(source: Path | str | bytes, *, name: str | None = None) -> Ima
 
 
 def _read_bounded(path: Path, label: str) -> bytes:
-    """The file's bytes, refusing one larger than MAX_PNG_BYTES (no image of ours or A1111's comes near)."""
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_PNG_BYTES + 1)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise MetadataError(f"{label}: cannot be read ({file_problem(exc)})") from None
-    if len(data) > MAX_PNG_BYTES:
-        raise MetadataError(f"{label}: larger than {MAX_PNG_BYTES // 2**20} MB, too large to read its metadata")
-    return data
+        return read_image_file(path, label)
+    except ImageInputError as exc:
+        raise MetadataError(str(exc)) from None
 
 
 def _a1111_or_ours(texts: dict[str, str], width: int, height: int, label: str) -> ImageMetadata:
