@@ -218,3 +218,21 @@ def test_a_style_file_too_large_is_refused_unread(tmp_path, monkeypatch):
     path.write_text("name,prompt\n" + "x,{prompt}\n" * 20)
     with pytest.raises(styles.StyleError, match="big.csv: larger than 0 MB, too large for a style file"):
         styles.load_style_file(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "nul"])
+def test_show_refuses_what_is_no_regular_file_at_once(tmp_path, kind):
+    import os
+
+    home = DreamtrayHome.create(tmp_path)
+    path = tmp_path / "pipe.png"
+    if kind == "fifo":
+        os.mkfifo(path)  # nothing ever writes: a read would wait for ever
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # a read would never end
+    else:
+        with pytest.raises(MetadataError, match="the path holds a NUL character"):
+            read_metadata(tmp_path / "a\0b.png")
+        return
+    result = home.run("show", str(path), timeout=GENEROUS)
+    assert result.returncode == 1 and "not a regular file" in result.stderr and "Traceback" not in result.stderr

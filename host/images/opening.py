@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,9 +41,13 @@ def _named(name: str, problem: str) -> str:
 def read_image_file(path: Path, name: str) -> bytes:
     """The bytes of the image file at `path`, refusing one larger than MAX_FILE_BYTES unread."""
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):  # a FIFO would block the read, a device never end it
+            raise ImageInputError(_named(name, "not a regular file, so not an image"))
         with Path(path).open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        if isinstance(exc, ImageInputError):
+            raise
         raise ImageInputError(_named(name, f"cannot be read ({file_problem(exc)})")) from None
     if len(data) > MAX_FILE_BYTES:
         raise ImageInputError(_named(name, f"larger than {MAX_FILE_BYTES // 2**20} MB, too large for an image"))
