@@ -14,7 +14,7 @@ import zlib
 
 import pytest
 from cli_env import DreamtrayHome
-from png_samples import a1111_png, comfyui_png, png_bytes
+from png_samples import a1111_png, png_bytes
 
 from dreamtray.images.metadata import CorruptImageError, MetadataError, parse_parameters, read_metadata
 from dreamtray.images.pngchunks import MAX_TEXT_BYTES
@@ -139,7 +139,7 @@ def test_compressed_text_is_bounded_across_all_the_chunks_of_a_file():
     [
         "{" * 100_000,
         '{"nodes": 5}',
-        '{"nodes": [{"type": ["CLIPTextEncode"], "widgets_values": 3}, {"type": "CLIPTextEncode", "widgets_values": 3}]}',
+        json.dumps({"nodes": [{"type": ["CLIPTextEncode"], "widgets_values": 3}, {"type": "CLIPTextEncode"}]}),
         '{"nodes": [{"type": "CLIPTextEncode", "widgets_values": ["a red fox"]}]}',
     ],
     ids=["nested", "not-a-list", "wrong-types", "good"],

@@ -23,7 +23,12 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 def declared_png(width: int, height: int) -> bytes:
     """A 100-byte PNG that declares `width` x `height` pixels (a decompression bomb's header)."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b""))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def encoded(image: Image.Image, kind: str = "PNG", **options: object) -> bytes:

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dreamtray import samplers
+from dreamtray.images.opening import ImageInputError, read_image_file
 from dreamtray.images.pngchunks import (
     COMPRESS_ABOVE,
     Chunk,
@@ -38,7 +39,6 @@ from dreamtray.images.pngchunks import (
     split_chunks,
     text_chunk,
 )
-from dreamtray.images.opening import ImageInputError, read_image_file
 from dreamtray.images.settings_line import settings_pairs
 from dreamtray.request import Request, RequestError, describe_validation_error
 

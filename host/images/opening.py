@@ -84,9 +84,13 @@ def open_rgb(source: bytes | Path, name: str) -> tuple[Image, list[str]]:
             )
         ) from None
     except UnidentifiedImageError:
-        raise ImageInputError(_named(name, f"not an image ({len(data):,} bytes); give a PNG, JPEG or WebP file")) from None
+        raise ImageInputError(
+            _named(name, f"not an image ({len(data):,} bytes); give a PNG, JPEG or WebP file")
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:  # what Pillow's decoders raise
-        raise ImageInputError(_named(name, f"the image is truncated or damaged and cannot be decoded ({exc})")) from None
+        raise ImageInputError(
+            _named(name, f"the image is truncated or damaged and cannot be decoded ({exc})")
+        ) from None
     return picture, notes
 
 
