@@ -181,9 +181,9 @@ def test_brackets_weigh_up_to_max_depth():
 
 
 def test_a_file_too_large_to_be_metadata_is_refused_unread(tmp_path, monkeypatch):
-    from dreamtray.images import opening
+    from dreamtray import image_input
 
-    monkeypatch.setattr(opening, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(image_input, "MAX_FILE_BYTES", 1000)
     path = tmp_path / "big.png"
     path.write_bytes(png_bytes() + bytes(2000))
     with pytest.raises(MetadataError, match="big.png: larger than 0 MB, too large for an image"):

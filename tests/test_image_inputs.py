@@ -12,7 +12,7 @@ import pytest
 from cli_env import DreamtrayHome
 from PIL import Image
 
-from dreamtray.images.opening import ImageInputError, open_rgb
+from dreamtray.image_input import ImageInputError, open_rgb
 from dreamtray.request import Request
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dreamtray import samplers
-from dreamtray.images.opening import ImageInputError, read_image_file
+from dreamtray.image_input import ImageInputError, read_image_file
 from dreamtray.images.pngchunks import (
     COMPRESS_ABOVE,
     Chunk,

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dreamtray.atomic import write_atomically
+from dreamtray.image_input import open_rgb, read_image_file
 from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.lineage import lineage_of, with_lineage
 from dreamtray.images.metadata import MetadataError, add_metadata, read_metadata
-from dreamtray.images.opening import open_rgb, read_image_file
 from dreamtray.request import MAX_SIDE, Request, Result
 from dreamtray.styles import Style, apply_styles
 

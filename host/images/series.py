@@ -25,9 +25,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from dreamtray.atomic import write_atomically
+from dreamtray.image_input import ImageInputError, open_rgb
 from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.metadata import add_metadata
-from dreamtray.images.opening import ImageInputError, open_rgb
 from dreamtray.request import MAX_SEED, LoRA, Request, Result
 from dreamtray.styles import Style, apply_styles
 

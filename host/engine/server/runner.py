@@ -318,7 +318,7 @@ class Runner:
 
 def init_picture(data: bytes):
     """The init image as RGB pixels; GenerationError, saying why, when it cannot be used."""
-    from dreamtray.images.opening import ImageInputError, open_rgb
+    from dreamtray.image_input import ImageInputError, open_rgb
 
     try:
         return open_rgb(data, "The init image")[0]
