@@ -40,3 +40,10 @@ def private_file(path: Path) -> Path:
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
     return path
+
+
+def file_problem(exc: OSError | ValueError) -> str:
+    """Why a file operation failed, in words: the system's reason, never Python's own wording for a bad path."""
+    if isinstance(exc, ValueError):  # what os functions raise for a path holding a NUL character
+        return "the path holds a NUL character, which no file name can"
+    return exc.strerror or str(exc)
