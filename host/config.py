@@ -314,7 +314,7 @@ def _drop(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
 def _key(loc: tuple[Any, ...]) -> str:
     """The dotted key at `loc`; a part that is not a plain name is shown quoted, escaped and shortened."""
     parts = (str(part) for part in loc if part != "[key]")
-    return ".".join(part if _NAME.fullmatch(part) and len(part) <= SHOWN_CHARS else _shown(part) for part in parts)
+    return ".".join(part if part.isprintable() and len(part) <= SHOWN_CHARS else _shown(part) for part in parts)
 
 
 def _shown(value: Any) -> str:
@@ -394,7 +394,7 @@ def _field_type(key: str) -> type:
     if section == "engine" and name in EngineSettings.model_fields:
         return EngineSettings.model_fields[name].annotation  # type: ignore[return-value]
     if not name and section in Config.model_fields and section not in ("engine", "hotkeys"):
-        return str
+        return Config.model_fields[section].annotation  # type: ignore[return-value]
     raise ConfigValueError(key, f"unknown setting; known: {', '.join(known_keys())}")
 
 
