@@ -230,6 +230,9 @@ class LocalEngine:
 
         try:
             self._token()  # the service reads the same file: one that cannot be made is told here, in words
+        except OSError as exc:
+            raise EngineUnavailable(paths.cannot_write(exc, self.token_file)) from None
+        try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             with FileLock(str(self.state_dir / "engine.lock")):
                 client = self.running() or self._start()
