@@ -14,15 +14,6 @@ from dreamtray.desktop import control
 
 
 @pytest.fixture
-def runtime(tmp_path, monkeypatch):
-    folder = tmp_path / "run"
-    folder.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    return folder
-
-
-@pytest.fixture
 def server(runtime):
     """A control server whose handler holds each command until 50 are in (a burst of presses), then echoes."""
     burst = threading.Barrier(50, timeout=60)

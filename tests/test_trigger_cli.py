@@ -14,11 +14,8 @@ HOSTILE = "a fox \x1b]0;owned\x07 \x1b[2J \u202eevil \x9b31m"
 
 
 @pytest.fixture
-def tray_answers(tmp_path, monkeypatch):
+def tray_answers(runtime):
     """A control server answering every command with a message and images holding terminal escapes."""
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     seen = []
 
     def handler(message):
