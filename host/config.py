@@ -436,7 +436,7 @@ def _not_a_writable_folder(text: str) -> str | None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        return f"{existing} cannot be written ({exc.strerror or exc}); choose a folder of your own"
+        return f"no file can be made in {existing} ({exc.strerror or exc}); choose a folder of your own"
     return None
 
 

@@ -324,8 +324,8 @@ def test_a_huge_or_hostile_value_is_echoed_short_and_escaped(config_file):
 @pytest.mark.parametrize(
     ("value", "why"),
     [
-        ("/proc/self", "/proc/self cannot be written"),
-        ("/proc/self/new-folder", "/proc/self cannot be written"),
+        ("/proc/self", "no file can be made in /proc/self"),
+        ("/proc/self/new-folder", "no file can be made in /proc/self"),
         ("FILE", "is a file, not a folder"),
         ("FILE/below", "is a file, not a folder"),
     ],
