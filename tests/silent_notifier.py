@@ -36,7 +36,15 @@ class HangingNotifications(ServiceInterface):
 
     @method()
     async def Notify(  # noqa: N802
-        self, app: "s", replaces: "u", icon: "s", summary: "s", body: "s", actions: "as", hints: "a{sv}", timeout: "i"  # noqa: F821
+        self,
+        app: "s",  # noqa: F821
+        replaces: "u",  # noqa: F821
+        icon: "s",  # noqa: F821
+        summary: "s",  # noqa: F821
+        body: "s",  # noqa: F821
+        actions: "as",  # noqa: F821
+        hints: "a{sv}",  # noqa: F821
+        timeout: "i",  # noqa: F821
     ) -> "u":  # noqa: F821
         with self.log.open("a") as file:
             file.write(f"Notify {summary}\n")

@@ -131,7 +131,11 @@ def test_a_bad_value_names_key_and_allowed_values_and_only_that_key_falls_back(c
     ("toml", "key", "hint"),
     [
         ('[engine]\nallow_pickle = "yes"', "engine.allow_pickle", "true or false"),
-        ("[engine]\nidle_unload_seconds = -5", "engine.idle_unload_seconds", "use a whole number from 0 to 604800; using the default 300"),
+        (
+            "[engine]\nidle_unload_seconds = -5",
+            "engine.idle_unload_seconds",
+            "use a whole number from 0 to 604800; using the default 300",
+        ),
         ('[engine]\nidle_unload_seconds = "300"', "engine.idle_unload_seconds", "whole number"),
         ('[engine]\ndevice = "gpu0"', "engine.device", "cuda:N"),
         ('[engine]\nbackend = "Local Box"', "engine.backend", "lower-case letters"),
@@ -305,7 +309,8 @@ def test_a_file_larger_than_a_settings_file_is_not_read(config_file):
     config_file.write_text('style = "' + "x" * (2 * 1024 * 1024) + '"\n', encoding="utf-8")
     loaded = load_config()
     assert loaded.config == Config()
-    assert loaded.problems == (f"{config_file}: larger than 1024 KiB, too large for a settings file; using the defaults",)
+    too_large = f"{config_file}: larger than 1024 KiB, too large for a settings file; using the defaults"
+    assert loaded.problems == (too_large,)
 
 
 def test_a_huge_or_hostile_value_is_echoed_short_and_escaped(config_file):
@@ -351,5 +356,6 @@ def test_set_takes_whole_numbers_in_ascii_digits_only(config_file, text):
 
 
 def test_set_refuses_a_number_out_of_range_naming_the_range(config_file):
-    with pytest.raises(ConfigValueError, match="^engine.idle_unload_seconds: 3000000 is not allowed: use a whole number from 0 to 604800$"):
+    message = "^engine.idle_unload_seconds: 3000000 is not allowed: use a whole number from 0 to 604800$"
+    with pytest.raises(ConfigValueError, match=message):
         set_value("engine.idle_unload_seconds", "3000000")

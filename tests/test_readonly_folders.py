@@ -43,8 +43,7 @@ def test_generate_names_the_folder_it_cannot_write(home, folder, file, kind):
 def test_run_names_the_folder_of_its_lock(home):
     target = home.root / "state" / "dreamtray"
     env = {key: value for key, value in home.env.items() if key != "XDG_RUNTIME_DIR"}
-    result = run_on_hostile_folder(
-        "readonly", target, [sys.executable, "-m", "dreamtray", "run"], env=env, capture_output=True, text=True, timeout=120
-    )
+    command = [sys.executable, "-m", "dreamtray", "run"]
+    result = run_on_hostile_folder("readonly", target, command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"dreamtray cannot write {target} (Read-only file system): the folder {target} must be" in result.stderr

@@ -16,7 +16,8 @@ BAD = [3000000000, -1, "30", True, float("nan"), float("inf")]
 @pytest.mark.parametrize("value", BAD)
 @pytest.mark.parametrize("key", ["default_steps", "default_guidance", "native_size", "progress_interval", "timeout"])
 def test_a1111_numbers_have_ranges(key, value):
-    with pytest.raises(EngineError, match=f"^{key} = .* is not allowed: use a (whole )?number from .* to .* \\(the default is"):
+    message = f"^{key} = .* is not allowed: use a (whole )?number from .* to .* \\(the default is"
+    with pytest.raises(EngineError, match=message):
         A1111({"url": "http://127.0.0.1:9", key: value})
 
 

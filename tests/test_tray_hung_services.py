@@ -59,8 +59,12 @@ def test_200_triggers_at_once_are_all_answered(tray, tmp_path):
         process.wait_docked()
         process.wait_started()
         args = [sys.executable, "-m", "dreamtray", "trigger", "pause"]
+
+        def press(_: int) -> subprocess.CompletedProcess:
+            return subprocess.run(args, env=home.env, capture_output=True, text=True, timeout=300)
+
         with ThreadPoolExecutor(50) as pool:  # 200 presses, 50 at a time, as the report measured
-            results = list(pool.map(lambda _: subprocess.run(args, env=home.env, capture_output=True, text=True, timeout=300), range(200)))
+            results = list(pool.map(press, range(200)))
         status = process.status()
     finally:
         process.stop()

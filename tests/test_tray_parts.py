@@ -123,7 +123,8 @@ def test_the_unix_socket_answers_and_is_private(runtime):
             raw.connect(str(path))
             raw.sendall(b"not json\n")
             reply = json.loads(raw.makefile().readline())
-            assert reply["ok"] is False and reply["message"].startswith("dreamtray could not read the command: it is not JSON")
+            assert reply["ok"] is False
+            assert reply["message"].startswith("dreamtray could not read the command: it is not JSON")
     finally:
         server.stop()
     assert not path.exists()
