@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
+
+from dreamtray import paths
 import psutil
 
 from dreamtray.engine.settings import WorkerSettings
@@ -254,9 +256,16 @@ class LocalEngine:
             return self._client
         from filelock import FileLock
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.state_dir / "engine.lock")):
-            client = self.running() or self._start()
+        try:
+            self._token()  # the service reads the same file: one that cannot be made is told here, in words
+        except OSError as exc:
+            raise EngineUnavailable(paths.cannot_write(exc, self.token_file)) from None
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(self.state_dir / "engine.lock")):
+                client = self.running() or self._start()
+        except OSError as exc:  # a read-only or full folder for the token, the lock, the state file or the log
+            raise EngineUnavailable(paths.cannot_write(exc, self.state_dir)) from None
         self._client = client
         return client
 

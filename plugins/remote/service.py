@@ -17,6 +17,7 @@ import httpx
 from dreamtray.api import EngineError, EngineUnavailable, ServiceEngine
 
 from .credentials import require_secret
+from .numbers import setting
 from .transport import MAX_RETRIES, MAX_RETRY_WAIT, error_message, read_bounded, retry_after, tls_verify
 
 TOKEN_ENV = "DREAMTRAY_REMOTE_TOKEN"
@@ -50,7 +51,7 @@ class RemoteService(ServiceEngine):
             settings["url"],
             token,
             verify=tls_verify(settings.get("verify", True)),
-            timeout=float(settings.get("timeout", 30)),
+            timeout=setting(settings, "timeout", 30, 0.1, 86400),
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
