@@ -79,3 +79,14 @@ def site(tmp_path_factory):
     from cli_env import install_test_plugins
 
     return install_test_plugins(tmp_path_factory.mktemp("plugin-site"))
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch):
+    """A private runtime folder (the tray's lock and control socket), state and data folders."""
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return folder

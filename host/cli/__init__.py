@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 from importlib import import_module
+from typing import Any
 
 import click
 
 from dreamtray.app import App
 from dreamtray.cli.context import Context
+from dreamtray.cli.terminal import printable_errors
 from dreamtray.plugins import ENV_PLUGINS_DIR, PluginHost, PluginInterrupt
 
 COMMAND_MODULES = {
@@ -45,6 +47,19 @@ class LazyGroup(click.Group):
         super().__init__(**attrs)
         self.plugin_host: PluginHost | None = plugin_host
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with printable_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; Ctrl+C (or a plugin's KeyboardInterrupt) while a plugin ran says which, and exits 130."""
+        try:
+            with printable_errors():
+                return super().invoke(ctx)
+        except PluginInterrupt as exc:
+            click.echo(f"\n{exc}", err=True)
+            ctx.exit(130)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
         if command is None and name in COMMAND_MODULES:
@@ -60,14 +75,6 @@ class LazyGroup(click.Group):
             self._import(module)
         self._add_plugin_commands()
         return super().list_commands(ctx)
-
-    def invoke(self, ctx: click.Context) -> object:
-        """Run the command; Ctrl+C (or a plugin's KeyboardInterrupt) while a plugin ran says which, and exits 130."""
-        try:
-            return super().invoke(ctx)
-        except PluginInterrupt as exc:
-            click.echo(f"\n{exc}", err=True)
-            ctx.exit(130)
 
     def _import(self, module_name: str) -> None:
         for command in import_module(f"{__name__}.{module_name}").COMMANDS:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dreamtray.cli.context import Context, pass_app
+from dreamtray.cli.terminal import echo
 
 if TYPE_CHECKING:
     from dreamtray.app import App
@@ -97,7 +98,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
         report = diagnose(ctx.app)
     except DiagnosisFailed as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+    echo(json.dumps(report, indent=2) if as_json else render(report))
 
 
 COMMANDS: list[click.Command] = [doctor]

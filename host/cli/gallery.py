@@ -81,9 +81,8 @@ def history(ctx: Context, limit: int, as_json: bool) -> None:
             prompt = parameters.prompt.replace("\n", " ")
             click.echo(printable(f"    {prompt[:100]}{'...' if len(prompt) > 100 else ''}", one_line=True))
             settings = parameters.settings()
-            click.echo(
-                "    " + ", ".join(f"{key}: {settings[key]}" for key in ("Seed", "Size", "Model") if key in settings)
-            )
+            shown = ", ".join(f"{key}: {settings[key]}" for key in ("Seed", "Size", "Model") if key in settings)
+            click.echo(printable(f"    {shown}", one_line=True))
         else:
             click.echo(printable(f"    {entry.error}", one_line=True))
 
