@@ -2,6 +2,7 @@
 the action. Enter makes the image, Escape closes the box.
 
 It is GTK 3 where the tray runs GTK's main loop (pystray's gtk and appindicator back ends) and Tk elsewhere.
+The GTK box shows a live preview beside the text when the offer brings one (desktop/live_preview.py).
 It never takes the selection: its text field does not select its text on focus and does not offer what is
 selected in it as the PRIMARY selection, so the text the user had selected stays theirs.
 """
@@ -14,12 +15,17 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from dreamtray.desktop.live_preview import LivePreview, Preview
 
 log = logging.getLogger("dreamtray.prompt_box")
 TITLE = "dreamtray: new image"
 NO_STYLE = "None"
 PLACEHOLDER = "Describe the image, then press Enter"
+PREVIEW_BOX = 256
+"""The live preview's room in the box, in pixels a side."""
 
 
 class PromptBoxUnavailable(RuntimeError):
@@ -35,18 +41,26 @@ class Offer:
     style: str
     actions: Sequence[str]
     action: str
+    live: LivePreview | None = None
+    """The live preview of this opening (GTK box only), else None."""
+    live_note: str = ""
+    """Why there is no live preview, shown in the box ('' to show nothing)."""
 
 
 @dataclass(frozen=True)
 class Choice:
-    """What the user asked for: `style` is '' for none."""
+    """What the user asked for: `style` is '' for none; `seed` is the live preview's, kept for the full image."""
 
     prompt: str
     style: str
     action: str
+    seed: int | None = None
 
 
 class PromptBox(Protocol):
+    shows_previews: bool
+    """Whether the box can show a live preview (the offer's `live`)."""
+
     def open(self, offer: Offer, on_choice: Callable[[Choice], None]) -> None:
         """Show the box (from any thread); `on_choice` is called once Enter is pressed with a prompt."""
 
@@ -70,15 +84,17 @@ def _instead(reason: str) -> str:
     return f'{reason} Meanwhile, `dreamtray trigger clipboard --prompt "..."` makes an image from typed text.'
 
 
-def _choice(prompt: str, style: str, action: str) -> Choice | None:
+def _choice(prompt: str, style: str, action: str, seed: int | None = None) -> Choice | None:
     prompt = prompt.strip()
     if not prompt:
         return None
-    return Choice(prompt, "" if style == NO_STYLE else style, action)
+    return Choice(prompt, "" if style == NO_STYLE else style, action, seed)
 
 
 class GtkPromptBox:
     """The box on GTK's main loop (which pystray runs); one at a time, a second open brings it to the front."""
+
+    shows_previews = True
 
     def __init__(self) -> None:
         self._window: Any = None
@@ -95,6 +111,8 @@ class GtkPromptBox:
         from gi.repository import Gdk, Gtk
 
         if self._window is not None:
+            if offer.live is not None:
+                offer.live.close()  # the box already open keeps its own
             self._present(self._window)
             return False
         Gtk.Settings.get_default().set_property("gtk-entry-select-on-focus", False)
@@ -120,14 +138,20 @@ class GtkPromptBox:
         for row, (label, widget) in enumerate((("Prompt", prompt), ("Style", style), ("Action", action))):
             grid.attach(Gtk.Label(label=label, xalign=0), 0, row, 1, 1)
             grid.attach(widget, 1, row, 1, 1)
+        live = _GtkLive(offer, grid) if offer.live is not None or offer.live_note else None
         window.add(grid)
 
         def close() -> None:
             self._window = None
+            if live is not None:
+                live.close()
             window.destroy()
 
         def submit() -> None:
-            choice = _choice(entry.get_text(), style.get_active_text() or NO_STYLE, action.get_active_text() or "")
+            seed = offer.live.seed if offer.live is not None else None
+            choice = _choice(
+                entry.get_text(), style.get_active_text() or NO_STYLE, action.get_active_text() or "", seed
+            )
             if choice is None:
                 window.error_bell()
                 entry.grab_focus()
@@ -150,6 +174,13 @@ class GtkPromptBox:
 
         window.connect("key-press-event", on_key)
         window.connect("delete-event", on_delete)
+        if live is not None:
+
+            def changed(*_: Any) -> None:
+                live.changed(entry.get_text(), style.get_active_text() or NO_STYLE, action.get_active_text() or "")
+
+            for widget in (entry, style, action):
+                widget.connect("changed", changed)
         self._window = window
         window.show_all()
         entry.grab_focus()
@@ -170,6 +201,84 @@ class GtkPromptBox:
             window.present()
 
 
+class _GtkLive:
+    """The preview beside the text: a picture, a line under it, and the debounce timer (GTK's thread only)."""
+
+    def __init__(self, offer: Offer, grid: Any) -> None:
+        from gi.repository import Gtk
+
+        self.live = offer.live
+        self.timer: int | None = None
+        self.closed = False
+        self.image = Gtk.Image()
+        self.image.set_size_request(PREVIEW_BOX, PREVIEW_BOX)
+        self.line = Gtk.Label(label=offer.live_note or "The preview shows once you pause typing.", xalign=0)
+        self.line.set_line_wrap(True)
+        self.line.set_max_width_chars(36)
+        grid.attach(self.image, 2, 0, 1, 3)
+        grid.attach(self.line, 2, 3, 1, 1)
+        if self.live is not None:
+            self.live.watch(self._from_engine(self._show), self._from_engine(self._problem))
+
+    def changed(self, prompt: str, style: str, action: str) -> None:
+        """The text, style or action changed: the running preview is stale; a new one once the text rests."""
+        from gi.repository import GLib
+
+        from dreamtray.desktop.live_preview import DEBOUNCE_SECONDS, Wish
+
+        if self.live is None:
+            return
+        self.live.typing()
+        if self.timer is not None:
+            GLib.source_remove(self.timer)
+
+        def rested() -> bool:
+            self.timer = None
+            if self.live is not None and prompt.strip():
+                self.line.set_text("Making the preview…")
+                self.live.ask(Wish(prompt.strip(), "" if style == NO_STYLE else style, action))
+            return False
+
+        self.timer = GLib.timeout_add(round(DEBOUNCE_SECONDS * 1000), rested)
+
+    def close(self) -> None:
+        from gi.repository import GLib
+
+        self.closed = True
+        if self.timer is not None:
+            GLib.source_remove(self.timer)
+            self.timer = None
+        if self.live is not None:
+            self.live.close()
+
+    def _from_engine(self, show: Callable[[Any], None]) -> Callable[[Any], None]:
+        """`show` run on GTK's thread, for callbacks that come from the engine's threads."""
+        from gi.repository import GLib
+
+        def later(value: Any) -> None:
+            def run() -> bool:
+                if not self.closed:
+                    show(value)
+                return False
+
+            GLib.idle_add(run)
+
+        return later
+
+    def _show(self, preview: Preview) -> None:
+        from gi.repository import GdkPixbuf
+
+        loader = GdkPixbuf.PixbufLoader.new_with_type("png")
+        loader.write(preview.png)
+        loader.close()
+        self.image.set_from_pixbuf(loader.get_pixbuf())
+        self.image.set_tooltip_text(preview.prompt)
+        self.line.set_text(f"Preview, seed {preview.seed}: Enter makes it in full.")
+
+    def _problem(self, message: str) -> None:
+        self.line.set_text(message)
+
+
 def _gtk_choices(gtk: Any, names: Sequence[str], current: str) -> Any:
     box = gtk.ComboBoxText()
     for name in names:
@@ -180,6 +289,8 @@ def _gtk_choices(gtk: Any, names: Sequence[str], current: str) -> Any:
 
 class TkPromptBox:
     """The box in a Tk window on a thread of its own (Tk is used from that thread alone); one at a time."""
+
+    shows_previews = False
 
     def __init__(self) -> None:
         self._showing = threading.Lock()
