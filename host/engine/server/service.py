@@ -4,7 +4,8 @@ The service process imports no torch (only its worker does), so it answers at on
 that crashes or runs out of memory. Every request must carry the user's token as `Authorization: Bearer`.
 
 Endpoints: GET /health, GET /v1/models, POST /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/events (SSE),
-POST /v1/jobs/{id}/cancel, POST /v1/images/generations (OpenAI-compatible), POST /v1/unload, POST /v1/shutdown.
+POST /v1/jobs/{id}/cancel, POST /v1/images/generations (OpenAI-compatible), POST /v1/expand (prompt expansion),
+POST /v1/unload, POST /v1/shutdown.
 Request bodies are size-limited; `serve` can add a per-token rate limit and logs requests without tokens,
 and prompts only when asked (`log_prompts`).
 """
@@ -36,6 +37,7 @@ from dreamtray.atomic import write_atomically
 from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
 from dreamtray.engine.server import api_fields
+from dreamtray.engine.server.expansion import add_expansion_route, close_expansions
 from dreamtray.engine.server.guard import too_large_message
 from dreamtray.engine.server.jobs import DEFAULT_MAX_QUEUE, JobManager, QueueFull
 from dreamtray.engine.settings import WorkerSettings
@@ -303,6 +305,8 @@ def create_app(
         threading.Thread(target=on_shutdown, daemon=True).start()
         return {"status": "stopping"}
 
+    if isinstance(manager, JobManager):  # prompt expansion runs beside this machine's own worker
+        add_expansion_route(app, guarded, Path(manager.settings.cache_dir))
     return app
 
 
@@ -378,6 +382,7 @@ def serve(
         server.run(sockets=[sock])
     finally:
         manager.shutdown()
+        close_expansions(app)
         if state_file is not None:
             remove_own_state(state_file)
 
