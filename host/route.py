@@ -42,6 +42,8 @@ class Task:
     """Style names instead of the config's ('' for none); None keeps the config's."""
     seed: int | None = None
     """The seed to make the image with (the prompt box's live preview's); None for a fresh one."""
+    expanded_from: str | None = None
+    """The user's own words when `prompt` is their prompt expansion (kept apart in the metadata)."""
     done: threading.Event = field(default_factory=threading.Event)
     report: Report | None = None
     marks: dict[str, float] = field(default_factory=lambda: {"asked": time.monotonic()})
@@ -130,6 +132,8 @@ def run_task(
         fields: dict[str, Any] = {} if task.style is None else {"styles": task.style or ()}
         if task.seed is not None:
             fields["seed"] = task.seed
+        if task.expanded_from is not None:
+            fields["expanded_from"] = task.expanded_from
         request = request_for(app, prompt=task.prompt, preview_every=app.config.preview_every, **fields)
         outcome = generation.generate(app, request, task.chosen, on_event=on_event, on_job=on_job, mark=task.mark)
     except Exception as exc:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from tiny_text_model import build_text_model
 from tray_process import TrayProcess, newest, press, shown_window, tray_home
 from xsession import wait_until
 
@@ -38,7 +39,9 @@ steps = 40
 def host(tray, tmp_path_factory):
     root = tmp_path_factory.mktemp("live-home")
     # torch for quality fast: the tiny model's previews start at once (no OpenVINO conversion first)
-    home = tray_home(root, tray, config='style = "Quick"\n[engine]\nruntime = "torch"\n')
+    model = build_text_model(root / "text-model")
+    config = f'style = "Quick"\nexpansion_model = "{model}"\n[engine]\nruntime = "torch"\n'
+    home = tray_home(root, tray, config=config)
     styles = root / "data" / "dreamtray" / "styles"
     styles.mkdir(parents=True)
     (styles / "test.toml").write_text(STYLES)
@@ -175,3 +178,25 @@ def test_closing_the_box_mid_preview_leaves_nothing_running(host, tray, engine):
     finally:
         assert host.trigger("menu", "Style", "Test", "Quick").returncode == 0
         wait_until(lambda: 'style = "Quick"' in config.read_text(), 30, "the style to change back")
+
+
+def test_the_expansion_shows_before_the_image_is_made_and_its_edit_is_what_enter_makes(host, tray, engine):
+    before = gallery(host)
+    open_box(host, tray)
+    seed = live(host)["seed"]
+    press(tray, "alt+e")  # the box's "Expand the prompt" toggle
+    type_text(tray, "a fox")
+    expected = json.loads(host.home.run("expand", "a fox", "--seed", str(seed), "--json", check=True).stdout)
+    grown = expected["expansion"]
+    shown(host, grown)  # the preview is made from the expansion, shown in the box before any image
+    assert gallery(host) == before
+    press(tray, "alt+x")  # to the expansion, to edit it
+    press(tray, "End")
+    type_text(tray, " at dusk")
+    state = shown(host, f"{grown} at dusk")
+    press(tray, "Return")
+    made = wait_until(lambda: [p for p in gallery(host) if p not in before], 300, "the image Enter makes", 0.2)
+    host.wait_idle()
+    request = read_metadata(made[0]).request
+    assert request.expanded_from == "a fox" and request.unstyled.prompt == f"{grown} at dusk"
+    assert request.seed == seed == state["shown"]["seed"]

@@ -171,10 +171,12 @@ class TrayHost:
         wait: bool = False,
         style: str | None = None,
         seed: int | None = None,
+        expanded_from: str | None = None,
     ) -> dict[str, Any]:
         """Make an image from `prompt` (for plugins, the prompt box and `dreamtray trigger --prompt`);
-        `style` replaces the config's style names ('' for none); `seed` is the prompt box's (None: a fresh one)."""
-        return self._offer(action, lambda: prompt, origin, wait, style, seed)
+        `style` replaces the config's style names ('' for none); `seed` is the prompt box's (None: a fresh one);
+        `expanded_from`, the user's words when `prompt` is the box's expansion of them."""
+        return self._offer(action, lambda: prompt, origin, wait, style, seed, expanded_from)
 
     def open_prompt_box(self, action: str | None = None) -> dict[str, Any]:
         """Show the prompt box, `action` (else the default action) chosen in it."""
@@ -196,6 +198,8 @@ class TrayHost:
             action=action if action in actions else self.app.config.default_action,
             live=live,
             live_note=note,
+            expand=self._expand if self._prompt_box.shows_previews else None,
+            expand_on=self.app.config.expand_prompts,
         )
         self._prompt_box.open(offer, self._chosen)
         return {"ok": True, "message": "The prompt box is open."}
@@ -210,12 +214,26 @@ class TrayHost:
         self.live = LivePreview(lambda wish, seed: preview_request(self.app, wish, seed), self.app.engine)
         return self.live, ""
 
+    def _expand(self, words: str, seed: int) -> str:
+        """The prompt box's expansion of `words` (on the box's thread): the local engine's text model."""
+        from dreamtray.prompt_expansion import expand
+
+        return expand(self.app, words, seed).expansion
+
     def _chosen(self, choice: Choice) -> None:
         """Enter in the prompt box (on the toolkit's thread): the image is made on a thread of its own."""
-        self.in_background(
-            lambda: self.generate(choice.prompt, choice.action, "prompt box", style=choice.style, seed=choice.seed),
-            "the prompt box's image",
-        )
+
+        def make() -> dict[str, Any]:
+            return self.generate(
+                choice.prompt,
+                choice.action,
+                "prompt box",
+                style=choice.style,
+                seed=choice.seed,
+                expanded_from=choice.expanded_from,
+            )
+
+        self.in_background(make, "the prompt box's image")
 
     def again(self, action: str, origin: str = "menu", wait: bool = False) -> dict[str, Any]:
         """A new image (a new seed) from the last prompt, handed to `action`."""
@@ -232,6 +250,7 @@ class TrayHost:
         wait: bool,
         style: str | None = None,
         seed: int | None = None,
+        expanded_from: str | None = None,
     ) -> dict[str, Any]:
         if self._closing.is_set():
             return {"ok": False, "message": "dreamtray is quitting."}
@@ -244,7 +263,7 @@ class TrayHost:
             return self._dropped(action, origin)
         try:
             text = prompt()
-            task = route.Task(action, text, origin, chosen, style, seed)
+            task = route.Task(action, text, origin, chosen, style, seed, expanded_from)
         except _OpenPromptBox:
             self.queue.release(entry)
             return self.open_prompt_box(action)

@@ -75,8 +75,9 @@ class Expanders:
 
     def close(self) -> None:
         if self._pool is not None:
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for process in list(getattr(self._pool, "_processes", {}).values()):
+            for process in processes:
                 process.kill()
             self._pool = None
 
