@@ -200,3 +200,26 @@ def test_the_expansion_shows_before_the_image_is_made_and_its_edit_is_what_enter
     request = read_metadata(made[0]).request
     assert request.expanded_from == "a fox" and request.unstyled.prompt == f"{grown} at dusk"
     assert request.seed == seed == state["shown"]["seed"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ("live_preview = false\n", "Live preview is off (`live_preview` in the config)."),
+        (
+            '[engine]\nbackend = "openai"\n[engine.backends.openai]\nurl = "http://127.0.0.1:9"\n',
+            "No live preview: the openai engine charges for each image.",
+        ),
+        ('[engine]\nbackend = "a1111"\n[engine.backends.a1111]\nurl = "http://127.0.0.1:9"\n', ""),
+        ("", ""),
+    ],
+)
+def test_the_box_says_why_it_makes_no_previews(tmp_path, monkeypatch, settings, reason):
+    from dreamtray.app import App
+    from dreamtray.desktop.live_preview import live_off_reason
+
+    monkeypatch.setenv("DREAMTRAY_PLUGINS", "remote")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = tmp_path / "config.toml"
+    config.write_text('model = "tiny"\n' + settings)
+    assert live_off_reason(App(config)) == reason
