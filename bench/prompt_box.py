@@ -10,7 +10,7 @@ dunst, trayer) with `dreamtray run`.
    against one preview of the sentence pasted at once (the difference: CPU spent on stale previews). The model
    is `tiny`, or `--shape sd-turbo` (random weights in SD-Turbo's shape, bench/architectures.py), at quality fast.
 3. Prompt expansion (`--expansion`): 40 new tokens from a random-weight GPT-2 in MagicPrompt's shape (124 M
-   parameters, tests/tiny_text_model.py) on torch with 2 threads, median of the repeats.
+   parameters, tests/tiny_text_model.py) on torch with `--threads` (2), median wall and process CPU seconds.
 
     python bench/prompt_box.py [--rounds 10] [--live [--shape tiny|sd-turbo]] [--expansion]
 """
@@ -121,14 +121,14 @@ def live_preview(args: argparse.Namespace, root: Path) -> None:
     )
 
 
-def expansion(repeats: int) -> None:
+def expansion(repeats: int, threads: int) -> None:
     import torch
     from measure import DEFAULT_CACHE
     from tiny_text_model import build_text_model
 
     from dreamtray.engine.server.expansion import _model, expand_text
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     folder = DEFAULT_CACHE / "magicprompt-shaped"
     if not (folder / "model.safetensors").exists():
         build_text_model(folder, real_shape=True)
@@ -143,7 +143,7 @@ def expansion(repeats: int) -> None:
     runs = [once(seed) for seed in range(1, repeats + 1)]
     wall, cpu = [run[0] for run in runs], [run[1] for run in runs]
     print(
-        f"\nprompt expansion, GPT-2 124 M (random weights), torch {torch.__version__}, 2 threads, 40 new tokens: "
+        f"\nprompt expansion, GPT-2 124 M (random weights), torch {torch.__version__}, {threads} threads, 40 new tokens: "
         f"wall median {statistics.median(wall):.2f} s (p90 {percentile(wall, 0.9):.2f}), "
         f"process CPU median {statistics.median(cpu):.2f} s, over {repeats}"
     )
@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=["tiny", "sd-turbo"], default="tiny")
     parser.add_argument("--typing-ms", type=int, default=120, help="milliseconds between two typed keys")
     parser.add_argument("--expansion", action="store_true", help="measure prompt expansion")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the expansion")
     parser.add_argument("--skip-open", action="store_true", help="leave out the box-opening figures")
     args = parser.parse_args()
     if not args.skip_open:
@@ -164,7 +165,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="dreamtray-bench-") as root:
             live_preview(args, Path(root))
     if args.expansion:
-        expansion(args.rounds)
+        expansion(args.rounds, args.threads)
     load = psutil.getloadavg()
     print(f"\n{psutil.cpu_count()} CPUs, load average {load[0]:.1f} at the end")
 

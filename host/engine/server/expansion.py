@@ -139,7 +139,7 @@ def expand_text(model: Any, tokenizer: Any, prompt: str, seed: int, max_new_toke
     with torch.inference_mode():
         for _ in range(max_new_tokens):
             output = model(input_ids=step, cache=cache, use_cache=True)
-            cache = output.past_key_values
+            cache = output.cache if hasattr(output, "cache") else output.past_key_values  # transformers 5 names
             top = torch.topk(output.logits[0, -1], TOP_K)
             token = int(top.indices[torch.multinomial(torch.softmax(top.values, -1), 1, generator=generator)])
             if token == tokenizer.eos_token_id:
