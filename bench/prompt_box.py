@@ -143,7 +143,8 @@ def expansion(repeats: int, threads: int) -> None:
     runs = [once(seed) for seed in range(1, repeats + 1)]
     wall, cpu = [run[0] for run in runs], [run[1] for run in runs]
     print(
-        f"\nprompt expansion, GPT-2 124 M (random weights), torch {torch.__version__}, {threads} threads, 40 new tokens: "
+        f"\nprompt expansion, GPT-2 124 M (random weights), torch {torch.__version__}, {threads} threads, "
+        "40 new tokens: "
         f"wall median {statistics.median(wall):.2f} s (p90 {percentile(wall, 0.9):.2f}), "
         f"process CPU median {statistics.median(cpu):.2f} s, over {repeats}"
     )

@@ -134,7 +134,8 @@ def generate(
         base.pop("init_image", None)
         fields = base | fields
         if expand:
-            click.echo("note: --from repeats the image's own prompt (its expansion included); not expanded again.", err=True)
+            note = "note: --from repeats the image's own prompt (its expansion included), not expanded again."
+            click.echo(note, err=True)
     elif prompt is None:
         raise click.UsageError("Give a PROMPT, or --from IMAGE to reproduce an image.")
     elif expand or (expand is None and app.config.expand_prompts):

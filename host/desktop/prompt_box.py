@@ -258,7 +258,8 @@ class _GtkLive:
             from dreamtray.desktop.live_preview import Wish
 
             chosen = style.get_active_text() or NO_STYLE
-            return Wish(self.prompt(entry.get_text()), "" if chosen == NO_STYLE else chosen, action.get_active_text() or "")
+            chosen = "" if chosen == NO_STYLE else chosen
+            return Wish(self.prompt(entry.get_text()), chosen, action.get_active_text() or "")
 
         def words_changed(*_: Any) -> None:
             self.expanded_words = None
