@@ -109,6 +109,23 @@ def test_options_models_samplers_styles(api, http):
     assert refused.status_code == 422 and "sd_vae" in refused.json()["detail"]
 
 
+def test_what_front_ends_send_is_taken(served, http):
+    options = http.get("/options").json()  # Open WebUI switches the model by posting the whole options back
+    options["sd_model_checkpoint"] = "tiny"
+    assert http.post("/options", json=options).status_code == 200
+    body = {  # SillyTavern's txt2img body (its image generation extension), at a small size
+        "prompt": "a lamp", "negative_prompt": "", "sampler_name": "Euler", "scheduler": "Automatic", "steps": 2,
+        "cfg_scale": 7, "width": 64, "height": 64, "restore_faces": False, "enable_hr": False, "hr_upscaler": "Latent",
+        "hr_scale": 2, "denoising_strength": 0.7, "hr_second_pass_steps": 0, "n_iter": 1, "s_churn": 0.0,
+        "s_min_uncond": 0.0, "s_noise": 1.0, "s_tmax": None, "s_tmin": 0.0, "seed": 5,
+        "override_settings": {"CLIP_stop_at_last_layers": 1, "sd_vae": "Automatic"},
+        "override_settings_restore_afterwards": True, "save_images": True, "send_images": True,
+    }  # fmt: skip
+    answer = http.post("/txt2img", json=body)
+    assert answer.status_code == 200 and json.loads(answer.json()["info"])["all_seeds"] == [5]
+    assert http.get(f"{served.url}/internal/ping").json() == {}, "SillyTavern's Connect asks A1111's ping"
+
+
 def test_interrupt_ends_the_running_request(api, http):
     answers = []
     worker = threading.Thread(

@@ -188,7 +188,13 @@ def create_router(
     @router.get("/schedulers")
     def scheduler_list() -> list[dict[str, Any]]:
         return [
-            {"name": name, "label": label or "Automatic", "aliases": None, "default_rho": None, "need_inner_model": None}
+            {
+                "name": name,
+                "label": label or "Automatic",
+                "aliases": None,
+                "default_rho": None,
+                "need_inner_model": None,
+            }
             for name, label in a1111_fields.SCHEDULERS.items()
         ]
 
@@ -201,6 +207,10 @@ def create_router(
     def upscalers() -> list[dict[str, Any]]:
         return []
 
+    @router.get("/sd-vae")
+    def vaes() -> list[dict[str, Any]]:
+        return []
+
     @router.get("/scripts")
     def scripts() -> dict[str, Any]:
         return {"txt2img": [], "img2img": []}
@@ -208,7 +218,7 @@ def create_router(
     @router.get("/options")
     def get_options() -> dict[str, Any]:
         return {
-            **a1111_fields.DEFAULT_OPTIONS,
+            **{key: values[0] for key, values in a1111_fields.DEFAULT_OPTIONS.items()},
             "sd_model_checkpoint": checkpoint(),
             "show_progress_every_n_steps": options["show_progress_every_n_steps"],
             "samples_format": "png",

@@ -30,8 +30,13 @@ INIT_FORMATS = ("PNG", "JPEG", "WEBP")
 SCHEDULERS = {"automatic": None, "karras": "Karras", "exponential": "Exponential", "beta": "Beta"}
 """A1111's scheduler (schedule type) names that dreamtray runs, and its own name for each."""
 KNOWN_OPTIONS = {"sd_model_checkpoint", "show_progress_every_n_steps", "samples_format"}
-DEFAULT_OPTIONS: dict[str, Any] = {"CLIP_stop_at_last_layers": 1, "eta_noise_seed_delta": 0}
-"""Options dreamtray does not have, accepted at these values (A1111's defaults: they change nothing)."""
+DEFAULT_OPTIONS: dict[str, tuple[Any, ...]] = {
+    "CLIP_stop_at_last_layers": (1,),
+    "eta_noise_seed_delta": (0,),
+    "sd_vae": ("Automatic", "None", None),
+}
+"""Options dreamtray does not have, accepted at these values (A1111's defaults: they change nothing); the first
+is what GET /options reports."""
 
 
 class A1111Error(FieldError):
@@ -144,7 +149,7 @@ def override_options(overrides: dict[str, Any] | None) -> dict[str, Any]:
     """The A1111 options a request or POST /options sets; an A1111Error for one dreamtray does not have."""
     overrides = dict(overrides or {})
     for key, value in overrides.items():
-        if key in KNOWN_OPTIONS or DEFAULT_OPTIONS.get(key, object()) == value:
+        if key in KNOWN_OPTIONS or value in DEFAULT_OPTIONS.get(key, ()):
             continue
         raise A1111Error(
             f"option {key}={value!r} is not supported by dreamtray (it has sd_model_checkpoint, "
@@ -200,7 +205,8 @@ def decode_image(text: str, where: str) -> bytes:
     if kind not in INIT_FORMATS:
         raise A1111Error(f"{where}: a {kind} image; send PNG, JPEG or WebP", 422)
     if width * height > MAX_INIT_PIXELS:
-        raise A1111Error(f"{where}: {width}x{height} is more than the {MAX_INIT_PIXELS:,} pixels dreamtray decodes", 413)
+        too_many = f"{width}x{height} is more than the {MAX_INIT_PIXELS:,} pixels dreamtray decodes"
+        raise A1111Error(f"{where}: {too_many}", 413)
     return data
 
 

@@ -337,6 +337,11 @@ def create_app(
         )
         app.include_router(router, dependencies=guarded)
 
+        @app.get("/internal/ping", dependencies=guarded, include_in_schema=False)
+        def ping() -> dict[str, Any]:
+            """A1111's liveness check (SillyTavern's Connect button asks it)."""
+            return {}
+
     @app.post("/v1/unload", dependencies=guarded)
     def unload() -> dict[str, Any]:
         return {"status": "unloaded" if manager.unload() else "unloading after the running job"}
