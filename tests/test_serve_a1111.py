@@ -120,10 +120,13 @@ def test_what_front_ends_send_is_taken(served, http):
         "s_min_uncond": 0.0, "s_noise": 1.0, "s_tmax": None, "s_tmin": 0.0, "seed": 5,
         "override_settings": {"CLIP_stop_at_last_layers": 1, "sd_vae": "Automatic"},
         "override_settings_restore_afterwards": True, "save_images": True, "send_images": True,
+        "url": "http://127.0.0.1:7860", "auth": f"me:{served.token}",  # its own fields, sent along
     }  # fmt: skip
     answer = http.post("/txt2img", json=body)
     assert answer.status_code == 200 and json.loads(answer.json()["info"])["all_seeds"] == [5]
-    assert http.get(f"{served.url}/internal/ping").json() == {}, "SillyTavern's Connect asks A1111's ping"
+    assert "auth" not in answer.json()["parameters"], "only A1111's fields are echoed"
+    assert http.get("/latent-upscale-modes").json() == [], "SillyTavern lists them with the upscalers"
+    assert http.get(f"{served.url}/internal/ping").json() == {}
 
 
 def test_interrupt_ends_the_running_request(api, http):
@@ -246,3 +249,8 @@ def test_each_served_image_passes_the_route_once(served, api):
     assert sorted(s for s in seen if s in expected) == sorted(expected), "each image exactly once"
     paths = [e["path"] for e in entries if e["hook"] == "image_generated" and (e["prompt"], e["seed"]) in expected]
     assert all(Path(path).parent == served.gallery for path in paths)
+
+
+def test_unknown_style_names_the_closest(http):
+    answer = http.post("/txt2img", json={"prompt": "a tree", "styles": ["Watercolour"], **SMALL})
+    assert answer.status_code == 400 and "the closest are 'Watercolor'" in answer.json()["detail"]

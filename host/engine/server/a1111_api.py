@@ -211,6 +211,10 @@ def create_router(
     def vaes() -> list[dict[str, Any]]:
         return []
 
+    @router.get("/latent-upscale-modes")
+    def latent_upscale_modes() -> list[dict[str, Any]]:
+        return []
+
     @router.get("/scripts")
     def scripts() -> dict[str, Any]:
         return {"txt2img": [], "img2img": []}

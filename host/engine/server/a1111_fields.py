@@ -292,8 +292,9 @@ def info(body: Txt2ImgBody, result: Result, infotexts: list[str], warnings: list
 
 
 def echo(body: Txt2ImgBody) -> dict[str, Any]:
-    """The `parameters` A1111 answers with: the request body (without init images unless asked for)."""
-    echoed = body.model_dump()
+    """The `parameters` A1111 answers with: the request body's A1111 fields (not the others a client added, such
+    as a front end's own `auth`), without the init images unless asked for."""
+    echoed = body.model_dump(include=set(type(body).model_fields))
     if isinstance(body, Img2ImgBody) and not body.include_init_images:
         echoed["init_images"] = None
     return echoed

@@ -339,7 +339,7 @@ def create_app(
 
         @app.get("/internal/ping", dependencies=guarded, include_in_schema=False)
         def ping() -> dict[str, Any]:
-            """A1111's liveness check (SillyTavern's Connect button asks it)."""
+            """A1111's liveness check, for clients that ask it."""
             return {}
 
     @app.post("/v1/unload", dependencies=guarded)
