@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -30,25 +32,44 @@ COUNTER = Path(__file__).parent / "plugins" / "counter"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve-a1111")
-    styles = root / "data" / "dreamtray" / "styles"
-    styles.mkdir(parents=True)
-    (styles / "mine.csv").write_text(STYLES_CSV, encoding="utf-8")
-    site = root / "site"
+def counter_site(tmp_path_factory) -> Path:
+    """The counting plugin, installed into a folder to put on PYTHONPATH."""
+    site = tmp_path_factory.mktemp("counter-site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site),
          str(COUNTER)],
         check=True,
     )  # fmt: skip
+    return site
+
+
+@contextmanager
+def serving(root: Path, site: Path, *args: str) -> Iterator[ServeProcess]:
+    """`dreamtray serve` with the serving machine's styles and the counting plugin; its log in `counter_log`."""
+    styles = root / "data" / "dreamtray" / "styles"
+    styles.mkdir(parents=True)
+    (styles / "mine.csv").write_text(STYLES_CSV, encoding="utf-8")
     env = {"PYTHONPATH": str(site), "DREAMTRAY_PLUGINS": "counter", "COUNTER_LOG": str(root / "counter.log")}
-    process = ServeProcess(root, extra_env=env)
+    process = ServeProcess(root, *args, extra_env=env)
     process.counter_log = root / "counter.log"
     try:
         process.wait_ready(timeout=120)
         yield process
     finally:
         process.stop()
+
+
+def hook_calls(process: ServeProcess, hook: str) -> list[dict]:
+    if not process.counter_log.exists():
+        return []
+    entries = [json.loads(line) for line in process.counter_log.read_text().splitlines()]
+    return [entry for entry in entries if entry["hook"] == hook]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, counter_site):
+    with serving(tmp_path_factory.mktemp("serve-a1111"), counter_site, "--rate-limit", "0") as process:
+        yield process  # no rate limit: the tests poll /progress
 
 
 @pytest.fixture(scope="module")
@@ -134,16 +155,18 @@ def test_interrupt_ends_the_running_request(api, http):
     worker = threading.Thread(
         target=lambda: answers.append(
             http.post("/txt2img", json={"prompt": "a long one", "steps": 150, "width": 256, "height": 256,
-                                        "batch_size": 8})
+                                        "batch_size": 8, "override_settings": {"show_progress_every_n_steps": 1}})
         )
     )  # fmt: skip
     worker.start()
     deadline = time.monotonic() + 120
-    while http.get("/progress").json()["state"]["sampling_step"] < 1:
-        assert time.monotonic() < deadline, "the request never started"
+    while not (progress := http.get("/progress").json()).get("current_image"):
+        assert "state" in progress, progress
+        assert time.monotonic() < deadline, "no preview while the request ran"
         time.sleep(0.05)
-    progress = http.get("/progress").json()
+    assert progress["state"]["sampling_step"] >= 1
     assert 0 < progress["progress"] < 1 and progress["eta_relative"] >= 0
+    assert Image.open(io.BytesIO(base64.b64decode(progress["current_image"]))).format == "PNG"
     api.interrupt()
     worker.join(timeout=120)
     assert answers[0].status_code == 409
@@ -237,18 +260,39 @@ def test_each_served_image_passes_the_route_once(served, api):
     api.txt2img(prompt="count a1111", seed=31, batch_size=2, **SMALL)
     expected = {("count openai, counted", 21), ("count openai, counted", 22), ("count a1111, counted", 31),
                 ("count a1111, counted", 32)}  # fmt: skip
-    deadline = time.monotonic() + 30  # image_generated runs on threads of its own
-    while True:
-        entries = [json.loads(line) for line in served.counter_log.read_text().splitlines()]
-        seen = [(e["prompt"], e["seed"]) for e in entries if e["hook"] == "image_generated"]
-        if expected <= set(seen) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    prepared = [e["prompt"] for e in entries if e["hook"] == "prepare_request"]
+    generated = wait_for_images(served, expected)
+    seen = [(e["prompt"], e["seed"]) for e in generated]
+    prepared = [e["prompt"] for e in hook_calls(served, "prepare_request")]
     assert prepared.count("count openai") == 1 and prepared.count("count a1111") == 1
     assert sorted(s for s in seen if s in expected) == sorted(expected), "each image exactly once"
-    paths = [e["path"] for e in entries if e["hook"] == "image_generated" and (e["prompt"], e["seed"]) in expected]
+    paths = [e["path"] for e in generated if (e["prompt"], e["seed"]) in expected]
     assert all(Path(path).parent == served.gallery for path in paths)
+
+
+def wait_for_images(process: ServeProcess, expected: set[tuple[str, int]]) -> list[dict]:
+    """The image_generated calls once those of `expected` (prompt, seed) are all in (they run on threads of their
+    own, after the answer), or after 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        generated = hook_calls(process, "image_generated")
+        if expected <= {(e["prompt"], e["seed"]) for e in generated} or time.monotonic() > deadline:
+            return generated
+        time.sleep(0.05)
+
+
+def test_gallery_asked_keeps_what_a1111_requests_ask_for(tmp_path, counter_site):
+    with serving(tmp_path, counter_site, "--gallery", "asked") as process:
+        api = webuiapi.WebUIApi(port=process.port, username="dreamtray", password=process.token)
+        kept = api.txt2img(prompt="keep me", seed=41, save_images=True, **SMALL)
+        passing = api.txt2img(prompt="pass me", seed=42, **SMALL)
+        generated = wait_for_images(process, {("keep me, counted", 41), ("pass me, counted", 42)})
+        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=process.token, max_retries=0, timeout=300)
+        client.images.generate(prompt="openai asks not", size="64x64", extra_body={"seed": 43, "steps": 1})
+    paths = {e["seed"]: e["path"] for e in generated}
+    assert Path(paths[41]).parent == process.gallery and paths[42] is None
+    assert [path.name for path in process.gallery.glob("*.png")] == [Path(paths[41]).name]
+    for result in (kept, passing):
+        assert "Seed: " in result.images[0].info["parameters"], "metadata whether kept or not"
 
 
 def test_unknown_style_names_the_closest(http):
