@@ -181,8 +181,10 @@ def sampler_label(body: Txt2ImgBody) -> str | None:
 
 def decode_image(text: str, where: str) -> bytes:
     """An image sent as base64 (or a data: URL) as its file's bytes, checked (format, pixel count) before its
-    pixels are decoded; `where` names the field in messages."""
+    pixels are decoded, then opened the one careful way (`image_input`); `where` names the field in messages."""
     from PIL import Image, UnidentifiedImageError
+
+    from dreamtray.image_input import ImageInputError, open_rgb
 
     if text.startswith(("http://", "https://")):
         raise A1111Error(f"{where}: an image URL is not fetched by dreamtray; send the image as base64", 422)
@@ -192,21 +194,23 @@ def decode_image(text: str, where: str) -> bytes:
         data = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise A1111Error(f"{where}: not base64 (send the image file's bytes as base64)", 422) from None
+    kind, width, height = None, 0, 0
     try:
         with Image.open(io.BytesIO(data)) as picture:
             kind, (width, height) = picture.format, picture.size
-            if kind in INIT_FORMATS and width * height <= MAX_INIT_PIXELS:
-                picture.load()
     except Image.DecompressionBombError:
         raise A1111Error(f"{where}: more pixels than the {MAX_INIT_PIXELS:,} dreamtray decodes", 413) from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        what = "not an image" if isinstance(exc, UnidentifiedImageError) else f"an unreadable image ({exc})"
-        raise A1111Error(f"{where}: {len(data):,} bytes that are {what}; send PNG, JPEG or WebP", 422) from None
-    if kind not in INIT_FORMATS:
-        raise A1111Error(f"{where}: a {kind} image; send PNG, JPEG or WebP", 422)
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass  # open_rgb below says what is wrong with it
     if width * height > MAX_INIT_PIXELS:
         too_many = f"{width}x{height} is more than the {MAX_INIT_PIXELS:,} pixels dreamtray decodes"
         raise A1111Error(f"{where}: {too_many}", 413)
+    if kind is not None and kind not in INIT_FORMATS:
+        raise A1111Error(f"{where}: a {kind} image; send PNG, JPEG or WebP", 422)
+    try:
+        open_rgb(data, where)
+    except ImageInputError as exc:
+        raise A1111Error(str(exc), 422) from None
     return data
 
 
