@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
-
-from dreamtray import paths
 import psutil
 
+from dreamtray import paths
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request, Result
 
