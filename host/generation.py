@@ -38,6 +38,8 @@ class Outcome:
     failed_actions: list[str] = field(default_factory=list)
     extras: list[GeneratedImage] = field(default_factory=list)
     """Images an action asked for besides the request's own (`GeneratedImage.make_another`), also saved."""
+    pngs: list[bytes] = field(default_factory=list)
+    """The request's images as PNG files with their metadata (for a caller that sends them on: `serve`)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -65,48 +67,42 @@ def generate(
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     on_job: Callable[[Job], None] = lambda job: None,
     mark: Callable[[str], None] = lambda step: None,
-    save: Save | None = None,
+    save: bool | Save = True,
 ) -> Outcome:
     """Generate `request` (as the user gave it), save every image, then hand them to `chosen` and the hooks.
 
-    `save` keeps the images (default: the gallery, each with its full metadata). `mark` is told as each step
+    `save` keeps the images: True, the gallery, each with its full metadata; a Save, elsewhere (refine: beside
+    the original); False (a setting of `dreamtray serve`, whose client takes the images) keeps them out of the
+    gallery: they carry the same metadata, and the hooks get them with `path` None. `mark` is told as each step
     ends ('fetched': the result is here, 'saved', 'acted': the action is done), for a caller that times them."""
     given = request
-    keep = save or (lambda result, given, warn: in_gallery(app, result, given, warn))
     request = prepare(app, request, chosen)
     notes: list[str] = []  # the gallery's, when it could not take an image and it was kept elsewhere
-    result, images = _make(
-        app, request, lambda result, warn: keep(result, given, warn), on_event, on_job, notes.append, mark
-    )
-    outcome = Outcome(result, [], notes)
+    result, images, pngs = _make(app, request, given, save, on_event, on_job, notes.append, mark)
+    outcome = Outcome(result, [], notes, pngs=pngs)
 
     def make_another(another: Request) -> GeneratedImage:
         another = another.model_copy(update={"count": 1})
         # as the user gave it: their request, with the seed and size the action asked for (plugins ran already)
         asked = given.model_copy(update={key: getattr(another, key) for key in ("seed", "width", "height", "aspect")})
-        save_another = lambda result, warn: keep(result, asked.model_copy(update={"count": 1}), warn)  # noqa: E731
-        extra_result, [extra, *_] = _make(app, another, save_another, on_event, on_job, outcome.messages.append, mark)
+        asked = asked.model_copy(update={"count": 1})
+        extra_result, [extra, *_], [extra_png, *_] = _make(
+            app, another, asked, save, on_event, on_job, outcome.messages.append, mark
+        )
         outcome.extras.append(extra)
         outcome.messages.extend(extra_result.warnings)
-        _announce(app, extra)
+        _announce(app, extra, extra_png)
         return extra
 
-    for image in images:
+    for image, png in zip(images, pngs, strict=True):
         image = replace(image, make_another=make_another)
         outcome.images.append(image)
         if chosen is not None:
             _run_action(chosen, image, outcome)
         mark("acted")
-        _announce(app, image)
+        _announce(app, image, png)
     outcome.messages[:0] = result.warnings
     return outcome
-
-
-def in_gallery(app: App, result: Result, given: Request, warn: Callable[[str], None]) -> list[Path]:
-    """The default Save: the gallery, each image with its metadata and the request as the user gave it."""
-    from dreamtray.images.metadata import given_texts
-
-    return app.gallery.save_result(result, warn=warn, texts=given_texts(given))
 
 
 def refine(
@@ -146,24 +142,41 @@ def refine(
 def _make(
     app: App,
     request: Request,
-    save: Callable[[Result, Callable[[str], None]], list[Path]],
+    given: Request,
+    save: bool | Save,
     on_event: Callable[[dict[str, Any]], None],
     on_job: Callable[[Job], None],
     warn: Callable[[str], None],
     mark: Callable[[str], None],
-) -> tuple[Result, list[GeneratedImage]]:
-    """The engine makes `request`; `save` keeps every image before anything else sees it (where it cannot, it
-    keeps it in a fallback folder and `warn` says where)."""
+) -> tuple[Result, list[GeneratedImage], list[bytes]]:
+    """The engine makes `request`; `save` keeps every image before anything else sees it (the gallery, where it
+    cannot take one, keeps it in a fallback folder and `warn` says where), with `given` (the request as the user
+    gave it) in its metadata, unless `save` is off. Returns the result, its images and their PNG files with
+    metadata."""
+    from dreamtray.images.metadata import add_metadata, given_texts
+
     job = app.engine.submit(request)
     on_job(job)
     for event in job.events():
         on_event(event)
     result = job.result()
     mark("fetched")
-    paths = save(result, warn)
+    if save is True:
+        paths: list[Path | None] = list(app.gallery.save_result(result, warn=warn, texts=given_texts(given)))
+    elif save is False:
+        paths = [None] * len(result.seeds)
+    else:
+        paths = list(save(result, given, warn))
     mark("saved")
-    images = [GeneratedImage(path, result.request_for(seed)) for path, seed in zip(paths, result.seeds, strict=True)]
-    return result, images
+    requests = [result.request_for(seed) for seed in result.seeds]
+    pngs = [
+        path.read_bytes()
+        if path
+        else add_metadata(png, request, model=result.model, sampler=result.sampler, texts=given_texts(given))
+        for path, png, request in zip(paths, result.images, requests, strict=True)
+    ]
+    images = [GeneratedImage(path, request) for path, request in zip(paths, requests, strict=True)]
+    return result, images, pngs
 
 
 def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None:
@@ -177,11 +190,11 @@ def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None
     outcome.messages.append(message or f"{action.label}: done.")
 
 
-def _announce(app: App, image: GeneratedImage) -> None:
-    """Hand the image to the `image_generated` hooks, on their own thread. The PNG is read into memory here (no
-    file stays open while the hooks run on) and decoded there, when a hook first looks at the pixels: decoding
-    it here held up the notification and the next job for some 10 ms."""
+def _announce(app: App, image: GeneratedImage, png: bytes) -> None:
+    """Hand the image to the `image_generated` hooks, on their own thread. The PNG is in memory (no file stays
+    open while the hooks run on) and is decoded there, when a hook first looks at the pixels: decoding it here
+    held up the notification and the next job for some 10 ms."""
     from PIL import Image
 
-    picture = Image.open(io.BytesIO(image.path.read_bytes()))
+    picture = Image.open(io.BytesIO(png))
     app.plugins.call_later("image_generated", image=picture, request=image.request, path=image.path)

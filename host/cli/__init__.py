@@ -16,6 +16,7 @@ from dreamtray.plugins import ENV_PLUGINS_DIR, PluginHost, PluginInterrupt
 
 COMMAND_MODULES = {
     "generate": "generate",
+    "expand": "expand",
     "doctor": "doctor",
     "engine": "engine",
     "plugins": "plugins",

@@ -121,6 +121,7 @@ class FallbackEngine:
         self.who = who or f"The {getattr(engine, 'name', 'plugin')} engine"
         """How messages name the back end: 'The NAME engine (plugin PLUGIN)'."""
         self.name = str(getattr(engine, "name", "") or who)
+        self.charges_per_image = bool(getattr(engine, "charges_per_image", False))
         self._local: Engine | None = None
 
     def local(self) -> Engine:

@@ -57,12 +57,11 @@ class JobRecord:
         """Whether the job is over (done, failed or cancelled)."""
         return self.status in FINISHED
 
-    def follow(self, timeout: float = 10.0) -> Iterator[dict[str, Any]]:
-        """Every event of the job, as it comes, until the job is over (waiting up to `timeout` s at a time): what
-        a Job's `events()` yields."""
+    def follow(self, wait: float = 10.0) -> Iterator[dict[str, Any]]:
+        """Every event of the job, as it comes, until the job is over (each wait for more is `wait` seconds)."""
         seen = 0
         while True:
-            events, finished = self.wait(seen, timeout)
+            events, finished = self.wait(seen, wait)
             seen += len(events)
             yield from events
             if finished and not events:
