@@ -11,15 +11,17 @@ torch load's tens of seconds, in a fraction of the memory. A later request that 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dreamtray.engine.presets import TAESD_BY_PIPELINE
+from dreamtray.engine.server import memory
 from dreamtray.engine.server.hardware import OPENVINO_PIPELINES, Plan
 from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.models import ModelSource
@@ -77,8 +79,14 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     fast = loaded.extras["fast_pipe"]
     fast.scheduler, fast.unet.converted = pipe.scheduler, openvino.unet
     if loaded.plan.int8 and "int8" not in loaded.extras and not (openvino.int8 and openvino.int8_decoder):
-        loaded.extras["int8"] = _to_int8(openvino, fast, loaded, cache_dir, emit, warnings)
-        _compile_for(openvino, pipe, request)
+        root = openvino_folder(cache_dir, loaded.source)
+        if openvino.int8 or not (blocked := _blocked("int8", loaded, cache_dir, _ir_unet_bytes(root))):
+            with _one_off("int8", loaded, _ir_unet_bytes(root), emit):
+                loaded.extras["int8"] = _to_int8(openvino, fast, loaded, cache_dir, emit, warnings)
+            _compile_for(openvino, pipe, request)
+        else:
+            loaded.extras["int8"] = False
+            _warn(f"Quality fast runs in bf16, not int8: {blocked}", emit, warnings)
     if decoder is not None and openvino.tiny_decoder is not None:
         decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
@@ -254,21 +262,74 @@ def wants_preview(request: Request, decoder: TinyDecoder | None, step: int, tota
     return step % request.preview_every == 0
 
 
+def _unet_bytes(pipe) -> int:
+    """The torch UNet's weights in fp32."""
+    return 4 * sum(parameter.numel() for parameter in pipe.unet.parameters())
+
+
+def _ir_unet_bytes(root: Path) -> int:
+    """The converted UNet's weights in fp32 (its IR keeps them in 16 bits)."""
+    try:
+        return 2 * (root / "unet" / "model.bin").stat().st_size
+    except OSError:
+        return 0
+
+
+def _blocked(step: str, loaded: Loaded, cache_dir: Path, unet_bytes: int) -> str | None:
+    """Why the one-off `step` must not start (it would not fit the memory, or ran out of it before); None when
+    it may."""
+    budget, own = memory.budget(), memory.own_usage()
+    room, need = budget.room(own), memory.step_peak(step, unet_bytes)
+    label, name = memory.STEP_LABELS[step], loaded.source.name
+    if (before := memory.wall(cache_dir, name, step, room)) is not None:
+        return (
+            f"{label} ran out of memory before for {name} (with {memory.gib(before)} to grow in), and the engine "
+            f"has not much more now ({budget.describe(own)}). Close other programs or raise the engine's memory limit."
+        )
+    if not memory.fits(need, room):
+        return (
+            f"{label} needs about {memory.gib(need)} at its peak for {name}, and the engine has "
+            f"{budget.describe(own)}. Close other programs or raise the engine's memory limit."
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _one_off(step: str, loaded: Loaded, unet_bytes: int, emit: Emit) -> Iterator[None]:
+    """Announce a one-off step (the service records it, should the kernel kill the worker for memory in it)."""
+    budget, own = memory.budget(), memory.own_usage()
+    need, name = memory.step_peak(step, unet_bytes), loaded.source.name
+    label = memory.STEP_LABELS[step]
+    emit(
+        {
+            "kind": "loading",
+            "message": f"{label[0].upper()}{label[1:]} ({name}): about {memory.gib(need)} at its peak; "
+            f"the engine has {budget.describe(own)}",
+            "one_off": {"step": step, "model": name, "room": budget.room(own)},
+        }
+    )
+    yield
+    emit({"kind": "loading", "one_off": None})
+
+
 def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
-    """The model's modules on OpenVINO (converted now, or read from the cache); None, with a warning, on failure."""
+    """The model's modules on OpenVINO (converted now, or read from the cache); None, with a warning, on failure
+    or when converting would not fit the memory (`_blocked`)."""
     try:
         from dreamtray.engine.server.openvino_backend import CacheError, OpenVinoModules
     except ImportError as exc:
         _warn(f"Running on torch: OpenVINO cannot be loaded ({exc})", emit, warnings)
         return None
+    root = openvino_folder(cache_dir, loaded.source)
+    converting = OpenVinoModules.needs_conversion(loaded.pipe, root)
+    if converting and (blocked := _blocked("convert", loaded, cache_dir, _unet_bytes(loaded.pipe))):
+        _warn(f"Quality fast runs on torch: {blocked}", emit, warnings)
+        return None
     try:
-        return OpenVinoModules.convert(
-            loaded.pipe,
-            openvino_folder(cache_dir, loaded.source),
-            loaded.source.name,
-            emit,
-            loaded.folder,
-        )
+        with _one_off("convert", loaded, _unet_bytes(loaded.pipe), emit) if converting else (
+            contextlib.nullcontext()
+        ):
+            return OpenVinoModules.convert(loaded.pipe, root, loaded.source.name, emit, loaded.folder)
     except CacheError as exc:
         _warn(f"Running on torch: {exc}", emit, warnings)
     except Exception as exc:

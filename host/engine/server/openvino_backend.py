@@ -275,6 +275,16 @@ class OpenVinoModules:
         )
         return cls(converted_unet, converted_encoder, pipe)
 
+    @staticmethod
+    def needs_conversion(pipe, root: Path) -> bool:
+        """Whether `convert` would convert anything for `pipe` (an entry is missing or out of date)."""
+        wanted = {"unet": _UNet(pipe.unet), "text_encoder": _TextEncoder(pipe.text_encoder)}
+        for name, module in wanted.items():
+            stored = _read_key(root / name) or {}
+            if {key: value for key, value in stored.items() if key != "files"} != cache_key(module.eval()):
+                return True
+        return False
+
     @classmethod
     def cached(cls, root: Path, model_folder: Path) -> OpenVinoModules | None:
         """The UNet and text encoder straight from the cache, without torch modules, when both entries are fresh
