@@ -6,6 +6,7 @@ same request does not walk into the same step again."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -62,7 +63,37 @@ def test_a_step_that_ran_out_of_memory_before_is_skipped_while_there_is_no_more_
     messages: list[str] = []
     result = runner.generate(FAST, emit=lambda event: messages.append(event.get("message", "")))
     assert any(m.startswith("Converting the UNet of tiny") for m in messages)  # converting still fits
-    assert not any(m.startswith("Quantizing") for m in messages)
+    assert not any(m.startswith("Calibrating") for m in messages)
+    (warning,) = [w for w in result.warnings if "memory" in w]
+    assert warning.startswith(
+        "Quality fast runs with data-free int8 weights, not the calibrated int8: quantizing the model to int8 ran "
+        "out of memory before for tiny"
+    )
+    (root,) = (tmp_path / "openvino").iterdir()
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        "text_encoder",
+        "tiny_decoder",
+        "unet",
+        "unet-int8-weights",
+    ]
+    # A new runner (a new worker) finds the data-free UNet in the cache and quantizes nothing.
+    messages.clear()
+    again = Runner(cache_dir=tmp_path, default_model="tiny", machine=OPENVINO_CPU)
+    second = again.generate(FAST, emit=lambda event: messages.append(event.get("message", "")))
+    assert not any(m.startswith(("Quantizing", "Converting", "Memory for")) for m in messages), messages
+    assert second.images[0].startswith(b"\x89PNG")
+
+
+def test_the_hand_set_limit_also_bounds_the_fallback(tmp_path, monkeypatch):
+    """With the calibrated int8 recorded as a wall and too little room even for data-free int8: bf16, said so."""
+    memory.record_wall(tmp_path, "tiny", "int8", room=2**50)
+    runner = Runner(cache_dir=tmp_path, default_model="tiny", machine=OPENVINO_CPU)
+    runner.generate(FAST)  # converted with room to spare
+    monkeypatch.setenv(memory.LIMIT_VARIABLE, "300M")
+    for made in (tmp_path / "openvino").glob("*/unet-int8-weights"):
+        shutil.rmtree(made)
+    fresh = Runner(cache_dir=tmp_path, default_model="tiny", machine=OPENVINO_CPU)
+    result = fresh.generate(FAST)
     (warning,) = [w for w in result.warnings if "memory" in w]
     assert warning.startswith("Quality fast runs in bf16, not int8: quantizing the model to int8 ran out of memory")
 

@@ -79,14 +79,8 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     fast = loaded.extras["fast_pipe"]
     fast.scheduler, fast.unet.converted = pipe.scheduler, openvino.unet
     if loaded.plan.int8 and "int8" not in loaded.extras and not (openvino.int8 and openvino.int8_decoder):
-        root = openvino_folder(cache_dir, loaded.source)
-        if openvino.int8 or not (blocked := _blocked("int8", loaded, cache_dir, _ir_unet_bytes(root))):
-            with _one_off("int8", loaded, _ir_unet_bytes(root), emit):
-                loaded.extras["int8"] = _to_int8(openvino, fast, loaded, cache_dir, emit, warnings)
-            _compile_for(openvino, pipe, request)
-        else:
-            loaded.extras["int8"] = False
-            _warn(f"Quality fast runs in bf16, not int8: {blocked}", emit, warnings)
+        loaded.extras["int8"] = _int8_that_fits(openvino, fast, loaded, cache_dir, emit, warnings)
+        _compile_for(openvino, pipe, request)
     if decoder is not None and openvino.tiny_decoder is not None:
         decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
@@ -97,14 +91,47 @@ def _current_int8(openvino, root: Path, remove_broken: bool) -> None:
     from dreamtray.engine.server.openvino_backend import Converted
     from dreamtray.engine.server.openvino_int8 import is_current
 
-    if not openvino.int8 and is_current(root / "unet-int8", root / "unet" / "model.xml"):
-        openvino.unet, openvino.int8 = Converted(root / "unet-int8", remove_broken), True
+    for made in ("unet-int8", WEIGHTS_ONLY):
+        if not openvino.int8 and is_current(root / made, root / "unet" / "model.xml"):
+            openvino.unet, openvino.int8 = Converted(root / made, remove_broken), True
     if (
         openvino.tiny_decoder is not None
         and not openvino.int8_decoder
         and is_current(root / "tiny_decoder-int8", root / "tiny_decoder" / "model.xml")
     ):
         openvino.tiny_decoder, openvino.int8_decoder = Converted(root / "tiny_decoder-int8", remove_broken), True
+
+
+WEIGHTS_ONLY = "unet-int8-weights"
+"""Where the data-free int8 UNet is kept (the plan when the calibrated one does not fit the memory)."""
+
+
+def _int8_that_fits(openvino, fast, loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]) -> bool:
+    """int8 by the plan that fits the memory: the calibrated hybrid recipe; else data-free int8 weights for the
+    UNet (bench/int8_unet.py: a fraction of the memory, no calibration); else none (bf16). Says which and why."""
+    root = openvino_folder(cache_dir, loaded.source)
+    size = _ir_unet_bytes(root)
+    if openvino.int8 and openvino.unet.folder.name == WEIGHTS_ONLY:
+        return True  # that plan leaves the tiny decoder as converted: no calibration at all
+    if openvino.int8 or not (blocked := _blocked("int8", loaded, cache_dir, size)):
+        with _one_off("int8", loaded, size, emit):
+            return _to_int8(openvino, fast, loaded, cache_dir, emit, warnings)
+    if _blocked("compress", loaded, cache_dir, size):
+        _warn(f"Quality fast runs in bf16, not int8: {blocked}", emit, warnings)
+        return False
+    _warn(f"Quality fast runs with data-free int8 weights, not the calibrated int8: {blocked}", emit, warnings)
+    from dreamtray.engine.server.openvino_backend import Converted
+    from dreamtray.engine.server.openvino_int8 import compress_unet
+
+    try:
+        with _one_off("compress", loaded, size, emit):
+            folder = compress_unet(root / "unet" / "model.xml", root / WEIGHTS_ONLY, emit)
+    except Exception as exc:
+        _warn(f"Quality fast runs in bf16: compressing to int8 failed ({type(exc).__name__}: {exc})", emit, warnings)
+        return False
+    openvino.unet = fast.unet.converted = Converted(folder)
+    openvino.int8 = True
+    return True
 
 
 CALIBRATION_SAMPLES = 16
@@ -303,7 +330,7 @@ def _one_off(step: str, loaded: Loaded, unet_bytes: int, emit: Emit) -> Iterator
     emit(
         {
             "kind": "loading",
-            "message": f"{label[0].upper()}{label[1:]} ({name}): about {memory.gib(need)} at its peak; "
+            "message": f"Memory for {label} ({name}): about {memory.gib(need)} at its peak; "
             f"the engine has {budget.describe(own)}",
             "one_off": {"step": step, "model": name, "room": budget.room(own)},
         }
