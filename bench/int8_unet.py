@@ -3,14 +3,15 @@
 Run:  python bench/int8_unet.py IR_FOLDER [--latent 64] [--hidden 1024] [--batch 1] [--samples 4] [--repeats 5]
 
 IR_FOLDER is a converted UNet (model.xml and model.bin, as the engine's OpenVINO cache keeps it, e.g.
-`models/openvino/<model>-<id>/unet`). Both int8 versions are calibrated on `--samples` random inputs (latents
-and text embeddings from a normal distribution, timestep 999: SD-Turbo's one step) and compared on others: the
-seconds per UNet call (median of `--repeats`), the relative L2 error of the output against the same IR run in
-f32, and how far the process's RSS rose above its level before while quantizing (sampled every 20 ms). Hybrid is the engine's recipe (dreamtray.engine.server.openvino_int8, symmetric int8 weights for the linear
-layers), also with asymmetric ones as optimum-intel makes them; full int8 quantizes every layer NNCF quantizes in a
-transformer, activations included; data-free int8 compresses every layer's weights (convolutions too) with no
-calibration at all. For SD-Turbo's shape use the defaults (it needs about 10 GB of
-RAM); for the `tiny` model, `--latent 8 --hidden 32`.
+`models/openvino/<model>-<id>/unet`). The int8 versions that calibrate do so on `--samples` random inputs (latents
+and text embeddings from a normal distribution, timestep 999: SD-Turbo's one step); all are compared on others:
+the seconds per UNet call (median of `--repeats`), the relative L2 error of the output against the same IR run
+in f32, and how far the process's RSS rose above its level before while quantizing (sampled every 20 ms).
+Hybrid is the engine's recipe (dreamtray.engine.server.openvino_int8, symmetric int8 weights for the linear
+layers), also with asymmetric ones as optimum-intel makes them; full int8 quantizes every layer NNCF quantizes in
+a transformer, activations included; data-free int8 compresses every layer's weights (convolutions too) with no
+calibration at all (the engine's plan when hybrid does not fit the memory). For SD-Turbo's shape use the
+defaults (it needs about 10 GB of RAM); for the `tiny` model, `--latent 8 --hidden 32`.
 """
 
 from __future__ import annotations  # noqa: I001 (the back end's import comes before NNCF's and OpenVINO's)
