@@ -24,7 +24,7 @@ from dreamtray.engine.presets import TAESD_BY_PIPELINE
 from dreamtray.engine.server import memory
 from dreamtray.engine.server.hardware import OPENVINO_PIPELINES, Plan
 from dreamtray.engine.server.loaded import Loaded
-from dreamtray.engine.server.models import ModelSource
+from dreamtray.engine.server.models import ModelError, ModelSource
 from dreamtray.engine.server.taesd import TinyDecoder
 from dreamtray.prompt_syntax import is_plain, parse
 from dreamtray.request import Request
@@ -225,9 +225,16 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     if source.kind == "single_file" or (source.kind != "tiny" and source.preset.pipeline not in OPENVINO_PIPELINES):
         return None
     root = openvino_folder(cache_dir, source)
+    from dreamtray.engine.server.models import PRESETS, export_folder, pipeline_class, pipeline_folder
+
+    if source.kind == "folder" or (source.kind == "hub" and source.name not in PRESETS):
+        if (exported := export_folder(source, cache_dir, emit, lambda: False)) is not None:
+            try:
+                return _load_export(source, exported, root, emit)
+            except Exception as exc:
+                raise ModelError(f"The OpenVINO modules in {exported} cannot be read: {exc}") from exc
     if not (root / "unet" / "key.json").is_file():
         return None  # never converted: the model may not even be on disk yet, and the full load fetches it
-    from dreamtray.engine.server.models import pipeline_class, pipeline_folder
 
     folder = pipeline_folder(source, cache_dir, emit)  # its errors (offline, cancelled) are the full load's too
     try:
@@ -242,6 +249,19 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
         return None
     emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules from the cache (no torch weights)"})
     return pipe, folder, {"openvino": modules, "fast_pipe": pipe}
+
+
+def _load_export(source: ModelSource, folder: Path, root: Path, emit: Emit) -> tuple[Any, Path, dict]:
+    """A model in optimum-intel's export layout as a light pipeline: its modules as they are (nothing converted
+    or quantized), its own VAE decoder on OpenVINO drawing `fast` images; compiled programs under `root`."""
+    from dreamtray.engine.server.models import pipeline_class
+    from dreamtray.engine.server.openvino_backend import OpenVinoModules, light_pipeline
+
+    modules = OpenVinoModules.exported(folder, root / "compiled")
+    pipe = light_pipeline(pipeline_class(source.preset.pipeline), folder, modules)
+    emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules as exported (no torch weights)"})
+    decoder = TinyDecoder(None, pipe, modules.decode)
+    return pipe, folder, {"openvino": modules, "fast_pipe": pipe, "tiny": decoder, "int8": False}
 
 
 UNSUPPORTED = "this model's UNet takes inputs that the OpenVINO back end does not pass (or is no SD pipeline)"
