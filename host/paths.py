@@ -40,7 +40,7 @@ def cannot_write(exc: OSError, path: Path) -> str:
     target = Path(exc.filename) if isinstance(exc.filename, str) else path
     folder = target if target.is_dir() else target.parent
     return (
-        f"dreamtray cannot write {target} ({exc.strerror or exc}): the folder {folder} must be writable by you "
+        f"dreamtray cannot write {target} ({file_problem(exc)}): the folder {folder} must be writable by you "
         "and have free space."
     )
 

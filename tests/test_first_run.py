@@ -294,7 +294,16 @@ def test_the_tray_shows_the_download_and_its_menu_cancels_it(tray, tmp_path, hub
         assert re.search(rf"downloading {REPO}: \d+% of {re.escape(human(repo_size(hub)))}", tooltip), tooltip
         open_menu_and_pick(tray, icon, ["Down", "Return"])  # the first item that can be chosen: Cancel download
         process.wait_idle(timeout=60)
-        cancelled = [n for n in tray.notifications() if n.get("id") not in seen]
+        def told(title: str) -> list[dict[str, str]]:  # notifications come from a thread of their own
+            return wait_until(
+                lambda: (new := [n for n in tray.notifications() if n.get("id") not in seen])
+                and any(n["summary"] == title for n in new)
+                and new,
+                10,
+                title,
+            )
+
+        cancelled = told("The image was cancelled")
         summaries = [n["summary"] for n in cancelled]
         assert "Downloading a model" in summaries and "The image was cancelled" in summaries, summaries
         body = next(n["body"] for n in cancelled if n["summary"] == "The image was cancelled")
@@ -306,7 +315,7 @@ def test_the_tray_shows_the_download_and_its_menu_cancels_it(tray, tmp_path, hub
         seen |= {n.get("id") for n in cancelled}
         result = process.trigger("clipboard", "--prompt", "a lighthouse at dusk", "--wait")
         assert result.returncode == 0, result.stderr
-        finished = [n for n in tray.notifications() if n.get("id") not in seen]
+        finished = told("Model downloaded")
         start = next(n["body"] for n in finished if n["summary"] == "Downloading a model")
         assert "already here from an earlier try" in start or "in 10 files" not in start  # what was kept stays
         done = next(n["body"] for n in finished if n["summary"] == "Model downloaded")

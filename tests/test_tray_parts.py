@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from PIL import Image
+from xsession import wait_until
 
 from dreamtray.desktop import control as instance
 
@@ -104,7 +105,8 @@ def test_on_wayland_the_host_says_so_once_and_points_at_trigger(xsession, user_d
     finally:
         host.queue.close()
     assert host.hotkeys is None
-    shown = [n for n in xsession.notifications() if n["summary"] == "No global hotkeys on Wayland"]
+    title = "No global hotkeys on Wayland"
+    shown = wait_until(lambda: [n for n in xsession.notifications() if n["summary"] == title], 10, title)
     assert len(shown) == 1 and "dreamtray trigger clipboard" in shown[0]["body"]
 
 

@@ -87,9 +87,19 @@ class JobManager:
     def cancel(self, job: JobRecord) -> None:
         if job.status == "queued":
             job.finish("cancelled", error="Cancelled before it started.")
+            self._leave_queue(job)
         elif job.status == "running" and self.worker is not None:
             self.worker.cancel.set()
             self.cancel_asked = time.monotonic()
+
+    def _leave_queue(self, job: JobRecord) -> None:
+        """A job cancelled while it waits gives its place back at once (the prompt box's previews cancel often)."""
+        with self.pending.mutex:
+            try:
+                self.pending.queue.remove(job)
+            except ValueError:
+                return
+            self.pending.not_full.notify()
 
     def stop_jobs(self, reason: str) -> None:
         """End every job: queued ones at once, the running one by cancelling it (killed after a short grace)."""
