@@ -43,16 +43,24 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     when the block ends without an error it takes `folder`'s place (replacing an older one), else it is removed
     and `folder` is left as it was. Callers hold a lock against a second writer of the same folder."""
     staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    _remove(staging)
     staging.mkdir(parents=True)
     try:
         yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    shutil.rmtree(folder, ignore_errors=True)
+    _remove(folder)
     staging.rename(folder)
     _fsync_folder(folder.parent)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder, file or symbolic link at `path` (a link itself, never what it points to)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def _link_without_overwriting(temporary: Path, path: Path) -> None:

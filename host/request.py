@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import math
 import random
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, field_validator
@@ -150,14 +151,17 @@ class Request(BaseModel):
             raise RequestError(describe_validation_error(exc)) from None
 
 
+_SIZE = re.compile(r"([0-9]{1,6}) *[xX×] *([0-9]{1,6})")
+"""Digits 0-9 only: int() would also read other scripts' digits (٣) as numbers."""
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """`WIDTHxHEIGHT` (as in `512x768`) as two whole numbers; ValueError saying the form when it is not one. The
     one parser of sizes: the limits are the Request's to check."""
-    try:
-        width, height = (int(side) for side in text.strip().lower().split("x"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not WIDTHxHEIGHT, for example 512x512") from None
-    return width, height
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text[:40]!r} is not WIDTHxHEIGHT, for example 512x512")
+    return int(match[1]), int(match[2])
 
 
 def describe_validation_error(exc: Exception) -> str:

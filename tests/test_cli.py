@@ -77,6 +77,8 @@ def test_without_a_seed_the_seed_is_reported_and_from_reproduces(home):
     [
         (["generate", "   "], 2, "the prompt is empty"),
         (["generate", "x", "--size", "big"], 2, "is not WIDTHxHEIGHT"),
+        (["generate", "x", "--size", "\u0663\u0660\u0660x\u0663\u0660\u0660"], 2, "is not WIDTHxHEIGHT"),
+        (["generate", "x", "--size", "512x512\u00b2"], 2, "is not WIDTHxHEIGHT"),
         (["generate", "x", "--steps", "0"], 2, "steps"),
         (["generate"], 2, "Give a PROMPT"),
         (["generate", "x", "--model", "no-such-model"], 1, "Unknown model 'no-such-model'"),

@@ -28,11 +28,11 @@ CGROUP_V1 = Path("/sys/fs/cgroup/memory")
 
 
 def test_sizes_read_as_bytes():
-    assert memory.parse_size("4G") == 4 * 2**30
-    assert memory.parse_size("512m") == 512 * 2**20
-    assert memory.parse_size("1073741824") == 2**30
+    assert memory.parse_bytes("4G") == 4 * 2**30
+    assert memory.parse_bytes("512m") == 512 * 2**20
+    assert memory.parse_bytes("1073741824") == 2**30
     with pytest.raises(ValueError, match="no size"):
-        memory.parse_size("lots")
+        memory.parse_bytes("lots")
 
 
 def test_a_limit_set_by_hand_is_the_budget(monkeypatch):

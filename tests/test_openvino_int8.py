@@ -13,7 +13,7 @@ import pytest
 import torch
 from openvino_process import run_refusing_the_network
 
-from dreamtray.engine.server import openvino_int8
+from dreamtray.engine.server import openvino_backend, openvino_int8
 from dreamtray.engine.server.openvino_backend import Converted, OpenVinoModules
 from dreamtray.engine.server.tiny import build_tiny_pipeline
 
@@ -101,7 +101,7 @@ def test_quantizing_says_so_with_size_and_seconds(built):
     assert start == "Quantizing the UNet to int8 (once for this model)"
     assert done.startswith("Quantized the UNet to int8: ") and " MiB in " in done and done.endswith(" s")
     assert sorted(p.name for p in built.int8.iterdir() if p.is_file()) == ["key.json", "model.bin", "model.xml"]
-    key = openvino_int8.read_key(built.int8)
+    key = openvino_backend.read_key(built.int8)
     assert key == openvino_int8.int8_key(built.source)
     assert key["format"] == openvino_int8.FORMAT and key["nncf"] and key["openvino"]
     source_key = json.loads((built.root / "unet" / "key.json").read_text())
@@ -168,7 +168,7 @@ def test_a_stale_key_quantizes_again(built, tmp_path):
     events.clear()
     openvino_int8.quantize_unet(built.source, lambda: built.samples[:2], folder, events.append)
     assert events[0]["message"] == "Quantizing the UNet to int8 (its cache is out of date)"
-    assert openvino_int8.read_key(folder) == key
+    assert openvino_backend.read_key(folder) == key
     assert not folder.with_name("unet-int8.partial").exists()
 
 

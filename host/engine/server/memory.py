@@ -73,9 +73,9 @@ def gib(size: float) -> str:
     return f"{size / 2**30:.1f} GB"
 
 
-def parse_size(text: str) -> int:
+def parse_bytes(text: str) -> int:
     """`4G`, `512M`, `1073741824` as bytes; ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE | re.ASCII)
     if not match:
         raise ValueError(f"{LIMIT_VARIABLE}={text!r} is no size (write bytes, or a number with K, M or G)")
     power = " KMGT".index(match.group(2).upper() or " ")
@@ -172,7 +172,7 @@ def budget() -> Budget:
         limit, used, where = found
     chosen = os.environ.get(LIMIT_VARIABLE, "").strip()
     if chosen:
-        size = parse_size(chosen)
+        size = parse_bytes(chosen)
         if limit is None or size < limit - used + own_usage():
             limit, used, where = size, own_usage(), LIMIT_VARIABLE
     return Budget(total, available, limit, used, where)

@@ -29,6 +29,8 @@ sys.modules.setdefault("openvino_telemetry", None)  # a None entry makes `import
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
 
+from dreamtray.atomic import staged_folder, write_atomically  # noqa: E402
+
 FORMAT = 1
 """Bumped whenever the conversion below changes, so every cached entry is converted again."""
 Emit = Callable[[dict[str, Any]], None]
@@ -154,21 +156,19 @@ def ensure_converted(
     key = cache_key(module)
     real_folder(folder.parent)
     with FileLock(lock_file(folder)):
-        stored = {} if folder.is_symlink() else _read_key(folder) or {}
+        stored = {} if folder.is_symlink() else read_key(folder) or {}
         if {name: value for name, value in stored.items() if name != "files"} != key:
             stale = folder.exists() or folder.is_symlink()
             remove_or_raise(folder)
             why = "its cache is out of date" if stale else "once for this model"
             emit({"kind": "loading", "message": f"Converting the {label} to OpenVINO ({why})"})
-            staging = folder.with_name(folder.name + ".partial")
-            remove_or_raise(staging)
-            staging.mkdir()
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: meant
-                converted = ov.convert_model(module, example_input=example)
-            ov.save_model(converted, staging / "model.xml")
-            _write_key(staging, key, files)
-            staging.rename(folder)
+            remove_or_raise(folder.with_name(folder.name + ".partial"))
+            with staged_folder(folder) as staging:
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants
+                    converted = ov.convert_model(module, example_input=example)
+                ov.save_model(converted, staging / "model.xml")
+                _write_key(staging, key, files)
             size = folder_size(folder)
             shown = f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
             emit({"kind": "loading", "message": f"Converted the {label}: {shown} in {folder}"})
@@ -180,7 +180,7 @@ def ensure_converted(
 def fresh_entry(folder: Path, files: str) -> Converted | None:
     """The cached IR at `folder` when it was converted by this OpenVINO and torch from files that still carry
     the stamp `files`; None otherwise (the caller then loads the module and converts through ensure_converted)."""
-    stored = None if folder.is_symlink() else _read_key(folder)  # a link: the full load replaces it
+    stored = None if folder.is_symlink() else read_key(folder)  # a link: the full load replaces it
     if not stored or stored.get("files") != files or any(stored.get(k) != v for k, v in versions().items()):
         return None
     return Converted(folder, remove_broken=False)
@@ -222,12 +222,11 @@ def lock_file(folder: Path) -> str:
 
 
 def _write_key(folder: Path, key: dict[str, Any], files: str | None) -> None:
-    from dreamtray.atomic import write_atomically
-
     write_atomically(folder / "key.json", json.dumps({**key, **({"files": files} if files else {})}, indent=2))
 
 
-def _read_key(folder: Path) -> dict[str, Any] | None:
+def read_key(folder: Path) -> dict[str, Any] | None:
+    """The key saved with an entry in `folder` (the IR's or int8's); None when there is none or it cannot be read."""
     try:
         return json.loads((folder / "key.json").read_text())
     except (OSError, ValueError):
@@ -340,7 +339,7 @@ class OpenVinoModules:
         """Whether `convert` would convert anything for `pipe` (an entry is missing or out of date)."""
         wanted = {"unet": _UNet(pipe.unet), "text_encoder": _TextEncoder(pipe.text_encoder)}
         for name, module in wanted.items():
-            stored = _read_key(root / name) or {}
+            stored = read_key(root / name) or {}
             if {key: value for key, value in stored.items() if key != "files"} != cache_key(module.eval()):
                 return True
         return False

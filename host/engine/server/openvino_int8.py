@@ -30,6 +30,7 @@ from dreamtray.engine.server.openvino_backend import (  # first: it keeps teleme
     Emit,
     folder_size,
     lock_file,
+    read_key,
     real_folder,
     remove_or_raise,
 )
@@ -37,6 +38,8 @@ from dreamtray.engine.server.openvino_backend import (  # first: it keeps teleme
 import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
+
+from dreamtray.atomic import staged_folder  # noqa: E402
 
 FORMAT = 4
 """Bumped whenever the recipe below changes, so every cached int8 UNet is quantized again."""
@@ -129,14 +132,6 @@ def int8_key(source_xml: Path) -> dict[str, Any]:
     }
 
 
-def read_key(folder: Path) -> dict[str, Any] | None:
-    """The key saved with the IR in `folder`; None when there is none (or it cannot be read)."""
-    try:
-        return json.loads((folder / "key.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def is_current(folder: Path, source_xml: Path) -> bool:
     """Whether `folder` holds the int8 UNet of `source_xml` made by this recipe and these versions."""
     return not folder.is_symlink() and (folder / "model.xml").exists() and read_key(folder) == int8_key(source_xml)
@@ -202,13 +197,11 @@ def _quantize(
             quantized = _with_heartbeat(lambda: recipe(ov.Core().read_model(source_xml), data), label, emit)
         finally:
             nncf_logger.setLevel(level)
-        staging = folder.with_name(folder.name + ".partial")
-        remove_or_raise(staging)
-        staging.mkdir()
-        ov.save_model(quantized, staging / "model.xml")
-        (staging / "key.json").write_text(json.dumps(int8_key(source_xml), indent=2))
-        remove_or_raise(folder)
-        staging.rename(folder)
+        remove_or_raise(folder)  # a link in its place goes, never what it points to
+        remove_or_raise(folder.with_name(folder.name + ".partial"))
+        with staged_folder(folder) as staging:
+            ov.save_model(quantized, staging / "model.xml")
+            (staging / "key.json").write_text(json.dumps(int8_key(source_xml), indent=2))
         size = folder_size(folder) / 2**20
         seconds = time.monotonic() - started
         emit({"kind": "loading", "message": f"Quantized the {label} to int8: {size:.1f} MiB in {seconds:.0f} s"})

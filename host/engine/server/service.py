@@ -42,10 +42,10 @@ from dreamtray.engine.server import a1111_api, api_fields
 from dreamtray.engine.server.expansion import add_expansion_route, close_expansions
 from dreamtray.engine.server.guard import token_matches, too_large_message
 from dreamtray.engine.server.jobs import STOPPING, JobManager, QueueFull
-from dreamtray.engine.server.routing import DirectRoute, ManagerEngine, Route, RouteFactory, Routed
+from dreamtray.engine.server.routing import DirectRoute, ManagerEngine, Route, Routed, RouteFactory
 from dreamtray.engine.settings import QUEUE_LENGTH, WorkerSettings
 from dreamtray.engine.token import load_or_create_token
-from dreamtray.request import Request, describe_validation_error
+from dreamtray.request import Request, describe_validation_error, parse_size
 
 VERSION = "1"
 MAX_BODY_BYTES = 32 * 2**20
@@ -93,9 +93,9 @@ class ImagesGeneration(BaseModel):
         width = height = None
         if self.size and self.size != "auto":
             try:
-                width, height = (int(side) for side in self.size.lower().split("x"))
-            except ValueError:
-                raise ValueError(f"size: {self.size!r} is not WIDTHxHEIGHT, for example 512x512") from None
+                width, height = parse_size(self.size)
+            except ValueError as exc:
+                raise ValueError(f"size: {exc}") from None
         if self.response_format != "b64_json":
             raise ValueError("response_format: only b64_json is served (no image URLs)")
         model = None if self.model in (None, "", "dall-e-2", "dall-e-3", "gpt-image-1") else self.model
