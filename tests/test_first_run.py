@@ -22,7 +22,7 @@ from PIL import Image
 from tray_process import TrayProcess, open_menu_and_pick, tray_home
 from xsession import wait_until
 
-from dreamtray.engine.downloads import human
+from dreamtray.engine.download_progress import human
 from dreamtray.engine.server.download import TRIES, DownloadCancelled, DownloadError, Hub, ensure_snapshot
 
 REPO = "dreamtray/tiny"

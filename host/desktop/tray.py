@@ -28,7 +28,7 @@ from dreamtray.desktop.notify import notify
 from dreamtray.desktop.notify import problem as notify_problem
 from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
 from dreamtray.desktop.prompt_history import load_history, remember
-from dreamtray.engine.downloads import percent, progress_line
+from dreamtray.engine.download_progress import percent, progress_line
 from dreamtray.engine.job_record import FINISHED
 from dreamtray.route import Report, Task
 

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import httpx
 
 from dreamtray.atomic import write_atomically
-from dreamtray.engine.downloads import human
+from dreamtray.engine.download_progress import human
 from dreamtray.engine.server import hub_names
 from dreamtray.engine.server.hub_http import ANSWER_SECONDS, DownloadError, read_json, send
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from dreamtray.engine.downloads import human
+from dreamtray.engine.download_progress import human
 
 REDIRECTS = 5
 """Redirects followed for one request (the hub sends one, to its CDN)."""
