@@ -34,7 +34,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 # fast_path.py imports this module inside its main() (a top-level import both ways would be circular)
-from fast_path import PROMPT, SEED, SIZE, TAESD_REVISION, _plan_words, ensure_tiny_decoder_in_hub
+from fast_path import PROMPT, SEED, SIZE, TAESD_REVISION, _plan_words, ensure_taesd_decoder_in_hub
 from measure import (
     DEFAULT_CACHE,
     OUTPUT,
@@ -75,7 +75,7 @@ def ensure_taesdxl_in_hub(hub: Path) -> Path:
 
 
 class InPlan:
-    """A diffusers folder loaded as the engine's plan runs it on this machine, with its tiny decoder."""
+    """A diffusers folder loaded as the engine's plan runs it on this machine, with its TAESD decoder."""
 
     def __init__(self, folder: Path, taesd_folder: Path):
         import diffusers
@@ -84,7 +84,7 @@ class InPlan:
 
         from dreamtray.engine.server.hardware import decide, probe_machine
         from dreamtray.engine.server.models import resolve_model
-        from dreamtray.engine.server.taesd import TinyDecoder
+        from dreamtray.engine.server.taesd import TaesdDecoder
 
         self.plan = decide(probe_machine(), resolve_model(str(folder)).preset)
         dtype = getattr(torch, self.plan.dtype)
@@ -96,7 +96,7 @@ class InPlan:
                 module.to(memory_format=torch.channels_last)
         self.taesd = AutoencoderTiny.from_pretrained(taesd_folder, dtype=dtype, local_files_only=True)
         self.taesd.to(self.plan.device)
-        self.tiny = TinyDecoder(self.taesd, self.pipe)
+        self.tiny = TaesdDecoder(self.taesd, self.pipe)
 
     @property
     def words(self) -> str:
@@ -417,7 +417,7 @@ def folders(shape: str, cache: Path) -> dict[str, tuple[Path, Path]]:
         taesd = ensure_tiny_taesd_folder(cache)
         return {"compile": (ensure_tiny_folder(cache), taesd), "sdxl": (ensure_folder("tiny-sdxl", cache), taesd)}
     if shape == "sd-turbo":
-        return {"compile": (ensure_folder("sd-turbo", cache), ensure_tiny_decoder_in_hub(cache / "hub"))}
+        return {"compile": (ensure_folder("sd-turbo", cache), ensure_taesd_decoder_in_hub(cache / "hub"))}
     pair = (ensure_folder("sdxl-turbo", cache), ensure_taesdxl_in_hub(cache / "hub"))
     return {"sdxl": pair, "compile": pair}
 

@@ -2,7 +2,7 @@
 
 Run:  python bench/fast_path.py [--repeats 3] [--out figures.md] [--skip-compile] [--skip-sdxl]
 
-Random weights in SD-Turbo's exact shape (bench/architectures.py) and a TAESD-shaped tiny decoder (diffusers'
+Random weights in SD-Turbo's exact shape (bench/architectures.py) and a TAESD-shaped TAESD decoder (diffusers'
 AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512, one step, guidance 0:
 - the parts: text encoder, one UNet step, decoder (full VAE, TAESD), on torch (the engine's plan: bf16 autocast
   and channels-last where the CPU has bf16 units) and on OpenVINO;
@@ -20,7 +20,7 @@ AutoencoderTiny with its default config, which is madebyollin/taesd's), 512x512,
   (today's plan against TAESD on torch; SDXL is not converted to OpenVINO).
 One-off costs are printed as they happen: converting each module (the first run only) and compiling (every load).
 
-The tiny decoder's folder is put in a Hugging Face cache of the benchmark's own (HF_HUB_CACHE under the bench
+The TAESD decoder's folder is put in a Hugging Face cache of the benchmark's own (HF_HUB_CACHE under the bench
 cache), where the engine finds it as madebyollin/taesd; nothing is downloaded (HF_HUB_OFFLINE=1). Converting
 SD-Turbo's UNet takes about 9 GB of RAM and a minute or two; the IR is kept under the bench cache.
 """
@@ -53,7 +53,7 @@ SIZE = 512
 TAESD_REVISION = "0" * 40
 
 
-def ensure_tiny_decoder_in_hub(hub: Path) -> Path:
+def ensure_taesd_decoder_in_hub(hub: Path) -> Path:
     """A random-weight AutoencoderTiny in TAESD's shape, as the hub cache's snapshot of madebyollin/taesd."""
     repo = hub / "models--madebyollin--taesd"
     snapshot = repo / "snapshots" / TAESD_REVISION
@@ -80,7 +80,7 @@ class Direct:
         from dreamtray.engine.server.hardware import decide, probe_machine
         from dreamtray.engine.server.models import resolve_model
         from dreamtray.engine.server.openvino_backend import OpenVinoModules
-        from dreamtray.engine.server.taesd import TinyDecoder
+        from dreamtray.engine.server.taesd import TaesdDecoder
 
         source = resolve_model(str(folder))
         self.plan = decide(probe_machine(), source.preset)
@@ -94,7 +94,7 @@ class Direct:
 
         def modules():
             converted = OpenVinoModules.convert(self.pipe, root, "SD-Turbo shape", _say, folder)
-            converted.attach_tiny_decoder(self.taesd, root, "SD-Turbo shape", _say)
+            converted.attach_taesd_decoder(self.taesd, root, "SD-Turbo shape", _say)
             return converted
 
         took, self.openvino = seconds(modules)
@@ -107,13 +107,13 @@ class Direct:
         report(f"OpenVINO compile for 512x512: {took:.1f} s (OpenVINO's own cache makes later ones faster)")
         self.fast_pipe = self.openvino.pipeline()
         self.fast_pipe.scheduler = self.pipe.scheduler
-        self.tiny_torch = TinyDecoder(self.taesd, self.pipe)
-        self.tiny_openvino = TinyDecoder(self.taesd, self.pipe, self.openvino.decode)
+        self.tiny_torch = TaesdDecoder(self.taesd, self.pipe)
+        self.tiny_openvino = TaesdDecoder(self.taesd, self.pipe, self.openvino.decode)
         self.int8 = int8_modules(self.pipe, root, self.taesd, folder)
         self.int8.compile_for(1, latent, latent, 4, hidden, self.pipe.tokenizer.model_max_length)
         self.int8_pipe = self.int8.pipeline()
         self.int8_pipe.scheduler = self.pipe.scheduler
-        self.tiny_int8 = TinyDecoder(self.taesd, self.pipe, self.int8.decode)
+        self.tiny_int8 = TaesdDecoder(self.taesd, self.pipe, self.int8.decode)
 
     def autocast(self):
         import torch
@@ -138,16 +138,16 @@ class Direct:
 
 
 def int8_modules(pipe, root: Path, taesd, folder: Path):
-    """The engine's int8 UNet and tiny decoder, as its first fast job quantized them (the engine runs first)."""
+    """The engine's int8 UNet and TAESD decoder, as its first fast job quantized them (the engine runs first)."""
     from dreamtray.engine.server.openvino_backend import Converted, OpenVinoModules
     from dreamtray.engine.server.openvino_int8 import is_current
 
     modules = OpenVinoModules.convert(pipe, root, "SD-Turbo shape", _say, folder)
-    modules.attach_tiny_decoder(taesd, root, "SD-Turbo shape", _say)
+    modules.attach_taesd_decoder(taesd, root, "SD-Turbo shape", _say)
     for entry in ("unet", "tiny_decoder"):
         if not is_current(root / f"{entry}-int8", root / entry / "model.xml"):
             raise SystemExit(f"no current int8 {entry} in {root}: the engine's first fast job makes it")
-    modules.unet, modules.tiny_decoder = Converted(root / "unet-int8"), Converted(root / "tiny_decoder-int8")
+    modules.unet, modules.taesd_decoder = Converted(root / "unet-int8"), Converted(root / "tiny_decoder-int8")
     modules.int8 = modules.int8_decoder = True
     return modules
 
@@ -402,7 +402,7 @@ def main() -> None:
 
     quiet_progress_bars()
     folder = ensure_folder("sd-turbo", cache)
-    taesd_folder = ensure_tiny_decoder_in_hub(cache / "hub")
+    taesd_folder = ensure_taesd_decoder_in_hub(cache / "hub")
     report(f"## The fast path on SD-Turbo's shape ({os.cpu_count()} CPUs seen, {args.repeats} repeats)")
     engine = through_the_engine(folder, cache, args.repeats)
     direct = Direct(folder, taesd_folder, cache)

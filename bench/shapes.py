@@ -705,7 +705,7 @@ def gpu_speed(name: str, folder: Path, device: str = "cuda") -> list[str]:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     from dreamtray.engine.presets import PRESETS
-    from dreamtray.engine.server.taesd import TinyDecoder
+    from dreamtray.engine.server.taesd import TaesdDecoder
 
     preset = PRESETS[name]
     size = preset.native_size
@@ -735,7 +735,7 @@ def gpu_speed(name: str, folder: Path, device: str = "cuda") -> list[str]:
         took = decode_seconds(decoder, size, size, repeats=repeats)
         rows.append((f"{label} decode {size}x{size}", 1000 * took, "", "", "", max_allocated_gib(device)))
 
-    tiny = TinyDecoder(taesd, pipe)
+    tiny = TaesdDecoder(taesd, pipe)
     calls = {
         "full VAE": lambda: direct_call(pipe, size, preset.steps, preset.guidance),
         "TAESD": lambda: tiny.to_images(
@@ -791,7 +791,7 @@ def gpu_compile(name: str, folder: Path, cache: Path, repeats: int = 5) -> dict[
     image's compile with the cache empty, then again in a new process with it full; eager and compiled UNet step and
     whole image (TAESD decoder), peak memory (bench/fast_more.py's `torch_compile_rows`)."""
     from fast_more import ensure_taesdxl_in_hub, torch_compile_rows
-    from fast_path import ensure_tiny_decoder_in_hub
+    from fast_path import ensure_taesd_decoder_in_hub
 
     from dreamtray.engine.server.taesd import ensure_tiny_taesd_folder
 
@@ -800,7 +800,7 @@ def gpu_compile(name: str, folder: Path, cache: Path, repeats: int = 5) -> dict[
     elif name == "sdxl-turbo":
         taesd = ensure_taesdxl_in_hub(cache / "hub")
     else:
-        taesd = ensure_tiny_decoder_in_hub(cache / "hub")
+        taesd = ensure_taesd_decoder_in_hub(cache / "hub")
     return torch_compile_rows(folder, taesd, cache, repeats)
 
 

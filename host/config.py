@@ -141,11 +141,11 @@ class EngineSettings(BaseModel):
     memory_policy: Literal["auto", "gpu", "model_offload", "sequential_offload", "cpu"] = "auto"
     vae_tiling: Literal["auto", "always", "never"] = "auto"
     quality: Literal["auto", "fast", "balanced", "best"] = "auto"
-    """fast: tiny decoder (TAESD), OpenVINO on a CPU; balanced: full VAE, the hardware plan; best: reference pixels."""
+    """fast: TAESD decoder (TAESD), OpenVINO on a CPU; balanced: full VAE, the hardware plan; best: reference pixels."""
     runtime: Literal["auto", "torch", "openvino"] = "auto"
     """The back end of quality fast; `auto` takes OpenVINO on a CPU where it is installed."""
     openvino_int8: StrictBool = True
-    """Quality fast on OpenVINO runs an int8 UNet and tiny decoder (quantized once per model); off: bf16."""
+    """Quality fast on OpenVINO runs an int8 UNet and TAESD decoder (quantized once per model); off: bf16."""
     allow_pickle: StrictBool = False
     """Load pickle checkpoints (.ckpt, .bin), which can run code; off: .safetensors only."""
     backend: Name = "local"
@@ -183,7 +183,7 @@ class Config(BaseModel):
     style: Text = ""
     """Style names applied to every request, comma-separated; '' for none."""
     preview_every: StrictInt = Field(default=1, ge=0, le=150)
-    """The tray icon shows the image as it forms, every this many steps (0: never); the tiny decoder draws it."""
+    """The tray icon shows the image as it forms, every this many steps (0: never); the TAESD decoder draws it."""
     live_preview: StrictBool = True
     """The prompt box shows a small, fast image of the text once typing pauses (never with an engine that charges
     for each image)."""

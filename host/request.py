@@ -84,7 +84,7 @@ class Request(BaseModel):
     init_image: B64Bytes | None = None
     strength: float = Field(0.6, gt=0.0, le=1.0)
     quality: Literal["fast", "balanced", "best"] | None = None
-    """fast: tiny decoder (TAESD) and the fastest back end; balanced: full VAE, the hardware plan; best: full VAE,
+    """fast: TAESD decoder (TAESD) and the fastest back end; balanced: full VAE, the hardware plan; best: full VAE,
     full precision, the reference pixels. None: the engine's default (`engine.quality`)."""
     preview_every: int = Field(0, ge=0, le=150)
     """Send a small preview image as a progress event every this many steps; 0 for none."""

@@ -88,7 +88,7 @@ def differing(one, other) -> int:
     return sum(a != b for a, b in zip(pixels(one.images[0]), pixels(other.images[0]), strict=True))
 
 
-def test_without_a_tiny_decoder_fast_decodes_with_the_vae_and_says_so(runner, tiny_folder, tmp_path, monkeypatch):
+def test_without_a_taesd_decoder_fast_decodes_with_the_vae_and_says_so(runner, tiny_folder, tmp_path, monkeypatch):
     """A local model whose family's TAESD is not in the cache, offline: a warning, never an error."""
     from huggingface_hub import constants
 
@@ -100,7 +100,7 @@ def test_without_a_tiny_decoder_fast_decodes_with_the_vae_and_says_so(runner, ti
     )
     reference = folder.generate(Request(prompt="x", seed=1, steps=2, preview_every=1, **SMALL), events.append)
     (warning,) = result.warnings
-    assert warning.startswith("Decoded with the full VAE: the tiny decoder is not available.")
+    assert warning.startswith("Decoded with the full VAE: the TAESD decoder is not available.")
     assert "madebyollin/taesd" in warning
     assert not reference.warnings, "no previews is no reason to warn about the image"
     assert [e["message"] for e in events if e["kind"] == "warning"][-1].startswith("No previews:")
@@ -108,7 +108,7 @@ def test_without_a_tiny_decoder_fast_decodes_with_the_vae_and_says_so(runner, ti
     assert pixels(result.images[0]) == pixels(reference.images[0])
 
 
-def test_a_tiny_decoder_already_in_the_hugging_face_cache_is_used_offline(
+def test_a_taesd_decoder_already_in_the_hugging_face_cache_is_used_offline(
     model_cache, tiny_folder, tmp_path, monkeypatch
 ):
     """A model that is no preset finds its family's TAESD where another program put it, with no download."""
@@ -135,7 +135,7 @@ def test_a_tiny_decoder_already_in_the_hugging_face_cache_is_used_offline(
 
 @pytest.mark.parametrize(("quality", "steps"), [("balanced", [1, 2]), ("fast", [1])])
 def test_previews_stream_through_the_service(engine, quality, steps):
-    """Every step sends a preview, but the last one where the tiny decoder draws the image itself (fast)."""
+    """Every step sends a preview, but the last one where the TAESD decoder draws the image itself (fast)."""
     job = engine.submit(Request(prompt="a fox", seed=2, steps=2, preview_every=1, quality=quality, **SMALL))
     events = list(job.events())
     result = job.result()

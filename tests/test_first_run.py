@@ -29,7 +29,7 @@ REPO = "dreamtray/tiny"
 UNET = "unet/diffusion_pytorch_model.safetensors"
 PATTERNS = ["*.json", "*.txt", "tokenizer*/*", "*.safetensors"]
 GENERATE = ("generate", "a lighthouse at dusk", "--size", "64x64", "--steps", "2", "--seed", "5", "--json")
-"""Quality as the config says (balanced there): only the model is downloaded (fast adds the tiny decoder's)."""
+"""Quality as the config says (balanced there): only the model is downloaded (fast adds the TAESD decoder's)."""
 
 
 @pytest.fixture

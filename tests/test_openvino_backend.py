@@ -46,12 +46,12 @@ def converted(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_the_first_process_converts_without_reaching_the_network(converted):
     cache, first = converted
-    assert len(conversions(first["messages"])) == 3, first["messages"]  # UNet, text encoder, tiny decoder
+    assert len(conversions(first["messages"])) == 3, first["messages"]  # UNet, text encoder, TAESD decoder
     assert any(m.startswith("Converted the UNet of tiny:") and "MiB in" in m for m in first["messages"])
     assert first["previews"] == [1] and not first["warnings"] and first["int8"]
     assert quantizations(first["messages"]) == [
         "Quantizing the UNet to int8 (once for this model)",
-        "Quantizing the tiny decoder to int8 (once for this model)",
+        "Quantizing the TAESD decoder to int8 (once for this model)",
     ]
     (folder,) = (cache / "openvino").iterdir()
     entries = sorted(p.name for p in folder.iterdir() if p.is_dir())

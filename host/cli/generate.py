@@ -58,7 +58,7 @@ def parse_size(value: str | None) -> tuple[int | None, int | None]:
 @click.option(
     "--quality",
     type=click.Choice(["fast", "balanced", "best"]),
-    help="fast: the tiny decoder (TAESD), OpenVINO on a CPU; balanced: the full VAE; best: the reference pixels "
+    help="fast: the TAESD decoder (TAESD), OpenVINO on a CPU; balanced: the full VAE; best: the reference pixels "
     "(default: the config's engine.quality).",
 )
 @click.option(

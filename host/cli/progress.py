@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from dreamtray.cli.terminal import echo
-
 from dreamtray.engine.job_record import FINISHED
 
 

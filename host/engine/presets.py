@@ -31,7 +31,7 @@ class Preset:
     """Below this much free VRAM the preset is not offered on a GPU at all."""
     text_window: int = 77
     taesd: str | None = None
-    """Hub id of the tiny decoder (TAESD) for this model's latent space: live previews and `quality = fast`."""
+    """Hub id of the TAESD decoder (TAESD) for this model's latent space: live previews and `quality = fast`."""
     description: str = ""
 
     @property
@@ -118,7 +118,7 @@ TAESD_BY_PIPELINE = {
     "StableDiffusionXLImg2ImgPipeline": "madebyollin/taesdxl",
     "FluxPipeline": "madebyollin/taef1",
 }
-"""The tiny decoder for models that are no preset, by their pipeline: each family has its own latent space."""
+"""The TAESD decoder for models that are no preset, by their pipeline: each family has its own latent space."""
 
 
 def get_preset(name: str) -> Preset | None:

@@ -41,7 +41,7 @@ class Overrides:
     quality: str | None = None
     """The quality of requests that name none: fast, balanced or best."""
     int8: bool | None = None
-    """False keeps `fast` on OpenVINO in bf16/f32 (no int8 UNet and tiny decoder)."""
+    """False keeps `fast` on OpenVINO in bf16/f32 (no int8 UNet and TAESD decoder)."""
 
 
 @dataclass(frozen=True)

@@ -581,5 +581,5 @@ def _other_copy(repo_id: str, revision: str, patterns: list[str], hub: Hub) -> P
                                         local_files_only=True))  # fmt: skip
     except Exception:
         return None
-    # A pipeline has its model_index.json, a single model (a tiny decoder) its config.json.
+    # A pipeline has its model_index.json, a single model (a TAESD decoder) its config.json.
     return folder if any((folder / name).is_file() for name in ("model_index.json", "config.json")) else None

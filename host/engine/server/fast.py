@@ -1,6 +1,6 @@
-"""The fast path of a request: the tiny decoder for previews and `quality = fast`, and the OpenVINO pipeline.
+"""The fast path of a request: the TAESD decoder for previews and `quality = fast`, and the OpenVINO pipeline.
 
-Both are made on a job's first need and kept with the loaded model. Neither may fail a job: a tiny decoder that
+Both are made on a job's first need and kept with the loaded model. Neither may fail a job: a TAESD decoder that
 cannot be had (offline, no TAESD for the family) turns previews off and decodes with the full VAE; an OpenVINO
 back end that cannot convert, or whose cache is broken, leaves the job on torch. Each says so in a warning.
 
@@ -25,7 +25,7 @@ from dreamtray.engine.server import memory
 from dreamtray.engine.server.hardware import OPENVINO_PIPELINES, Plan
 from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.models import ModelError, ModelSource
-from dreamtray.engine.server.taesd import TinyDecoder
+from dreamtray.engine.server.taesd import TaesdDecoder
 from dreamtray.prompt_syntax import is_plain, parse
 from dreamtray.request import Request
 
@@ -39,12 +39,12 @@ def _warn(message: str, emit: Emit, warnings: list[str]) -> None:
 
 
 def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit, warnings: list[str]):
-    """The pipeline to run and the tiny decoder (None when the request needs none or none can be had).
+    """The pipeline to run and the TAESD decoder (None when the request needs none or none can be had).
 
     For `quality = fast` on a plan whose runtime is OpenVINO, the pipeline runs its UNet and text encoder there
-    and the tiny decoder decodes there too; requests with LoRAs or an init image stay on torch.
+    and the TAESD decoder decodes there too; requests with LoRAs or an init image stay on torch.
     """
-    decoder = _tiny_decoder(loaded, cache_dir, request, emit, warnings)
+    decoder = _taesd_decoder(loaded, cache_dir, request, emit, warnings)
     if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras or request.init_image:
         return pipe, decoder
     if "openvino" not in loaded.extras:
@@ -56,13 +56,13 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     openvino = loaded.extras["openvino"]
     if openvino is None:
         return pipe, decoder
-    if decoder is not None and openvino.tiny_decoder is None:
+    if decoder is not None and openvino.taesd_decoder is None:
         try:
-            openvino.attach_tiny_decoder(
+            openvino.attach_taesd_decoder(
                 decoder.taesd, openvino_folder(cache_dir, loaded.source), loaded.source.name, emit
             )
-        except Exception as exc:  # the tiny decoder then runs on torch; the UNet stays on OpenVINO
-            _warn(f"The tiny decoder runs on torch: converting it to OpenVINO failed ({exc})", emit, warnings)
+        except Exception as exc:  # the TAESD decoder then runs on torch; the UNet stays on OpenVINO
+            _warn(f"The TAESD decoder runs on torch: converting it to OpenVINO failed ({exc})", emit, warnings)
     try:
         if loaded.plan.int8 and "int8" not in loaded.extras:
             _current_int8(openvino, openvino_folder(cache_dir, loaded.source), remove_broken=not loaded.light)
@@ -81,13 +81,13 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     if loaded.plan.int8 and "int8" not in loaded.extras and not (openvino.int8 and openvino.int8_decoder):
         loaded.extras["int8"] = _int8_that_fits(openvino, fast, loaded, cache_dir, emit, warnings)
         _compile_for(openvino, pipe, request)
-    if decoder is not None and openvino.tiny_decoder is not None:
-        decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
+    if decoder is not None and openvino.taesd_decoder is not None:
+        decoder = TaesdDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
 
 
 def _current_int8(openvino, root: Path, remove_broken: bool) -> None:
-    """Put the cached int8 UNet and tiny decoder in place of the converted ones, each where it is current."""
+    """Put the cached int8 UNet and TAESD decoder in place of the converted ones, each where it is current."""
     from dreamtray.engine.server.openvino_backend import Converted
     from dreamtray.engine.server.openvino_int8 import is_current
 
@@ -95,11 +95,11 @@ def _current_int8(openvino, root: Path, remove_broken: bool) -> None:
         if not openvino.int8 and is_current(root / made, root / "unet" / "model.xml"):
             openvino.unet, openvino.int8 = Converted(root / made, remove_broken), True
     if (
-        openvino.tiny_decoder is not None
+        openvino.taesd_decoder is not None
         and not openvino.int8_decoder
         and is_current(root / "tiny_decoder-int8", root / "tiny_decoder" / "model.xml")
     ):
-        openvino.tiny_decoder, openvino.int8_decoder = Converted(root / "tiny_decoder-int8", remove_broken), True
+        openvino.taesd_decoder, openvino.int8_decoder = Converted(root / "tiny_decoder-int8", remove_broken), True
 
 
 WEIGHTS_ONLY = "unet-int8-weights"
@@ -112,7 +112,7 @@ def _int8_that_fits(openvino, fast, loaded: Loaded, cache_dir: Path, emit: Emit,
     root = openvino_folder(cache_dir, loaded.source)
     size = _ir_unet_bytes(root)
     if openvino.int8 and openvino.unet.folder.name == WEIGHTS_ONLY:
-        return True  # that plan leaves the tiny decoder as converted: no calibration at all
+        return True  # that plan leaves the TAESD decoder as converted: no calibration at all
     if openvino.int8 or not (blocked := _blocked("int8", loaded, cache_dir, size)):
         with _one_off("int8", loaded, size, emit):
             return _to_int8(openvino, fast, loaded, cache_dir, emit, warnings)
@@ -151,7 +151,7 @@ def calibration_run(loaded: Loaded) -> dict[str, Any]:
 
 
 def _to_int8(openvino, fast, loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]) -> bool:
-    """Swap the UNet and the tiny decoder for int8 ones: quantized now (once per model, calibrated on images of
+    """Swap the UNet and the TAESD decoder for int8 ones: quantized now (once per model, calibrated on images of
     the built-in prompts, `calibration_run`) or read from the cache. A failure keeps bf16, with a warning, for as
     long as the model stays loaded."""
     from dreamtray.engine.server.openvino_backend import Converted
@@ -187,10 +187,10 @@ def _to_int8(openvino, fast, loaded: Loaded, cache_dir: Path, emit: Emit, warnin
             unet = quantize_unet(root / "unet" / "model.xml", lambda: calibration()[0], root / "unet-int8", emit)
             openvino.unet = fast.unet.converted = Converted(unet)  # the stand-in runs it from now on
             openvino.int8 = True
-        if openvino.tiny_decoder is not None and not openvino.int8_decoder:
+        if openvino.taesd_decoder is not None and not openvino.int8_decoder:
             source = root / "tiny_decoder" / "model.xml"
             decoder = quantize_decoder(source, lambda: calibration()[1], root / "tiny_decoder-int8", emit)
-            openvino.tiny_decoder, openvino.int8_decoder = Converted(decoder), True
+            openvino.taesd_decoder, openvino.int8_decoder = Converted(decoder), True
     except Exception as exc:
         _warn(f"Quality fast runs in bf16: quantizing to int8 failed ({type(exc).__name__}: {exc})", emit, warnings)
         return False
@@ -260,7 +260,7 @@ def _load_export(source: ModelSource, folder: Path, root: Path, emit: Emit) -> t
     modules = OpenVinoModules.exported(folder, root / "compiled")
     pipe = light_pipeline(pipeline_class(source.preset.pipeline), folder, modules)
     emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules as exported (no torch weights)"})
-    decoder = TinyDecoder(None, pipe, modules.decode)
+    decoder = TaesdDecoder(None, pipe, modules.decode)
     return pipe, folder, {"openvino": modules, "fast_pipe": pipe, "tiny": decoder, "int8": False}
 
 
@@ -275,9 +275,9 @@ def openvino_can_run(pipe) -> bool:
     return type(pipe).__name__ in OPENVINO_PIPELINES and not any(getattr(config, key, None) for key in UNET_EXTRAS)
 
 
-def _tiny_decoder(
+def _taesd_decoder(
     loaded: Loaded, cache_dir: Path, request: Request, emit: Emit, warnings: list[str]
-) -> TinyDecoder | None:
+) -> TaesdDecoder | None:
     if request.quality != "fast" and not request.preview_every:
         return None
     if "tiny" not in loaded.extras:
@@ -287,25 +287,25 @@ def _tiny_decoder(
         hub_id = source.preset.taesd or TAESD_BY_PIPELINE.get(type(pipe).__name__)
         try:
             taesd = load_taesd(source, hub_id, loaded.plan.dtype, cache_dir, emit).to(loaded.plan.device)
-            loaded.extras["tiny"] = TinyDecoder(taesd, pipe)
+            loaded.extras["tiny"] = TaesdDecoder(taesd, pipe)
         except Exception as exc:
             loaded.extras["tiny"] = str(exc)
     decoder = loaded.extras["tiny"]
     if not isinstance(decoder, str):
         return decoder
     if request.quality == "fast":
-        _warn(f"Decoded with the full VAE: the tiny decoder is not available. {decoder}", emit, warnings)
+        _warn(f"Decoded with the full VAE: the TAESD decoder is not available. {decoder}", emit, warnings)
     else:  # previews are a nicety: said in the progress, not in the result's warnings
-        emit({"kind": "warning", "message": f"No previews: the tiny decoder is not available. {decoder}"})
+        emit({"kind": "warning", "message": f"No previews: the TAESD decoder is not available. {decoder}"})
     return None
 
 
-def wants_preview(request: Request, decoder: TinyDecoder | None, step: int, total: int, final_is_tiny: bool) -> bool:
-    """Whether step `step` of `total` sends a preview; not the last one when the tiny decoder draws the result."""
+def wants_preview(request: Request, decoder: TaesdDecoder | None, step: int, total: int, final_is_taesd: bool) -> bool:
+    """Whether step `step` of `total` sends a preview; not the last one when the TAESD decoder draws the result."""
     if decoder is None or not request.preview_every:
         return False
     if step == total:
-        return not final_is_tiny
+        return not final_is_taesd
     return step % request.preview_every == 0
 
 
@@ -373,9 +373,7 @@ def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
         _warn(f"Quality fast runs on torch: {blocked}", emit, warnings)
         return None
     try:
-        with _one_off("convert", loaded, _unet_bytes(loaded.pipe), emit) if converting else (
-            contextlib.nullcontext()
-        ):
+        with _one_off("convert", loaded, _unet_bytes(loaded.pipe), emit) if converting else (contextlib.nullcontext()):
             return OpenVinoModules.convert(loaded.pipe, root, loaded.source.name, emit, loaded.folder)
     except CacheError as exc:
         _warn(f"Running on torch: {exc}", emit, warnings)

@@ -82,7 +82,7 @@ class Plan:
     quality: str = "balanced"
     """The quality of requests that name none."""
     int8: bool = True
-    """`fast` on OpenVINO runs an int8 UNet and tiny decoder (quantized once per model: openvino_int8.py)."""
+    """`fast` on OpenVINO runs an int8 UNet and TAESD decoder (quantized once per model: openvino_int8.py)."""
     reasons: tuple[str, ...] = field(default=())
 
     def stepped_down(self) -> Plan | None:
@@ -149,7 +149,7 @@ def _cpu_runtime(machine: Machine, preset: Preset) -> tuple[str, tuple[str, ...]
     """OpenVINO for `quality = fast` where it is installed, the model converts and the RAM holds the conversion.
 
     Measured on 2-core CPUs (bench/fast_path.py, SD-Turbo shape, 512 px): the UNet step 0.8-1.0 s on OpenVINO in
-    bf16 (0.77 s in int8) against 2.0-2.5 s on torch with bf16 autocast; with the tiny decoder one image 1.0-1.3 s
+    bf16 (0.77 s in int8) against 2.0-2.5 s on torch with bf16 autocast; with the TAESD decoder one image 1.0-1.3 s
     against 3.0 s.
     """
     if not machine.openvino:

@@ -25,5 +25,5 @@ class Loaded:
     """The pipeline runs on OpenVINO modules read from the cache, with no torch weights loaded: it serves
     `quality = fast` requests that need nothing else (fast.py `serves_light`)."""
     extras: dict[str, Any] = field(default_factory=dict)
-    """Made on first use and kept with the model: the tiny decoder and the OpenVINO pipeline (fast.py), the
+    """Made on first use and kept with the model: the TAESD decoder and the OpenVINO pipeline (fast.py), the
     embeddings of constant texts (embeddings.py)."""

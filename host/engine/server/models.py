@@ -320,7 +320,7 @@ TAESD_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
 
 
 def load_taesd(source: ModelSource, hub_id: str | None, dtype: str, cache_dir: Path, emit: Emit):
-    """The tiny decoder (AutoencoderTiny) for `source`'s latent space: from the hub like any model, or built for tiny.
+    """The TAESD decoder (AutoencoderTiny) for `source`'s latent space: from the hub like any model, or built for tiny.
 
     `hub_id` names it (the preset's, or the one for the pipeline's family); None where no TAESD is known.
     """
@@ -333,7 +333,7 @@ def load_taesd(source: ModelSource, hub_id: str | None, dtype: str, cache_dir: P
 
         folder = ensure_tiny_taesd_folder(cache_dir)
     elif hub_id is None:
-        raise ModelError(f"No tiny decoder (TAESD) is known for {source.name}.")
+        raise ModelError(f"No TAESD decoder (TAESD) is known for {source.name}.")
     else:
         try:
             folder = ensure_downloaded(

@@ -1,6 +1,6 @@
 """The OpenVINO back end of `quality = fast`: a model's modules converted once, cached on disk, run compiled.
 
-`openvino.convert_model` traces each torch module (UNet, text encoder, tiny decoder) into OpenVINO's IR, saved
+`openvino.convert_model` traces each torch module (UNet, text encoder, TAESD decoder) into OpenVINO's IR, saved
 under the user's cache folder, one entry per model and module, with a key: the format, the OpenVINO and torch
 versions, and a fingerprint of the module's weights. An entry whose key differs is converted again; one that cannot
 be read is removed, and the caller falls back to torch with a warning. Nothing is written through a symbolic
@@ -251,7 +251,7 @@ class _TextEncoder(torch.nn.Module):
         return self.encoder(input_ids)[0]
 
 
-class _TinyDecode(torch.nn.Module):
+class _TaesdDecode(torch.nn.Module):
     def __init__(self, taesd):
         super().__init__()
         self.taesd = taesd
@@ -290,17 +290,17 @@ class OpenVinoTextEncoder(_StandIn):
 
 
 class OpenVinoModules:
-    """A model's UNet, text encoder and (once attached) tiny decoder, converted and compiled on the CPU."""
+    """A model's UNet, text encoder and (once attached) TAESD decoder, converted and compiled on the CPU."""
 
     def __init__(self, unet: Converted, text_encoder: Converted, pipe=None):
         self.unet, self.text_encoder = unet, text_encoder
-        self.tiny_decoder: Converted | None = None
+        self.taesd_decoder: Converted | None = None
         self.exported = False
-        """Read from a folder exported by optimum-intel (`exported`): its `tiny_decoder` is the export's own VAE
+        """Read from a folder exported by optimum-intel (`exported`): its `taesd_decoder` is the export's own VAE
         decoder, which takes the latents divided by `decode_scale`'s inverse; nothing is converted or quantized."""
         self.decode_scale = 1.0
         self.int8 = self.int8_decoder = False
-        """Whether the UNet, and the tiny decoder, are the int8 ones (openvino_int8.py)."""
+        """Whether the UNet, and the TAESD decoder, are the int8 ones (openvino_int8.py)."""
         self.pipe = pipe
         """The torch pipeline they were converted from; None when read from the cache alone (see `cached`)."""
 
@@ -363,20 +363,20 @@ class OpenVinoModules:
             return Converted(folder / name, False, EXPORT_XML, compiled_root / name)
 
         modules = cls(read("unet"), read("text_encoder"))
-        modules.tiny_decoder = read("vae_decoder")
+        modules.taesd_decoder = read("vae_decoder")
         config = json.loads((folder / "vae_decoder" / "config.json").read_text(encoding="utf-8"))
         modules.exported, modules.decode_scale = True, 1.0 / float(config.get("scaling_factor", 0.18215))
         return modules
 
-    def attach_tiny_decoder(self, taesd, root: Path, label: str, emit: Emit) -> None:
-        """Convert (or read) the tiny decoder for these latents, once."""
-        if self.tiny_decoder is None:
+    def attach_taesd_decoder(self, taesd, root: Path, label: str, emit: Emit) -> None:
+        """Convert (or read) the TAESD decoder for these latents, once."""
+        if self.taesd_decoder is None:
             latent = (1, taesd.config.latent_channels, 64, 64)
-            self.tiny_decoder = ensure_converted(
-                root / "tiny_decoder",
-                _TinyDecode(taesd).eval(),
+            self.taesd_decoder = ensure_converted(
+                root / "tiny_decoder",  # its first name, kept: caches already made stay valid
+                _TaesdDecode(taesd).eval(),
                 (torch.randn(latent),),
-                f"tiny decoder of {label}",
+                f"TAESD decoder of {label}",
                 emit,
             )
 
@@ -393,7 +393,7 @@ class OpenVinoModules:
         return fast
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        (image, *_) = self.tiny_decoder(latents.float() * self.decode_scale)
+        (image, *_) = self.taesd_decoder(latents.float() * self.decode_scale)
         return image
 
     def compile_for(
@@ -407,8 +407,8 @@ class OpenVinoModules:
             (self.text_encoder, [(1, window)]),
             (self.unet, [(batch, channels, latent_height, latent_width), (), (batch, window, hidden)]),
         ]
-        if self.tiny_decoder is not None:
-            work.append((self.tiny_decoder, [(1, channels, latent_height, latent_width)]))
+        if self.taesd_decoder is not None:
+            work.append((self.taesd_decoder, [(1, channels, latent_height, latent_width)]))
         with ThreadPoolExecutor(len(work), thread_name_prefix="dreamtray-compile") as pool:
             for done in [pool.submit(module.compile, shapes) for module, shapes in work]:
                 done.result()  # the first failure, as compiling them one by one would raise it
@@ -422,7 +422,7 @@ def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
     """A pipeline of `pipeline_cls` that runs on `modules` alone: no torch weights are loaded.
 
     Its UNet and text encoder are the OpenVINO stand-ins; its VAE is an empty shell (the configuration only, for
-    the latent scale and the image processor): it serves `quality = fast`, whose images the tiny decoder draws.
+    the latent scale and the image processor): it serves `quality = fast`, whose images the TAESD decoder draws.
     There is no safety checker either: the pipeline runs it only on images the full VAE decodes.
     """
     import importlib

@@ -87,7 +87,7 @@ def collect_calibration(
     pipe, prompts: list[str], steps: int, guidance: float, width: int, height: int, seed: int
 ) -> tuple[list[Sample], list[Sample]]:
     """Calibration samples from `pipe` run on each prompt (seed, seed+1, ...): the UNet's inputs at every step,
-    and the final latents of each image (the tiny decoder's input), as numpy arrays.
+    and the final latents of each image (the TAESD decoder's input), as numpy arrays.
 
     `pipe.unet` must be the OpenVINO back end's UNet stand-in: its compiled call is wrapped for the duration
     and restored afterwards, also when the pipeline raises.
@@ -164,9 +164,9 @@ def quantize_decoder(
     folder: Path,
     emit: Emit,
 ) -> Path:
-    """The int8 tiny decoder of the IR at `source_xml` in `folder` (convolutions only: weights and activations
+    """The int8 TAESD decoder of the IR at `source_xml` in `folder` (convolutions only: weights and activations
     in int8), calibrated on final latents (see `collect_calibration`); cached like `quantize_unet`."""
-    return _quantize(source_xml, samples, folder, emit, "tiny decoder", decoder_quantize)
+    return _quantize(source_xml, samples, folder, emit, "TAESD decoder", decoder_quantize)
 
 
 def _quantize(

@@ -1,4 +1,4 @@
-"""The tiny decoder (TAESD, diffusers `AutoencoderTiny`): live previews, and the decoder of `quality = fast`.
+"""The TAESD decoder (TAESD, diffusers `AutoencoderTiny`): live previews, and the decoder of `quality = fast`.
 
 TAESD reads the latents a pipeline's denoising loop holds (already scaled, as the UNet sees them) and draws an
 image from them in a tenth of the full VAE's time, close to it but not the same pixels. Each model family has
@@ -52,7 +52,7 @@ def ensure_tiny_taesd_folder(cache_dir: Path) -> Path:
     return folder
 
 
-class TinyDecoder:
+class TaesdDecoder:
     """Turns a pipeline's latents into images with TAESD (torch, or a compiled OpenVINO decoder in its place)."""
 
     def __init__(self, taesd, pipe, decode=None):
@@ -85,5 +85,5 @@ class TinyDecoder:
         return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def preview_event(decoder: TinyDecoder, latents: Any, step: int, width: int, height: int) -> dict[str, Any]:
+def preview_event(decoder: TaesdDecoder, latents: Any, step: int, width: int, height: int) -> dict[str, Any]:
     return {"kind": "preview", "step": step, "png": decoder.preview(latents, width, height)}
