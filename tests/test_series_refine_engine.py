@@ -13,7 +13,9 @@ from click.testing import CliRunner
 from fixtures_engine import pixels
 from PIL import Image
 
-from dreamtray.cli.series import COMMANDS, refine, series
+from dreamtray.cli.refine import COMMANDS as REFINE_COMMANDS
+from dreamtray.cli.refine import refine
+from dreamtray.cli.series import COMMANDS, series
 from dreamtray.cli.styles import StyleServices
 from dreamtray.images.lineage import LINEAGE_KEY, image_texts
 from dreamtray.images.metadata import PARAMETERS_KEY, REQUEST_KEY
@@ -83,7 +85,7 @@ def invoke(command, args, services):
 
 
 def test_commands_are_exposed():
-    assert COMMANDS == [series, refine]
+    assert (COMMANDS, REFINE_COMMANDS) == ([series], [refine])
 
 
 def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runner, tmp_path):

@@ -23,7 +23,7 @@ COMMAND_MODULES = {
     "config": "gallery",
     "styles": "styles",
     "series": "series",
-    "refine": "series",
+    "refine": "refine",
     "autostart": "install",
     "launcher": "install",
     "desktop-check": "install",
