@@ -16,7 +16,9 @@ from PIL import Image
 from dreamtray.cli.refine import COMMANDS as REFINE_COMMANDS
 from dreamtray.cli.refine import refine
 from dreamtray.cli.series import COMMANDS, series
-from dreamtray.cli.styles import StyleServices
+from dreamtray.app import App
+from dreamtray.cli.context import Context
+from dreamtray.images.gallery import Gallery
 from dreamtray.images.lineage import LINEAGE_KEY, image_texts
 from dreamtray.images.metadata import PARAMETERS_KEY, REQUEST_KEY
 from dreamtray.images.refine import refine_file
@@ -67,12 +69,20 @@ def engine(runner, tiny_folder):
     return InProcessEngine(runner)
 
 
+def in_process_app(engine, folder, registry: StyleRegistry | None = None) -> Context:
+    """The command line's context over an application whose engine runs in this process and whose gallery
+    (with the series folder in it) is `folder`."""
+    app = App(config_path=folder / "config.toml")
+    app.engine, app.gallery, app.styles = engine, Gallery(folder), registry or StyleRegistry()
+    return Context(app)
+
+
 @pytest.fixture
 def services(engine, tmp_path):
     registry = StyleRegistry()
     registry.add(Style(name="Ink", prompt="ink sketch of {prompt}", negative_prompt="color", pack="Test"))
     registry.add(Style(name="Pinned", prompt="{prompt}, dusk", seed=4242, pack="Test"))
-    return StyleServices(registry=lambda: registry, engine=lambda: engine, series_dir=tmp_path / "series")
+    return in_process_app(engine, tmp_path, registry)
 
 
 def series_manifests(tmp_path):
