@@ -182,3 +182,60 @@ def test_a_plugin_brings_a_method(context, engine, tmp_path):
     assert second.subject.plugin == "flat"
     unknown = CliRunner().invoke(series, ["a fox", "--plugin-method", "nope", *SMALL], obj=context)
     assert unknown.exit_code == 1 and "no plugin brings the same-subject method 'nope'" in unknown.stderr
+
+
+def tiny_ip_adapter(folder, unet) -> str:
+    """An IP-Adapter for the tiny UNet in h94/IP-Adapter's file layout: `models/<name>.safetensors` (the image
+    projection and one key/value pair per cross-attention layer) and a tiny CLIP image encoder beside it."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(3)
+    embed, width, tokens = 16, unet.config.cross_attention_dim, 4
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            projection_dim=embed,
+        )
+    )
+    encoder.save_pretrained(folder / "models" / "image_encoder")
+    weights = {
+        "image_proj.proj.weight": torch.randn(width * tokens, embed),
+        "image_proj.proj.bias": torch.zeros(width * tokens),
+        "image_proj.norm.weight": torch.ones(width),
+        "image_proj.norm.bias": torch.zeros(width),
+    }
+    cross = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    for index in range(len(cross)):
+        hidden = unet.get_submodule(cross[index].removesuffix(".processor")).to_k.out_features
+        for part in ("to_k_ip", "to_v_ip"):
+            weights[f"ip_adapter.{2 * index + 1}.{part}.weight"] = torch.randn(hidden, width)
+    path = folder / "models" / "ip-adapter_tiny.safetensors"
+    save_file(weights, path)
+    return str(path)
+
+
+def test_ip_adapter_through_diffusers_loader(context, runner, engine, tmp_path):
+    adapter = tiny_ip_adapter(tmp_path / "adapter", runner.ensure_loaded("tiny").pipe.unet)
+    picture = tmp_path / "dog.png"
+    Image.new("RGB", (64, 64), (20, 200, 90)).save(picture)
+    args = ["a dog", "--reference", str(picture), "--ip-adapter", adapter, *SMALL]
+    made = run(context, *args, "--out", str(tmp_path / "s"))
+    assert made.exit_code == 0, made.output
+    manifest, folder = load_manifest(tmp_path / "s")
+    assert manifest.subject.method == "ip-adapter"
+    assert runner.loaded.extras["ip_adapter"] == adapter
+    plain = runner.generate(Request(prompt="a dog", seed=5, width=64, height=64, steps=2, model="tiny"))
+    assert runner.loaded.extras["ip_adapter"] is None, "a plain request runs without the adapter"
+    adapted = (folder / manifest.images[0].file).read_bytes()
+    assert pixels(adapted) != pixels(plain.images[0])
+    again = runner.generate(reproduce_image(folder / manifest.images[0].file).request)
+    assert pixels(again.images[0]) == pixels(adapted)
+    missing = CliRunner().invoke(series, ["a dog", "--same-subject", "--method", "ip-adapter", *SMALL], obj=context)
+    # the in-process engine raises what a served engine reports as a failed job
+    assert missing.exit_code == 1 and "no IP-Adapter for this model on this machine" in str(missing.exception)
