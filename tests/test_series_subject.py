@@ -239,3 +239,34 @@ def test_ip_adapter_through_diffusers_loader(context, runner, engine, tmp_path):
     missing = CliRunner().invoke(series, ["a dog", "--same-subject", "--method", "ip-adapter", *SMALL], obj=context)
     # the in-process engine raises what a served engine reports as a failed job
     assert missing.exit_code == 1 and "no IP-Adapter for this model on this machine" in str(missing.exception)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, model_cache):
+    from fixtures_engine import start_engine
+
+    local = start_engine(tmp_path_factory.mktemp("served"), model_cache)
+    yield local
+    local.stop()
+    local.close()
+
+
+def test_the_served_api_takes_the_subject_as_fields(served):
+    """`/v1/jobs` takes `subject` like any other field: the engine chooses the method and says so in the result."""
+    import httpx
+
+    base = {"width": 64, "height": 64, "steps": 2, "model": "tiny", "quality": "balanced"}  # on torch
+    first = served.submit(Request(prompt="a red fox", seed=5, subject=Subject(), **base)).result()
+    assert first.request.subject.method == "shared-attention"
+    later = served.submit(Request(prompt="the fox asleep", seed=6, subject=Subject(reference=first.request), **base))
+    result = later.result()
+    assert result.request.subject.method == "shared-attention" and result.request.subject.reference == first.request
+    plain = served.submit(Request(prompt="the fox asleep", seed=6, **base)).result()
+    assert pixels(result.images[0]) != pixels(plain.images[0])
+
+    client = served.client()
+    token = served.token_file.read_text().strip()
+    with httpx.Client(base_url=client.url, headers={"Authorization": f"Bearer {token}"}) as http:
+        for subject, field in (({"method": "telepathy"}, "subject.method"), ({"strength": 3}, "subject.strength")):
+            response = http.post("/v1/jobs", json={"prompt": "x", "subject": subject})
+            assert response.status_code == 400 and field in response.json()["error"]["message"]
