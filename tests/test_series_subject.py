@@ -270,3 +270,27 @@ def test_the_served_api_takes_the_subject_as_fields(served):
         for subject, field in (({"method": "telepathy"}, "subject.method"), ({"strength": 3}, "subject.strength")):
             response = http.post("/v1/jobs", json={"prompt": "x", "subject": subject})
             assert response.status_code == 400 and field in response.json()["error"]["message"]
+
+
+def test_more_like_this_keeps_the_last_images_subject(xsession, context, runner, tmp_path, user_dirs):
+    """The tray's "More like this": three new images from the newest one's next seeds, keeping its subject."""
+    from dreamtray import generation
+    from dreamtray.desktop.menu import build_menu, describe_menu
+    from dreamtray.desktop.tray import TrayHost
+
+    app = context.app
+    last = generation.generate(app, Request(prompt="a red fox", seed=40, width=64, height=64, steps=2)).images[0]
+    host = TrayHost(app)
+    try:
+        assert "More like this" in describe_menu(build_menu(host))
+        reply = host.more_like_this()
+    finally:
+        host.queue.close()
+    assert reply["ok"] and len(reply["images"]) == 3
+    for number, made in enumerate(reply["images"], start=1):
+        request = reproduce_image(made).request
+        assert request.seed == 40 + number and request.prompt == "a red fox"
+        assert request.subject.method == "shared-attention" and request.subject.reference == last.request
+    runner.loaded.extras["subject"] = None
+    again = runner.generate(reproduce_image(reply["images"][0]).request)
+    assert pixels(again.images[0]) == pixels(open(reply["images"][0], "rb").read())

@@ -46,8 +46,9 @@ class SubjectError(RuntimeError):
 
 
 def record_key(request: Request) -> str:
-    """Which first image a record belongs to: its settled request, progress settings left out."""
-    text = request.model_copy(update={"preview_every": 0}).model_dump_json(exclude={"init_image"})
+    """Which first image a record belongs to: its settled request, progress settings and its own subject left
+    out (any image can be the first of a subject: "More like this" starts from an image made alone)."""
+    text = request.model_copy(update={"preview_every": 0}).model_dump_json(exclude={"init_image", "subject"})
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -224,7 +225,8 @@ def ensure_record(runner: Runner, subject: Subject, loaded: Loaded, emit: Emit, 
     kept = loaded.extras.get("subject")
     if not (isinstance(kept, KeyValueRecord) and kept.key == key and kept.layers):
         emit({"kind": "loading", "message": "Making the first image of the subject again (its attention is shared)"})
-        runner.generate(subject.reference, emit=_steps_hidden(emit), cancelled=cancelled)
+        first = subject.reference.model_copy(update={"subject": Subject(method="shared-attention")})
+        runner.generate(first, emit=_steps_hidden(emit), cancelled=cancelled)
         kept = runner.loaded.extras.get("subject") if runner.loaded else None
         if not (isinstance(kept, KeyValueRecord) and kept.key == key):
             raise SubjectError("the first image of the subject could not be recorded")
