@@ -74,14 +74,15 @@ def make_series(runner, base: dict, method: str | None) -> tuple[list[float], li
     return times, images, latents[-len(PROMPTS) :], peak["peak_mb"]
 
 
-def bench_shape(shape: str, size: int, steps: int, repeats: int, cache: Path) -> None:
+def bench_shape(shape: str, size: int, steps: int, repeats: int, cache: Path, dtype: str | None) -> None:
     from dreamtray.engine.server.hardware import probe_machine
     from dreamtray.engine.server.runner import Runner
+    from dreamtray.engine.settings import Overrides
     from dreamtray.request import Request
 
     quiet_progress_bars()
     model = "tiny" if shape == "tiny" else str(ensure_folder(shape, cache))
-    runner = Runner(cache_dir=cache, default_model=model, machine=probe_machine())
+    runner = Runner(cache_dir=cache, default_model=model, machine=probe_machine(), overrides=Overrides(dtype=dtype))
     base = {"model": model, "width": size, "height": size, "steps": steps, "guidance": 0.0, "quality": "balanced"}
     runner.generate(Request(prompt="warm up", seed=1, **base))
     rows = []
@@ -119,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--dtype", help="Weights' dtype (bfloat16 halves the memory of float32); default: the plan's.")
     args = parser.parse_args(argv)
     prepare_run()
-    bench_shape(args.shape, args.size, args.steps, args.repeats, args.cache)
+    bench_shape(args.shape, args.size, args.steps, args.repeats, args.cache, args.dtype)
     return 0
 
 

@@ -198,8 +198,6 @@ class Runner:
             method = same_subject.choose(subject, loaded, request)
         except same_subject.SubjectError as exc:
             raise GenerationError(f"Same subject: {exc}.") from None
-        if method in ("shared-attention", "ip-adapter") and loaded.light:
-            loaded = self.ensure_loaded(request.model, emit, cancelled)
         if method == "shared-attention" and request.quality == "fast" and loaded.plan.runtime == "openvino":
             warnings.append("Shared attention runs on torch (the OpenVINO UNet's attention cannot be changed).")
             request = request.model_copy(update={"quality": "balanced"})

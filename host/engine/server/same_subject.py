@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dreamtray.engine.server.loaded import Loaded
-from dreamtray.request import Request, Subject
-
-if TYPE_CHECKING:
-    from dreamtray.engine.server.runner import Runner
+from dreamtray.request import Request, Result, Subject
 
 Emit = Callable[[dict[str, Any]], None]
+
+
+class Runner(Protocol):
+    """What making a reference again needs of the engine's Runner."""
+
+    loaded: Loaded | None
+
+    def generate(self, request: Request, emit: Emit = ..., cancelled: Callable[[], bool] = ...) -> Result: ...
 SHARED_BUDGET_BYTES = 2 * 1024**3
 """The most the first image's recorded keys and values may take; above it, `auto` chooses init-image."""
 PUBLISHED_ADAPTERS = {
@@ -146,7 +152,6 @@ def shared_attention(unet, record: KeyValueRecord) -> Iterator[None]:
 def record_bytes(unet, request: Request, unet_calls: int, element_size: int) -> int:
     """What recording the first image's keys and values takes: every self-attention layer, every UNet call."""
     levels = len(unet.config.block_out_channels)
-    scale = LATENT_SCALE
     total = 0
     guided = 2 if request.guidance > 1 and unet.config.time_cond_proj_dim is None else 1
     for name, module in unet.named_modules():
@@ -156,7 +161,8 @@ def record_bytes(unet, request: Request, unet_calls: int, element_size: int) -> 
         level = levels - 1 if match is None else int(match[2])
         if match is not None and match[1] == "up_blocks":
             level = levels - 1 - level
-        tokens = math.ceil(request.height / scale / 2**level) * math.ceil(request.width / scale / 2**level)
+        side = LATENT_SCALE * 2**level
+        tokens = math.ceil(request.height / side) * math.ceil(request.width / side)
         total += 2 * guided * tokens * module.to_k.out_features
     return total * unet_calls * element_size
 
@@ -239,9 +245,14 @@ def _steps_hidden(emit: Emit) -> Emit:
 
 
 def picture(png: bytes):
-    from dreamtray.engine.server.runner import init_picture
+    """The reference as RGB pixels (it was read and checked when the request was made: see `Subject.image`)."""
+    from PIL import Image
 
-    return init_picture(png)
+    try:
+        with Image.open(io.BytesIO(png)) as opened:
+            return opened.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise SubjectError(f"the reference picture ({len(png):,} bytes) is no image that can be read ({exc})") from None
 
 
 @contextlib.contextmanager
