@@ -1,7 +1,9 @@
 """The user's settings: one TOML file in the platform's config folder, read into a validated Config.
 
-Reading never fails: a file that is not valid TOML is reported (file, line and column) and the defaults
-stand; a bad value is reported (key, what is allowed) and that key keeps its default while the rest load.
+Reading never fails: a file that is not valid TOML, larger than MAX_FILE_BYTES or nested deeper than MAX_DEPTH
+is reported (file, line and column where there is one) and the defaults stand; a bad value is reported (key,
+what is allowed, the default used; long values shortened, control characters escaped) and that key keeps its
+default while the rest load. Every number has a range.
 `DREAMTRAY_CONFIG` names another file. Changes are written with tomlkit, which keeps the user's comments.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -28,6 +31,7 @@ from pydantic_core import ErrorDetails
 
 from dreamtray import paths
 from dreamtray.atomic import write_atomically
+from dreamtray.engine.settings import IDLE_UNLOAD_SECONDS, STALL_SECONDS
 from dreamtray.images.gallery import default_gallery_folder
 
 if sys.version_info >= (3, 11):
@@ -47,6 +51,14 @@ _HOTKEY_PART = re.compile(r"<[a-z0-9_]+>|[^\s+<>]")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
+"""A whole number as `config set` takes it: ASCII digits only (int() would also take '٣' or '1_0')."""
+MAX_FILE_BYTES = 1024 * 1024
+"""A config file larger than this is not read (the defaults stand): settings take a few kB."""
+MAX_DEPTH = 8
+"""Tables nested deeper than this are refused as a whole file (the deepest real key is three levels)."""
+SHOWN_CHARS = 80
+"""Characters of a bad value or key echoed in a message; longer ones are shortened."""
 
 
 class ConfigFileError(ValueError):
@@ -118,11 +130,11 @@ class EngineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    idle_unload_seconds: StrictInt = Field(default=300, ge=0)
-    """Unload the model after this many idle seconds (gives the memory back)."""
+    idle_unload_seconds: StrictInt = Field(default=300, ge=IDLE_UNLOAD_SECONDS[0], le=IDLE_UNLOAD_SECONDS[1])
+    """Unload the model after this many idle seconds (gives the memory back); 0: never."""
     ready_worker: StrictBool = True
     """After an unload, keep a worker with its imports done and no model (about 450 MB) for a faster next image."""
-    stall_seconds: StrictInt = Field(default=120, ge=1, le=3600)
+    stall_seconds: StrictInt = Field(default=120, ge=STALL_SECONDS[0], le=STALL_SECONDS[1])
     """End a job that shows no progress for this long, and restart the engine's worker (3x while it starts)."""
     device: Annotated[str, Field(strict=True), AfterValidator(_device)] = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
@@ -210,18 +222,47 @@ def read_config() -> Config:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """The file's TOML data ({} when there is no file); ConfigFileError names the file and the line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = _read_text(path)
+    if text is None:
         return {}
-    except UnicodeDecodeError:
-        raise ConfigFileError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigFileError(f"{path}: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigFileError(f"{path}: nested too deeply (at most {MAX_DEPTH} levels)")
+    return data
+
+
+def _read_text(path: Path) -> str | None:
+    """The file's text, at most MAX_FILE_BYTES of UTF-8; None when there is no file."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigFileError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB, too large for a settings file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{path}: not UTF-8 text") from None
+
+
+def _depth(data: Any) -> int:
+    """How deeply tables and arrays nest in `data` (counted without recursion)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                todo.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def load_config(path: Path | None = None) -> LoadedConfig:
@@ -271,7 +312,18 @@ def _drop(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
 
 
 def _key(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if part != "[key]")
+    """The dotted key at `loc`; a part that is not a plain name is shown quoted, escaped and shortened."""
+    parts = (str(part) for part in loc if part != "[key]")
+    return ".".join(part if part.isprintable() and len(part) <= SHOWN_CHARS else _shown(part) for part in parts)
+
+
+def _shown(value: Any) -> str:
+    """`value` for a message: as Python writes it (control characters and bidi marks escaped), shortened."""
+    text = repr(value[: SHOWN_CHARS + 1] if isinstance(value, str | bytes) else value)
+    if len(text) > SHOWN_CHARS:
+        size = f"{len(value)} characters" if isinstance(value, str | bytes) else "shortened"
+        text = f"{text[:SHOWN_CHARS]}... ({size})"
+    return text
 
 
 def _describe(error: ErrorDetails) -> str:
@@ -281,7 +333,7 @@ def _describe(error: ErrorDetails) -> str:
     message = _allowed(error)
     default = _default_of(error["loc"])
     fallback = "ignored" if default is None else f"using the default {default!r}"
-    return f"{key} = {error.get('input')!r} is not allowed: {message}; {fallback}"
+    return f"{key} = {_shown(error.get('input'))} is not allowed: {message}; {fallback}"
 
 
 _TYPE_HINTS = {
@@ -294,10 +346,29 @@ _TYPE_HINTS = {
 
 
 def _allowed(error: ErrorDetails) -> str:
-    """What pydantic found wrong, worded as what is allowed."""
+    """What pydantic found wrong, worded as what is allowed (a number's whole range where it has one)."""
+    bounds = _range_of(error["loc"])
+    if bounds is not None and error["type"] in ("int_type", "greater_than_equal", "less_than_equal"):
+        return f"use a whole number from {bounds[0]} to {bounds[1]}"
     if error["type"] in _TYPE_HINTS:
         return _TYPE_HINTS[error["type"]]
     return error["msg"].removeprefix("Value error, ").replace("Input should be", "it should be")
+
+
+def _range_of(loc: tuple[Any, ...]) -> tuple[Any, Any] | None:
+    """The (lowest, highest) values allowed for the number at `loc`; None where it is no bounded number."""
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    field = model.model_fields.get(loc[-1]) if loc and isinstance(loc[-1], str) else None
+    if field is None:
+        return None
+    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+    return None if low is None or high is None else (low, high)
 
 
 def _default_of(loc: tuple[Any, ...]) -> Any:
@@ -323,7 +394,7 @@ def _field_type(key: str) -> type:
     if section == "engine" and name in EngineSettings.model_fields:
         return EngineSettings.model_fields[name].annotation  # type: ignore[return-value]
     if not name and section in Config.model_fields and section not in ("engine", "hotkeys"):
-        return str
+        return Config.model_fields[section].annotation  # type: ignore[return-value]
     raise ConfigValueError(key, f"unknown setting; known: {', '.join(known_keys())}")
 
 
@@ -332,14 +403,41 @@ def _parse_value(key: str, text: str) -> str | int | bool:
     if kind is bool:
         word = text.lower()
         if word not in _TRUE + _FALSE:
-            raise ConfigValueError(key, f"{text!r} is not allowed: use true or false")
+            raise ConfigValueError(key, f"{_shown(text)} is not allowed: use true or false")
         return word in _TRUE
     if kind is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigValueError(key, f"{text!r} is not allowed: use a whole number") from None
+        if not _WHOLE_NUMBER.fullmatch(text.strip()):
+            bounds = _range_of(tuple(key.split(".")))
+            allowed = f"use a whole number from {bounds[0]} to {bounds[1]}" if bounds else "use a whole number"
+            raise ConfigValueError(key, f"{_shown(text)} is not allowed: {allowed} (digits 0-9)")
+        return int(text)
+    if kind is Path:
+        problem = _not_a_writable_folder(text)
+        if problem:
+            raise ConfigValueError(key, f"{_shown(text)} is not allowed: {problem}")
     return text
+
+
+def _not_a_writable_folder(text: str) -> str | None:
+    """Why `text` cannot be a folder dreamtray writes into (a file, read-only, a pseudo-filesystem); None if it can.
+
+    A folder not made yet is judged by the nearest one above it that exists (nothing is created)."""
+    if "\0" in text:
+        return None  # the setting's own check says why
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        return None
+    existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)
+    if existing is None:
+        return None
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"no file can be made in {existing} ({exc.strerror or exc}); choose a folder of your own"
+    return None
 
 
 def set_value(key: str, text: str, path: Path | None = None) -> Config:
@@ -366,10 +464,10 @@ def set_value(key: str, text: str, path: Path | None = None) -> Config:
     except ValidationError as exc:
         for error in exc.errors():
             if _key(error["loc"]) == key or _key(error["loc"]).startswith(key + "."):
-                raise ConfigValueError(key, f"{value!r} is not allowed: {_allowed(error)}") from None
+                raise ConfigValueError(key, f"{_shown(value)} is not allowed: {_allowed(error)}") from None
         config, _ = validate(changed)  # the file had other problems already: they stay reported on load
 
-    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.parse(FILE_HEADER)
+    document = tomlkit.parse(_read_text(path) or FILE_HEADER)
     table: Any = document
     for part in parts[:-1]:
         if not isinstance(table.get(part), dict):

@@ -69,6 +69,7 @@ import tomlkit
 import tomlkit.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dreamtray.paths import file_problem
 from dreamtray.request import MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, LoRA, Request, UserText
 
 
@@ -81,6 +82,8 @@ class StyleSource(Protocol):
 PROMPT_SLOT = "{prompt}"
 _SEPARATORS = re.compile(r"[\s\-_,]+")
 STYLE_FILE_SUFFIXES = (".toml", ".json", ".csv")
+MAX_STYLE_FILE_BYTES = 16 * 2**20
+"""A style file larger than this is refused unread (the largest known packs are a few hundred kilobytes)."""
 
 
 class StyleError(ValueError):
@@ -198,6 +201,8 @@ def styles_from_fooocus_json(
         entries = json.loads(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
         raise StyleError(f"{where}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise StyleError(f"{where}: not valid JSON: nested too deep") from None
     if not isinstance(entries, list) or not entries:
         raise StyleError(f"{where}: expected a non-empty JSON array of objects with name, prompt, negative_prompt")
     styles = []
@@ -282,9 +287,16 @@ def load_style_file(path: Path, problems: list[str] | None = None) -> list[Style
     """
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StyleError(f"{where}: cannot read it: {exc}") from None
+        with path.open("rb") as file:
+            data = file.read(MAX_STYLE_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        raise StyleError(f"{where}: cannot read it: {file_problem(exc)}") from None
+    if len(data) > MAX_STYLE_FILE_BYTES:
+        raise StyleError(f"{where}: larger than {MAX_STYLE_FILE_BYTES // 2**20} MB, too large for a style file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StyleError(f"{where}: cannot read it: not UTF-8 text (byte {exc.start})") from None
     source = f"file:{path}"
     suffix = path.suffix.lower()
     if suffix == ".toml":

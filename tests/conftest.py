@@ -71,3 +71,14 @@ def user_dirs(tmp_path, monkeypatch):
         path.mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(name, str(path))
     return dirs
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch):
+    """A private runtime folder (the tray's lock and control socket), state and data folders."""
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return folder

@@ -12,11 +12,19 @@ Faults on order: `cut_at(file, offset)` makes the next answer with that file's b
 whole answer and close the connection after `offset` bytes of the file; from then on, `silent_for(seconds)`
 sends headers and then nothing for that long, `crawl_at(bytes_per_second)` sends the bytes that slowly, and
 `damage(file)` flips the last byte of that file whenever it is served.
+
+Evil modes, a hostile or broken mirror: `declare(repo, sibling, data)` lists a sibling exactly as given (any
+`rfilename`, `blobId`, `lfs.sha256`) and serves `data` for any file request that matches no route (whatever
+path the client made of the name); `claim_commit(sha)` answers any commit id; `bloat_info(bytes)` pads the
+model-info answer to that size, `trickle_info(bytes_per_second)` sends it that slowly; `redirect(mode)` makes
+every file request a redirect: "loop" (to itself, forever), "bloated" (a 302 whose body never ends) or "file"
+(to a file:// address).
 Every request is logged with its method, path, Range header, status and body bytes sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -86,13 +94,14 @@ class HubRepo:
             entries.append(entry)
         return entries
 
-    def info(self) -> dict:
+    def info(self, faults: Faults | None = None) -> dict:
+        faults = faults or Faults()
         return {
             "_id": self.commit[:24],
             "id": self.repo_id,
             "modelId": self.repo_id,
             "author": self.repo_id.split("/")[0],
-            "sha": self.commit,
+            "sha": self.commit if faults.commit is None else faults.commit,
             "private": False,
             "disabled": False,
             "gated": False,
@@ -102,7 +111,8 @@ class HubRepo:
             "tags": ["diffusers", "safetensors"],
             "lastModified": "2026-01-01T00:00:00.000Z",
             "createdAt": "2026-01-01T00:00:00.000Z",
-            "siblings": [f.sibling() for _, f in sorted(self.files.items())],
+            "siblings": [f.sibling() for _, f in sorted(self.files.items())] + faults.declared.get(self.repo_id, []),
+            **({"padding": "x" * faults.info_bloat} if faults.info_bloat else {}),
         }
 
 
@@ -123,6 +133,12 @@ class Faults:
     silence: float = 0.0
     crawl: int = 0
     damaged: set[str] = field(default_factory=set)
+    declared: dict[str, list[dict]] = field(default_factory=dict)
+    fallback: bytes | None = None
+    commit: str | None = None
+    info_bloat: int = 0
+    info_trickle: int = 0
+    redirect: str | None = None
 
 
 class HubServer:
@@ -188,6 +204,23 @@ class HubServer:
     def damage(self, path: str) -> None:
         self.faults.damaged.add(path)
 
+    def declare(self, repo_id: str, sibling: dict, data: bytes = b"{}") -> None:
+        self.faults.declared.setdefault(repo_id, []).append(sibling)
+        self.faults.fallback = data
+
+    def claim_commit(self, sha: str) -> None:
+        self.faults.commit = sha
+
+    def bloat_info(self, size: int) -> None:
+        self.faults.info_bloat = size
+
+    def trickle_info(self, bytes_per_second: int) -> None:
+        self.faults.info_trickle = bytes_per_second
+
+    def redirect(self, mode: str) -> None:
+        assert mode in ("loop", "bloated", "file")
+        self.faults.redirect = mode
+
     def downloads(self, path: str | None = None) -> list[Logged]:
         """GET requests that served file bytes (of the file `path` if given), in order."""
         return [
@@ -226,6 +259,8 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self._info(entry, match.group(1), unquote(match.group(2) or "main"), body, tree=False)
             elif match := re.match(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)/?$", path):
                 self._info(entry, match.group(1), unquote(match.group(2)), body, tree=True)
+            elif hub.faults.redirect and "/resolve/" in path:
+                self._redirect(entry)
             elif match := re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path):
                 self._resolve(entry, match.group(1), unquote(match.group(2)), unquote(match.group(3)), body)
             elif match := re.match(r"^/lfs/([^/]+/[^/]+)/([0-9a-f]{64})$", path):
@@ -234,8 +269,24 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     (f for f in (repo.files.values() if repo else ()) if f.lfs and f.sha256 == match.group(2)), None
                 )
                 self._bytes(entry, file, {}, body) if file else self._error(entry, 404, "Entry not found")
+            elif hub.faults.fallback is not None and not path.startswith("/api/"):
+                self._bytes(entry, HubFile(path, hub.faults.fallback, False), {}, body)
             else:
                 self._error(entry, 404, "Not found")
+
+        def _redirect(self, entry: Logged) -> None:
+            mode = hub.faults.redirect
+            target = {"loop": f"{hub.url}{self.path}", "bloated": f"{hub.url}{self.path}", "file": "file:///etc/passwd"}
+            headers = {"Location": target[mode]}
+            if mode != "bloated":
+                self._send(entry, 302, {**headers, "Content-Length": "0"})
+                return
+            self._send(entry, 302, {**headers, "Content-Length": str(1 << 40)})
+            while not hub.closing.is_set():  # a body that never ends
+                try:
+                    self._write(entry, b"x" * CHUNK)
+                except OSError:
+                    return
 
         def _repo(self, entry: Logged, repo_id: str, revision: str) -> HubRepo | None:
             repo = hub.repos.get(repo_id)
@@ -249,15 +300,29 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
         def _info(self, entry: Logged, repo_id: str, revision: str, body: bool, tree: bool) -> None:
             if (repo := self._repo(entry, repo_id, revision)) is None:
                 return
-            data = json.dumps(repo.tree() if tree else repo.info()).encode()
+            data = json.dumps(repo.tree() if tree else repo.info(hub.faults)).encode()
             self._send(entry, 200, {"Content-Type": "application/json", "Content-Length": str(len(data))})
-            if body:
-                self._write(entry, data)
+            if not body:
+                return
+            if not hub.faults.info_trickle:
+                with contextlib.suppress(OSError):  # a client that stops reading a bloated answer
+                    self._write(entry, data)
+                return
+            step = max(1, hub.faults.info_trickle // 10)
+            for offset in range(0, len(data), step):
+                if hub.closing.wait(0.1):
+                    return
+                try:
+                    self._write(entry, data[offset : offset + step])
+                except OSError:
+                    return
 
         def _resolve(self, entry: Logged, repo_id: str, revision: str, name: str, body: bool) -> None:
             if (repo := self._repo(entry, repo_id, revision)) is None:
                 return
             file = repo.files.get(name)
+            if file is None and hub.faults.fallback is not None:
+                file = HubFile(name, hub.faults.fallback, False)
             if file is None:
                 self._error(entry, 404, "Entry not found", {"X-Error-Code": "EntryNotFound"})
                 return

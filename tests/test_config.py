@@ -131,13 +131,20 @@ def test_a_bad_value_names_key_and_allowed_values_and_only_that_key_falls_back(c
     ("toml", "key", "hint"),
     [
         ('[engine]\nallow_pickle = "yes"', "engine.allow_pickle", "true or false"),
-        ("[engine]\nidle_unload_seconds = -5", "engine.idle_unload_seconds", "greater than or equal to 0"),
+        (
+            "[engine]\nidle_unload_seconds = -5",
+            "engine.idle_unload_seconds",
+            "use a whole number from 0 to 604800; using the default 300",
+        ),
         ('[engine]\nidle_unload_seconds = "300"', "engine.idle_unload_seconds", "whole number"),
         ('[engine]\ndevice = "gpu0"', "engine.device", "cuda:N"),
         ('[engine]\nbackend = "Local Box"', "engine.backend", "lower-case letters"),
         ("engine = 5", "engine", "table"),
-        ("queue_length = 0", "queue_length", "greater than or equal to 1"),
-        ("queue_length = 500", "queue_length", "less than or equal to 50"),
+        ("queue_length = 0", "queue_length", "use a whole number from 1 to 50; using the default 5"),
+        ("queue_length = 500", "queue_length", "use a whole number from 1 to 50"),
+        ("[engine]\nidle_unload_seconds = 3000000", "engine.idle_unload_seconds", "from 0 to 604800"),
+        ("[engine]\nstall_seconds = 0", "engine.stall_seconds", "from 1 to 3600; using the default 120"),
+        ("preview_every = 1000", "preview_every", "from 0 to 150; using the default 1"),
         ('gallery = "relative/folder"', "gallery", "absolute path"),
         ('model = ""', "model", "name a model preset"),
         ('style = "a\\nb"', "style", "control characters"),
@@ -251,3 +258,104 @@ def test_show_prints_valid_toml_of_every_setting(tmp_path):
     assert data["engine"]["memory_policy"] == "auto"
     assert data["hotkeys"]["wallpaper"] == "<ctrl>+<alt>+w"
     assert Config.model_validate(data) == config
+
+
+# -- bounds: ranges, sizes, depth, echoes, folders, digits ---------------------------------------------------
+
+
+def test_every_number_in_the_config_has_a_range():
+    """A number without an upper bound reaches the engine as a wait or a size nothing can hold."""
+    from dreamtray.config import EngineSettings, _range_of
+
+    numbers = [
+        (prefix + (name,))
+        for prefix, model in (((), Config), (("engine",), EngineSettings))
+        for name, field in model.model_fields.items()
+        if field.annotation in (int, float)
+    ]
+    assert numbers, "the config has numbers"
+    for loc in numbers:
+        assert _range_of(loc) is not None, f"{'.'.join(loc)} has no range"
+
+
+def test_the_worker_settings_refuse_a_wait_out_of_range():
+    from dreamtray.engine.settings import WorkerSettings
+
+    with pytest.raises(ValueError, match="idle_unload_seconds = 3000000.0 is out of range: use a number from 0 to"):
+        WorkerSettings(cache_dir="x", idle_unload_seconds=3000000.0)
+    with pytest.raises(ValueError, match="stall_seconds = nan is out of range"):
+        WorkerSettings(cache_dir="x", stall_seconds=float("nan"))
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        "a = " + "[" * 5000 + "]" * 5000,
+        "a = " + "{b = " * 5000 + "1" + "}" * 5000,
+        "a" + ".a" * 5000 + " = 1",
+        "[" + ".".join(["t"] * 5000) + "]",
+    ],
+)
+def test_a_file_nested_thousands_deep_falls_back_to_the_defaults(config_file, toml):
+    config_file.parent.mkdir()
+    config_file.write_text(toml, encoding="utf-8")
+    loaded = load_config()
+    assert loaded.config == Config()
+    assert loaded.problems == (f"{config_file}: nested too deeply (at most 8 levels); using the defaults",)
+
+
+def test_a_file_larger_than_a_settings_file_is_not_read(config_file):
+    config_file.parent.mkdir()
+    config_file.write_text('style = "' + "x" * (2 * 1024 * 1024) + '"\n', encoding="utf-8")
+    loaded = load_config()
+    assert loaded.config == Config()
+    too_large = f"{config_file}: larger than 1024 KiB, too large for a settings file; using the defaults"
+    assert loaded.problems == (too_large,)
+
+
+def test_a_huge_or_hostile_value_is_echoed_short_and_escaped(config_file):
+    config_file.parent.mkdir()
+    escapes = r"\u001b]0;owned\u0007\u202e"  # TOML escapes: the loaded text holds ESC, BEL and RLO
+    config_file.write_text(
+        f'model = "{escapes}{"x" * 500_000}\\n"\n"{escapes}" = 1\n', encoding="utf-8"
+    )
+    problems = "\n".join(load_config().problems)
+    assert len(problems) < 2000, "shortened, not echoed whole"
+    assert not any(char in problems for char in "\x1b\x07\u202e"), "escaped, never raw"
+    assert r"model = '\x1b]0;owned\x07\u202exxx" in problems and "... (500012 characters)" in problems
+    assert r"'\x1b]0;owned\x07\u202e': unknown setting" in problems
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("/proc/self", "no file can be made in /proc/self"),
+        ("/proc/self/new-folder", "no file can be made in /proc/self"),
+        ("FILE", "is a file, not a folder"),
+        ("FILE/below", "is a file, not a folder"),
+    ],
+)
+def test_set_gallery_takes_only_a_writable_folder(config_file, tmp_path, value, why):
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(ConfigValueError, match="^gallery: .* is not allowed: .*" + why.replace("/", ".")):
+        set_value("gallery", value.replace("FILE", str(a_file)))
+    assert not config_file.exists()
+
+
+def test_set_gallery_takes_a_new_folder_under_a_writable_one(config_file, tmp_path):
+    assert set_value("gallery", str(tmp_path / "new" / "images")).gallery == tmp_path / "new" / "images"
+    assert not (tmp_path / "new").exists(), "nothing is made before an image is saved"
+
+
+@pytest.mark.parametrize("text", ["²", "٣", "1_000", "１２", "9" * 5000, "3.5", "0x10"])
+def test_set_takes_whole_numbers_in_ascii_digits_only(config_file, text):
+    with pytest.raises(ConfigValueError, match=r"is not allowed: use a whole number from 1 to 3600 \(digits 0-9\)"):
+        set_value("engine.stall_seconds", text)
+    assert not config_file.exists()
+
+
+def test_set_refuses_a_number_out_of_range_naming_the_range(config_file):
+    message = "^engine.idle_unload_seconds: 3000000 is not allowed: use a whole number from 0 to 604800$"
+    with pytest.raises(ConfigValueError, match=message):
+        set_value("engine.idle_unload_seconds", "3000000")

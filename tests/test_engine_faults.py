@@ -141,6 +141,36 @@ def test_stop_while_a_client_follows_the_job(tmp_path, model_cache):
     follower.join(timeout=60)
     assert not follower.is_alive()
     assert outcome and isinstance(outcome[0], (JobCancelled, EngineUnavailable)), outcome
+    message = str(outcome[0])
+    assert "engine was stopped" in message or "it was stopped (`dreamtray engine stop`)" in message, message
+    assert "Error" not in message, "no exception class names"
+
+
+@pytest.mark.parametrize("seen", ["answering", "not answering"])
+def test_a_job_followed_while_the_engine_is_stopped_says_it_was_stopped(tmp_path, model_cache, seen):
+    """Whether the service sends its `cancelled` event first or is killed, the follower hears "stopped"."""
+    local = start_engine(tmp_path, model_cache)
+    job = local.submit(Request(prompt="followed", seed=1, **SLOW))
+    first_step(job)
+    if seen == "not answering":
+        os.kill(local.health()["pid"], signal.SIGSTOP)
+    outcome: list[BaseException] = []
+    follower = threading.Thread(target=lambda: outcome.append(_raised(job.result)))
+    follower.start()
+    assert local.stop() is True
+    follower.join(timeout=60)
+    assert not follower.is_alive() and outcome
+    message = str(outcome[0])
+    assert "was stopped (`dreamtray engine stop`" in message, message
+    assert "ConnectError" not in message and "cannot be reached" not in message, message
+
+
+def _raised(call) -> BaseException | None:
+    try:
+        call()
+    except BaseException as exc:  # noqa: BLE001 - the test looks at what the follower saw
+        return exc
+    return None
 
 
 def test_serving_on_loopback_checks_the_host_header_and_guards_openapi(engine):

@@ -145,14 +145,17 @@ def test_ctrl_c_cancels_the_download_in_the_engine_and_the_next_run_resumes(tmp_
     try:
         process = subprocess.Popen(command, env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            wait_until(lambda: any(p.stat().st_size for p in blobs.glob("*.incomplete")), 120, "bytes on disk")
+            wait_until(lambda: any(incomplete_sizes(blobs).values()), 120, "bytes on disk")
             process.send_signal(signal.SIGINT)
             _, err = process.communicate(timeout=60)
         finally:
             process.kill()
         assert process.returncode == 130, err
         assert f"Downloading {REPO}" in err and "Cancelled." in err
-        kept = {p.name.removesuffix(".incomplete"): p.stat().st_size for p in blobs.glob("*.incomplete")}
+        # the CLI exits once it has asked for the cancel; the worker stops writing when it sees it: only then
+        # are the kept bytes final (a loaded machine can write a few more chunks in between)
+        wait_until(lambda: engine_running(home) is None, 120, "the engine's worker to stop the cancelled job", 0.2)
+        kept = incomplete_sizes(blobs)
 
         hub.crawl_at(0)
         again = home.run(*GENERATE, check=True)
@@ -164,6 +167,23 @@ def test_ctrl_c_cancels_the_download_in_the_engine_and_the_next_run_resumes(tmp_
     for entry in (e for e in hub.downloads() if e.range):  # each resumed where its kept bytes end
         assert entry.range == f"bytes={kept[hub.repos[REPO].files[entry.file].etag]}-"
     assert Image.open(json.loads(again.stdout)["images"][0]).size == (64, 64)
+
+
+def incomplete_sizes(blobs: Path) -> dict[str, int]:
+    """The `.incomplete` blobs by etag and size; one that becomes complete (renamed) as it is looked at is left out."""
+    sizes = {}
+    for path in blobs.glob("*.incomplete"):
+        try:
+            sizes[path.name.removesuffix(".incomplete")] = path.stat().st_size
+        except FileNotFoundError:
+            pass
+    return sizes
+
+
+def engine_running(home: DreamtrayHome) -> str | None:
+    """The id of the job the local engine is running (None when it runs none), from `dreamtray engine status`."""
+    status = home.run("engine", "status", check=True)
+    return json.loads(status.stdout)["running"]
 
 
 def in_process(hub: HubServer, cache: Path, timeout: float = 2.0) -> Hub:
@@ -274,7 +294,16 @@ def test_the_tray_shows_the_download_and_its_menu_cancels_it(tray, tmp_path, hub
         assert re.search(rf"downloading {REPO}: \d+% of {re.escape(human(repo_size(hub)))}", tooltip), tooltip
         open_menu_and_pick(tray, icon, ["Down", "Return"])  # the first item that can be chosen: Cancel download
         process.wait_idle(timeout=60)
-        cancelled = [n for n in tray.notifications() if n.get("id") not in seen]
+        def told(title: str) -> list[dict[str, str]]:  # notifications come from a thread of their own
+            return wait_until(
+                lambda: (new := [n for n in tray.notifications() if n.get("id") not in seen])
+                and any(n["summary"] == title for n in new)
+                and new,
+                10,
+                title,
+            )
+
+        cancelled = told("The image was cancelled")
         summaries = [n["summary"] for n in cancelled]
         assert "Downloading a model" in summaries and "The image was cancelled" in summaries, summaries
         body = next(n["body"] for n in cancelled if n["summary"] == "The image was cancelled")
@@ -286,7 +315,7 @@ def test_the_tray_shows_the_download_and_its_menu_cancels_it(tray, tmp_path, hub
         seen |= {n.get("id") for n in cancelled}
         result = process.trigger("clipboard", "--prompt", "a lighthouse at dusk", "--wait")
         assert result.returncode == 0, result.stderr
-        finished = [n for n in tray.notifications() if n.get("id") not in seen]
+        finished = told("Model downloaded")
         start = next(n["body"] for n in finished if n["summary"] == "Downloading a model")
         assert "already here from an earlier try" in start or "in 10 files" not in start  # what was kept stays
         done = next(n["body"] for n in finished if n["summary"] == "Model downloaded")

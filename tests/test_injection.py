@@ -86,3 +86,65 @@ def test_styles_print_no_escape_sequence(home):
     shown = home.run("styles", "show", f"Evil{OSC_TITLE}")
     assert not RAW.search(shown.stdout + shown.stderr), repr(shown.stdout + shown.stderr)
     assert not RAW.search(home.run("styles", "show", f"Evil{OSC_TITLE}", "--json").stdout)
+
+
+OSC8 = "\x1b]8;;https://evil.example/\x1b\\click\x1b]8;;\x1b\\"
+ESCAPES = {"ESC": "\x1b[2J", "OSC 8": OSC8, "OSC title": OSC_TITLE, "C1 CSI": CSI_8BIT, "U+202E": RLO}
+
+
+@pytest.fixture(scope="module")
+def crafted_gallery(home):
+    """A1111 images whose every settings field holds one kind of escape (no engine: text chunks by hand)."""
+    from png_samples import a1111_png
+
+    home.gallery.mkdir(parents=True, exist_ok=True)
+    made = []
+    for index, (kind, escape) in enumerate(ESCAPES.items()):
+        text = (
+            f"prompt {escape}\nNegative prompt: neg {escape}\n"
+            f"Steps: 3{escape}, Sampler: Euler{escape}, Seed: 5{escape}, Size: 64x64{escape}, Model: m{escape}, "
+            f"Extra{escape}: e{escape}"
+        )
+        path = home.gallery / f"escape-{index}-{kind.replace(' ', '_').replace('+', '')}{escape.replace('/', '_')}.png"
+        path.write_bytes(a1111_png(text))
+        made.append(path)
+    return made
+
+
+def test_history_settings_line_and_every_field_print_escaped(home, crafted_gallery):
+    result = home.run("history", "--limit", "50", check=True)
+    assert not RAW.search(result.stdout + result.stderr), repr(result.stdout)
+    assert "Seed: 5\\x1b]8;;https://evil.example/" in result.stdout, "the OSC 8 link is shown, not followed"
+    assert "Model: m\\u202e" in result.stdout and "Size: 64x64\\x9b2J" in result.stdout
+    assert not RAW.search(home.run("history", "--json", "--limit", "50", check=True).stdout)
+
+
+def test_show_prints_every_field_of_a_crafted_image_escaped(home, crafted_gallery):
+    for path in crafted_gallery:
+        for args in ((), ("--json",)):
+            result = home.run("show", str(path), *args, check=True)
+            assert not RAW.search(result.stdout + result.stderr), repr(result.stdout)
+            assert re.search(r"\\(x1b|u001b|x9b|u009b|u202e)", result.stdout), result.stdout
+
+
+def test_error_messages_that_quote_a_file_name_print_escaped(home, crafted_gallery):
+    missing = home.run("show", str(home.gallery / f"gone{OSC_TITLE}.png"))
+    assert missing.returncode == 2 and "gone\\x1b]0;pwned\\x07.png" in missing.stderr
+    broken = home.gallery.parent / f"broken{OSC8.replace('/', '_')}.png"
+    broken.write_bytes(b"not a png")
+    failed = home.run("show", str(broken))
+    assert failed.returncode == 1 and "not a PNG file" in failed.stderr
+    unknown = home.run(f"nosuchcommand{OSC_TITLE}")
+    for result in (missing, failed, unknown):
+        assert not RAW.search(result.stdout + result.stderr), repr(result.stderr)
+
+
+def test_engine_messages_print_escaped(capsys):
+    from dreamtray.cli.progress import progress_printer
+
+    on_event = progress_printer()
+    for escape in ESCAPES.values():
+        on_event({"kind": "warning", "message": f"hub says {escape}"})
+        on_event({"kind": "download", "stage": "message", "message": f"file {escape}"})
+    printed = capsys.readouterr()
+    assert "hub says" in printed.err and not RAW.search(printed.out + printed.err), repr(printed.err)

@@ -81,7 +81,7 @@ def test_a_huge_image_is_scaled_to_what_the_engine_takes():
 
 
 def test_not_an_image_is_refused():
-    with pytest.raises(ValueError, match="not an image that can be refined"):
+    with pytest.raises(ValueError, match=r"not an image \(\d+ bytes\); give a PNG, JPEG or WebP file"):
         refine_request(b"hello", "x", strength=0.6)
 
 

@@ -56,7 +56,7 @@ def test_generate_reports_a_broken_config_file_and_goes_on(home):
 
 def test_an_init_image_that_is_no_image_is_named_as_such(engine):
     job = engine.submit(Request(prompt="x", init_image=b"GIF89a but not really", **SMALL))
-    with pytest.raises(JobFailed, match=r"The init image \(21 bytes, starting b'GIF89a b'\) is not an image"):
+    with pytest.raises(JobFailed, match=r"The init image: not an image \(21 bytes\); give a PNG, JPEG or WebP file"):
         job.result()
 
 

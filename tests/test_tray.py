@@ -171,7 +171,7 @@ def test_an_empty_selection_tells_a_waiting_trigger_and_starts_no_job(host, tray
     assert result.returncode == 1
     assert "Nothing selected" in result.stderr
     assert gallery(host) == before and host.status()["pending"] == 0
-    assert any(n["summary"] == "Nothing selected" for n in notifications())
+    wait_until(lambda: any(n["summary"] == "Nothing selected" for n in notifications()), 10, "the notification")
 
 
 def test_a_huge_selection_is_cut_and_the_user_is_told(host, tray, notifications):
@@ -180,7 +180,7 @@ def test_a_huge_selection_is_cut_and_the_user_is_told(host, tray, notifications)
     assert result.returncode == 0, result.stderr
     prompt = read_metadata(gallery(host)[-1]).parameters.prompt
     assert len(prompt) <= 1000 and prompt.startswith("stars stars")
-    assert any(n["summary"] == "The selection was cut" for n in notifications())
+    wait_until(lambda: any(n["summary"] == "The selection was cut" for n in notifications()), 10, "the notification")
 
 
 def test_wallpaper_hotkey_paints_the_root_window_with_the_saved_wallpaper(host, tray, notifications):
@@ -232,7 +232,9 @@ def test_a_failed_job_shows_the_error_state_and_tells_why(host, tray, notificati
     wrong = "dreamtray: something went wrong (The request is not valid)"
     wait_until(lambda: window_title(tray.display, host.docked.window) == wrong, 10, "the title (GTK sets it)")
     assert host.status()["state"] == "error"
-    [shown] = [n for n in notifications() if n["summary"] == "The request is not valid"]
+    [shown] = wait_until(
+        lambda: [n for n in notifications() if n["summary"] == "The request is not valid"], 10, "the notification"
+    )
     assert "prompt is empty" in shown["body"]
     assert host.process.poll() is None
 

@@ -90,7 +90,8 @@ def test_without_a_tray_host_the_hotkeys_work_and_the_user_is_told(tmp_path):
             tray.wait_started()
             hotkey_makes_an_image(session, tray)
             status = tray.status()
-            shown = [n for n in session.notifications() if n["summary"] == "The dreamtray icon has nowhere to show"]
+            title = "The dreamtray icon has nowhere to show"
+            shown = wait_until(lambda: [n for n in session.notifications() if n["summary"] == title], 10, title)
         finally:
             tray.stop()
             home.stop_engine()

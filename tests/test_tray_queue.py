@@ -133,7 +133,13 @@ def test_key_presses_queue_in_order_a_full_queue_drops_and_says_so_once(host, tr
         tray.run(["xdotool", "key", "--delay", "80", *["ctrl+alt+i"] * 3], check=True)
         wait_until(lambda: host.log_text().count("the queue is full") >= 3, 30, "three dropped presses in the log")
         assert prompts(host) == PROMPTS
-        shown = [n["summary"] for n in notifications()]
+        shown = wait_until(
+            lambda: "The queue is full" in (names := [n["summary"] for n in notifications()])
+            and names.count("Queued") == 2
+            and names,
+            10,
+            "the notifications (sent from their own thread)",
+        )
         assert shown.count("The queue is full") == 1, shown
         assert shown.count("Queued") == 2, shown
 
@@ -182,7 +188,7 @@ def test_cancel_the_running_image_from_the_real_menu(host, tray, notifications):
     tray.run(["xdotool", "mousemove", "0", "0"], check=True)  # off the icon: its tooltip would stay on screen
     wait_until(lambda: host.status()["pending"] == 0, 60, "the running image to stop")
     assert gallery(host) == before
-    assert any(n["summary"] == "The image was cancelled" for n in notifications())
+    wait_until(lambda: any(n["summary"] == "The image was cancelled" for n in notifications()), 10, "the notice")
 
 
 def test_the_engine_lets_as_many_jobs_wait_as_the_tray_queue_holds(host):

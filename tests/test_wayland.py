@@ -92,7 +92,8 @@ def test_the_tray_runs_on_sway_and_says_once_that_trigger_replaces_hotkeys(sway,
     assert status["hotkeys_listening"] is False and status["hotkeys"] == {}
     assert not status["torch_imported"]
     assert tray.log_text().count(WAYLAND_ADVICE) == 1
-    shown = [n for n in sway.notifications() if n["summary"] == "No global hotkeys on Wayland"]
+    title = "No global hotkeys on Wayland"
+    shown = wait_until(lambda: [n for n in sway.notifications() if n["summary"] == title], 10, title)
     assert len(shown) == 1 and "dreamtray trigger clipboard" in shown[0]["body"]
 
 

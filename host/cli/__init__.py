@@ -4,11 +4,13 @@ through `register_commands`. Every command reaches the application one way: `cli
 from __future__ import annotations
 
 from importlib import import_module
+from typing import Any
 
 import click
 
 from dreamtray.app import App
 from dreamtray.cli.context import Context
+from dreamtray.cli.terminal import printable_errors
 from dreamtray.plugins import PluginHost
 
 COMMAND_MODULES = {
@@ -43,6 +45,14 @@ class LazyGroup(click.Group):
     def __init__(self, plugin_host: PluginHost, **attrs: object) -> None:
         super().__init__(**attrs)
         self.plugin_host: PluginHost | None = plugin_host
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with printable_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with printable_errors():
+            return super().invoke(ctx)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)

@@ -7,6 +7,7 @@ import json
 import click
 
 from dreamtray.cli.context import Context, pass_app
+from dreamtray.cli.terminal import echo
 
 
 @click.command()
@@ -20,7 +21,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
         report = diagnose(ctx.app)
     except DiagnosisFailed as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+    echo(json.dumps(report, indent=2) if as_json else render(report))
 
 
 @click.group()

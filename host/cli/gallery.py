@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from dreamtray.cli.context import Context, pass_app
-from dreamtray.cli.terminal import printable, printable_json
+from dreamtray.cli.terminal import echo, printable, printable_json
 from dreamtray.config import (
     ConfigFileError,
     ConfigValueError,
@@ -89,9 +89,8 @@ def history(ctx: Context, limit: int, as_json: bool) -> None:
             prompt = parameters.prompt.replace("\n", " ")
             click.echo(printable(f"    {prompt[:100]}{'...' if len(prompt) > 100 else ''}", one_line=True))
             settings = parameters.settings()
-            click.echo(
-                "    " + ", ".join(f"{key}: {settings[key]}" for key in ("Seed", "Size", "Model") if key in settings)
-            )
+            shown = ", ".join(f"{key}: {settings[key]}" for key in ("Seed", "Size", "Model") if key in settings)
+            click.echo(printable(f"    {shown}", one_line=True))
         else:
             click.echo(printable(f"    {entry.error}", one_line=True))
 
@@ -124,7 +123,7 @@ def config_group() -> None:
 @config_group.command("path")
 def config_path_command() -> None:
     """Print where the settings file is (it may not exist yet)."""
-    click.echo(str(config_path()))
+    echo(config_path())
 
 
 @config_group.command("show")
@@ -133,8 +132,8 @@ def config_show(ctx: Context) -> None:
     """Print every setting with its current value, as TOML."""
     loaded = ctx.loaded_config()
     note = "" if loaded.path.exists() else " (no such file yet: these are the defaults)"
-    click.echo(f"# {loaded.path}{note}")
-    click.echo(show(loaded.config), nl=False)
+    echo(f"# {loaded.path}{note}")
+    echo(show(loaded.config), nl=False)
 
 
 @config_group.command("set")
@@ -149,13 +148,13 @@ def config_set(ctx: click.Context, key: str, value: str) -> None:
             _check_styles(ctx, value)
         set_value(key, value, path)
     except ConfigValueError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        echo(f"Error: {exc}", err=True)
         ctx.exit(2)
     except ConfigWriteError as exc:
         raise click.ClickException(str(exc)) from None
     except ConfigFileError as exc:
         raise click.ClickException(f"{exc}; mend or remove the file first") from None
-    click.echo(f"{key} = {value} saved in {path}")
+    echo(f"{key} = {value} saved in {path}")
 
 
 def _check_styles(ctx: click.Context, names: str) -> None:

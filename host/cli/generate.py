@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from dreamtray.cli.context import Context, pass_app
+from dreamtray.cli.terminal import echo
 
 
 def parse_size(value: str | None) -> tuple[int | None, int | None]:
@@ -95,7 +96,7 @@ def generate(
 
     app = ctx.app
     for problem in app.loaded_config.problems:  # the rest of the config still applies
-        click.echo(f"warning: {problem}", err=True)
+        echo(f"warning: {problem}", err=True)
     width, height = parse_size(size)
     given = {
         "prompt": prompt,
@@ -121,7 +122,7 @@ def generate(
         except (MetadataError, RequestError) as exc:
             raise click.ClickException(str(exc)) from None
         for warning in found.warnings:
-            click.echo(f"warning: {from_image}: {warning}", err=True)
+            echo(f"warning: {from_image}: {warning}", err=True)
         base = found.request.model_dump(exclude_defaults=True)
         base.pop("init_image", None)
         fields = base | fields
@@ -153,7 +154,7 @@ def generate(
                 f"Could not copy the images into {out} ({exc.strerror or exc}); they are saved at {where}."
             ) from None
     for message in outcome.messages:
-        click.echo(message, err=True)
+        echo(message, err=True)
     if as_json:
         click.echo(
             json.dumps(
@@ -169,9 +170,9 @@ def generate(
         )
     else:
         for path, seed in zip(outcome.paths, outcome.result.seeds, strict=True):
-            click.echo(f"{path}  (seed {seed})")
+            echo(f"{path}  (seed {seed})")
         for image in outcome.extras:
-            click.echo(f"{image.path}  (seed {image.request.seed}, made for the action)")
+            echo(f"{image.path}  (seed {image.request.seed}, made for the action)")
     if outcome.failed_actions:
         sys.exit(3)
 

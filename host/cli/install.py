@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from dreamtray.cli.terminal import echo
 from dreamtray.desktop import autostart as login
 from dreamtray.desktop import check as desktop_check
 from dreamtray.desktop import launcher as menu
@@ -73,7 +74,7 @@ def desktop_check_command() -> None:
     """Check what the desktop must provide (clipboard tool, tray support, permissions), with fixes."""
     findings = desktop_check.check()
     for finding in findings:
-        click.echo(finding.line())
+        echo(finding.line())
     if not findings:
         click.echo("nothing extra is needed on this desktop.")
 

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import click
+from dreamtray.cli.terminal import echo
 
 if TYPE_CHECKING:
     from dreamtray.engine.client import Job
@@ -35,7 +35,7 @@ def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
         if kind == "download" and event.get("stage") == "done" and "download" in bars:
             bars.pop("download").close()
         if event.get("message") and kind in ("loading", "download", "warning"):
-            click.echo(event["message"], err=True)
+            echo(event["message"], err=True)
         if kind == "download" and event.get("stage") in ("start", "progress"):
             style = {"unit": "B", "unit_scale": True, "unit_divisor": 1000, "desc": "download"}
             advance("download", event["done"], event["total"], **style)

@@ -5,6 +5,10 @@ cursor, hide text or reorder it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
 
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """C0 controls but tab and line feed, DEL, C1 controls (8-bit CSI and OSC), and the bidirectional marks."""
@@ -26,3 +30,18 @@ def printable(text: str, *, one_line: bool = False) -> str:
 def printable_json(text: str) -> str:
     """JSON text (made with ensure_ascii=False) with the characters JSON leaves raw written as \\u escapes."""
     return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def echo(text: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """`click.echo` for text that may hold what a file, a prompt, a plugin or the hub wrote: printable first."""
+    click.echo(printable(str(text)), err=err, nl=nl)
+
+
+@contextmanager
+def printable_errors() -> Iterator[None]:
+    """Error messages raised inside (click's own, and ours that quote files, prompts or plugins) print escaped."""
+    try:
+        yield
+    except click.ClickException as exc:
+        exc.message = printable(exc.message)
+        raise

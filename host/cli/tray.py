@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 import click
 
 from dreamtray.cli.context import Context, pass_app
+from dreamtray.cli.terminal import printable
 
 TRIGGER_HELP = """Send ACTION to the running tray, as a hotkey would: bind this to a custom shortcut on desktops where
 global hotkeys cannot work (Wayland).
@@ -29,7 +31,7 @@ e.g. wallpaper-again); or one of:
 @pass_app
 def run(ctx: Context, verbose: bool) -> None:
     """Start the tray: icon, menu, global hotkeys, and the engine in the background."""
-    from dreamtray.desktop.control import AlreadyRunning
+    from dreamtray.desktop.control import AlreadyRunning, ControlError
     from dreamtray.desktop.tray import TrayUnavailable, run_tray
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -38,7 +40,7 @@ def run(ctx: Context, verbose: bool) -> None:
     app.exit_after_idle = 0  # the engine lives as long as the tray, which stops it on quit
     try:
         run_tray(app)
-    except (AlreadyRunning, TrayUnavailable) as exc:
+    except (AlreadyRunning, ControlError, TrayUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -52,7 +54,7 @@ def run(ctx: Context, verbose: bool) -> None:
 def trigger(
     action: str, words: tuple[str, ...], prompt: str | None, style: str | None, wait: bool, as_json: bool
 ) -> None:
-    from dreamtray.desktop.control import NotRunning, send
+    from dreamtray.desktop.control import ControlError, send
 
     message: dict[str, object] = {"action": action, "wait": wait, **_arguments(action, words)}
     if prompt is not None:
@@ -61,14 +63,14 @@ def trigger(
         message["style"] = style
     try:
         reply = send(message, timeout=3600 if wait else 10)
-    except NotRunning as exc:
+    except ControlError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json or action == "status":
-        click.echo(json.dumps(reply, indent=2))
-    else:
-        click.echo(reply.get("message", ""), err=not reply.get("ok"))
+        click.echo(json.dumps(reply, indent=2))  # ASCII: every control character and bidi mark as \u escape
+    else:  # prompts from the selection may carry terminal escapes: shown, never sent raw
+        click.echo(printable(str(reply.get("message", ""))), err=not reply.get("ok"))
         for image in reply.get("images", []):
-            click.echo(image)
+            click.echo(printable(str(image), one_line=True))
     if not reply.get("ok"):
         sys.exit(1)
 
@@ -78,12 +80,16 @@ def _arguments(action: str, words: tuple[str, ...]) -> dict[str, object]:
     if action == "menu":
         return {"path": list(words)}
     if action == "cancel":
-        if len(words) != 1 or not words[0].lstrip("#").isdigit():
+        if len(words) != 1 or not _QUEUE_NUMBER.fullmatch(words[0]):
             raise click.UsageError("cancel takes the number of one image of the queue: `dreamtray trigger cancel 2`.")
         return {"number": int(words[0].lstrip("#"))}
     if words:
-        raise click.UsageError(f"{action} takes nothing after it (got {' '.join(words)!r}).")
+        shown = printable(" ".join(words)[:200], one_line=True)
+        raise click.UsageError(f"{printable(action[:100], one_line=True)} takes nothing after it (got '{shown}').")
     return {}
 
+
+_QUEUE_NUMBER = re.compile(r"#?[0-9]{1,9}")
+"""An image's number in the queue: ASCII digits only (int() also takes '²' via isdigit, and other scripts')."""
 
 COMMANDS: list[click.Command] = [run, trigger]

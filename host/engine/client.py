@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import psutil
 
+from dreamtray import paths
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request, Result
 
@@ -85,6 +86,22 @@ class EngineFactory(Protocol):
     def __call__(self, settings: dict[str, Any]) -> Engine: ...
 
 
+def transport_problem(exc: httpx.TransportError) -> str:
+    """Why a connection failed, in words (the certificate's complaint kept: it says what to mend)."""
+    text = str(exc)
+    if "CERTIFICATE" in text or "SSL" in text:
+        return f"its TLS certificate was refused: {text}"
+    if isinstance(exc, httpx.ConnectError):
+        return "nothing answers there"
+    if isinstance(exc, httpx.TimeoutException):
+        return "it did not answer in time"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return "the address does not start with http:// or https://"
+    if isinstance(exc, httpx.ProxyError):
+        return "the proxy refused the connection"
+    return "the connection closed before the answer came"
+
+
 class ServiceJob:
     """A job on a dreamtray engine service."""
 
@@ -117,13 +134,25 @@ class ServiceJob:
                             self._final = event
                         yield event
         except httpx.TransportError as exc:
-            raise self.engine.unavailable(exc) from None
+            if self._final is None:
+                raise EngineUnavailable(
+                    f"The engine at {self.engine.url} went away before job {self.id} ended "
+                    f"({transport_problem(exc)}): it was stopped (`dreamtray engine stop`) or it exited."
+                ) from None
 
     def result(self) -> Result:
         if self._final is None:
             for _ in self.events():
                 pass
-        body = self.engine.call("GET", f"/v1/jobs/{self.id}")
+        try:
+            body = self.engine.call("GET", f"/v1/jobs/{self.id}")
+        except EngineUnavailable:
+            final = self._final or {}  # a job that ended as the engine stopped: its last event says how
+            if final.get("kind") == "cancelled":
+                raise JobCancelled(final.get("message") or "Cancelled.") from None
+            if final.get("kind") == "failed":
+                raise JobFailed(final.get("message") or "The job failed.") from None
+            raise
         if body["status"] == "done":
             return Result.model_validate(body["result"])
         if body["status"] == "cancelled":
@@ -154,8 +183,8 @@ class ServiceEngine:
             base_url=url, headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=timeout
         )
 
-    def unavailable(self, exc: Exception) -> EngineUnavailable:
-        return EngineUnavailable(f"The engine at {self.url} cannot be reached ({type(exc).__name__}: {exc}).")
+    def unavailable(self, exc: httpx.TransportError) -> EngineUnavailable:
+        return EngineUnavailable(f"The engine at {self.url} cannot be reached ({transport_problem(exc)}).")
 
     def check(self, response: httpx.Response) -> None:
         if response.is_success:
@@ -226,9 +255,16 @@ class LocalEngine:
             return self._client
         from filelock import FileLock
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.state_dir / "engine.lock")):
-            client = self.running() or self._start()
+        try:
+            self._token()  # the service reads the same file: one that cannot be made is told here, in words
+        except OSError as exc:
+            raise EngineUnavailable(paths.cannot_write(exc, self.token_file)) from None
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(self.state_dir / "engine.lock")):
+                client = self.running() or self._start()
+        except OSError as exc:  # a read-only or full folder for the token, the lock, the state file or the log
+            raise EngineUnavailable(paths.cannot_write(exc, self.state_dir)) from None
         self._client = client
         return client
 

@@ -9,6 +9,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+IDLE_UNLOAD_SECONDS = (0, 7 * 24 * 3600)
+"""The range of `idle_unload_seconds` (0: never unload); a wait longer than a week would overflow the worker's
+wait for the next job on some systems."""
+STALL_SECONDS = (1, 3600)
+"""The range of `stall_seconds`."""
+
 
 class Policy(str, Enum):
     """Where the model's weights live while it generates, from fastest to most frugal."""
@@ -50,6 +56,12 @@ class WorkerSettings:
     allow_pickle: bool = False
     single_file_config: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in (("idle_unload_seconds", IDLE_UNLOAD_SECONDS), ("stall_seconds", STALL_SECONDS)):
+            value = getattr(self, name)
+            if not low <= value <= high:  # also refuses NaN
+                raise ValueError(f"{name} = {value!r} is out of range: use a number from {low} to {high}")
 
     def to_overrides(self) -> Overrides:
         values = dict(self.overrides)

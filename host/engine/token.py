@@ -35,9 +35,11 @@ def load_or_create_token(path: Path, warn: Callable[[str], None] = log.warning) 
     """The token in `path`, created on first use in a file only the user can read.
 
     A file that others can read is made private again, and `warn` is told (its token may have been seen).
+    A private token file is only read (its folder may be read-only). OSError when it cannot be read or made.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         path.chmod(0o600)

@@ -31,7 +31,7 @@ def lineage_of(parent: bytes, parent_name: str) -> list[dict[str, str]]:
     texts = image_texts(parent)
     try:
         earlier = json.loads(texts.get(LINEAGE_KEY, "[]"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to read
         earlier = []
     entry = {
         "file": parent_name,

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dreamtray import samplers
+from dreamtray.image_input import ImageInputError, read_image_file
 from dreamtray.images.pngchunks import (
     COMPRESS_ABOVE,
     Chunk,
@@ -34,9 +35,11 @@ from dreamtray.images.pngchunks import (
     image_size,
     join_chunks,
     read_text,
+    read_texts,
     split_chunks,
     text_chunk,
 )
+from dreamtray.images.settings_line import settings_pairs
 from dreamtray.request import Request, RequestError, describe_validation_error
 
 PARAMETERS_KEY = "parameters"
@@ -47,8 +50,6 @@ DREAMTRAY = "dreamtray"
 AUTOMATIC1111 = "AUTOMATIC1111"
 COMFYUI = "ComfyUI"
 
-_SETTING = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-"""One `Key: value` pair of A1111's settings line (the same pattern A1111 parses with)."""
 _KEY = re.compile(r"\w[\w \-/]+")
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _MARKER_LINE = re.compile(r"\s*\\*Negative prompt:")
@@ -169,9 +170,10 @@ def _escape_markers(text: str) -> str:
 def parse_parameters(text: str) -> Parameters:
     """Read A1111 `parameters` text: prompt lines, `Negative prompt:` lines, and a last line of settings."""
     *lines, last = text.strip().split("\n")
-    if len(_SETTING.findall(last)) < 3:
+    pairs = settings_pairs(last)
+    if len(pairs) < 3:
         lines.append(last)
-        last = ""
+        pairs = []
     prompt: list[str] = []
     negative: list[str] = []
     for line in lines:
@@ -182,7 +184,7 @@ def parse_parameters(text: str) -> Parameters:
         if _ESCAPED_MARKER_LINE.match(line):
             line = line[1:]  # an escaped marker: text of the prompt
         (negative if negative else prompt).append(line)
-    settings = {key: unquote(value.strip()) for key, value in _SETTING.findall(last)}
+    settings = {key: unquote(value.strip()) for key, value in pairs}
     return _parameters_from_settings("\n".join(prompt), "\n".join(negative), settings)
 
 
@@ -279,17 +281,10 @@ def read_metadata(source: Path | str | bytes, *, name: str | None = None) -> Ima
         data, label = source, name or "the image"
     else:
         label = name or str(source)
-        try:
-            data = Path(source).read_bytes()
-        except OSError as exc:
-            raise MetadataError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+        data = _read_bounded(Path(source), label)
     try:
         chunks = split_chunks(data)
-        texts: dict[str, str] = {}
-        for chunk in chunks:
-            found = read_text(chunk)
-            if found and found[0] not in texts:
-                texts[found[0]] = found[1]
+        texts = read_texts(chunks)
     except CorruptPNGError as exc:
         raise CorruptImageError(f"{label}: {exc}") from None
     width, height = image_size(chunks)
@@ -302,6 +297,13 @@ def read_metadata(source: Path | str | bytes, *, name: str | None = None) -> Ima
         f"{label}: no generation metadata (no 'parameters', 'dreamtray' or ComfyUI text chunk)"
         + (f"; its text chunks are {present}" if present else "; it has no text chunks at all")
     )
+
+
+def _read_bounded(path: Path, label: str) -> bytes:
+    try:
+        return read_image_file(path, label)
+    except ImageInputError as exc:
+        raise MetadataError(str(exc)) from None
 
 
 def _a1111_or_ours(texts: dict[str, str], width: int, height: int, label: str) -> ImageMetadata:
@@ -329,10 +331,10 @@ def _comfyui(texts: dict[str, str], width: int, height: int) -> ImageMetadata:
     """ComfyUI stores its graph: `prompt` (the API form: node id -> class_type and inputs) and `workflow`."""
     warnings: list[str] = []
     graph: dict[str, Any] = {}
-    try:
-        loaded = json.loads(texts.get("prompt", "{}"))
+    loaded = _json(texts.get("prompt", "{}"))
+    if isinstance(loaded, dict):
         graph = {key: node for key, node in loaded.items() if isinstance(node, dict)}
-    except (ValueError, AttributeError):
+    else:
         warnings.append("its 'prompt' chunk is not a JSON object of nodes")
     node_texts = {key: text for key, node in graph.items() if (text := _node_text(node))}
     prompts = tuple(dict.fromkeys(node_texts.values()))
@@ -352,16 +354,25 @@ def _node_text(node: dict[str, Any]) -> str | None:
     return "\n".join(dict.fromkeys(part for part in parts if part.strip())) or None
 
 
-def _workflow_texts(workflow: str, warnings: list[str]) -> tuple[str, ...]:
+def _json(text: str) -> object:
+    """The JSON value of `text`, or None when it is not JSON (or nests too deep to read)."""
     try:
-        nodes = json.loads(workflow).get("nodes", [])
-    except (ValueError, AttributeError):
-        warnings.append("its 'workflow' chunk is not valid JSON")
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _workflow_texts(workflow: str, warnings: list[str]) -> tuple[str, ...]:
+    loaded = _json(workflow)
+    nodes = loaded.get("nodes") if isinstance(loaded, dict) else None
+    if not isinstance(nodes, list):
+        warnings.append("its 'workflow' chunk is not a JSON object with a list of nodes")
         return ()
     found = []
     for node in nodes:
-        if isinstance(node, dict) and "TextEncode" in str(node.get("type", "")):
-            found += [value for value in node.get("widgets_values") or [] if isinstance(value, str) and value]
+        if isinstance(node, dict) and isinstance(node.get("type"), str) and "TextEncode" in node["type"]:
+            values = node.get("widgets_values")
+            found += [value for value in values if isinstance(value, str) and value] if isinstance(values, list) else []
     return tuple(dict.fromkeys(found))
 
 
@@ -392,13 +403,23 @@ def _comfyui_parameters(
             negative_prompt=linked_text(inputs.get("negative")),
             steps=inputs["steps"] if isinstance(inputs.get("steps"), int) else None,
             sampler=inputs["sampler_name"] if isinstance(inputs.get("sampler_name"), str) else None,
-            cfg_scale=float(inputs["cfg"]) if isinstance(inputs.get("cfg"), (int, float)) else None,
+            cfg_scale=_float(inputs.get("cfg")),
             seed=seed if isinstance(seed, int) else None,
             width=width,
             height=height,
             model=model,
         )
     return None
+
+
+def _float(value: object) -> float | None:
+    """A JSON number as a float; None for anything else, and for an integer too large to be one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 UNHONOURED: dict[str, tuple[str, ...]] = {

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_TEXT_BYTES = 16 * 1024 * 1024
-"""A compressed text chunk that inflates beyond this is refused (a decompression bomb, not metadata)."""
+"""The text a file's chunks may hold in all, once inflated: more is a decompression bomb, not metadata."""
+_TEXT_LIMIT = f"{MAX_TEXT_BYTES // 2**20} MB in all"
 COMPRESS_ABOVE = 2048
 """Our own iTXt chunks are compressed from this size on."""
 
@@ -95,19 +96,34 @@ def text_chunk(key: str, text: str, *, compress: bool = False) -> Chunk:
     return Chunk(b"iTXt", keyword + b"\0" + flag + b"\0\0" + payload, 0)
 
 
-def _inflate(data: bytes, where: str) -> bytes:
+def _inflate(data: bytes, where: str, limit: int) -> bytes:
     inflater = zlib.decompressobj()
     try:
-        out = inflater.decompress(data, MAX_TEXT_BYTES)
+        out = inflater.decompress(data, limit + 1)  # never 0: zlib reads that as "no limit"
     except zlib.error as exc:
         raise CorruptPNGError(f"{where}: its compressed text cannot be decompressed ({exc})") from None
-    if inflater.unconsumed_tail:
-        raise CorruptPNGError(f"{where}: its text inflates beyond {MAX_TEXT_BYTES} bytes")
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise CorruptPNGError(f"{where}: its text inflates beyond {_TEXT_LIMIT} (a decompression bomb)")
     return out
 
 
-def read_text(chunk: Chunk) -> tuple[str, str] | None:
-    """(keyword, text) of a tEXt, zTXt or iTXt chunk; None for other chunk types."""
+def read_texts(chunks: list[Chunk]) -> dict[str, str]:
+    """Every text chunk's text by keyword (the first of each), at most MAX_TEXT_BYTES of text in all."""
+    texts: dict[str, str] = {}
+    left = MAX_TEXT_BYTES
+    for chunk in chunks:
+        found = read_text(chunk, limit=left)
+        if found:
+            left -= len(found[1])
+            texts.setdefault(*found)
+    return texts
+
+
+def read_text(chunk: Chunk, *, limit: int = MAX_TEXT_BYTES) -> tuple[str, str] | None:
+    """(keyword, text) of a tEXt, zTXt or iTXt chunk; None for other chunk types.
+
+    Text beyond `limit` bytes (or characters, once inflated) is refused with CorruptPNGError.
+    """
     if chunk.type not in (b"tEXt", b"zTXt", b"iTXt"):
         return None
     where = f"text chunk {chunk.name!r} at byte {chunk.offset}"
@@ -116,16 +132,20 @@ def read_text(chunk: Chunk) -> tuple[str, str] | None:
         raise CorruptPNGError(f"{where} has no keyword")
     key = keyword.decode("latin-1")
     if chunk.type == b"tEXt":
+        if len(rest) > limit:
+            raise CorruptPNGError(f"{where}: the file's text is beyond {_TEXT_LIMIT}")
         return key, rest.decode("latin-1")
     if chunk.type == b"zTXt":
-        return key, _inflate(rest[1:], where).decode("latin-1")
+        return key, _inflate(rest[1:], where, limit).decode("latin-1")
     if len(rest) < 2:
         raise CorruptPNGError(f"{where} is too short")
     compressed = rest[0] == 1
     _language, _, rest = rest[2:].partition(b"\0")
     _translated, _, text = rest.partition(b"\0")
     if compressed:
-        text = _inflate(text, where)
+        text = _inflate(text, where, limit)
+    elif len(text) > limit:
+        raise CorruptPNGError(f"{where}: the file's text is beyond {_TEXT_LIMIT}")
     try:
         return key, text.decode("utf-8")
     except UnicodeDecodeError:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dreamtray.atomic import write_atomically
+from dreamtray.image_input import open_rgb, read_image_file
 from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.lineage import lineage_of, with_lineage
 from dreamtray.images.metadata import MetadataError, add_metadata, read_metadata
@@ -50,14 +51,12 @@ def original_prompt_and_settings(original: bytes) -> tuple[str, dict[str, object
 
 
 def as_png(data: bytes) -> tuple[bytes, int, int]:
-    """Any image Pillow reads, as RGB PNG bytes no larger than the engine accepts, with its size."""
-    from PIL import Image, UnidentifiedImageError
+    """Any image Pillow reads, as RGB PNG bytes no larger than the engine accepts, with its size.
 
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"not an image that can be refined: {exc}") from None
+    ImageInputError (a ValueError) says why an image cannot be refined; what was left aside is logged."""
+    image, notes = open_rgb(data, "")
+    for note in notes:
+        log.warning(note)
     if max(image.size) > MAX_SIDE:
         image.thumbnail((MAX_SIDE, MAX_SIDE))
     buffer = io.BytesIO()
@@ -128,8 +127,8 @@ def refine_file(
     `wait` follows the job and returns its result: the CLI shows progress there, the tray its icon. A file that
     cannot be refined raises ValueError naming it; engine problems raise the engine's errors.
     """
-    original = image.read_bytes()
     try:
+        original = read_image_file(image, "")
         request = refine_request(
             original, change, strength=strength, styles=styles, only_change=only_change, **explicit
         )

@@ -31,6 +31,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from dreamtray.atomic import write_atomically
+from dreamtray.image_input import ImageInputError, open_rgb
 from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.metadata import add_metadata
 from dreamtray.request import MAX_REFERENCE_BYTES, MAX_SEED, LoRA, Request, Result, Subject
@@ -251,10 +252,12 @@ def contact_sheet(manifest: Manifest, folder: Path) -> bytes:
 
     thumbnails = {}
     for entry in manifest.images:
-        with Image.open(folder / entry.file) as image:
-            image = image.convert("RGB")
-            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            thumbnails[entry.row, entry.column] = image
+        try:
+            image = open_rgb(folder / entry.file, entry.file)[0]
+        except ImageInputError as exc:
+            raise SeriesError(f"the contact sheet cannot show {exc}") from None
+        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        thumbnails[entry.row, entry.column] = image
     if not thumbnails:
         raise SeriesError("the series has no images yet")
     cell_w = max(image.width for image in thumbnails.values())

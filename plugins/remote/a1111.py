@@ -24,6 +24,7 @@ from dreamtray.api import EngineError, Request, Result, SamplerError, a1111_samp
 from .credentials import require_secret
 from .images import png_from_b64
 from .jobs import ThreadJob
+from .numbers import setting
 from .transport import HttpApi
 
 DEFAULT_URL = "http://127.0.0.1:7860"
@@ -37,10 +38,10 @@ class A1111:
 
     def __init__(self, settings: dict[str, Any], **http_options: Any):
         self.settings = settings
-        self.default_steps = int(settings.get("default_steps", 20))
-        self.default_guidance = float(settings.get("default_guidance", 7.0))
-        self.native_size = int(settings.get("native_size", 512))
-        self.progress_interval = float(settings.get("progress_interval", 0.5))
+        self.default_steps = setting(settings, "default_steps", 20, 1, 150, whole=True)
+        self.default_guidance = setting(settings, "default_guidance", 7.0, 0, 30)
+        self.native_size = setting(settings, "native_size", 512, 64, 4096, whole=True)
+        self.progress_interval = setting(settings, "progress_interval", 0.5, 0.01, 60)
         auth = None
         if settings.get("user"):
             secrets = {"api_key_env": PASSWORD_ENV, **settings}
@@ -48,7 +49,7 @@ class A1111:
         self.api = HttpApi(
             "AUTOMATIC1111",
             settings.get("url", DEFAULT_URL),
-            timeout=float(settings.get("timeout", 600)),
+            timeout=setting(settings, "timeout", 600, 0.1, 86400),
             verify=settings.get("verify", True),
             auth=auth,
             **http_options,

@@ -13,6 +13,7 @@ from typing import Any
 from dreamtray.api import EngineError, Request, Result
 
 from .credentials import require_secret
+from .numbers import setting
 from .images import png_from_b64
 from .jobs import ThreadJob
 from .transport import HttpApi
@@ -36,7 +37,7 @@ class OpenAIImages:
             "OpenAI-compatible",
             settings.get("url", DEFAULT_URL),
             {"Authorization": f"Bearer {key}"},
-            timeout=float(settings.get("timeout", 180)),
+            timeout=setting(settings, "timeout", 180, 0.1, 86400),
             verify=settings.get("verify", True),
             **http_options,
         )

@@ -17,7 +17,8 @@ import httpx
 from dreamtray.api import EngineError, EngineUnavailable, ServiceEngine
 
 from .credentials import require_secret
-from .transport import MAX_RETRIES, MAX_RETRY_WAIT, error_message, retry_after, tls_verify
+from .numbers import setting
+from .transport import MAX_RETRIES, MAX_RETRY_WAIT, error_message, read_bounded, retry_after, tls_verify
 
 TOKEN_ENV = "DREAMTRAY_REMOTE_TOKEN"
 
@@ -36,7 +37,7 @@ class RemoteService(ServiceEngine):
         sleep: Callable[[float], None] = time.sleep,
     ):
         super().__init__(url, token, verify=verify, timeout=timeout)
-        self.sleep = sleep
+        self.sleep, self.timeout = sleep, timeout
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> RemoteService:
@@ -50,13 +51,13 @@ class RemoteService(ServiceEngine):
             settings["url"],
             token,
             verify=tls_verify(settings.get("verify", True)),
-            timeout=float(settings.get("timeout", 30)),
+            timeout=setting(settings, "timeout", 30, 0.1, 86400),
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         for attempt in range(MAX_RETRIES + 1):
             try:
-                response = self.http.request(method, path, **kwargs)
+                response = read_bounded(self.http, method, path, f"The engine at {self.url}", self.timeout, **kwargs)
             except httpx.TimeoutException:
                 raise EngineUnavailable(f"The engine at {self.url} did not answer in time.") from None
             except httpx.TransportError as exc:

@@ -16,6 +16,30 @@ from dreamtray.api import EngineError, EngineUnavailable, JobFailed
 
 MAX_RETRIES = 3
 MAX_RETRY_WAIT = 60.0
+MAX_ANSWER_BYTES = 256 * 1000 * 1000
+"""The largest answer read from a remote engine (a batch of large images as base64 is tens of MB)."""
+
+
+def read_bounded(http: httpx.Client, method: str, path: str, where: str, seconds: float, **kwargs: Any):
+    """The answer to a request, its body read whole but within MAX_ANSWER_BYTES and, once it starts, within
+    `seconds` in all (the request's own timeout when it gives one): a per-read timeout alone lets a trickle go on
+    for ever. EngineError past them; httpx's own errors pass through for the caller to word."""
+    timeout = kwargs["timeout"] if isinstance(kwargs.get("timeout"), (int, float)) else seconds
+    with http.stream(method, path, **kwargs) as response:
+        deadline, body = time.monotonic() + timeout, bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise EngineError(
+                    f"{where} sent an answer larger than {MAX_ANSWER_BYTES // 1_000_000} MB; it was not read "
+                    "further. Check that the url points at the engine it should."
+                )
+            if time.monotonic() > deadline:
+                raise EngineUnavailable(
+                    f"{where} took more than {timeout:g} s to send its answer ({len(body)} bytes so far); try again."
+                )
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]
+    return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
 
 
 def tls_verify(value: str | bool) -> ssl.SSLContext | bool:
@@ -107,7 +131,7 @@ class HttpApi:
 
     def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self.http.request(method, path, **kwargs)
+            return read_bounded(self.http, method, path, self.where(), self.timeout, **kwargs)
         except httpx.TimeoutException:
             timeout = kwargs.get("timeout", self.timeout)
             raise EngineUnavailable(f"{self.where()} did not answer within {timeout} s.") from None

@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +34,8 @@ import httpx
 
 from dreamtray.atomic import write_atomically
 from dreamtray.engine.downloads import human
+from dreamtray.engine.server import hub_names
+from dreamtray.engine.server.hub_http import ANSWER_SECONDS, DownloadError, read_json, send
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -53,10 +54,6 @@ SPEED_WINDOW = 3.0
 """Seconds of recent transfer that the reported speed averages over."""
 
 
-class DownloadError(RuntimeError):
-    """A download that cannot go on; the message says why and what to do."""
-
-
 class DownloadCancelled(Exception):
     """The job was cancelled during the download; the bytes fetched so far stay for the next try."""
 
@@ -73,6 +70,8 @@ class Hub:
     cache: Path
     timeout: float
     offline: bool = False
+    answer_seconds: float = ANSWER_SECONDS
+    """The longest the hub's description of a model may take to arrive, in all."""
 
     @classmethod
     def from_environment(cls) -> Hub:
@@ -129,10 +128,20 @@ class Snapshot:
         return self.hub.repo_folder(self.repo_id) / "snapshots" / self.commit
 
     def blob(self, file: HubFile) -> Path:
-        return self.hub.repo_folder(self.repo_id) / "blobs" / file.etag
+        return self._inside(self.hub.repo_folder(self.repo_id) / "blobs" / file.etag)
 
     def partial(self, file: HubFile) -> Path:
-        return self.blob(file).with_name(file.etag + ".incomplete")
+        return self._inside(self.blob(file).with_name(file.etag + ".incomplete"))
+
+    def entry(self, file: HubFile) -> Path:
+        """The file's place in the snapshot folder (a link to its blob)."""
+        return self._inside(self.folder / file.path)
+
+    def _inside(self, path: Path) -> Path:
+        try:
+            return hub_names.inside(path, self.hub.cache, self.repo_id)
+        except hub_names.UnsafeName as exc:
+            raise DownloadError(str(exc)) from None
 
     def missing(self) -> list[HubFile]:
         return [f for f in self.files if not _has_size(self.folder / f.path, f.size)]
@@ -168,6 +177,10 @@ def ensure_snapshot(
     A complete earlier download is found through a small record in `record_dir`, without asking the hub.
     """
     hub = hub or Hub.from_environment()
+    try:
+        hub_names.revision(revision)
+    except hub_names.UnsafeName as exc:
+        raise DownloadError(str(exc)) from None
     record = _record_path(record_dir, repo_id, revision)
     if (folder := recorded_folder(record, hub, patterns)) is not None:
         return folder
@@ -188,30 +201,27 @@ def ensure_snapshot(
 
 
 def describe(client: httpx.Client, repo_id: str, revision: str, patterns: list[str], hub: Hub) -> Snapshot:
-    """Ask the hub which commit `revision` is and which files (sizes, hashes) match `patterns`."""
+    """Ask the hub which commit `revision` is and which files (sizes, hashes) match `patterns`; every name and id
+    in the answer is checked before it can become part of a path (hub_names)."""
     url = f"{hub.endpoint}/api/models/{repo_id}/revision/{quote(revision, safe='')}"
+    what = f"{repo_id} (its list of files)"
     try:
-        response = client.get(url, params={"blobs": "true"})
+        headers = {"Accept-Encoding": "identity"}
+        with send(client, "GET", url, hub.endpoint, params={"blobs": "true"}, headers=headers) as response:
+            _raise_for_status(response, repo_id)
+            info = read_json(response, what, hub.endpoint, hub.answer_seconds)
     except httpx.HTTPError as exc:
         raise DownloadError(
-            f"Cannot reach the Hugging Face hub at {hub.endpoint} ({type(exc).__name__}: {exc or 'no answer'}). "
+            f"Cannot reach the Hugging Face hub at {hub.endpoint} ({_reason(exc)}). "
             "Check the connection; behind a proxy, set HTTPS_PROXY (see docs/models.md)."
         ) from exc
-    _raise_for_status(response, repo_id)
     try:
-        info = response.json()
-        files = tuple(
-            HubFile(
-                path=s["rfilename"],
-                size=int((s.get("lfs") or {}).get("size", s["size"])),
-                blob_id=s["blobId"],
-                sha256=(s.get("lfs") or {}).get("sha256"),
-            )
-            for s in info["siblings"]
-            if _wanted(s["rfilename"], patterns)
-        )
-        commit = info["sha"]
-    except (ValueError, KeyError, TypeError) as exc:
+        files = tuple(_declared(s, repo_id) for s in info["siblings"] if _wanted(s, patterns, repo_id))
+        hub_names.no_file_is_a_folder((f.path for f in files), repo_id)
+        commit = hub_names.commit(info["sha"], repo_id)
+    except hub_names.UnsafeName as exc:
+        raise DownloadError(str(exc)) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DownloadError(
             f"The hub at {hub.endpoint} answered about {repo_id} in a form dreamtray cannot read."
         ) from exc
@@ -220,8 +230,29 @@ def describe(client: httpx.Client, repo_id: str, revision: str, patterns: list[s
     return Snapshot(repo_id, revision, commit, files, hub)
 
 
-def _wanted(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch(name, p) or fnmatch(name.rsplit("/", 1)[-1], p) for p in patterns)
+def _declared(sibling: dict, repo_id: str) -> HubFile:
+    """One file of the hub's answer, its name and hashes checked."""
+    lfs = sibling.get("lfs") or {}
+    size = int(lfs.get("size", sibling["size"]))
+    if size < 0:
+        raise ValueError(f"negative size {size}")
+    sha256 = lfs.get("sha256")
+    return HubFile(
+        path=hub_names.file_name(sibling["rfilename"], repo_id),
+        size=size,
+        blob_id=hub_names.content_hash(sibling["blobId"], repo_id, sha256=False),
+        sha256=None if sha256 is None else hub_names.content_hash(sha256, repo_id, sha256=True),
+    )
+
+
+def _wanted(sibling: dict, patterns: Iterable[str], repo_id: str) -> bool:
+    """Whether the pipeline needs this file; its name is checked first, so a bad one is never silently skipped."""
+    return hub_names.wanted(hub_names.file_name(sibling["rfilename"], repo_id), patterns)
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    """An httpx error in words: its kind for the curious, and what it says when it says something."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def download(
@@ -252,11 +283,11 @@ def download(
     progress = Progress(emit, snapshot.repo_id, total, already)
     for file in missing:
         with _file_lock(snapshot, file, cancelled, progress):
-            if not _has_size(snapshot.folder / file.path, file.size):  # else another program just fetched it
+            if not _has_size(snapshot.entry(file), file.size):  # else another program just fetched it
                 _fetch_file(client, snapshot, file, progress, cancelled)
                 _link(snapshot, file)
     if snapshot.revision != snapshot.commit:
-        write_atomically(destination / "refs" / snapshot.revision, snapshot.commit, mode=0o644)
+        write_atomically(snapshot._inside(destination / "refs" / snapshot.revision), snapshot.commit, mode=0o644)
     seconds = progress.elapsed()
     fetched = total - already
     emit(
@@ -319,12 +350,12 @@ def _fetch_file(
     """Stream one file into its `.incomplete` blob, resuming after failures, then verify it."""
     partial = snapshot.partial(file)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    partial.touch()
+    _open_for_writing(partial, append=True).close()
     url = f"{snapshot.hub.endpoint}/{snapshot.repo_id}/resolve/{snapshot.commit}/{quote(file.path)}"
     fruitless = 0
     while (before := snapshot.partial_bytes(file)) < file.size:
         try:
-            _stream(client, url, file, partial, before, progress, cancelled, snapshot.hub.timeout)
+            _stream(client, url, file, partial, before, progress, cancelled, snapshot.hub)
             break
         except _Retry as exc:
             fruitful = snapshot.partial_bytes(file) - before >= min(MIN_BYTES_PER_WINDOW, file.size - before)
@@ -340,12 +371,13 @@ def _fetch_file(
     progress.flush(file.path)
 
 
-def _stream(client, url, file: HubFile, partial: Path, have: int, progress, cancelled, timeout: float) -> None:
+def _stream(client, url, file: HubFile, partial: Path, have: int, progress, cancelled, hub: Hub) -> None:
+    timeout = hub.timeout
     headers = {"Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
-        with client.stream("GET", url, headers=headers) as response:
+        with send(client, "GET", url, hub.endpoint, headers=headers) as response:
             if response.status_code >= 500:
                 raise _Retry(f"failed (HTTP {response.status_code})")
             if response.status_code == 416:  # what is on disk is no prefix the server knows: start the file again
@@ -356,7 +388,7 @@ def _stream(client, url, file: HubFile, partial: Path, have: int, progress, canc
             if have and response.status_code != 206:
                 progress.rewind(have)  # the server ignored the Range: start the file again
                 have = 0
-            with open(partial, "ab" if have else "wb") as out:
+            with _open_for_writing(partial, append=bool(have)) as out:
                 window_start, window_bytes = time.monotonic(), 0
                 for chunk in response.iter_raw():
                     if cancelled():
@@ -383,6 +415,12 @@ def _stream(client, url, file: HubFile, partial: Path, have: int, progress, canc
         raise _Retry(f"dropped the connection ({type(exc).__name__})") from exc
     if have < file.size:
         raise _Retry(f"ended the answer early ({human(have)} of {human(file.size)})")
+
+
+def _open_for_writing(path: Path, append: bool):
+    """`path` opened to write bytes, created if need be; never through a symbolic link (O_NOFOLLOW)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags | getattr(os, "O_BINARY", 0), 0o644), "ab" if append else "wb")
 
 
 def _write(out, chunk: bytes, progress: Progress) -> None:
@@ -417,10 +455,10 @@ def _verify(partial: Path, file: HubFile, endpoint: str) -> None:
 
 def _link(snapshot: Snapshot, file: HubFile) -> None:
     """Move the verified file to its blob and point the snapshot's entry at it, as huggingface_hub does."""
-    blob, entry = snapshot.blob(file), snapshot.folder / file.path
+    blob, entry = snapshot.blob(file), snapshot.entry(file)
     os.replace(snapshot.partial(file), blob)
     entry.parent.mkdir(parents=True, exist_ok=True)
-    entry.unlink(missing_ok=True)
+    snapshot.entry(file).unlink(missing_ok=True)  # checked again: the folders now exist
     try:
         entry.symlink_to(os.path.relpath(blob, entry.parent))
     except OSError:  # no symlinks here (Windows without developer mode): the file itself goes in the snapshot
@@ -513,9 +551,12 @@ def recorded_folder(record: Path, hub: Hub, patterns: list[str]) -> Path | None:
     """The snapshot folder of an earlier complete download of these files, if every one is still there."""
     try:
         data = json.loads(record.read_text())
-        folder = hub.repo_folder(data["repo_id"]) / "snapshots" / data["commit"]
+        repo_id = data["repo_id"]
+        folder = hub.repo_folder(repo_id) / "snapshots" / hub_names.commit(data["commit"], repo_id)
         files, same = data["files"], data["patterns"] == patterns
-    except (OSError, ValueError, KeyError, TypeError):
+        for path in files:
+            hub_names.file_name(path, repo_id)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # UnsafeName is a ValueError
         return None
     return folder if same and all(_has_size(folder / path, size) for path, size in files.items()) else None
 

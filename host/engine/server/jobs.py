@@ -20,6 +20,8 @@ from dreamtray.engine.server.worker import WorkerProcess
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request
 
+STOPPING = "Cancelled: the engine was stopped (`dreamtray engine stop`, or the session ended); nothing was made."
+"""What every job ended by the engine's stop hears, queued or running."""
 KEEP_FINISHED = 64
 DEFAULT_MAX_QUEUE = 8
 """Jobs that may wait behind the running one, unless the service is started with another number."""
@@ -108,7 +110,7 @@ class JobManager:
 
     def shutdown(self) -> None:
         """Stop: end every job (the running one within the cancel grace), then the worker and the dispatcher."""
-        self.stop_jobs("Cancelled: the engine is stopping.")
+        self.stop_jobs(STOPPING)
         with self.device_lock:
             self._stop_worker(then_ready=False)
             if self.ready is not None:
@@ -158,7 +160,7 @@ class JobManager:
             if job.status != "queued":
                 continue
             if self.stopping:
-                job.finish("cancelled", error="Cancelled: the engine is stopping.")
+                job.finish("cancelled", error=STOPPING)
                 continue
             with self.device_lock:
                 self.running = job
@@ -199,11 +201,15 @@ class JobManager:
                     job.finish("done", result_json=payload[0])
                     return
                 elif kind == "error":
-                    job.finish(payload[0], error=payload[1])
+                    stopped = payload[0] == "cancelled" and self.stopping  # the cancel came from the stop
+                    job.finish(payload[0], error=STOPPING if stopped else payload[1])
                     return
         except (EOFError, OSError):
             reason = worker.exit_reason()
             self.worker, self.loaded_model = None, None
+            if self.stopping:
+                job.finish("cancelled", error=STOPPING)
+                return
             if retry_on_idle_exit and not job.events and reason.endswith("code 0"):
                 self._run(job, retry_on_idle_exit=False)  # it had just retired for being idle
                 return
@@ -226,6 +232,9 @@ class JobManager:
         pid = worker.pid
         worker.kill()
         self.worker, self.loaded_model = None, None
+        if self.cancel_asked is not None and self.stopping:
+            job.finish("cancelled", error=STOPPING)
+            return
         if self.cancel_asked is not None:
             job.finish(
                 "cancelled",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +36,11 @@ LOCAL_DEFAULTS = Preset(
     description="A model from a local folder or file, run with general Stable Diffusion settings.",
 )
 """Settings for models that are no preset; native size is read from the model once it is loaded."""
+
+HUB_ID = re.compile(r"(?![-.])[A-Za-z0-9_.-]{1,96}(?<![-.])/(?![-.])[A-Za-z0-9_.-]{1,96}(?<![-.])")
+"""A hub model id as huggingface_hub accepts one (no `--` or `..` either, checked apart)."""
+COMPONENT_LIBRARIES = ("diffusers", "transformers")
+"""Where a model_index.json's components may come from (diffusers itself imports any module named there)."""
 
 
 class ModelError(RuntimeError):
@@ -76,6 +83,11 @@ def resolve_model(spec: str, *, allow_pickle: bool = False, single_file_config: 
             raise ModelError(f"{path} is not a diffusers model folder (it has no model_index.json).")
         return ModelSource(path.name, "folder", str(path.resolve()), _folder_preset(path))
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        if not HUB_ID.fullmatch(spec) or "--" in spec or ".." in spec:
+            raise ModelError(
+                f"{ascii(spec)} is neither a folder here nor a model id the Hugging Face hub can have: an id is "
+                "owner/name of letters, digits, '-', '_' and '.' (as in stabilityai/sd-turbo)."
+            )
         return ModelSource(spec, "hub", spec, LOCAL_DEFAULTS)
     known = ", ".join(PRESETS)
     raise ModelError(
@@ -90,16 +102,54 @@ def _folder_preset(folder: Path) -> Preset:
     except (OSError, ValueError, AttributeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else f"not a JSON object: {exc}"
         raise ModelError(f"{index} cannot be read ({reason}); the model folder is damaged: copy it again.") from None
-    return replace(LOCAL_DEFAULTS, pipeline=str(pipeline))
+    if not isinstance(pipeline, str) or not pipeline.isidentifier():
+        pipeline_class(pipeline, f"The model in {folder}")  # raises, with the reason in words
+    return replace(LOCAL_DEFAULTS, pipeline=pipeline)
 
 
-def pipeline_class(name: str):
+def pipeline_class(name: object, where: str = "the model"):
+    """The diffusers pipeline class that `name` (a model_index.json's `_class_name`) names; ModelError for a name
+    of something else (a function, a module, a model class) or of a pipeline this diffusers lacks."""
     import diffusers
 
-    cls = getattr(diffusers, name, None)
-    if cls is None:
-        raise ModelError(f"This version of diffusers has no {name}; upgrade diffusers to run this model.")
-    return cls
+    plain = isinstance(name, str) and name.isidentifier() and not name.startswith("_")
+    cls = getattr(diffusers, name, None) if plain else None
+    base = diffusers.DiffusionPipeline
+    if isinstance(cls, type) and issubclass(cls, base) and cls is not base:
+        return cls
+    if cls is None and plain and name.endswith("Pipeline"):
+        raise ModelError(f"{where} needs {name}, which this version of diffusers has not; upgrade diffusers to run it.")
+    raise ModelError(
+        f"{where} names {ascii(name)[:80]} as its pipeline (`_class_name` in model_index.json), which is no "
+        "diffusers pipeline: the folder is not a diffusers model, or its model_index.json was edited. "
+        "Copy the model again from its source."
+    )
+
+
+def check_components(folder: Path, pipeline, where: str) -> None:
+    """Refuse a model_index.json whose components are not [library, class] pairs of diffusers or transformers
+    classes (diffusers would import any module it names and fail deep inside with an internal error)."""
+    import importlib
+
+    expected, _ = pipeline._get_signature_keys(pipeline)
+
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{where}'s model_index.json cannot be read ({exc}); copy the model again.") from None
+    for name, value in index.items() if isinstance(index, dict) else ():
+        if name.startswith("_") or value == [None, None] or not (isinstance(value, list) or name in expected):
+            continue  # a setting (requires_safety_checker), or a component left out
+        library, cls = value if isinstance(value, list) and len(value) == 2 else (None, None)
+        found = None
+        if library in COMPONENT_LIBRARIES and isinstance(cls, str) and cls.isidentifier() and not cls.startswith("_"):
+            found = getattr(importlib.import_module(library), cls, None)
+        if not isinstance(found, type):
+            raise ModelError(
+                f"{where}'s model_index.json gives its component {ascii(name)[:60]} as {ascii(value)[:80]}, which is "
+                f"no class of {' or '.join(COMPONENT_LIBRARIES)} (a component is [\"diffusers\", \"ClassName\"]). "
+                "The folder is not a diffusers model, or the file was edited: copy the model again from its source."
+            )
 
 
 def pipeline_folder(
@@ -131,16 +181,53 @@ def load_pipeline(
     folder = pipeline_folder(source, cache_dir, emit, cancelled)
     name = "StableDiffusionPipeline" if source.kind == "tiny" else source.preset.pipeline
     variant = _variant_in(str(folder), source.preset.variant) if source.kind == "hub" else None
+    where = f"The model in {folder}" if source.kind == "folder" else f"{source.name} (in {folder})"
+    if source.kind != "tiny":
+        name = _index_class_name(folder, name, where)
+    cls = pipeline_class(name, where)
+    if source.kind != "tiny":
+        check_components(folder, cls, where)
     try:
-        pipe = pipeline_class(name).from_pretrained(folder, dtype=torch_dtype, variant=variant, local_files_only=True)
-        return pipe, folder
-    except (OSError, ValueError) as exc:  # a weights file cut short, say; diffusers names the file
-        if source.kind != "folder":
+        return cls.from_pretrained(folder, dtype=torch_dtype, variant=variant, local_files_only=True), folder
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        if source.kind == "tiny":
             raise
-        raise ModelError(
-            f"Could not load the model in {source.location}: {exc}. A file of it is damaged or incomplete "
-            "(an interrupted copy or download?): copy it again."
-        ) from exc
+        raise _load_error(exc, where) from exc
+
+
+def _index_class_name(folder: Path, default: str, where: str) -> object:
+    """The pipeline a downloaded or local folder's model_index.json names (a preset's own name otherwise)."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{where}'s model_index.json cannot be read ({exc}); copy the model again.") from None
+    return index.get("_class_name", default) if isinstance(index, dict) else None
+
+
+def _load_error(exc: Exception, where: str) -> ModelError:
+    """What went wrong loading a model's files, in words: a pickle refused, a file damaged, a config that does
+    not fit."""
+    chain, seen = exc, []
+    while chain is not None and len(seen) < 10:
+        seen.append(chain)
+        chain = chain.__cause__ or chain.__context__
+    if any(isinstance(e, pickle.UnpicklingError) for e in seen):
+        file = re.search(r"'([^']+\.(?:bin|pt|pth|ckpt))'", str(exc))
+        name = file.group(1) if file else "a weights file"
+        return ModelError(
+            f"{where}: {name} is a pickle file that holds more than tensors (code that would run when it is "
+            "loaded), so it was not loaded. Use the model's .safetensors weights, or a copy from its source."
+        )
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if isinstance(exc, OSError):
+        return ModelError(
+            f"{where} could not be loaded: {reason}. A file of it is damaged or incomplete "
+            "(an interrupted copy or download?): copy it again, or delete it from the cache and run again."
+        )
+    return ModelError(
+        f"{where} could not be loaded: its configuration does not describe a model diffusers can build ({reason}). "
+        "The folder was edited or is for another program: copy the model again from its source."
+    )
 
 
 def _variant_in(folder: str, variant: str | None) -> str | None:

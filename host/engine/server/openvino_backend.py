@@ -3,7 +3,9 @@
 `openvino.convert_model` traces each torch module (UNet, text encoder, tiny decoder) into OpenVINO's IR, saved
 under the user's cache folder, one entry per model and module, with a key: the format, the OpenVINO and torch
 versions, and a fingerprint of the module's weights. An entry whose key differs is converted again; one that cannot
-be read is removed, and the caller falls back to torch with a warning. Compiled programs are cached per shape
+be read is removed, and the caller falls back to torch with a warning. Nothing is written through a symbolic
+link in the cache: a link in place of an entry, its `compiled/` folder or its lock is removed (never what it
+points to), and the entry made again. Compiled programs are cached per shape
 by OpenVINO itself (its CACHE_DIR, next to the IR), so a new process compiles in about 2 s instead of 12.
 
 OpenVINO's conversion sends usage reports to Google Analytics unless the user opted out; importing this module
@@ -80,6 +82,8 @@ class Converted:
         self.folder, self.remove_broken = folder, remove_broken
         self.core = ov.Core()
         try:
+            if folder.is_symlink():
+                raise OSError("it is a symbolic link, which the cache never writes through")
             self.model = self.core.read_model(folder / "model.xml")
         except Exception as exc:
             raise self._broken(exc) from exc
@@ -88,10 +92,11 @@ class Converted:
     def _broken(self, exc: Exception) -> CacheError:
         """The error for an entry that cannot be read or compiled, removed unless `remove_broken` is off (then
         the full load finds it again, removes it and says so)."""
+        removed = ""
         if self.remove_broken:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            why_not = remove_entry(self.folder)
+            removed = "; removed it" if why_not is None else f"; could not remove it ({why_not}): delete it by hand"
         lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        removed = "; removed it" if self.remove_broken else ""
         return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({lines[-1].strip()}){removed}")
 
     def compile(self, shapes: list[tuple[int, ...]]):
@@ -100,8 +105,8 @@ class Converted:
         if key not in self.compiled:
             model = self.model.clone()
             model.reshape({index: ov.PartialShape(list(shape)) for index, shape in enumerate(shapes)})
-            config = {"CACHE_DIR": str(self.folder / "compiled"), "PERFORMANCE_HINT": "LATENCY"}
             try:
+                config = {"CACHE_DIR": str(real_folder(self.folder / "compiled")), "PERFORMANCE_HINT": "LATENCY"}
                 self.compiled[key] = self.core.compile_model(model, "CPU", config)
             except Exception as exc:
                 raise self._broken(exc) from exc
@@ -131,16 +136,16 @@ def ensure_converted(
     from filelock import FileLock
 
     key = cache_key(module)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        stored = _read_key(folder) or {}
+    real_folder(folder.parent)
+    with FileLock(lock_file(folder)):
+        stored = {} if folder.is_symlink() else _read_key(folder) or {}
         if {name: value for name, value in stored.items() if name != "files"} != key:
-            stale = folder.exists()
-            shutil.rmtree(folder, ignore_errors=True)
+            stale = folder.exists() or folder.is_symlink()
+            remove_or_raise(folder)
             why = "its cache is out of date" if stale else "once for this model"
             emit({"kind": "loading", "message": f"Converting the {label} to OpenVINO ({why})"})
             staging = folder.with_name(folder.name + ".partial")
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_or_raise(staging)
             staging.mkdir()
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: meant
@@ -159,10 +164,45 @@ def ensure_converted(
 def fresh_entry(folder: Path, files: str) -> Converted | None:
     """The cached IR at `folder` when it was converted by this OpenVINO and torch from files that still carry
     the stamp `files`; None otherwise (the caller then loads the module and converts through ensure_converted)."""
-    stored = _read_key(folder)
+    stored = None if folder.is_symlink() else _read_key(folder)  # a link: the full load replaces it
     if not stored or stored.get("files") != files or any(stored.get(k) != v for k, v in versions().items()):
         return None
     return Converted(folder, remove_broken=False)
+
+
+def remove_entry(path: Path) -> str | None:
+    """Remove a cache entry: a folder with all it holds, or a link or file in its place (never what a link points
+    to). None once it is gone; else why it is not, in words."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def remove_or_raise(path: Path) -> None:
+    if (why_not := remove_entry(path)) is not None:
+        raise CacheError(f"the OpenVINO cache at {path} could not be removed ({why_not}): delete it by hand")
+
+
+def real_folder(path: Path) -> Path:
+    """`path` as a real folder of the cache: a symbolic link (or a file) in its place is removed first, so that
+    nothing is written where it points."""
+    if path.is_symlink() or path.is_file():
+        remove_or_raise(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def lock_file(folder: Path) -> str:
+    """The lock file of an entry (opening a lock truncates it: a link in its place is removed first)."""
+    lock = folder.with_name(folder.name + ".lock")
+    if lock.is_symlink():
+        remove_or_raise(lock)
+    return str(lock)
 
 
 def _write_key(folder: Path, key: dict[str, Any], files: str | None) -> None:

@@ -20,14 +20,19 @@ import contextlib
 import io
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from dreamtray.engine.server.openvino_backend import Emit, folder_size  # first: it keeps telemetry out
+from dreamtray.engine.server.openvino_backend import (  # first: it keeps telemetry out
+    Emit,
+    folder_size,
+    lock_file,
+    real_folder,
+    remove_or_raise,
+)
 
 import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
@@ -134,7 +139,7 @@ def read_key(folder: Path) -> dict[str, Any] | None:
 
 def is_current(folder: Path, source_xml: Path) -> bool:
     """Whether `folder` holds the int8 UNet of `source_xml` made by this recipe and these versions."""
-    return (folder / "model.xml").exists() and read_key(folder) == int8_key(source_xml)
+    return not folder.is_symlink() and (folder / "model.xml").exists() and read_key(folder) == int8_key(source_xml)
 
 
 def quantize_unet(
@@ -173,8 +178,8 @@ def _quantize(
 ) -> Path:
     from filelock import FileLock
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
+    real_folder(folder.parent)
+    with FileLock(lock_file(folder)):
         if is_current(folder, source_xml):
             return folder
         why = "its cache is out of date" if folder.exists() else "once for this model"
@@ -192,11 +197,11 @@ def _quantize(
         finally:
             nncf_logger.setLevel(level)
         staging = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_or_raise(staging)
         staging.mkdir()
         ov.save_model(quantized, staging / "model.xml")
         (staging / "key.json").write_text(json.dumps(int8_key(source_xml), indent=2))
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_or_raise(folder)
         staging.rename(folder)
         size = folder_size(folder) / 2**20
         seconds = time.monotonic() - started

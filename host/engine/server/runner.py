@@ -364,17 +364,13 @@ class Runner:
 
 
 def init_picture(data: bytes):
-    """The init image as RGB pixels; GenerationError when the bytes are no image PIL reads."""
-    from PIL import Image
+    """The init image as RGB pixels; GenerationError, saying why, when it cannot be used."""
+    from dreamtray.image_input import ImageInputError, open_rgb
 
     try:
-        with Image.open(io.BytesIO(data)) as picture:
-            return picture.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        kind = "not an image" if isinstance(exc, Image.UnidentifiedImageError) else f"unreadable ({exc})"
-        raise GenerationError(
-            f"The init image ({len(data):,} bytes, starting {data[:8]!r}) is {kind}: give a PNG, JPEG or WebP file."
-        ) from None
+        return open_rgb(data, "The init image")[0]
+    except ImageInputError as exc:
+        raise GenerationError(f"{exc}.") from None
 
 
 def size_change_note(request: Request, width: int, height: int, native: int, multiple: int) -> str | None:

@@ -37,7 +37,7 @@ from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
 from dreamtray.engine.server import api_fields
 from dreamtray.engine.server.guard import too_large_message
-from dreamtray.engine.server.jobs import DEFAULT_MAX_QUEUE, JobManager, QueueFull
+from dreamtray.engine.server.jobs import DEFAULT_MAX_QUEUE, STOPPING, JobManager, QueueFull
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.engine.token import load_or_create_token
 from dreamtray.request import Request, Result, describe_validation_error
@@ -360,7 +360,7 @@ def serve(
     server = StartedServer(config, announce)
 
     def stop() -> None:
-        manager.stop_jobs("Cancelled: the engine is stopping.")
+        manager.stop_jobs(STOPPING)
         server.should_exit = True
 
     app = create_app(
