@@ -162,30 +162,22 @@ def new_manifest(
 
 def reference_picture(path: Path) -> tuple[bytes, str]:
     """A user's reference picture as PNG bytes (at most REFERENCE_SIDE a side) and its name with its SHA-256;
-    SeriesError, saying why, for a file that is too large, unreadable or no image."""
-    from PIL import Image
+    SeriesError, saying why, for a file that is too large, unreadable or no image (read as every image handed in
+    is: `image_input`)."""
+    from dreamtray.image_input import ImageInputError, open_rgb, read_image_file
 
+    label = f"{path}: the reference"
     try:
         size = path.stat().st_size
-        if size > MAX_REFERENCE_BYTES:
-            raise SeriesError(
-                f"{path}: the reference is {size:,} bytes; give a picture of at most {MAX_REFERENCE_BYTES:,} bytes"
-            )
-        data = path.read_bytes()
     except OSError as exc:
-        raise SeriesError(f"{path}: the reference cannot be read ({exc.strerror or exc})") from None
+        raise SeriesError(f"{label} cannot be read ({exc.strerror or exc})") from None
+    if size > MAX_REFERENCE_BYTES:
+        raise SeriesError(f"{label} is {size:,} bytes; give a picture of at most {MAX_REFERENCE_BYTES:,} bytes")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                raise SeriesError(
-                    f"{path}: the reference is {image.width}x{image.height} pixels, too large to read safely; "
-                    "give a smaller picture"
-                )
-            picture = image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, SeriesError):
-            raise
-        raise SeriesError(f"{path}: the reference is not an image dreamtray reads (PNG, JPEG, WebP): {exc}") from None
+        data = read_image_file(path, label)
+        picture, _ = open_rgb(data, label)
+    except ImageInputError as exc:
+        raise SeriesError(str(exc)) from None
     picture.thumbnail((REFERENCE_SIDE, REFERENCE_SIDE))
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
