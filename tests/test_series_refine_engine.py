@@ -214,7 +214,7 @@ def test_refine_of_a_non_image_is_a_clear_error(services, engine, tmp_path):
     path.write_text("not an image")
     result = CliRunner().invoke(refine, [str(path), "more"], obj=services)
     assert result.exit_code == 1
-    assert f"{path}: not an image that can be refined" in result.stderr
+    assert f"{path}: not an image (12 bytes); give a PNG, JPEG or WebP file" in result.stderr
     assert engine.submitted == []
 
 
