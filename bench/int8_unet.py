@@ -3,13 +3,15 @@
 Run:  python bench/int8_unet.py IR_FOLDER [--latent 64] [--hidden 1024] [--batch 1] [--samples 4] [--repeats 5]
 
 IR_FOLDER is a converted UNet (model.xml and model.bin, as the engine's OpenVINO cache keeps it, e.g.
-`models/openvino/<model>-<id>/unet`). Both int8 versions are calibrated on `--samples` random inputs (latents
-and text embeddings from a normal distribution, timestep 999: SD-Turbo's one step) and compared on others: the
-seconds per UNet call (median of `--repeats`), and the relative L2 error of the output against the same IR run in
-f32. Hybrid is the engine's recipe (dreamtray.engine.server.openvino_int8, symmetric int8 weights for the linear
-layers), also with asymmetric ones as optimum-intel makes them; full int8 quantizes every layer NNCF quantizes in a
-transformer, activations included. For SD-Turbo's shape use the defaults (it needs about 10 GB of
-RAM); for the `tiny` model, `--latent 8 --hidden 32`.
+`models/openvino/<model>-<id>/unet`). The int8 versions that calibrate do so on `--samples` random inputs (latents
+and text embeddings from a normal distribution, timestep 999: SD-Turbo's one step); all are compared on others:
+the seconds per UNet call (median of `--repeats`), the relative L2 error of the output against the same IR run
+in f32, and how far the process's RSS rose above its level before while quantizing (sampled every 20 ms).
+Hybrid is the engine's recipe (dreamtray.engine.server.openvino_int8, symmetric int8 weights for the linear
+layers), also with asymmetric ones as optimum-intel makes them; full int8 quantizes every layer NNCF quantizes in
+a transformer, activations included; data-free int8 compresses every layer's weights (convolutions too) with no
+calibration at all (the engine's plan when hybrid does not fit the memory). For SD-Turbo's shape use the
+defaults (it needs about 10 GB of RAM); for the `tiny` model, `--latent 8 --hidden 32`.
 """
 
 from __future__ import annotations  # noqa: I001 (the back end's import comes before NNCF's and OpenVINO's)
@@ -19,9 +21,9 @@ import os
 import time
 from pathlib import Path
 
-from measure import median, report, table
+from measure import median, peak_rss_during, report, rss_mb, table
 
-from dreamtray.engine.server.openvino_int8 import hybrid_quantize  # first: it keeps telemetry out
+from dreamtray.engine.server.openvino_int8 import hybrid_quantize, weights_only_quantize  # first: telemetry out
 
 import nncf  # noqa: E402
 import numpy as np  # noqa: E402
@@ -85,19 +87,23 @@ def main() -> None:
             model, samples, symmetric_weights=False
         ),
         "full int8": full_quantize,
+        "data-free int8 weights (compress_weights INT8_SYM, every layer)": weights_only_quantize,
     }
+    growth = {"bf16 (default)": 0.0}
     for name, quantize in recipes.items():
-        start = time.perf_counter()
-        variants[name] = (quantize(source.clone(), calibration), time.perf_counter() - start)
+        start, before = time.perf_counter(), rss_mb()
+        with peak_rss_during() as peak:
+            variants[name] = (quantize(source.clone(), calibration), time.perf_counter() - start)
+        growth[name] = peak["peak_mb"] - before
     rows = []
     for name, (model, quantize_s) in variants.items():
         program = compiled(model, None)
         errors = [np.linalg.norm(o - r) / np.linalg.norm(r) for o, r in zip(outputs(program), reference)]
-        rows.append((name, call_seconds(program), float(np.mean(errors)), quantize_s))
+        rows.append((name, call_seconds(program), float(np.mean(errors)), quantize_s, growth[name]))
         del program
     table(
         f"UNet {args.folder}: batch {args.batch}, latents {args.latent}x{args.latent}, {args.samples} samples",
-        ["variant", "s per call", "rel. L2 error vs f32", "quantize s"],
+        ["variant", "s per call", "rel. L2 error vs f32", "quantize s", "RSS growth MiB"],
         rows,
     )
     report(f"load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 class GeneratedImage:
     """An image that is already saved in the gallery, handed to actions."""
 
-    path: Path
+    path: Path | None
+    """Where the gallery keeps it; None only for an image `dreamtray serve` was set not to keep (no action runs
+    on those)."""
     request: Request
     """The request as generated, seed included."""
     make_another: Callable[[Request], GeneratedImage] | None = field(default=None, compare=False, repr=False)

@@ -184,6 +184,13 @@ class Config(BaseModel):
     """Style names applied to every request, comma-separated; '' for none."""
     preview_every: StrictInt = Field(default=1, ge=0, le=150)
     """The tray icon shows the image as it forms, every this many steps (0: never); the tiny decoder draws it."""
+    live_preview: StrictBool = True
+    """The prompt box shows a small, fast image of the text once typing pauses (never with an engine that charges
+    for each image)."""
+    expand_prompts: StrictBool = False
+    """The prompt box and `generate` grow a short prompt with a small local text model first (shown, editable)."""
+    expansion_model: Text = "Gustavosta/MagicPrompt-Stable-Diffusion"
+    """The text model that expands prompts: a hub id or an absolute folder (docs/prompts.md)."""
     gallery: Annotated[Path, AfterValidator(_folder)] = Field(default_factory=default_gallery_folder)
     queue_length: StrictInt = Field(default=5, ge=1, le=50)
     """Images the tray holds at once, the one being made and those waiting; the local engine lets as many wait."""

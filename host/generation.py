@@ -33,6 +33,8 @@ class Outcome:
     failed_actions: list[str] = field(default_factory=list)
     extras: list[GeneratedImage] = field(default_factory=list)
     """Images an action asked for besides the request's own (`GeneratedImage.make_another`), also saved."""
+    pngs: list[bytes] = field(default_factory=list)
+    """The request's images as PNG files with their metadata (for a caller that sends them on: `serve`)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -56,31 +58,35 @@ def generate(
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     on_job: Callable[[Job], None] = lambda job: None,
     mark: Callable[[str], None] = lambda step: None,
+    save: bool = True,
 ) -> Outcome:
     """Generate `request`, save every image in the gallery, then hand them to `chosen` and the hooks.
 
     `mark` is told as each step ends ('fetched': the result is here, 'saved', 'acted': the action is done), for
-    a caller that times them."""
+    a caller that times them. `save` False (a setting of `dreamtray serve`, whose client takes the images) keeps
+    them out of the gallery: they carry the same metadata, and the hooks get them with `path` None."""
     request = prepare(app, request, chosen)
     notes: list[str] = []  # the gallery's, when it could not take an image and it was kept elsewhere
-    result, images = _make(app, request, on_event, on_job, notes.append, mark)
-    outcome = Outcome(result, [], notes)
+    result, images, pngs = _make(app, request, on_event, on_job, notes.append, mark, save)
+    outcome = Outcome(result, [], notes, pngs=pngs)
 
     def make_another(another: Request) -> GeneratedImage:
         another = another.model_copy(update={"count": 1})
-        extra_result, [extra, *_] = _make(app, another, on_event, on_job, outcome.messages.append, mark)
+        extra_result, [extra, *_], [extra_png, *_] = _make(
+            app, another, on_event, on_job, outcome.messages.append, mark, save
+        )
         outcome.extras.append(extra)
         outcome.messages.extend(extra_result.warnings)
-        _announce(app, extra)
+        _announce(app, extra, extra_png)
         return extra
 
-    for image in images:
+    for image, png in zip(images, pngs, strict=True):
         image = replace(image, make_another=make_another)
         outcome.images.append(image)
         if chosen is not None:
             _run_action(chosen, image, outcome)
         mark("acted")
-        _announce(app, image)
+        _announce(app, image, png)
     outcome.messages[:0] = result.warnings
     return outcome
 
@@ -92,22 +98,28 @@ def _make(
     on_job: Callable[[Job], None],
     warn: Callable[[str], None],
     mark: Callable[[str], None],
-) -> tuple[Result, list[GeneratedImage]]:
+    save: bool = True,
+) -> tuple[Result, list[GeneratedImage], list[bytes]]:
     """The engine makes `request`; every image is saved in the gallery before anything else sees it (where the
-    gallery cannot take one, it is kept in a fallback folder and `warn` says where)."""
+    gallery cannot take one, it is kept in a fallback folder and `warn` says where), unless `save` is off.
+    Returns the result, its images and their PNG files with metadata."""
+    from dreamtray.images.metadata import add_metadata
+
     job = app.engine.submit(request)
     on_job(job)
     for event in job.events():
         on_event(event)
     result = job.result()
     mark("fetched")
-    paths = app.gallery.save_result(result, warn=warn)
+    paths: list[Path | None] = list(app.gallery.save_result(result, warn=warn)) if save else [None] * len(result.seeds)
     mark("saved")
-    images = [
-        GeneratedImage(path, result.request.model_copy(update={"seed": seed, "count": 1}))
-        for path, seed in zip(paths, result.seeds, strict=True)
+    requests = [result.request.model_copy(update={"seed": seed, "count": 1}) for seed in result.seeds]
+    pngs = [
+        path.read_bytes() if path else add_metadata(png, request, model=result.model, sampler=result.sampler)
+        for path, png, request in zip(paths, result.images, requests, strict=True)
     ]
-    return result, images
+    images = [GeneratedImage(path, request) for path, request in zip(paths, requests, strict=True)]
+    return result, images, pngs
 
 
 def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None:
@@ -121,11 +133,11 @@ def _run_action(action: Action, image: GeneratedImage, outcome: Outcome) -> None
     outcome.messages.append(message or f"{action.label}: done.")
 
 
-def _announce(app: App, image: GeneratedImage) -> None:
-    """Hand the image to the `image_generated` hooks, on their own thread. The PNG is read into memory here (no
-    file stays open while the hooks run on) and decoded there, when a hook first looks at the pixels: decoding
-    it here held up the notification and the next job for some 10 ms."""
+def _announce(app: App, image: GeneratedImage, png: bytes) -> None:
+    """Hand the image to the `image_generated` hooks, on their own thread. The PNG is in memory (no file stays
+    open while the hooks run on) and is decoded there, when a hook first looks at the pixels: decoding it here
+    held up the notification and the next job for some 10 ms."""
     from PIL import Image
 
-    picture = Image.open(io.BytesIO(image.path.read_bytes()))
+    picture = Image.open(io.BytesIO(png))
     app.plugins.call_later("image_generated", image=picture, request=image.request, path=image.path)

@@ -54,8 +54,9 @@ def prepare_request(request: Request) -> Request | None:
 
 
 @hookspec
-def image_generated(image: Image, request: Request, path: Path) -> None:
-    """Hear about an image once it is safely saved in the gallery at `path`."""
+def image_generated(image: Image, request: Request, path: Path | None) -> None:
+    """Hear about an image once it is safely saved in the gallery at `path` (None for an image that
+    `dreamtray serve` handed to its client without keeping it, as its `--gallery` setting says)."""
 
 
 @hookspec

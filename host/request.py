@@ -110,6 +110,8 @@ class Request(BaseModel):
     styles: tuple[str, ...] = ()
     unstyled: UserText | None = None
     """Set once `styles` are applied: the user's own text, kept apart from the styled `prompt`."""
+    expanded_from: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    """The user's own words when prompt expansion grew `prompt` from them (the expansion as shown and edited)."""
     width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
     height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
     aspect: float | None = Field(None, gt=0.1, lt=10.0)

@@ -40,6 +40,10 @@ class Task:
     """The action looked up when the task was made (None for REFINE_LAST)."""
     style: str | None = None
     """Style names instead of the config's ('' for none); None keeps the config's."""
+    seed: int | None = None
+    """The seed to make the image with (the prompt box's live preview's); None for a fresh one."""
+    expanded_from: str | None = None
+    """The user's own words when `prompt` is their prompt expansion (kept apart in the metadata)."""
     done: threading.Event = field(default_factory=threading.Event)
     report: Report | None = None
     marks: dict[str, float] = field(default_factory=lambda: {"asked": time.monotonic()})
@@ -125,8 +129,12 @@ def run_task(
     if task.action == REFINE_LAST:
         return refine_last(app, task.prompt, on_event, on_job)
     try:
-        styles = {} if task.style is None else {"styles": task.style or ()}
-        request = request_for(app, prompt=task.prompt, preview_every=app.config.preview_every, **styles)
+        fields: dict[str, Any] = {} if task.style is None else {"styles": task.style or ()}
+        if task.seed is not None:
+            fields["seed"] = task.seed
+        if task.expanded_from is not None:
+            fields["expanded_from"] = task.expanded_from
+        request = request_for(app, prompt=task.prompt, preview_every=app.config.preview_every, **fields)
         outcome = generation.generate(app, request, task.chosen, on_event=on_event, on_job=on_job, mark=task.mark)
     except Exception as exc:
         title, body = describe_error(exc)

@@ -59,18 +59,21 @@ def free_port() -> int:
 class ServeProcess:
     """`dreamtray serve` in a child process, its log in a file."""
 
-    def __init__(self, root: Path, *args: str, scheme: str = "http"):
+    def __init__(self, root: Path, *args: str, scheme: str = "http", extra_env: dict[str, str] | None = None):
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.token_file = root / "token"
         self.log = root / "serve.log"
+        self.gallery = root / "pictures" / "dreamtray"
         env = {
             **os.environ,
             "XDG_DATA_HOME": str(root / "data"),
             "XDG_CACHE_HOME": str(root / "cache"),
             "XDG_CONFIG_HOME": str(root / "config"),
             "XDG_STATE_HOME": str(root / "state"),
+            "XDG_PICTURES_DIR": str(root / "pictures"),
+            **(extra_env or {}),
         }
         env.pop("DREAMTRAY_CONFIG", None)
         command = [

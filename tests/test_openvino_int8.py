@@ -97,7 +97,7 @@ def test_collecting_needs_the_openvino_stand_in():
 
 
 def test_quantizing_says_so_with_size_and_seconds(built):
-    start, done = built.messages
+    start, done = [m for m in built.messages if not m.endswith(" s so far")]  # heartbeats on a slow machine
     assert start == "Quantizing the UNet to int8 (once for this model)"
     assert done.startswith("Quantized the UNet to int8: ") and " MiB in " in done and done.endswith(" s")
     assert sorted(p.name for p in built.int8.iterdir() if p.is_file()) == ["key.json", "model.bin", "model.xml"]

@@ -15,6 +15,7 @@ from dreamtray.plugins import PluginHost
 
 COMMAND_MODULES = {
     "generate": "generate",
+    "expand": "expand",
     "doctor": "engine",
     "engine": "engine",
     "plugins": "plugins",

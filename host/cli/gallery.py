@@ -54,6 +54,11 @@ def describe(path: Path, metadata: ImageMetadata) -> str:
     parameters = metadata.parameters
     if parameters is not None:
         lines.append(f"Prompt: {_indented(parameters.prompt)}")
+        request = metadata.request
+        if request is not None and request.expanded_from is not None:
+            expansion = request.unstyled.prompt if request.unstyled else request.prompt
+            lines.append(f"Your words: {_indented(request.expanded_from)}")
+            lines.append(f"Expansion: {_indented(expansion)}")
         if parameters.negative_prompt:
             lines.append(f"Negative prompt: {_indented(parameters.negative_prompt)}")
         lines += [f"{key}: {_indented(value)}" for key, value in parameters.settings().items()]

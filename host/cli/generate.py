@@ -64,6 +64,12 @@ def parse_size(value: str | None) -> tuple[int | None, int | None]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a small preview of the image to this PNG file at every step, while it forms.",
 )
+@click.option(
+    "--expand/--no-expand",
+    "expand",
+    default=None,
+    help="Grow the prompt with the text model first, with the image's seed (default: the config's expand_prompts).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def generate(
@@ -83,6 +89,7 @@ def generate(
     out,
     quality,
     preview,
+    expand,
     as_json,
 ) -> None:
     """Generate images from PROMPT; they are saved in the gallery with their parameters."""
@@ -126,8 +133,13 @@ def generate(
         base = found.request.model_dump(exclude_defaults=True)
         base.pop("init_image", None)
         fields = base | fields
+        if expand:
+            note = "note: --from repeats the image's own prompt (its expansion included), not expanded again."
+            click.echo(note, err=True)
     elif prompt is None:
         raise click.UsageError("Give a PROMPT, or --from IMAGE to reproduce an image.")
+    elif expand or (expand is None and app.config.expand_prompts):
+        fields |= expanded_fields(app, prompt, seed)
     jobs: list = []
     try:
         request = route.request_for(app, **fields)
@@ -175,6 +187,21 @@ def generate(
             echo(f"{image.path}  (seed {image.request.seed}, made for the action)")
     if outcome.failed_actions:
         sys.exit(3)
+
+
+def expanded_fields(app: Any, words: str, seed: int | None) -> dict[str, Any]:
+    """The request's prompt grown from `words` with the image's seed, the words kept apart (`expanded_from`)."""
+    from dreamtray.engine.client import EngineError
+    from dreamtray.prompt_expansion import expand
+
+    try:
+        grown = expand(app, words, seed)
+    except EngineError as exc:
+        raise click.ClickException(f"The prompt could not be expanded: {exc}") from None
+    for note in grown.notes:
+        click.echo(note, err=True)
+    click.echo(f"expanded: {grown.expansion}", err=True)
+    return {"prompt": grown.expansion, "expanded_from": words, "seed": grown.seed}
 
 
 def with_previews(on_event: Callable[[dict[str, Any]], None], path: Path | None) -> Callable[[dict[str, Any]], None]:

@@ -5,13 +5,54 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dreamtray.cli.context import Context, pass_app
 from dreamtray.engine.token import is_loopback
 
+if TYPE_CHECKING:
+    from dreamtray.app import App
+    from dreamtray.engine.client import Engine
+    from dreamtray.engine.server.routing import Routed
+    from dreamtray.request import Request
+
 DEFAULT_PORT = 8765
+GALLERY_CHOICES = ("always", "asked", "never")
+
+
+class ServedRoute:
+    """The core's route for the served image APIs (OpenAI's and A1111's): plugins' `prepare_request`, styles,
+    this service's engine, the gallery when `save` says so, `image_generated` (the server may not import the
+    core, so `serve` hands it this)."""
+
+    def __init__(self, app: App, engine: Engine):
+        app.engine = engine  # this process makes its images on the engine it serves
+        self.app = app
+
+    def generate(self, request: Request, *, save: bool, on_job: Any) -> Routed:
+        from dreamtray.engine.server.routing import Routed
+        from dreamtray.generation import generate
+
+        outcome = generate(self.app, request, on_job=on_job, save=save)
+        return Routed(outcome.result, outcome.pngs, outcome.messages)
+
+    def read_parameters(self, png: bytes) -> tuple[str, dict[str, str]] | None:
+        """A PNG's A1111 text and its fields by A1111's names (`Prompt`, `Negative prompt`, `Size-1`...)."""
+        from dreamtray.images.metadata import PARAMETERS_KEY, MetadataError, read_metadata
+
+        try:
+            found = read_metadata(png)
+        except MetadataError:
+            return None
+        if found.parameters is None or PARAMETERS_KEY not in found.texts:
+            return None
+        parameters = found.parameters
+        fields = {"Prompt": parameters.prompt, "Negative prompt": parameters.negative_prompt, **parameters.settings()}
+        if parameters.width and parameters.height:
+            fields |= {"Size-1": str(parameters.width), "Size-2": str(parameters.height)}
+        return found.texts[PARAMETERS_KEY], fields
 
 
 def read_token(host: str, token_file: Path | None) -> tuple[str, Path]:
@@ -72,6 +113,13 @@ def tls_options(cert: Path | None, key: Path | None) -> dict[str, str] | None:
     "--max-body-mb", type=click.IntRange(1), default=32, show_default=True, help="Largest request body accepted."
 )
 @click.option(
+    "--gallery",
+    type=click.Choice(GALLERY_CHOICES),
+    default="always",
+    show_default=True,
+    help="Which served images this machine's gallery keeps: all, those an A1111 request asks for (save_images), none.",
+)
+@click.option(
     "--ray", "use_ray", is_flag=True, help="Serve through Ray Serve: a pool of engine replicas behind this endpoint."
 )
 @click.option("--replicas", type=click.IntRange(1), default=1, show_default=True, help="With --ray: engine replicas.")
@@ -101,12 +149,14 @@ def serve_command(
     model,
     rate_limit,
     max_body_mb,
+    gallery,
     use_ray,
     replicas,
     replica_gpus,
     replica_cpus,
 ) -> None:
-    """Serve this machine's engine to other machines (OpenAI-compatible images API, jobs with progress)."""
+    """Serve this machine's engine to other machines: OpenAI's images API (/v1), AUTOMATIC1111's (/sdapi/v1),
+    and dreamtray's jobs with progress."""
     from dataclasses import replace
 
     ssl = tls_options(tls_cert, tls_key)
@@ -125,13 +175,30 @@ def serve_command(
     if use_ray:
         from dreamtray.engine.server.ray_deployment import PoolOptions, run_ray_serve
 
+        click.echo(
+            "Note: through Ray, the OpenAI API sends requests to the replicas as they are (styles applied; no plugins, "
+            "no gallery, no metadata in the PNGs) and the AUTOMATIC1111 API is not offered.",
+            err=True,
+        )
+
         pool = PoolOptions(replicas=replicas, gpus=replica_gpus, cpus=replica_cpus)
         run_ray_serve(settings, token, host, port, pool, ssl=ssl, styles=ctx.app.styles, **limits)
         return
     from dreamtray.engine.server.service import ServeError, serve
 
     try:
-        serve(settings, token, host, port, ssl=ssl, clients_may_stop=False, styles=ctx.app.styles, **limits)
+        serve(
+            settings,
+            token,
+            host,
+            port,
+            ssl=ssl,
+            clients_may_stop=False,
+            styles=ctx.app.styles,
+            route=lambda engine: ServedRoute(ctx.app, engine),
+            gallery=gallery,
+            **limits,
+        )
     except ServeError as exc:  # a TLS file that does not load: the message names it
         raise click.ClickException(f"Cannot serve on {host}:{port}: {exc}") from None
     except OSError as exc:  # the address is taken or not this machine's

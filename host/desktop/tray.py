@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from dreamtray.app import App
+    from dreamtray.desktop.live_preview import LivePreview
     from dreamtray.engine.client import Job
 
 log = logging.getLogger("dreamtray.desktop.tray")
@@ -125,6 +126,8 @@ class TrayHost:
         self.queue: JobQueue[Task] = JobQueue(self._run, app.config.queue_length, on_change=self._queue_changed)
         self.history = load_history()
         self._prompt_box: PromptBox | None = None
+        self.live: LivePreview | None = None
+        """The live preview of the prompt box opened last (its jobs and the preview shown), for `status`."""
         self._told_full = False
         self._menu_shows: object = None
         self._closing = threading.Event()
@@ -169,10 +172,13 @@ class TrayHost:
         origin: str = "plugin",
         wait: bool = False,
         style: str | None = None,
+        seed: int | None = None,
+        expanded_from: str | None = None,
     ) -> dict[str, Any]:
         """Make an image from `prompt` (for plugins, the prompt box and `dreamtray trigger --prompt`);
-        `style` replaces the config's style names ('' for none)."""
-        return self._offer(action, lambda: prompt, origin, wait, style)
+        `style` replaces the config's style names ('' for none); `seed` is the prompt box's (None: a fresh one);
+        `expanded_from`, the user's words when `prompt` is the box's expansion of them."""
+        return self._offer(action, lambda: prompt, origin, wait, style, seed, expanded_from)
 
     def open_prompt_box(self, action: str | None = None) -> dict[str, Any]:
         """Show the prompt box, `action` (else the default action) chosen in it."""
@@ -185,22 +191,51 @@ class TrayHost:
         actions = sorted(self.app.plugins.actions())
         styles = [style.name for style in self.app.styles]
         current = self.app.config.style.strip()
+        live, note = self._live_preview() if self._prompt_box.shows_previews else (None, "")
         offer = Offer(
             history=self.history,
             styles=styles if not current or current in styles else [current, *styles],
             style=current,
             actions=actions,
             action=action if action in actions else self.app.config.default_action,
+            live=live,
+            live_note=note,
+            expand=self._expand if self._prompt_box.shows_previews else None,
+            expand_on=self.app.config.expand_prompts,
         )
         self._prompt_box.open(offer, self._chosen)
         return {"ok": True, "message": "The prompt box is open."}
 
+    def _live_preview(self) -> tuple[LivePreview | None, str]:
+        """A live preview for the box about to open, or why there is none; the newest one is kept for `status`."""
+        from dreamtray.desktop.live_preview import LivePreview, live_off_reason, preview_request
+
+        note = live_off_reason(self.app)
+        if note:
+            return None, note
+        self.live = LivePreview(lambda wish, seed: preview_request(self.app, wish, seed), self.app.engine)
+        return self.live, ""
+
+    def _expand(self, words: str, seed: int) -> str:
+        """The prompt box's expansion of `words` (on the box's thread): the local engine's text model."""
+        from dreamtray.prompt_expansion import expand
+
+        return expand(self.app, words, seed).expansion
+
     def _chosen(self, choice: Choice) -> None:
         """Enter in the prompt box (on the toolkit's thread): the image is made on a thread of its own."""
-        self.in_background(
-            lambda: self.generate(choice.prompt, choice.action, "prompt box", style=choice.style),
-            "the prompt box's image",
-        )
+
+        def make() -> dict[str, Any]:
+            return self.generate(
+                choice.prompt,
+                choice.action,
+                "prompt box",
+                style=choice.style,
+                seed=choice.seed,
+                expanded_from=choice.expanded_from,
+            )
+
+        self.in_background(make, "the prompt box's image")
 
     def again(self, action: str, origin: str = "menu", wait: bool = False) -> dict[str, Any]:
         """A new image (a new seed) from the last prompt, handed to `action`."""
@@ -233,7 +268,14 @@ class TrayHost:
         return {"ok": True, "images": [str(image) for image in made]}
 
     def _offer(
-        self, action: str, prompt: Callable[[], str], origin: str, wait: bool, style: str | None = None
+        self,
+        action: str,
+        prompt: Callable[[], str],
+        origin: str,
+        wait: bool,
+        style: str | None = None,
+        seed: int | None = None,
+        expanded_from: str | None = None,
     ) -> dict[str, Any]:
         if self._closing.is_set():
             return {"ok": False, "message": "dreamtray is quitting."}
@@ -246,7 +288,7 @@ class TrayHost:
             return self._dropped(action, origin)
         try:
             text = prompt()
-            task = route.Task(action, text, origin, chosen, style)
+            task = route.Task(action, text, origin, chosen, style, seed, expanded_from)
         except _OpenPromptBox:
             self.queue.release(entry)
             return self.open_prompt_box(action)
@@ -297,11 +339,15 @@ class TrayHost:
 
     def queue_reply(self) -> dict[str, Any]:
         jobs = self.queue.entries()
-        lines = [describe_job(job) for job in jobs] or ["Nothing is being made or waiting."]
+        preview = self.live.running() if self.live else None
+        lines = [describe_job(job) for job in jobs] or ([] if preview else ["Nothing is being made or waiting."])
+        if preview:
+            lines.append(f"live preview (prompt box): {preview['prompt']}")
         return {
             "ok": True,
             "message": "\n".join(lines),
             "queue_length": self.queue.capacity,
+            "preview": preview,
             "jobs": [
                 {
                     "number": job.number,
@@ -547,6 +593,8 @@ class TrayHost:
     def close(self) -> None:
         """Stop hotkeys, the running job, the job thread and the engine this tray started."""
         self._closing.set()
+        if self.live is not None:
+            self.live.close()
         if self.hotkeys is not None:
             self.hotkeys.stop()
         for job in self.queue.entries():
@@ -625,6 +673,7 @@ class TrayHost:
             "heavy_modules": sorted(name for name in HEAVY_MODULES if name in sys.modules),
             "last_prompt": self.last_prompt,
             "previews": self.previews,
+            "live_preview": self.live.state() if self.live else None,
             "problems": [*self.problems, *filter(None, [notify_problem()])],
         }
 

@@ -79,6 +79,7 @@ class FallbackEngine:
     def __init__(self, engine: Engine, local_factory: Callable[[], Engine] | None, warn: Warn = log.warning):
         self.engine, self.local_factory, self.warn = engine, local_factory, warn
         self.name = engine.name
+        self.charges_per_image = bool(getattr(engine, "charges_per_image", False))
         self._local: Engine | None = None
 
     def local(self) -> Engine:

@@ -34,6 +34,8 @@ waits a little longer than that before it gives up on the service itself."""
 SERVICE_MODULE = "dreamtray.engine.server.service"
 SILENCE_LIMIT = 600.0
 """Seconds a running job may go without an event before the client gives up on the engine."""
+EXPAND_TIMEOUT = 960.0
+"""Seconds to wait for a prompt expansion: its first one may download the text model."""
 T = TypeVar("T")
 
 
@@ -222,6 +224,12 @@ class ServiceEngine:
         """Free the model's memory: True when done now, False when it happens after the running job."""
         return self.call("POST", "/v1/unload")["status"] == "unloaded"
 
+    def expand(self, prompt: str, seed: int, **options: Any) -> dict[str, Any]:
+        """The prompt grown by the engine's text model with `seed` (options: model, max_new_tokens); see
+        engine/server/expansion.py for the answer's fields."""
+        body = {"prompt": prompt, "seed": seed, **options}
+        return self.call("POST", "/v1/expand", json=body, timeout=httpx.Timeout(30, read=EXPAND_TIMEOUT))
+
     def shutdown(self) -> None:
         self.call("POST", "/v1/shutdown")
 
@@ -337,6 +345,9 @@ class LocalEngine:
 
     def unload(self) -> bool:
         return self._retrying(lambda client: client.unload())
+
+    def expand(self, prompt: str, seed: int, **options: Any) -> dict[str, Any]:
+        return self._retrying(lambda client: client.expand(prompt, seed, **options))
 
     def _retrying(self, call: Callable[[ServiceEngine], T]) -> T:
         """`call` on the service; when it went away since we last spoke, find or start it again, once."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,16 @@ class JobRecord:
         with self.changed:
             self.changed.wait_for(lambda: len(self.events) > seen or self.status in FINISHED, timeout)
             return self.events[seen:], self.status in FINISHED
+
+    def follow(self, wait: float = 10.0) -> Iterator[dict[str, Any]]:
+        """Every event of the job, as it comes, until the job is over (each wait for more is `wait` seconds)."""
+        seen = 0
+        while True:
+            events, finished = self.wait(seen, wait)
+            seen += len(events)
+            yield from events
+            if finished and not events:
+                return
 
     def summary(self) -> dict[str, Any]:
         progress = next((e for e in reversed(self.events) if e.get("kind") == "step"), None)

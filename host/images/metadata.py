@@ -8,7 +8,8 @@ We write two text chunks:
   writes it; sampler names are A1111's (1.9+: sampler and schedule type apart). A value holding `,` `:` or a
   line break is written as a JSON string in double quotes, as A1111 does.
 - `dreamtray`: the full request as JSON, so `generate --from IMAGE` reproduces the image exactly. It keeps the
-  user's own prompt (`unstyled`) apart from the style names, so the styles apply once again, never twice.
+  user's own prompt (`unstyled`) apart from the style names, so the styles apply once again, never twice,
+  and the user's words apart from their prompt expansion (`expanded_from`), so `--from` repeats the expansion.
 
 We read those, AUTOMATIC1111's `parameters` alone, and ComfyUI's `prompt`/`workflow` JSON chunks. From
 another program's image, `reproduce` maps every setting dreamtray can honour and gives one warning for each
@@ -223,6 +224,8 @@ def parameters_for(request: Request, *, width: int, height: int, model: str, sam
         extra["Same subject"] = request.subject.describe()
     if request.styles:
         extra["Styles array"] = json.dumps(list(request.styles), ensure_ascii=False)
+    if request.expanded_from is not None:  # the user's words, before prompt expansion grew the prompt
+        extra["Expanded from"] = request.expanded_from
     return Parameters(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,

@@ -27,6 +27,8 @@ class OpenAIImages:
     """The Engine interface over an OpenAI-compatible images API (no progress steps: one blocking call)."""
 
     name = "openai"
+    charges_per_image = True
+    """Each image costs money: the prompt box makes no live previews with this engine."""
 
     def __init__(self, settings: dict[str, Any], **http_options: Any):
         self.settings = settings

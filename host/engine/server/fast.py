@@ -11,18 +11,20 @@ torch load's tens of seconds, in a fraction of the memory. A later request that 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dreamtray.engine.presets import TAESD_BY_PIPELINE
+from dreamtray.engine.server import memory
 from dreamtray.engine.server.hardware import OPENVINO_PIPELINES, Plan
 from dreamtray.engine.server.loaded import Loaded
-from dreamtray.engine.server.models import ModelSource
+from dreamtray.engine.server.models import ModelError, ModelSource
 from dreamtray.engine.server.taesd import TinyDecoder
 from dreamtray.prompt_syntax import is_plain, parse
 from dreamtray.request import Request
@@ -77,7 +79,7 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     fast = loaded.extras["fast_pipe"]
     fast.scheduler, fast.unet.converted = pipe.scheduler, openvino.unet
     if loaded.plan.int8 and "int8" not in loaded.extras and not (openvino.int8 and openvino.int8_decoder):
-        loaded.extras["int8"] = _to_int8(openvino, fast, loaded, cache_dir, emit, warnings)
+        loaded.extras["int8"] = _int8_that_fits(openvino, fast, loaded, cache_dir, emit, warnings)
         _compile_for(openvino, pipe, request)
     if decoder is not None and openvino.tiny_decoder is not None:
         decoder = TinyDecoder(decoder.taesd, loaded.pipe, openvino.decode)
@@ -89,14 +91,47 @@ def _current_int8(openvino, root: Path, remove_broken: bool) -> None:
     from dreamtray.engine.server.openvino_backend import Converted
     from dreamtray.engine.server.openvino_int8 import is_current
 
-    if not openvino.int8 and is_current(root / "unet-int8", root / "unet" / "model.xml"):
-        openvino.unet, openvino.int8 = Converted(root / "unet-int8", remove_broken), True
+    for made in ("unet-int8", WEIGHTS_ONLY):
+        if not openvino.int8 and is_current(root / made, root / "unet" / "model.xml"):
+            openvino.unet, openvino.int8 = Converted(root / made, remove_broken), True
     if (
         openvino.tiny_decoder is not None
         and not openvino.int8_decoder
         and is_current(root / "tiny_decoder-int8", root / "tiny_decoder" / "model.xml")
     ):
         openvino.tiny_decoder, openvino.int8_decoder = Converted(root / "tiny_decoder-int8", remove_broken), True
+
+
+WEIGHTS_ONLY = "unet-int8-weights"
+"""Where the data-free int8 UNet is kept (the plan when the calibrated one does not fit the memory)."""
+
+
+def _int8_that_fits(openvino, fast, loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]) -> bool:
+    """int8 by the plan that fits the memory: the calibrated hybrid recipe; else data-free int8 weights for the
+    UNet (bench/int8_unet.py: a fraction of the memory, no calibration); else none (bf16). Says which and why."""
+    root = openvino_folder(cache_dir, loaded.source)
+    size = _ir_unet_bytes(root)
+    if openvino.int8 and openvino.unet.folder.name == WEIGHTS_ONLY:
+        return True  # that plan leaves the tiny decoder as converted: no calibration at all
+    if openvino.int8 or not (blocked := _blocked("int8", loaded, cache_dir, size)):
+        with _one_off("int8", loaded, size, emit):
+            return _to_int8(openvino, fast, loaded, cache_dir, emit, warnings)
+    if _blocked("compress", loaded, cache_dir, size):
+        _warn(f"Quality fast runs in bf16, not int8: {blocked}", emit, warnings)
+        return False
+    _warn(f"Quality fast runs with data-free int8 weights, not the calibrated int8: {blocked}", emit, warnings)
+    from dreamtray.engine.server.openvino_backend import Converted
+    from dreamtray.engine.server.openvino_int8 import compress_unet
+
+    try:
+        with _one_off("compress", loaded, size, emit):
+            folder = compress_unet(root / "unet" / "model.xml", root / WEIGHTS_ONLY, emit)
+    except Exception as exc:
+        _warn(f"Quality fast runs in bf16: compressing to int8 failed ({type(exc).__name__}: {exc})", emit, warnings)
+        return False
+    openvino.unet = fast.unet.converted = Converted(folder)
+    openvino.int8 = True
+    return True
 
 
 CALIBRATION_SAMPLES = 16
@@ -190,9 +225,16 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     if source.kind == "single_file" or (source.kind != "tiny" and source.preset.pipeline not in OPENVINO_PIPELINES):
         return None
     root = openvino_folder(cache_dir, source)
+    from dreamtray.engine.server.models import PRESETS, export_folder, pipeline_class, pipeline_folder
+
+    if source.kind == "folder" or (source.kind == "hub" and source.name not in PRESETS):
+        if (exported := export_folder(source, cache_dir, emit, lambda: False)) is not None:
+            try:
+                return _load_export(source, exported, root, emit)
+            except Exception as exc:
+                raise ModelError(f"The OpenVINO modules in {exported} cannot be read: {exc}") from exc
     if not (root / "unet" / "key.json").is_file():
         return None  # never converted: the model may not even be on disk yet, and the full load fetches it
-    from dreamtray.engine.server.models import pipeline_class, pipeline_folder
 
     folder = pipeline_folder(source, cache_dir, emit)  # its errors (offline, cancelled) are the full load's too
     try:
@@ -207,6 +249,19 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
         return None
     emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules from the cache (no torch weights)"})
     return pipe, folder, {"openvino": modules, "fast_pipe": pipe}
+
+
+def _load_export(source: ModelSource, folder: Path, root: Path, emit: Emit) -> tuple[Any, Path, dict]:
+    """A model in optimum-intel's export layout as a light pipeline: its modules as they are (nothing converted
+    or quantized), its own VAE decoder on OpenVINO drawing `fast` images; compiled programs under `root`."""
+    from dreamtray.engine.server.models import pipeline_class
+    from dreamtray.engine.server.openvino_backend import OpenVinoModules, light_pipeline
+
+    modules = OpenVinoModules.exported(folder, root / "compiled")
+    pipe = light_pipeline(pipeline_class(source.preset.pipeline), folder, modules)
+    emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules as exported (no torch weights)"})
+    decoder = TinyDecoder(None, pipe, modules.decode)
+    return pipe, folder, {"openvino": modules, "fast_pipe": pipe, "tiny": decoder, "int8": False}
 
 
 UNSUPPORTED = "this model's UNet takes inputs that the OpenVINO back end does not pass (or is no SD pipeline)"
@@ -254,21 +309,74 @@ def wants_preview(request: Request, decoder: TinyDecoder | None, step: int, tota
     return step % request.preview_every == 0
 
 
+def _unet_bytes(pipe) -> int:
+    """The torch UNet's weights in fp32."""
+    return 4 * sum(parameter.numel() for parameter in pipe.unet.parameters())
+
+
+def _ir_unet_bytes(root: Path) -> int:
+    """The converted UNet's weights in fp32 (its IR keeps them in 16 bits)."""
+    try:
+        return 2 * (root / "unet" / "model.bin").stat().st_size
+    except OSError:
+        return 0
+
+
+def _blocked(step: str, loaded: Loaded, cache_dir: Path, unet_bytes: int) -> str | None:
+    """Why the one-off `step` must not start (it would not fit the memory, or ran out of it before); None when
+    it may."""
+    budget, own = memory.budget(), memory.own_usage()
+    room, need = budget.room(own), memory.step_peak(step, unet_bytes)
+    label, name = memory.STEP_LABELS[step], loaded.source.name
+    if (before := memory.wall(cache_dir, name, step, room)) is not None:
+        return (
+            f"{label} ran out of memory before for {name} (with {memory.gib(before)} to grow in), and the engine "
+            f"has not much more now ({budget.describe(own)}). Close other programs or raise the engine's memory limit."
+        )
+    if not memory.fits(need, room):
+        return (
+            f"{label} needs about {memory.gib(need)} at its peak for {name}, and the engine has "
+            f"{budget.describe(own)}. Close other programs or raise the engine's memory limit."
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _one_off(step: str, loaded: Loaded, unet_bytes: int, emit: Emit) -> Iterator[None]:
+    """Announce a one-off step (the service records it, should the kernel kill the worker for memory in it)."""
+    budget, own = memory.budget(), memory.own_usage()
+    need, name = memory.step_peak(step, unet_bytes), loaded.source.name
+    label = memory.STEP_LABELS[step]
+    emit(
+        {
+            "kind": "loading",
+            "message": f"Memory for {label} ({name}): about {memory.gib(need)} at its peak; "
+            f"the engine has {budget.describe(own)}",
+            "one_off": {"step": step, "model": name, "room": budget.room(own)},
+        }
+    )
+    yield
+    emit({"kind": "loading", "one_off": None})
+
+
 def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
-    """The model's modules on OpenVINO (converted now, or read from the cache); None, with a warning, on failure."""
+    """The model's modules on OpenVINO (converted now, or read from the cache); None, with a warning, on failure
+    or when converting would not fit the memory (`_blocked`)."""
     try:
         from dreamtray.engine.server.openvino_backend import CacheError, OpenVinoModules
     except ImportError as exc:
         _warn(f"Running on torch: OpenVINO cannot be loaded ({exc})", emit, warnings)
         return None
+    root = openvino_folder(cache_dir, loaded.source)
+    converting = OpenVinoModules.needs_conversion(loaded.pipe, root)
+    if converting and (blocked := _blocked("convert", loaded, cache_dir, _unet_bytes(loaded.pipe))):
+        _warn(f"Quality fast runs on torch: {blocked}", emit, warnings)
+        return None
     try:
-        return OpenVinoModules.convert(
-            loaded.pipe,
-            openvino_folder(cache_dir, loaded.source),
-            loaded.source.name,
-            emit,
-            loaded.folder,
-        )
+        with _one_off("convert", loaded, _unet_bytes(loaded.pipe), emit) if converting else (
+            contextlib.nullcontext()
+        ):
+            return OpenVinoModules.convert(loaded.pipe, root, loaded.source.name, emit, loaded.folder)
     except CacheError as exc:
         _warn(f"Running on torch: {exc}", emit, warnings)
     except Exception as exc:

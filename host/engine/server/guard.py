@@ -11,6 +11,8 @@ sent without a length is counted by FastAPI's own limit (`FastAPI(max_body_size=
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -26,19 +28,37 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("dreamtray.serve")
 
 
+def presented_token(header: str) -> str:
+    """The token an Authorization header carries: `Bearer TOKEN`, or basic auth (what A1111 clients send for
+    its `--api-auth`) with the token as the password and any user name; '' for anything else."""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+    except (binascii.Error, ValueError):
+        return ""
+
+
+def token_matches(header: str, token: str) -> bool:
+    """Whether an Authorization header carries `token` (compared in constant time)."""
+    return secrets.compare_digest(presented_token(header).encode(), token.encode())
+
+
 class RateLimit:
     """ASGI middleware: at most `per_minute` requests a minute for each token (or client without one)."""
 
     def __init__(self, app: ASGIApp, token: str, per_minute: int):
-        self.app, self.per_minute = app, per_minute
-        self.expected = f"Bearer {token}".encode()
+        self.app, self.per_minute, self.token = app, per_minute, token
         self.item = RateLimitItemPerMinute(per_minute)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def key(self, scope: Scope) -> str:
         given = dict(scope.get("headers") or ()).get(b"authorization", b"")
-        if given and secrets.compare_digest(given, self.expected):
-            return "token:" + hashlib.sha256(given).hexdigest()[:16]
+        if given and token_matches(given.decode("latin-1"), self.token):
+            return "token:" + hashlib.sha256(self.token.encode()).hexdigest()[:16]
         client = scope.get("client") or ("unknown", 0)
         return f"client:{client[0]}"
 

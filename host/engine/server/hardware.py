@@ -251,9 +251,10 @@ def choose_auto_preset(machine: Machine) -> Preset:
 
 
 def probe_machine() -> Machine:
-    """Read this machine's GPUs, RAM and cores (imports torch)."""
-    import psutil
+    """Read this machine's GPUs, RAM (as much of it as this process's cgroup allows) and cores (imports torch)."""
     import torch
+
+    from dreamtray.engine.server.memory import budget, own_usage
 
     gpus = []
     if torch.cuda.is_available():
@@ -261,7 +262,7 @@ def probe_machine() -> Machine:
             free, total = torch.cuda.mem_get_info(index)
             major, _ = torch.cuda.get_device_capability(index)
             gpus.append(Gpu(torch.cuda.get_device_name(index), total / 2**30, free / 2**30, major >= 8, index))
-    memory = psutil.virtual_memory()
+    memory = budget()  # the cgroup's limit where it is lower than the RAM (containers, systemd slices, Flatpak)
     cpu = getattr(torch, "cpu", None)
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     cpu_bf16 = any(getattr(cpu, probe, lambda: False)() for probe in probes)
@@ -270,8 +271,8 @@ def probe_machine() -> Machine:
         gpus=tuple(gpus),
         mps=bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
-        ram_gb=memory.total / 2**30,
-        ram_free_gb=memory.available / 2**30,
+        ram_gb=min(memory.total, memory.limit or memory.total) / 2**30,
+        ram_free_gb=memory.room(own_usage()) / 2**30,
         cpu_bf16=cpu_bf16,
         openvino=openvino,
     )

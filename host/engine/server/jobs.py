@@ -5,6 +5,9 @@ A worker that dies fails the job it was running with a clear message, and the ne
 A watchdog bounds every wait on the worker: a job that sends no event for `stall_seconds` (a multiple of it
 until the job starts, since starting a worker and loading a model send none) ends with a message saying so,
 the worker is killed, and the queue moves on with a new one. A cancelled or stopping job gets a short grace.
+A worker the kernel kills for memory (SIGKILL while the OOM-kill count rises: memory.py) is reported as out of
+memory, with what to do; the one-off step it was in (converting, quantizing) is recorded, and the next request of
+that model skips it rather than walk into the same wall.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from dreamtray.engine.job_record import FINISHED, JobRecord
+from dreamtray.engine.server import memory
 from dreamtray.engine.server.worker import WorkerProcess
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request
@@ -55,6 +60,8 @@ class JobManager:
         self.cancel_asked: float | None = None
         self.stopping = False
         self.unload_after_job = False
+        self.one_off: dict[str, Any] | None = None
+        """The one-off step the running job's worker is in (fast.py `_one_off`), for an out-of-memory report."""
         self.device_lock = threading.Lock()
         self.thread = threading.Thread(target=self._dispatch, name="dreamtray-dispatch", daemon=True)
         self.thread.start()
@@ -80,9 +87,19 @@ class JobManager:
     def cancel(self, job: JobRecord) -> None:
         if job.status == "queued":
             job.finish("cancelled", error="Cancelled before it started.")
+            self._leave_queue(job)
         elif job.status == "running" and self.worker is not None:
             self.worker.cancel.set()
             self.cancel_asked = time.monotonic()
+
+    def _leave_queue(self, job: JobRecord) -> None:
+        """A job cancelled while it waits gives its place back at once (the prompt box's previews cancel often)."""
+        with self.pending.mutex:
+            try:
+                self.pending.queue.remove(job)
+            except ValueError:
+                return
+            self.pending.not_full.notify()
 
     def stop_jobs(self, reason: str) -> None:
         """End every job: queued ones at once, the running one by cancelling it (killed after a short grace)."""
@@ -179,6 +196,9 @@ class JobManager:
             self.worker, self.loaded_model = self._new_worker(), None
         worker = self.worker
         self.cancel_asked = None
+        self.one_off = None
+        cgroups = memory.cgroup_folders(worker.pid) if worker.pid else []
+        oom_kills = memory.oom_kills(cgroups)
         started = False
         try:
             worker.conn.send(("generate", job.id, job.request.model_dump_json()))
@@ -195,6 +215,8 @@ class JobManager:
                 kind, _, *payload = message
                 if kind == "event":
                     started = started or payload[0].get("kind") == "start"
+                    if "one_off" in payload[0] or payload[0].get("kind") == "start":
+                        self.one_off = payload[0].get("one_off")
                     self._note(payload[0])
                     job.add_event(payload[0])
                 elif kind == "result":
@@ -213,11 +235,36 @@ class JobManager:
             if retry_on_idle_exit and not job.events and reason.endswith("code 0"):
                 self._run(job, retry_on_idle_exit=False)  # it had just retired for being idle
                 return
+            if worker.process.exitcode == -9 and memory.oom_kills(cgroups) > oom_kills:
+                job.finish("failed", error=self._out_of_memory(worker.pid))
+                return
             job.finish(
                 "failed",
                 error=f"The engine's worker process stopped while generating ({reason}). "
                 "Nothing else is lost; the next request starts a new worker.",
             )
+
+    def _out_of_memory(self, pid: int | None) -> str:
+        """The message for a worker the kernel killed for memory; the step it was in is recorded (memory.py)."""
+        budget = memory.budget()
+        ceiling = f"limit {memory.gib(budget.limit)}, {budget.where}" if budget.limit else memory.gib(budget.total)
+        said = f"The engine ran out of memory: the system ended its worker (process {pid}; {ceiling})"
+        step = self.one_off
+        if not step:
+            return (
+                f"{said} while generating. Close other programs, or ask for a smaller size, fewer images or a "
+                "smaller model; the next request starts a new worker."
+            )
+        memory.record_wall(Path(self.settings.cache_dir), step["model"], step["step"], step["room"])
+        if step["step"] == "convert":
+            instead, setting = "quality fast runs on torch", "engine.runtime = torch"
+        else:
+            instead, setting = "quality fast runs on OpenVINO without int8", "engine.openvino_int8 = false"
+        return (
+            f"{said} while {memory.STEP_LABELS[step['step']]} ({step['model']}). The next request skips that step "
+            f"({instead}) until the engine has more memory: close other programs or raise the engine's memory "
+            f"limit; or set {setting} in the config."
+        )
 
     def _bound(self, started: bool, heard: float) -> float:
         """Seconds after `heard` (the worker's last message) before the job counts as stalled."""

@@ -179,6 +179,12 @@ def load_pipeline(
     if source.kind == "single_file":
         return _load_single_file(source, torch_dtype), None
     folder = pipeline_folder(source, cache_dir, emit, cancelled)
+    if folder is not None and is_openvino_export(folder) and not any(folder.glob("unet/*.safetensors")):
+        raise ModelError(
+            f"{source.name} holds only OpenVINO modules (a folder exported by optimum-intel), no torch weights: it "
+            "runs quality fast on OpenVINO, with plain prompts and no LoRA or init image. Ask for quality fast, or "
+            "use the model it was exported from."
+        )
     name = "StableDiffusionPipeline" if source.kind == "tiny" else source.preset.pipeline
     variant = _variant_in(str(folder), source.preset.variant) if source.kind == "hub" else None
     where = f"The model in {folder}" if source.kind == "folder" else f"{source.name} (in {folder})"
@@ -228,6 +234,39 @@ def _load_error(exc: Exception, where: str) -> ModelError:
         f"{where} could not be loaded: its configuration does not describe a model diffusers can build ({reason}). "
         "The folder was edited or is for another program: copy the model again from its source."
     )
+
+
+EXPORT_MODULES = ("unet", "text_encoder", "vae_decoder")
+EXPORT_FILES = ["*.json", "*.txt", "tokenizer*/*", *(f"{module}/openvino_model.*" for module in EXPORT_MODULES)]
+"""What `fast` fetches of a model in optimum-intel's export layout: the IR of the modules it runs (not the VAE
+encoder), configs, tokenizer; no torch weights."""
+
+
+def is_openvino_export(folder: Path) -> bool:
+    """Whether `folder` is in optimum-intel's export layout (`optimum-cli export openvino`): model_index.json,
+    and the UNet, text encoder and VAE decoder as `<module>/openvino_model.xml` (with their .bin)."""
+    return (folder / "model_index.json").is_file() and all(
+        (folder / module / "openvino_model.xml").is_file() for module in EXPORT_MODULES
+    )
+
+
+def export_folder(source: ModelSource, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool]) -> Path | None:
+    """`source`'s folder when it is in optimum-intel's export layout, fetching only `EXPORT_FILES` of a hub model
+    (which also tells whether it is one); None when it is not, or cannot be had now (the full load then says why)."""
+    if source.kind == "folder":
+        folder = Path(source.location)
+    elif source.kind == "hub":
+        from dreamtray.engine.server.download import DownloadCancelled
+
+        try:
+            folder = Path(ensure_downloaded(source, emit, cancelled, cache_dir, EXPORT_FILES))
+        except DownloadCancelled:
+            raise
+        except ModelError:
+            return None
+    else:
+        return None
+    return folder if is_openvino_export(folder) else None
 
 
 def _variant_in(folder: str, variant: str | None) -> str | None:

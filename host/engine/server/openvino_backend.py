@@ -76,18 +76,26 @@ def folder_size(folder: Path) -> int:
 
 
 class Converted:
-    """One module's IR in the cache, compiled for each input shape on first use."""
+    """One module's IR in the cache (or in a folder exported by optimum-intel: `xml` and `compiled_dir` then name
+    its file and where its compiled programs go), compiled for each input shape on first use."""
 
-    def __init__(self, folder: Path, remove_broken: bool = True):
+    def __init__(
+        self, folder: Path, remove_broken: bool = True, xml: str = "model.xml", compiled_dir: Path | None = None
+    ):
         self.folder, self.remove_broken = folder, remove_broken
+        self.compiled_dir = compiled_dir or folder / "compiled"
         self.core = ov.Core()
         try:
             if folder.is_symlink():
                 raise OSError("it is a symbolic link, which the cache never writes through")
-            self.model = self.core.read_model(folder / "model.xml")
+            self.model = self.core.read_model(folder / xml)
         except Exception as exc:
             raise self._broken(exc) from exc
         self.compiled: dict[tuple, Any] = {}
+        # What each input takes: an export may want an int64 timestep of shape (1,) where ours takes a float scalar.
+        self.inputs = [
+            (port.get_element_type().to_dtype(), port.get_partial_shape().rank) for port in self.model.inputs
+        ]
 
     def _broken(self, exc: Exception) -> CacheError:
         """The error for an entry that cannot be read or compiled, removed unless `remove_broken` is off (then
@@ -99,21 +107,29 @@ class Converted:
         lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
         return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({lines[-1].strip()}){removed}")
 
+    def _shape(self, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+        rank = self.inputs[index][1]
+        return (1,) if shape == () and rank.is_static and rank.get_length() == 1 else shape
+
     def compile(self, shapes: list[tuple[int, ...]]):
         """The program for these input shapes (static shapes run 5-10% faster than dynamic ones)."""
+        shapes = [self._shape(index, tuple(shape)) for index, shape in enumerate(shapes)]
         key = tuple(shapes)
         if key not in self.compiled:
             model = self.model.clone()
             model.reshape({index: ov.PartialShape(list(shape)) for index, shape in enumerate(shapes)})
             try:
-                config = {"CACHE_DIR": str(real_folder(self.folder / "compiled")), "PERFORMANCE_HINT": "LATENCY"}
+                config = {"CACHE_DIR": str(real_folder(self.compiled_dir)), "PERFORMANCE_HINT": "LATENCY"}
                 self.compiled[key] = self.core.compile_model(model, "CPU", config)
             except Exception as exc:
                 raise self._broken(exc) from exc
         return self.compiled[key]
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        arrays = [tensor.detach().numpy() for tensor in inputs]
+        arrays = [
+            tensor.detach().numpy().astype(dtype, copy=False).reshape(self._shape(index, tuple(tensor.shape)))
+            for index, (tensor, (dtype, _)) in enumerate(zip(inputs, self.inputs))
+        ]
         program = self.compile([array.shape for array in arrays])
         request = program.create_infer_request()
         request.infer(arrays, share_inputs=True)
@@ -280,6 +296,10 @@ class OpenVinoModules:
     def __init__(self, unet: Converted, text_encoder: Converted, pipe=None):
         self.unet, self.text_encoder = unet, text_encoder
         self.tiny_decoder: Converted | None = None
+        self.exported = False
+        """Read from a folder exported by optimum-intel (`exported`): its `tiny_decoder` is the export's own VAE
+        decoder, which takes the latents divided by `decode_scale`'s inverse; nothing is converted or quantized."""
+        self.decode_scale = 1.0
         self.int8 = self.int8_decoder = False
         """Whether the UNet, and the tiny decoder, are the int8 ones (openvino_int8.py)."""
         self.pipe = pipe
@@ -315,6 +335,16 @@ class OpenVinoModules:
         )
         return cls(converted_unet, converted_encoder, pipe)
 
+    @staticmethod
+    def needs_conversion(pipe, root: Path) -> bool:
+        """Whether `convert` would convert anything for `pipe` (an entry is missing or out of date)."""
+        wanted = {"unet": _UNet(pipe.unet), "text_encoder": _TextEncoder(pipe.text_encoder)}
+        for name, module in wanted.items():
+            stored = _read_key(root / name) or {}
+            if {key: value for key, value in stored.items() if key != "files"} != cache_key(module.eval()):
+                return True
+        return False
+
     @classmethod
     def cached(cls, root: Path, model_folder: Path) -> OpenVinoModules | None:
         """The UNet and text encoder straight from the cache, without torch modules, when both entries are fresh
@@ -324,6 +354,20 @@ class OpenVinoModules:
         if unet is None or encoder is None:
             return None
         return cls(unet, encoder)
+
+    @classmethod
+    def exported(cls, folder: Path, compiled_root: Path) -> OpenVinoModules:
+        """The modules of a folder in optimum-intel's export layout (`is_export`), as they are; their compiled
+        programs go under `compiled_root` (the export may sit in a read-only or shared cache)."""
+
+        def read(name: str) -> Converted:
+            return Converted(folder / name, False, EXPORT_XML, compiled_root / name)
+
+        modules = cls(read("unet"), read("text_encoder"))
+        modules.tiny_decoder = read("vae_decoder")
+        config = json.loads((folder / "vae_decoder" / "config.json").read_text(encoding="utf-8"))
+        modules.exported, modules.decode_scale = True, 1.0 / float(config.get("scaling_factor", 0.18215))
+        return modules
 
     def attach_tiny_decoder(self, taesd, root: Path, label: str, emit: Emit) -> None:
         """Convert (or read) the tiny decoder for these latents, once."""
@@ -350,7 +394,7 @@ class OpenVinoModules:
         return fast
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        (image,) = self.tiny_decoder(latents.float())
+        (image, *_) = self.tiny_decoder(latents.float() * self.decode_scale)
         return image
 
     def compile_for(
@@ -371,6 +415,10 @@ class OpenVinoModules:
                 done.result()  # the first failure, as compiling them one by one would raise it
 
 
+EXPORT_XML = "openvino_model.xml"
+"""The IR of each module in optimum-intel's export layout (`optimum-cli export openvino`)."""
+
+
 def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
     """A pipeline of `pipeline_cls` that runs on `modules` alone: no torch weights are loaded.
 
@@ -385,6 +433,7 @@ def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
     from transformers import AutoConfig
 
     index = json.loads((model_folder / "model_index.json").read_text(encoding="utf-8"))
+    vae_folder = model_folder / ("vae" if (model_folder / "vae").is_dir() else "vae_decoder")
 
     def part(name: str):
         library, class_name = index[name]
@@ -392,7 +441,7 @@ def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
 
     with init_empty_weights():
         unet_config = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(model_folder / "unet")).config
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(model_folder / "vae"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(vae_folder))
     pipe = pipeline_cls(
         vae=vae,
         text_encoder=OpenVinoTextEncoder(

@@ -157,6 +157,12 @@ def quantize_unet(
     return _quantize(source_xml, samples, folder, emit, "UNet", hybrid_quantize)
 
 
+def compress_unet(source_xml: Path, folder: Path, emit: Emit) -> Path:
+    """The UNet of the IR at `source_xml` with data-free int8 weights (`weights_only_quantize`) in `folder`,
+    cached like `quantize_unet`."""
+    return _quantize(source_xml, [[]], folder, emit, "UNet", weights_only_quantize)
+
+
 def quantize_decoder(
     source_xml: Path,
     samples: Sequence[Sample] | Callable[[], Sequence[Sample]],
@@ -273,6 +279,15 @@ def hybrid_quantize(model: ov.Model, samples: Sequence[Sample], symmetric_weight
         ignored_scope=nncf.IgnoredScope(names=weighted),
         advanced_parameters=advanced,
     )
+
+
+def weights_only_quantize(model: ov.Model, samples: Sequence[Sample] = ()) -> ov.Model:
+    """Data-free int8: the weights of every weighted layer (convolutions, linear layers) in symmetric int8 per
+    channel, activations as they were. No calibration: the peak is about the model's size, not a calibration's
+    (the plan when the hybrid recipe does not fit the memory: fast.py). `samples` are not used."""
+    import nncf
+
+    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
 
 
 def _ops_with_weights(model: ov.Model) -> list[str]:

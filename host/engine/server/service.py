@@ -4,7 +4,10 @@ The service process imports no torch (only its worker does), so it answers at on
 that crashes or runs out of memory. Every request must carry the user's token as `Authorization: Bearer`.
 
 Endpoints: GET /health, GET /v1/models, POST /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/events (SSE),
-POST /v1/jobs/{id}/cancel, POST /v1/images/generations (OpenAI-compatible), POST /v1/unload, POST /v1/shutdown.
+POST /v1/jobs/{id}/cancel, POST /v1/images/generations (OpenAI-compatible), POST /v1/expand (prompt expansion),
+POST /v1/unload, POST /v1/shutdown, and with a route (`dreamtray serve`) AUTOMATIC1111's /sdapi/v1/... (a1111_api).
+The two image APIs make their images along the route `serve` hands in (routing); /v1/jobs sends requests to the
+engine as they are.
 Request bodies are size-limited; `serve` can add a per-token rate limit and logs requests without tokens,
 and prompts only when asked (`log_prompts`).
 """
@@ -16,7 +19,6 @@ import base64
 import json
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -33,14 +35,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dreamtray.atomic import write_atomically
+from dreamtray.engine.client import EngineError, JobCancelled
 from dreamtray.engine.job_record import JobRecord
 from dreamtray.engine.presets import PRESETS
-from dreamtray.engine.server import api_fields
-from dreamtray.engine.server.guard import too_large_message
+from dreamtray.engine.server import a1111_api, api_fields
+from dreamtray.engine.server.expansion import add_expansion_route, close_expansions
+from dreamtray.engine.server.guard import token_matches, too_large_message
 from dreamtray.engine.server.jobs import DEFAULT_MAX_QUEUE, STOPPING, JobManager, QueueFull
+from dreamtray.engine.server.routing import DirectRoute, ManagerEngine, Route, RouteFactory, Routed
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.engine.token import load_or_create_token
-from dreamtray.request import Request, Result, describe_validation_error
+from dreamtray.request import Request, describe_validation_error
 
 VERSION = "1"
 MAX_BODY_BYTES = 32 * 2**20
@@ -49,6 +54,9 @@ SHUTDOWN_GRACE = 5
 """Seconds open connections get to finish once the service is told to stop (its jobs are cancelled first)."""
 QUEUE_FULL_RETRY_AFTER = 10
 """Seconds a client is asked to wait (Retry-After) when the queue is full: about one small job."""
+GALLERY_SETTINGS = ("always", "asked", "never")
+"""Which images made through the served image APIs the route keeps in the gallery: all, those an A1111 request
+asks for (`save_images`), none."""
 log = logging.getLogger("dreamtray.serve")
 
 
@@ -140,11 +148,17 @@ def create_app(
     log_prompts: bool = False,
     health: Callable[[], dict[str, Any]] | None = None,
     styles: api_fields.Styles | None = None,
+    route: RouteFactory | None = None,
+    gallery: str = "never",
 ) -> FastAPI:
     """The HTTP API over `manager`, guarded by `token`.
 
     `styles` (the serving machine's style registry) applies the styles a request names; without it, only
     requests a client styled itself are taken (see api_fields).
+
+    `route` makes the core's route for this service's engine: with it, the image APIs (OpenAI's, and A1111's,
+    offered only then) run plugins, styles, the gallery (as `gallery` says: one of GALLERY_SETTINGS) and the
+    hooks, and their PNGs carry A1111 `parameters` text; without it, they go straight to the engine.
 
     `manager` is a JobManager or anything with its submit/get/cancel/unload; `health` replaces the
     answer of /health for managers without a local worker (the Ray deployment). Without `on_shutdown`,
@@ -159,23 +173,38 @@ def create_app(
         max_body_size=max_body_bytes,
     )
     describe_health = health or (lambda: local_health(manager))
+    engine = ManagerEngine(manager, lambda request: describe_request(request, log_prompts))
+    images_route: Route = route(engine) if route is not None else DirectRoute(engine, styles)
 
     def authorized(http: HttpRequest) -> None:
-        given = http.headers.get("authorization", "")
-        if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise HTTPException(401, "missing or wrong token")
+        if not token_matches(http.headers.get("authorization", ""), token):
+            headers = {"WWW-Authenticate": "Basic"} if http.url.path.startswith(a1111_api.PREFIX) else None
+            raise HTTPException(401, "missing or wrong token", headers=headers)
+
+    def answer_error(
+        http: HttpRequest, status: int, message: str, kind: str, headers=None, a1111_kind: str = "HTTPException"
+    ) -> JSONResponse:
+        """The error in the shape of the API asked: A1111's under /sdapi (`a1111_kind` names the exception, as
+        A1111 does), OpenAI's elsewhere (`kind` is its type)."""
+        if http.url.path.startswith(a1111_api.PREFIX):
+            answer = a1111_api.error_body(status, message, a1111_kind)
+            answer.headers.update(headers or {})
+            return answer
+        return error_response(status, message, kind, headers)
 
     @app.exception_handler(StarletteHTTPException)  # also FastAPI's, and the body limit's 413
-    async def _http_error(_: HttpRequest, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(http: HttpRequest, exc: StarletteHTTPException) -> JSONResponse:
         kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
         message = str(exc.detail)
         if exc.status_code == 413:
             message = too_large_message(max_body_bytes)
-        return error_response(exc.status_code, message, kind, exc.headers)
+        return answer_error(http, exc.status_code, message, kind, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: HttpRequest, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, describe_validation_error(exc))
+    async def _invalid(http: HttpRequest, exc: RequestValidationError) -> JSONResponse:
+        status = 422 if http.url.path.startswith(a1111_api.PREFIX) else 400
+        message = describe_validation_error(exc)
+        return answer_error(http, status, message, "invalid_request_error", a1111_kind="RequestValidationError")
 
     guarded = [Depends(authorized)]
 
@@ -186,9 +215,26 @@ def create_app(
         return job
 
     @app.exception_handler(api_fields.FieldError)
-    async def _field(_: HttpRequest, exc: api_fields.FieldError) -> JSONResponse:
+    async def _field(http: HttpRequest, exc: api_fields.FieldError) -> JSONResponse:
+        if http.url.path.startswith(a1111_api.PREFIX):
+            return a1111_api.error_body(exc.status, str(exc), type(exc).__name__)
         error = {"message": str(exc), "type": "invalid_request_error"} | ({"code": exc.code} if exc.code else {})
         return JSONResponse({"error": error}, status_code=exc.status)
+
+    def run_route(request: Request, save: bool, on_job: Callable[[Any], None] = lambda job: None) -> Routed:
+        """`request` along the images route; its failures as HTTP errors (the handlers above shape them)."""
+        try:
+            return images_route.generate(request, save=save, on_job=on_job)
+        except QueueFull as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)}) from None
+        except JobCancelled as exc:
+            raise HTTPException(409, f"Interrupted: {exc}") from None
+        except (EngineError, RuntimeError) as exc:  # the engine's failure, or the gallery's
+            raise HTTPException(500, str(exc)) from None
+        except api_fields.FieldError:
+            raise
+        except ValueError as exc:  # a style or request that plugins or styles made invalid
+            raise HTTPException(400, str(exc)) from None
 
     def submit(request: Request) -> JobRecord:
         api_fields.check_model(request.model)
@@ -261,22 +307,16 @@ def create_app(
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     @app.post("/v1/images/generations", dependencies=guarded)
-    async def images_generations(body: ImagesGeneration) -> Response:
+    def images_generations(body: ImagesGeneration) -> Response:
         api_fields.check_output_format(body.output_format, body.output_compression)
         try:
             request = body.to_request()
         except (ValueError, ValidationError) as exc:
             return error_response(400, str(exc))
         names, notes = api_fields.openai_styles(request.styles, styles)
-        job = submit(request.model_copy(update={"styles": names}))
-        while True:
-            _, finished = await asyncio.to_thread(job.wait, len(job.events), 10.0)
-            if finished:
-                break
-        if job.status != "done":
-            return error_response(500 if job.status == "failed" else 409, job.error or job.status, "engine_error")
-        result = Result.model_validate_json(job.result_json)
-        encoded = [api_fields.encode_image(png, body.output_format, body.output_compression) for png in result.images]
+        routed = run_route(request.model_copy(update={"styles": names}), save=gallery == "always")
+        result = routed.result
+        encoded = [api_fields.encode_image(png, body.output_format, body.output_compression) for png in routed.pngs]
         data = [
             {"b64_json": base64.b64encode(image).decode("ascii"), "revised_prompt": result.request.prompt}
             for image in encoded
@@ -287,10 +327,22 @@ def create_app(
                 "data": data,
                 "seeds": result.seeds,
                 "model": result.model,
-                "warnings": notes + result.warnings,
+                "warnings": notes + routed.warnings,
                 "output_format": body.output_format.lower(),
             }
         )
+
+    if route is not None:
+        default_model = getattr(getattr(manager, "settings", None), "default_model", None) or "auto"
+        router = a1111_api.create_router(
+            run_route, images_route.read_parameters, lambda: default_model, styles, gallery
+        )
+        app.include_router(router, dependencies=guarded)
+
+        @app.get("/internal/ping", dependencies=guarded, include_in_schema=False)
+        def ping() -> dict[str, Any]:
+            """A1111's liveness check, for clients that ask it."""
+            return {}
 
     @app.post("/v1/unload", dependencies=guarded)
     def unload() -> dict[str, Any]:
@@ -303,6 +355,8 @@ def create_app(
         threading.Thread(target=on_shutdown, daemon=True).start()
         return {"status": "stopping"}
 
+    if isinstance(manager, JobManager):  # prompt expansion runs beside this machine's own worker
+        add_expansion_route(app, guarded, Path(manager.settings.cache_dir))
     return app
 
 
@@ -331,13 +385,15 @@ def serve(
     clients_may_stop: bool = True,
     max_queue: int = DEFAULT_MAX_QUEUE,
     styles: api_fields.Styles | None = None,
+    route: RouteFactory | None = None,
+    gallery: str = "never",
 ) -> None:
     """Run the service until shut down (or idle for `exit_after_idle` seconds, when that is set).
 
     `ssl` holds uvicorn's options (ssl_certfile, ssl_keyfile); `rate_per_minute` above 0 limits each token;
     `clients_may_stop` offers /v1/shutdown (the local engine's owner uses it; a shared server does not);
     `max_queue` jobs may wait behind the running one (a further one is answered 429);
-    `styles` is the style registry whose styles requests may name.
+    `styles` is the style registry whose styles requests may name; `route` and `gallery`: see `create_app`.
     """
     from dreamtray.engine.server.guard import guarded, loopback_hosts
     from dreamtray.engine.token import is_loopback
@@ -370,6 +426,8 @@ def serve(
         max_body_bytes=max_body_bytes,
         log_prompts=log_prompts,
         styles=styles,
+        route=route,
+        gallery=gallery,
     )
     config.app = guarded(app, token, rate_per_minute, max_body_bytes, loopback_hosts() if is_loopback(host) else None)
     if exit_after_idle:
@@ -378,6 +436,7 @@ def serve(
         server.run(sockets=[sock])
     finally:
         manager.shutdown()
+        close_expansions(app)
         if state_file is not None:
             remove_own_state(state_file)
 
