@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from dreamtray.atomic import write_atomically
-    from dreamtray.config import Config, read_config
+    from dreamtray.config import Config, plugin_settings, read_config, save_plugin_setting
     from dreamtray.display import display_server
     from dreamtray.engine.client import (
         Engine,
@@ -88,10 +88,15 @@ class SubjectMethod:
 
 @dataclass(frozen=True)
 class MenuItem:
-    """A tray menu entry added by a plugin; `callback(host)` runs on a worker thread."""
+    """A tray menu entry added by a plugin: `callback(host)` runs on a worker thread; or, with `items`, a submenu.
+
+    An item with `checked` is one choice among its submenu's items (a radio item): `checked(host)` says whether
+    it is the chosen one now, each time the menu is shown; after its callback the menu is drawn again."""
 
     label: str
-    callback: Callable[[TrayHost], None]
+    callback: Callable[[TrayHost], None] | None = None
+    items: tuple[MenuItem, ...] = ()
+    checked: Callable[[TrayHost], bool] | None = None
 
 
 class TrayHost(Protocol):
@@ -149,6 +154,8 @@ _LAZY = {
     "write_atomically": "dreamtray.atomic",
     "Config": "dreamtray.config",
     "read_config": "dreamtray.config",
+    "plugin_settings": "dreamtray.config",
+    "save_plugin_setting": "dreamtray.config",
     "display_server": "dreamtray.display",
 }
 
@@ -178,7 +185,9 @@ __all__ = [
     "display_server",
     "load_package_packs",
     "command_host",
+    "plugin_settings",
     "read_config",
+    "save_plugin_setting",
     "write_atomically",
 ]
 

@@ -1,10 +1,13 @@
-"""The one way dreamtray writes a file: readers see the old file or the whole new one, never a half-written one,
-and a crash right after the write loses neither the data nor the new name."""
+"""The one way dreamtray writes a file, and a folder of files: readers see the old one or the whole new one, never
+a half-written one, and a crash right after the write loses neither the data nor the new name."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -32,6 +35,24 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int | None = None, 
         Path(temporary).unlink(missing_ok=True)
     _fsync_folder(path.parent)
     return path
+
+
+@contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """Fill a folder whole or not at all: yields an empty staging folder beside it (`NAME.partial`) to write into;
+    when the block ends without an error it takes `folder`'s place (replacing an older one), else it is removed
+    and `folder` is left as it was. Callers hold a lock against a second writer of the same folder."""
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    _fsync_folder(folder.parent)
 
 
 def _link_without_overwriting(temporary: Path, path: Path) -> None:

@@ -31,7 +31,7 @@ from pydantic_core import ErrorDetails
 
 from dreamtray import paths
 from dreamtray.atomic import write_atomically
-from dreamtray.engine.settings import IDLE_UNLOAD_SECONDS, STALL_SECONDS
+from dreamtray.engine.settings import IDLE_UNLOAD_SECONDS, QUEUE_LENGTH, STALL_SECONDS
 from dreamtray.images.gallery import default_gallery_folder
 
 if sys.version_info >= (3, 11):
@@ -192,12 +192,12 @@ class Config(BaseModel):
     expansion_model: Text = "Gustavosta/MagicPrompt-Stable-Diffusion"
     """The text model that expands prompts: a hub id or an absolute folder (docs/prompts.md)."""
     gallery: Annotated[Path, AfterValidator(_folder)] = Field(default_factory=default_gallery_folder)
-    queue_length: StrictInt = Field(default=5, ge=1, le=50)
+    queue_length: StrictInt = Field(default=QUEUE_LENGTH, ge=1, le=50)
     """Images the tray holds at once, the one being made and those waiting; the local engine lets as many wait."""
-    wallpaper_mode: Literal["per-monitor", "span", "same"] = "per-monitor"
-    """With several monitors: each its own image (`per-monitor`), one image across all of them (`span`), or
-    the same image on each (`same`)."""
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    plugins: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    """Each plugin's own settings, `[plugins.NAME]`: the plugin reads them with `dreamtray.api.plugin_settings`
+    and checks them itself."""
 
     @field_validator("hotkeys")
     @classmethod
@@ -225,6 +225,16 @@ def config_path() -> Path:
 def read_config() -> Config:
     """The settings as the file says now (defaults where it is missing or wrong); for plugins."""
     return load_config().config
+
+
+def plugin_settings(plugin: str) -> dict[str, Any]:
+    """The plugin's own table of the config, `[plugins.PLUGIN]`, as the file says now ({} when there is none)."""
+    return dict(read_config().plugins.get(plugin, {}))
+
+
+def save_plugin_setting(plugin: str, key: str, value: str) -> None:
+    """Write `key = value` into the plugin's own table of the config, keeping the file's comments."""
+    set_value(f"plugins.{plugin}.{key}", value)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -283,10 +293,14 @@ def load_config(path: Path | None = None) -> LoadedConfig:
     return LoadedConfig(config, path, tuple(f"{path}: {problem}" for problem in problems))
 
 
+MOVED_KEYS = {"wallpaper_mode": "plugins.wallpaper.mode"}
+"""Keys that moved into a plugin's own table: the old key is still read (and `config set` writes the new one)."""
+
+
 def validate(data: dict[str, Any]) -> tuple[Config, list[str]]:
     """A Config from TOML data, each bad or unknown key dropped (so it keeps its default) and reported."""
     problems: list[str] = []
-    data = _copy(data)
+    data = _moved(_copy(data), problems)
     while True:
         try:
             return Config.model_validate(data), problems
@@ -298,6 +312,21 @@ def validate(data: dict[str, Any]) -> tuple[Config, list[str]]:
             dropped = _drop(data, error["loc"]) or dropped
         if not dropped:  # nothing left to fall back from: give up on the file
             return Config(), problems
+
+
+def _moved(data: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """`data` with each old key of MOVED_KEYS in its new place (unless that is set too), and a note for each."""
+    for old, new in MOVED_KEYS.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        *tables, name = new.split(".")
+        container = data
+        for table in tables:
+            container = container.setdefault(table, {}) if isinstance(container.get(table, {}), dict) else {}
+        container.setdefault(name, value)
+        problems.append(f"{old} is now {new}; the old key is still read (`dreamtray config set {new} VALUE` moves it)")
+    return data
 
 
 def _copy(data: Any) -> Any:
@@ -389,8 +418,13 @@ def _default_of(loc: tuple[Any, ...]) -> Any:
 
 def known_keys() -> list[str]:
     """Every key `config set` accepts, dotted."""
-    top = [name for name in Config.model_fields if name not in ("engine", "hotkeys")]
-    return [*top, "hotkeys.<action>", *(f"engine.{name}" for name in EngineSettings.model_fields)]
+    top = [name for name in Config.model_fields if name not in ("engine", "hotkeys", "plugins")]
+    return [
+        *top,
+        "hotkeys.<action>",
+        *(f"engine.{name}" for name in EngineSettings.model_fields),
+        "plugins.<plugin>.<key>",
+    ]
 
 
 def _field_type(key: str) -> type:
@@ -398,6 +432,9 @@ def _field_type(key: str) -> type:
     section, _, name = key.partition(".")
     if section == "hotkeys" and _NAME.fullmatch(name):
         return str
+    plugin, _, setting = name.partition(".")
+    if section == "plugins" and _NAME.fullmatch(plugin) and _NAME.fullmatch(setting):
+        return str  # a plugin's own setting: the plugin checks it
     if section == "engine" and name in EngineSettings.model_fields:
         return EngineSettings.model_fields[name].annotation  # type: ignore[return-value]
     if not name and section in Config.model_fields and section not in ("engine", "hotkeys"):
@@ -456,6 +493,7 @@ def set_value(key: str, text: str, path: Path | None = None) -> Config:
     import tomlkit
 
     path = path or config_path()
+    key = MOVED_KEYS.get(key, key)
     value = _parse_value(key, text)
     data = read_toml(path)
     parts = key.split(".")
@@ -481,6 +519,9 @@ def set_value(key: str, text: str, path: Path | None = None) -> Config:
             table[part] = tomlkit.table()
         table = table[part]
     table[parts[-1]] = value
+    for old, new in MOVED_KEYS.items():  # the old name of a moved key goes: its value is set in the new place
+        if new == key:
+            document.pop(old, None)
     try:
         write_atomically(path, tomlkit.dumps(document))
     except OSError as exc:

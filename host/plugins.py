@@ -1,14 +1,17 @@
 """The plugin manager: finds plugins through the `dreamtray` entry-point group and keeps a bad one from hurting.
 
 Plugins load lazily, on first use. `DREAMTRAY_PLUGINS` names the ones to load (comma-separated; empty loads
-none), so tests load exactly what they mean to. `DREAMTRAY_TRACE_HOOKS=1` logs every hook call.
-A plugin that fails to import, calls sys.exit(), raises in a hook, registers something of the wrong kind or
-returns the wrong kind, is recorded with the reason and skipped for that call; the host and every other plugin
-go on. `image_generated` runs on a thread of its own, so that a slow plugin never holds up the next image.
+none), so tests load exactly what they mean to; `DREAMTRAY_PLUGINS_DIR` names a folder whose `*.py` files and
+packages load as plugins without being installed (for writing one). `DREAMTRAY_TRACE_HOOKS=1` logs every hook
+call. A plugin that fails to import, calls sys.exit(), raises in a hook, registers something of the wrong kind or
+returns the wrong kind, is recorded with the reason (once) and skipped for that call; the host and every other
+plugin go on. A KeyboardInterrupt from a plugin on the main thread still cancels, as PluginInterrupt naming the
+plugin. `image_generated` runs on a thread of its own, so that a slow plugin never holds up the next image.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -18,18 +21,21 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from dreamtray import hookspecs
+from dreamtray.plugin_imports import private_imports
 
 if TYPE_CHECKING:
-    from dreamtray.api import Action, SubjectMethod
+    from dreamtray.api import Action, MenuItem, SubjectMethod, TrayHost
     from dreamtray.request import Request
 
 GROUP = "dreamtray"
 ENV_PLUGINS = "DREAMTRAY_PLUGINS"
+ENV_PLUGINS_DIR = "DREAMTRAY_PLUGINS_DIR"
 ENV_TRACE = "DREAMTRAY_TRACE_HOOKS"
 SLOW_HOOK_SECONDS = 30.0
 """A hook that `call_later` runs is reported once it has run this long (the host never waits on it)."""
@@ -41,6 +47,11 @@ class UnknownAction(ValueError):
     """An action name that no plugin registered."""
 
 
+class PluginInterrupt(KeyboardInterrupt):
+    """Ctrl+C (or a plugin's own KeyboardInterrupt) while a plugin's code ran on the main thread: the command is
+    cancelled, and the message names the plugin."""
+
+
 @dataclass
 class PluginRecord:
     """What `dreamtray plugins` shows about one plugin."""
@@ -50,6 +61,8 @@ class PluginRecord:
     distribution: str = ""
     hooks: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """What works today but may break (imports of private modules)."""
     loaded: bool = True
 
     @property
@@ -66,6 +79,7 @@ class PluginRecord:
             "hooks": self.hooks,
             "status": self.status,
             "errors": self.errors,
+            "warnings": self.warnings,
         }
 
 
@@ -96,17 +110,32 @@ class PluginHost:
                 continue
             dist = entry_point.dist
             record = PluginRecord(entry_point.name, dist.version if dist else "", dist.name if dist else "")
-            self.records[entry_point.name] = record
-            try:
-                plugin = entry_point.load()
-                self.pm.register(plugin, name=entry_point.name)
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:  # SystemExit too: a plugin never ends the host
-                record.loaded = False
-                self._report(record, f"could not be loaded: {_describe(exc)}", exc)
-                continue
-            record.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
+            self._load_one(record, entry_point.load)
+        folder = os.environ.get(ENV_PLUGINS_DIR)
+        if folder:
+            for name, path in _plugins_in(Path(folder)):
+                self._load_one(PluginRecord(name, distribution=str(path)), lambda path=path: _import_file(path))
+
+    def _load_one(self, record: PluginRecord, load: Callable[[], object]) -> None:
+        """Import and register one plugin, recording what went wrong (and its imports of private modules)."""
+        self.records[record.name] = record
+        try:
+            plugin = load()
+            self.pm.register(plugin, name=record.name)
+        except BaseException as exc:  # SystemExit too: a plugin never ends the host
+            record.loaded = False
+            self._report(record, f"could not be loaded: {_describe(exc)}", exc)
+            self._interrupt_if_main(record.name, "while it was loading", exc)
+            return
+        record.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
+        for warning in private_imports(plugin):
+            record.warnings.append(warning)
+            log.warning("plugin %s %s", record.name, warning)
+
+    def _interrupt_if_main(self, plugin_name: str, where: str, exc: BaseException) -> None:
+        """A KeyboardInterrupt on the main thread goes on as PluginInterrupt (Ctrl+C cancels), naming the plugin."""
+        if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+            raise PluginInterrupt(f"Cancelled while plugin {plugin_name} ran ({where}).") from exc
 
     def register(self, plugin: object, name: str) -> None:
         """Register a plugin object directly (for plugins living in an application or a test)."""
@@ -130,15 +159,17 @@ class PluginHost:
                 results.append((impl.plugin_name, outcome))
         return results
 
-    def _call_one(self, hook: str, plugin_name: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
-        """(True, its result) or, when the plugin raised, (False, None) after recording the failure."""
+    def _call_one(self, hook: str, plugin_name: str, kwargs: dict[str, Any], copy: bool = True) -> tuple[bool, Any]:
+        """(True, its result) or, when the plugin raised, (False, None) after recording the failure. With `copy`,
+        the plugin gets requests of its own (see `_own_copies`)."""
         others = [p for name, p in self.pm.list_name_plugin() if name != plugin_name]
         try:
-            result = self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
-        except KeyboardInterrupt:
-            raise
+            result = self.pm.subset_hook_caller(hook, remove_plugins=others)(
+                **(_own_copies(kwargs) if copy else kwargs)
+            )
         except BaseException as exc:  # SystemExit too: a plugin never ends the host
             self.complain(plugin_name, f"raised in {hook}: {_describe(exc)}", exc)
+            self._interrupt_if_main(plugin_name, hook, exc)
             return False, None
         return True, (result[0] if result else None)
 
@@ -205,8 +236,14 @@ class PluginHost:
 
         self.load()
         for impl in reversed(self.pm.hook.prepare_request.get_hookimpls()):
-            ok, changed = self._call_one("prepare_request", impl.plugin_name, {"request": request})
-            if not ok or changed is None:
+            given = request.model_copy(deep=True)
+            ok, changed = self._call_one("prepare_request", impl.plugin_name, {"request": given}, copy=False)
+            if not ok:
+                continue
+            in_place = changed is None and given != request  # requests are frozen, but not sealed
+            if in_place:
+                changed = given
+            if changed is None:
                 continue
             if not isinstance(changed, Request):
                 self.complain(
@@ -217,10 +254,11 @@ class PluginHost:
             try:  # model_copy(update=...) skips validation: check what the plugin made
                 request = Request.model_validate(changed.model_dump())
             except ValidationError as exc:
+                what = "changed the request in place into an invalid one" if in_place else "returned an invalid request"
                 self.complain(
                     impl.plugin_name,
-                    f"prepare_request returned an invalid request ({describe_validation_error(exc)}); "
-                    "its change was left out",
+                    f"prepare_request {what} ({describe_validation_error(exc)}); its change was left out"
+                    + (" (return a changed copy: request.model_copy(update=...))" if in_place else ""),
                 )
         return request
 
@@ -268,7 +306,24 @@ class PluginHost:
             raise UnknownAction(f"No action called {name!r}. Actions: {known}.")
         return actions[name]
 
+    def menu_items(self, host: TrayHost) -> list[tuple[str, MenuItem]]:
+        """The items plugins add to the tray menu, as (plugin, item); anything but a MenuItem is named, left out."""
+        from dreamtray.api import MenuItem
+
+        items = []
+        for plugin, batch in self.call_named("tray_menu_items", host=host):
+            for entry in batch if isinstance(batch, list | tuple) else [batch]:
+                if isinstance(entry, MenuItem):
+                    items.append((plugin, entry))
+                else:
+                    self.complain(
+                        plugin, f"tray_menu_items gave {_short_repr(entry)}: not a dreamtray.api.MenuItem; left out"
+                    )
+        return items
+
     def _report(self, record: PluginRecord, message: str, exc: BaseException | None) -> None:
+        if message in record.errors:  # each problem told once, however often the hook runs
+            return
         record.errors.append(message)
         log.warning("plugin %s %s", record.name, message)
         if exc is not None:
@@ -299,7 +354,47 @@ def _describe(exc: BaseException) -> str:
     """An exception in a few words; `sys.exit()` said plainly."""
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r}), which dreamtray ignores"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KeyboardInterrupt (Ctrl+C, or the plugin raised it)"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _own_copies(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The hook's arguments with each request a copy of its own, so that a plugin changing one in place changes
+    nothing another plugin, the engine or the gallery sees."""
+    from pydantic import BaseModel
+
+    return {
+        key: value.model_copy(deep=True) if isinstance(value, BaseModel) else value for key, value in kwargs.items()
+    }
+
+
+def _plugins_in(folder: Path) -> list[tuple[str, Path]]:
+    """The plugins in a development folder: each `name.py`, and each `name/` package, by name."""
+    if not folder.is_dir():
+        log.warning("%s=%s is not a folder; no plugins loaded from it", ENV_PLUGINS_DIR, folder)
+        return []
+    found = [(path.stem, path) for path in folder.glob("*.py") if not path.name.startswith("_")]
+    found += [(path.name, path / "__init__.py") for path in folder.iterdir() if (path / "__init__.py").is_file()]
+    return sorted(found)
+
+
+def _import_file(path: Path) -> object:
+    """Import a plugin from a file (a package when it is an `__init__.py`), as the module `dreamtray_dev_<name>`."""
+    name = path.parent.name if path.name == "__init__.py" else path.stem
+    module_name = f"dreamtray_dev_{name}"
+    package = [str(path.parent)] if path.name == "__init__.py" else None
+    spec = importlib.util.spec_from_file_location(module_name, path, submodule_search_locations=package)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
 
 
 def _short_repr(item: Any) -> str:

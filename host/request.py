@@ -198,6 +198,16 @@ class Request(BaseModel):
 Subject.model_rebuild()
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """`WIDTHxHEIGHT` (as in `512x768`) as two whole numbers; ValueError saying the form when it is not one. The
+    one parser of sizes: the limits are the Request's to check."""
+    try:
+        width, height = (int(side) for side in text.strip().lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not WIDTHxHEIGHT, for example 512x512") from None
+    return width, height
+
+
 def describe_validation_error(exc: Exception) -> str:
     """One line per problem: 'field: what is wrong'."""
     lines = []
@@ -220,3 +230,8 @@ class Result(BaseModel):
     sampler: str
     warnings: list[str] = []
     seconds: float = 0.0
+
+    def request_for(self, seed: int) -> Request:
+        """The request that made this job's image of `seed`: that seed, count 1, and the model really used when
+        the request named none (what the gallery stores and hooks and actions see)."""
+        return self.request.model_copy(update={"seed": seed, "count": 1, "model": self.request.model or self.model})

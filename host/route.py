@@ -2,9 +2,9 @@
 
 A trigger (a hotkey, a menu item, `dreamtray trigger`, the command line) names an action and brings a prompt.
 Here it becomes a Request, with the config's default style applied once; its action is looked up once, in the
-plugin host's cache, when the task is made; the task then runs through `generation.generate`, and what
-happened comes back as a Report worded for the user. Front ends only schedule tasks and show reports; nothing
-here raises into them.
+plugin host's cache, when the task is made; the task then runs through `generation.generate` (or
+`generation.refine`), and what happened comes back as a Report worded for the user. Front ends only schedule
+tasks and show reports; nothing here raises into them.
 """
 
 from __future__ import annotations
@@ -150,28 +150,24 @@ def run_task(
 def refine_last(
     app: App, change: str, on_event: Callable[[dict[str, Any]], None], on_job: Callable[[Job], None]
 ) -> Report:
-    """Refine the newest gallery image as `change` says; the result lands beside it and goes to the default action."""
-    from dreamtray.api import GeneratedImage
-    from dreamtray.images.metadata import request_from_image
-    from dreamtray.images.refine import refine_file
-
-    def follow(job: Job) -> Any:
-        on_job(job)
-        for event in job.events():
-            on_event(event)
-        return job.result()
+    """Refine the newest gallery image as `change` says, along the one route (`generation.refine`); the result
+    lands beside it and goes to the default action."""
+    from dreamtray import generation
 
     newest = app.gallery.images()
     if not newest:
         return Report(False, "No image to refine yet", "Make an image first, then select what to change and refine it.")
     try:
-        path = refine_file(app.engine, newest[0][0], change, wait=follow)
         action = app.plugins.actions().get(app.config.default_action)
-        message = action.run(GeneratedImage(path, request_from_image(path))) if action else None
+        outcome = generation.refine(app, newest[0][0], change, chosen=action, on_event=on_event, on_job=on_job)
     except Exception as exc:
         title, body = describe_error(exc)
         return Report(False, title, body)
-    return Report(True, "Your refined image is ready", message or f"Saved as {path.name}.", path, (path,))
+    [path] = outcome.paths
+    body = " ".join(outcome.messages) or f"Saved as {path.name}."
+    if outcome.failed_actions:
+        return Report(False, "The image is made, but the next step failed", body, path, (path,))
+    return Report(True, "Your refined image is ready", body, path, (path,))
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:

@@ -309,7 +309,8 @@ def load_style_file(path: Path, problems: list[str] | None = None) -> list[Style
 
 
 def load_package_packs(package: str, *, plugin: str | None = None) -> list[Style]:
-    """Every `*.toml` pack shipped inside a Python package: how a style pack plugin loads its data files."""
+    """Every `*.toml` pack shipped inside a Python package: how a style pack plugin loads its data files. Their
+    source is `plugin:PLUGIN` when `plugin` is given, else the registering plugin's name (`dreamtray styles`)."""
     styles = []
     for entry in sorted(resources.files(package).iterdir(), key=lambda item: item.name):
         if entry.name.endswith(".toml") and entry.is_file():
@@ -317,7 +318,7 @@ def load_package_packs(package: str, *, plugin: str | None = None) -> list[Style
             styles += styles_from_toml(
                 entry.read_text(encoding="utf-8"),
                 where=where,
-                source=f"plugin:{plugin or package}",
+                source=f"plugin:{plugin}" if plugin else "",
                 default_pack=entry.name.removesuffix(".toml"),
             )
     return styles

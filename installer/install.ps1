@@ -82,12 +82,12 @@ if ($LASTEXITCODE -ne 0) { Stop-Install "dreamtray could not be installed (see a
 
 if (-not $NoLauncher) {
     Write-Host "== launcher"
-    & $VenvPython -m dreamtray.cli.install launcher install
+    & $VenvPython -m dreamtray.cli.setup launcher install
     if ($LASTEXITCODE -ne 0) { Stop-Install "the Start menu shortcut could not be written (see above)" }
 }
 
 Write-Host "== what the desktop needs"
-& $VenvPython -m dreamtray.cli.install desktop-check
+& $VenvPython -m dreamtray.cli.setup desktop-check
 
 $Versions = (& $VenvPython -c "from importlib.metadata import version; print(version('dreamtray'), version('torch'))") -split " "
 $Command = Join-Path $Venv "Scripts\dreamtray.exe"

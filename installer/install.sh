@@ -86,7 +86,7 @@ echo "== dreamtray ($spec)"
 # --upgrade upgrades dreamtray; its dependencies only where needed, so the torch build just chosen stays.
 "$venv/bin/python" -m pip install --upgrade "$spec" || die "dreamtray could not be installed (see above)"
 
-setup() { "$venv/bin/python" -m dreamtray.cli.install "$@"; }
+setup() { "$venv/bin/python" -m dreamtray.cli.setup "$@"; }
 
 if [ "$launcher" = 1 ]; then
   echo "== launcher"

@@ -21,12 +21,12 @@ $VenvPython = Join-Path $Venv "Scripts\python.exe"
 
 $Works = $false
 if (Test-Path $VenvPython) {
-    & $VenvPython -c "import dreamtray.cli.install" 2>$null | Out-Null
+    & $VenvPython -c "import dreamtray.cli.setup" 2>$null | Out-Null
     $Works = $LASTEXITCODE -eq 0
 }
 if ($Works) {
-    & $VenvPython -m dreamtray.cli.install autostart off
-    & $VenvPython -m dreamtray.cli.install launcher remove
+    & $VenvPython -m dreamtray.cli.setup autostart off
+    & $VenvPython -m dreamtray.cli.setup launcher remove
 } else {
     Write-Host "dreamtray's environment ($Venv) is missing or broken; removing its shortcut and start at login by their usual names"
     $Shortcut = Join-Path $env:APPDATA "Microsoft\Windows\Start Menu\Programs\dreamtray.lnk"

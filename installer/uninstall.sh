@@ -32,9 +32,9 @@ esac
 venv="$data_dir/venv"
 command_link="$HOME/.local/bin/dreamtray"
 
-if "$venv/bin/python" -c 'import dreamtray.cli.install' >/dev/null 2>&1; then
-  "$venv/bin/python" -m dreamtray.cli.install autostart off
-  "$venv/bin/python" -m dreamtray.cli.install launcher remove
+if "$venv/bin/python" -c 'import dreamtray.cli.setup' >/dev/null 2>&1; then
+  "$venv/bin/python" -m dreamtray.cli.setup autostart off
+  "$venv/bin/python" -m dreamtray.cli.setup launcher remove
 else
   echo "dreamtray's environment ($venv) is missing or broken; removing its launcher files by their usual names"
   data_home="${XDG_DATA_HOME:-$HOME/.local/share}"

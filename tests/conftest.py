@@ -73,6 +73,14 @@ def user_dirs(tmp_path, monkeypatch):
     return dirs
 
 
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """The test plugin distributions (tests/plugins), pip-installed once into a folder to put on PYTHONPATH."""
+    from cli_env import install_test_plugins
+
+    return install_test_plugins(tmp_path_factory.mktemp("plugin-site"))
+
+
 @pytest.fixture
 def runtime(tmp_path, monkeypatch):
     """A private runtime folder (the tray's lock and control socket), state and data folders."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dreamtray.cli import install as commands_install
+from dreamtray.cli import setup as commands_setup
 from dreamtray.desktop import autostart, launcher
 
 COMMAND = ["/home/ann/.local/share/dreamtray/venv/bin/dreamtray", "run"]
@@ -45,7 +45,7 @@ def test_linux_honours_the_desktops_own_switch(fresh_home: Path, switch: str) ->
 
 def test_commands_switch_it_on_and_off(fresh_home: Path) -> None:
     runner = CliRunner()
-    group = commands_install.setup_group
+    group = commands_setup.setup_group
     entry = fresh_home / "config" / "autostart" / "dreamtray.desktop"
     assert runner.invoke(group, ["autostart", "status"]).output == "off\n"
     result = runner.invoke(group, ["autostart", "on"])
@@ -54,12 +54,12 @@ def test_commands_switch_it_on_and_off(fresh_home: Path) -> None:
     assert runner.invoke(group, ["autostart", "off"]).output == "dreamtray will no longer start at login.\n"
     assert not entry.exists()
     assert runner.invoke(group, ["autostart", "off"]).output == "dreamtray was not set to start at login.\n"
-    assert [c.name for c in commands_install.COMMANDS] == ["autostart", "launcher", "desktop-check"]
+    assert [c.name for c in commands_setup.COMMANDS] == ["autostart", "launcher", "desktop-check"]
 
 
 def test_unwritable_place_gives_a_clear_error(fresh_home: Path) -> None:
     (fresh_home / "config").write_text("a file where the folder should be")
-    result = CliRunner().invoke(commands_install.setup_group, ["autostart", "on"])
+    result = CliRunner().invoke(commands_setup.setup_group, ["autostart", "on"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: could not switch start at login on:")
 
@@ -68,7 +68,7 @@ def test_launcher_install_keeps_an_enabled_autostart_current(fresh_home: Path) -
     entry = Path(autostart.where())
     entry.parent.mkdir(parents=True)
     entry.write_text(launcher.desktop_entry(["/old/place/dreamtray", "run"], autostart=True))
-    result = CliRunner().invoke(commands_install.setup_group, ["launcher", "install"])
+    result = CliRunner().invoke(commands_setup.setup_group, ["launcher", "install"])
     assert result.exit_code == 0, result.output
     assert "/old/place" not in entry.read_text()
     assert launcher.exec_value(launcher.launch_command()) in entry.read_text()

@@ -11,7 +11,8 @@ import tomllib
 from click.testing import CliRunner
 from png_samples import a1111_png, comfyui_png, png_bytes
 
-from dreamtray.cli.gallery import COMMANDS, config_group, history, show_image
+from dreamtray.cli.config import config_group
+from dreamtray.cli.gallery import COMMANDS, history, show_image
 from dreamtray.images.gallery import Gallery
 from dreamtray.request import Request
 
@@ -42,7 +43,7 @@ def fill(gallery_folder, count=3):
 
 
 def test_commands_are_exported_for_the_cli():
-    assert [command.name for command in COMMANDS] == ["history", "show", "config"]
+    assert [command.name for command in COMMANDS] == ["history", "show"]
 
 
 def test_history_on_an_empty_gallery(setup):

@@ -260,6 +260,26 @@ def test_show_prints_valid_toml_of_every_setting(tmp_path):
     assert Config.model_validate(data) == config
 
 
+def test_each_plugin_has_its_own_table_and_an_old_key_is_still_read(tmp_path, monkeypatch):
+    from dreamtray.config import load_config, plugin_settings, save_plugin_setting
+
+    path = tmp_path / "config.toml"
+    monkeypatch.setenv("DREAMTRAY_CONFIG", str(path))
+    path.write_text('# mine\nwallpaper_mode = "span"\n\n[plugins.hello]\ngreeting = "hi"\ncount = 3\n')
+    loaded = load_config(path)
+    assert loaded.config.plugins == {"hello": {"greeting": "hi", "count": 3}, "wallpaper": {"mode": "span"}}
+    assert loaded.problems == (
+        f"{path}: wallpaper_mode is now plugins.wallpaper.mode; the old key is still read "
+        "(`dreamtray config set plugins.wallpaper.mode VALUE` moves it)",
+    )
+    assert plugin_settings("wallpaper") == {"mode": "span"} and plugin_settings("absent") == {}
+    save_plugin_setting("wallpaper", "mode", "same")
+    assert plugin_settings("wallpaper") == {"mode": "same"}
+    assert load_config(path).problems == (), "the old key is moved"
+    text = path.read_text()
+    assert text.startswith("# mine\n") and '[plugins.wallpaper]\nmode = "same"' in text and "wallpaper_mode" not in text
+
+
 # -- bounds: ranges, sizes, depth, echoes, folders, digits ---------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dreamtray.cli import install as commands_install
+from dreamtray.cli import setup as commands_setup
 from dreamtray.desktop import check as desktop_check
 
 APPINDICATOR = "appindicatorsupport@rgcjonas.gmail.com"
@@ -100,6 +100,6 @@ def test_mac_accessibility_names_the_python_to_allow() -> None:
 
 def test_command_prints_each_finding(tools) -> None:
     tools("xclip")
-    result = CliRunner().invoke(commands_install.setup_group, ["desktop-check"])
+    result = CliRunner().invoke(commands_setup.setup_group, ["desktop-check"])
     assert result.exit_code == 0
     assert "ok      clipboard tool for X11 (xclip)\n" in result.output

@@ -21,6 +21,7 @@ from dreamtray.engine.client import (
     ServiceEngine,
     ServiceJob,
 )
+from dreamtray.engine.settings import QUEUE_LENGTH
 from dreamtray.request import Request
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
@@ -113,8 +114,10 @@ def test_a_full_queue_says_when_to_try_again(tmp_path, model_cache):
         first_step(blocker)
         os.kill(local.health()["worker_pid"], signal.SIGSTOP)
         client = local.client()
-        answers = [client.http.post("/v1/jobs", json={"prompt": f"filler {i}", **SMALL}) for i in range(9)]
-        assert [answer.status_code for answer in answers] == [202] * 8 + [429]
+        answers = [
+            client.http.post("/v1/jobs", json={"prompt": f"filler {i}", **SMALL}) for i in range(QUEUE_LENGTH + 1)
+        ]
+        assert [answer.status_code for answer in answers] == [202] * QUEUE_LENGTH + [429], "the one default"
         assert int(answers[-1].headers["retry-after"]) > 0
         assert "already waiting" in answers[-1].json()["error"]["message"]
         with pytest.raises(EngineError, match="already waiting"):

@@ -161,7 +161,7 @@ def test_save_result_keeps_each_image_with_its_own_seed(tmp_path):
     assert [path.name for path in paths] == ["20261128-130509-two-foxes-11.png", "20261128-130509-two-foxes-12.png"]
     for path, seed, image in zip(paths, (11, 12), images):
         metadata = read_metadata(path)
-        assert metadata.request == request.model_copy(update={"seed": seed, "count": 1})
+        assert metadata.request == request.model_copy(update={"seed": seed, "count": 1, "model": "tiny"})
         assert pixels(path.read_bytes()) == pixels(image)
 
 

@@ -60,7 +60,7 @@ class Home:
         self.config = root / ".config" / "dreamtray"
 
     def setup(self, *args: str) -> subprocess.CompletedProcess:
-        return run(self.root, self.python, "-m", "dreamtray.cli.install", *args)
+        return run(self.root, self.python, "-m", "dreamtray.cli.setup", *args)
 
 
 def validate(path: Path) -> tuple[int, str]:

@@ -8,17 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_env import DreamtrayHome, install_test_plugins
+from cli_env import DreamtrayHome
 
 from dreamtray import generation, plugins
 from dreamtray.app import App
 from dreamtray.plugins import PluginHost
 from dreamtray.request import Request
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return install_test_plugins(tmp_path_factory.mktemp("hostile-site"))
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +115,76 @@ def test_a_menu_item_of_the_wrong_kind_is_named_and_left_out(site, xsession, use
     assert "Hostile but fine" in texts and "not a menu item" not in texts
     errors = host.app.plugins.records["hostile_hooks"].errors
     assert any("tray_menu_items gave 'not a menu item': not a dreamtray.api.MenuItem; left out" in e for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("hook", "command"),
+    [
+        ("prepare_request", ["generate", "a fox", "--size", "64x64", "--steps", "1"]),
+        ("register_actions", ["generate", "a fox", "--size", "64x64", "--steps", "1", "--action", "fine"]),
+        ("register_engines", ["plugins"]),
+        ("register_commands", ["plugins"]),
+        ("tray_menu_items", ["plugins"]),
+        ("register_styles", ["styles"]),
+    ],
+)
+def test_a_keyboard_interrupt_in_a_hook_cancels_naming_the_plugin(home, hook, command):
+    env = DreamtrayHome(home.root, {**home.env, "HOSTILE_INTERRUPT": hook})
+    result = env.run(*command)
+    assert result.returncode == 130, result.stderr
+    assert f"Cancelled while plugin hostile_hooks ran ({hook})." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_keyboard_interrupt_at_import_cancels_naming_the_plugin(home):
+    env = DreamtrayHome(home.root, {**home.env, "DREAMTRAY_PLUGINS": "hello,hostile_interrupt"})
+    before = set(env.gallery.glob("*.png"))
+    result = env.run("generate", "a fox", "--size", "64x64", "--steps", "1")
+    assert result.returncode == 130, result.stderr
+    assert "Cancelled while plugin hostile_interrupt ran (while it was loading)." in result.stderr
+    assert "Traceback" not in result.stderr and set(env.gallery.glob("*.png")) == before
+
+
+def test_a_keyboard_interrupt_in_image_generated_is_named_and_the_image_kept(home):
+    env = DreamtrayHome(home.root, {**home.env, "HOSTILE_INTERRUPT": "image_generated"})
+    result = env.run("generate", "a fox", "--size", "64x64", "--steps", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "plugin hostile_hooks raised in image_generated: KeyboardInterrupt" in result.stderr
+    assert "Traceback" not in result.stderr and Path(json.loads(result.stdout)["images"][0]).exists()
+
+
+def test_a_keyboard_interrupt_off_the_main_thread_is_a_contained_failure(site, monkeypatch):
+    """The tray runs jobs on a thread: there, a plugin's KeyboardInterrupt is its failure, not a cancel."""
+    import threading
+
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("HOSTILE_INTERRUPT", "prepare_request")
+    host = PluginHost(only=["hostile_hooks"])
+    given = Request(prompt="a fox")
+    prepared = []
+    thread = threading.Thread(target=lambda: prepared.append(host.prepare_request(given)))
+    thread.start()
+    thread.join(30)
+    assert prepared == [given]
+    assert host.records["hostile_hooks"].errors == [
+        "raised in prepare_request: KeyboardInterrupt (Ctrl+C, or the plugin raised it)"
+    ]
+
+
+def test_a_request_changed_in_place_is_named_and_left_out(home):
+    env = DreamtrayHome(home.root, {**home.env, "HOSTILE_PREPARE": "mutate"})
+    made = env.run("generate", "a fox", "--size", "64x64", "--steps", "1", "--json")
+    assert made.returncode == 0, made.stderr
+    assert (
+        "plugin hostile_hooks prepare_request changed the request in place into an invalid one (width:" in made.stderr
+    )
+    assert json.loads(made.stdout)["request"]["width"] == 64
+
+
+def test_an_engine_lacking_members_is_named_with_its_plugin_never_a_traceback(home, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('model = "tiny"\n[engine]\nbackend = "lacking"\n')
+    env = DreamtrayHome(home.root, {**home.env, "DREAMTRAY_CONFIG": str(config)})
+    made = env.run("generate", "a fox", "--size", "64x64", "--steps", "1")
+    assert made.returncode == 1 and "Traceback" not in made.stderr
+    assert "The lacking engine (plugin hostile_hooks) lacks models, close (the Engine protocol" in made.stderr

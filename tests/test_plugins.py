@@ -88,3 +88,52 @@ def test_trace_switch_logs_every_hook_call(home):
     assert result.returncode == 0
     assert "[dreamtray hook] register_commands(cli) -> hello" in result.stderr
     assert "[dreamtray hook] register_commands raised" in result.stderr, "broken_hooks' failure shows in the trace"
+
+
+def test_a_plugin_folder_loads_unpackaged_plugins_and_private_imports_are_named(home, tmp_path):
+    folder = tmp_path / "dev-plugins"
+    (folder / "sketch").mkdir(parents=True)
+    (folder / "draft.py").write_text(
+        "from dreamtray.hookspecs import hookimpl\n"
+        "from dreamtray import config\n\n"
+        "@hookimpl\n"
+        "def prepare_request(request):\n"
+        "    from dreamtray.generation import prepare\n"
+        "    return request.model_copy(update={'prompt': request.prompt + ', drafted'})\n"
+    )
+    (folder / "sketch" / "__init__.py").write_text("from dreamtray.api import Action\nfrom .hooks import *  # noqa\n")
+    (folder / "sketch" / "hooks.py").write_text(
+        "from dreamtray.hookspecs import hookimpl\nfrom dreamtray.api import Action\n\n"
+        "@hookimpl\ndef register_actions(register):\n"
+        "    register(Action(name='sketch', label='Sketch', run=lambda image: 'Sketched.'))\n"
+    )
+    env = dict(home.env, DREAMTRAY_PLUGINS_DIR=str(folder))
+    listing = subprocess.run(
+        [sys.executable, "-m", "dreamtray", "plugins", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert listing.returncode == 0, listing.stderr
+    records = {r["name"]: r for r in json.loads(listing.stdout)}
+    assert records["draft"]["status"] == "ok" and records["draft"]["hooks"] == ["prepare_request"]
+    assert records["draft"]["warnings"] == [
+        "imports the private module dreamtray.config, which may change in any release; use dreamtray.api.read_config()",
+        "imports the private module dreamtray.generation, which may change in any release; use "
+        "dreamtray.api.command_host().generate(...) in a command, image.make_another(...) in an action",
+    ]
+    assert records["sketch"]["status"] == "ok" and records["sketch"]["warnings"] == []
+    assert listing.stderr.count("dreamtray.config") == 0, "listed once, not logged as well"
+    text = subprocess.run(
+        [sys.executable, "-m", "dreamtray", "--plugins-dir", str(folder), "plugins"],
+        env=home.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert text.count("warning: imports the private module dreamtray.config") == 1
+    assert text.count("boom in register_actions") == 1, "each problem once"
+
+
+def test_plugins_shows_a_failing_menu_hook_and_styles_name_a_pack_by_its_plugin(home):
+    records = {r["name"]: r for r in json.loads(home.run("plugins", "--json", check=True).stdout)}
+    assert "raised in tray_menu_items: RuntimeError: boom in tray_menu_items" in records["broken_hooks"]["errors"]
+    listed = json.loads(home.run("styles", "--json", check=True).stdout)
+    assert {"name": "Hello warm", "pack": "Hello", "source": "plugin:hello"} in listed

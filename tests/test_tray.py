@@ -32,7 +32,7 @@ from dreamtray.images.metadata import read_metadata
 
 # From the bottom of the menu: Quit, Plugins, Start at login, Unload model, Pause hotkeys, Open gallery, Engine, Style.
 UP_TO = {
-    "quit": 1, "plugins": 2, "autostart": 3, "unload": 4, "pause": 5, "gallery": 6, "engine": 7, "wallpapers": 8,
+    "quit": 1, "wallpapers": 2, "plugins": 3, "autostart": 4, "unload": 5, "pause": 6, "gallery": 7, "engine": 8,
     "style": 9,
 }  # fmt: skip
 
@@ -284,9 +284,9 @@ def test_the_wallpaper_mode_is_a_radio_choice_saved_in_the_config(host, tray):
     config = host.home.root / "config/dreamtray/config.toml"
     # Wallpapers > (Each monitor its own image, One image across all monitors, The same image on each monitor)
     open_menu_and_pick(tray, host.docked, ["Up"] * UP_TO["wallpapers"] + ["Right", "Down", "Return"])
-    wait_until(lambda: 'wallpaper_mode = "span"' in config.read_text(), 10, "span in the config")
+    wait_until(lambda: '[plugins.wallpaper]\nmode = "span"' in config.read_text(), 10, "span in the config")
     open_menu_and_pick(tray, host.docked, ["Up"] * UP_TO["wallpapers"] + ["Right", "Return"])
-    wait_until(lambda: 'wallpaper_mode = "per-monitor"' in config.read_text(), 10, "per-monitor in the config")
+    wait_until(lambda: 'mode = "per-monitor"' in config.read_text(), 10, "per-monitor in the config")
 
 
 def test_refine_last_image_with_the_selection(host, tray):

@@ -372,7 +372,6 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "Queue: empty",
             "- - - -",
             "Style",
-            "Wallpapers",
             "Engine",
             "Open gallery",
             "Pause hotkeys",
@@ -380,6 +379,7 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "Start at login",
             "Plugins",
             "Say hello",
+            "Wallpapers",
             "- - - -",
             "Quit",
         ]

@@ -53,7 +53,7 @@ def test_scripts_use_the_same_places_as_the_python_code() -> None:
     for script in (install, uninstall):
         assert 'Join-Path $env:LOCALAPPDATA "dreamtray"' in script and 'Join-Path $DataDir "venv"' in script
     assert 'Join-Path $PSScriptRoot "pick_torch.py"' in install
-    assert "-m dreamtray.cli.install launcher install" in install
+    assert "-m dreamtray.cli.setup launcher install" in install
     # The fallback for a broken environment removes what the Python code writes.
     assert 'Join-Path $env:APPDATA "Microsoft\\Windows\\Start Menu\\Programs\\dreamtray.lnk"' in uninstall
     assert f'"HKCU:\\{autostart.RUN_KEY}" -Name "{launcher.APP_ID}"' in uninstall

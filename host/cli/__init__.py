@@ -3,6 +3,7 @@ through `register_commands`. Every command reaches the application one way: `cli
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import Any
 
@@ -11,25 +12,25 @@ import click
 from dreamtray.app import App
 from dreamtray.cli.context import Context
 from dreamtray.cli.terminal import printable_errors
-from dreamtray.plugins import PluginHost
+from dreamtray.plugins import ENV_PLUGINS_DIR, PluginHost, PluginInterrupt
 
 COMMAND_MODULES = {
     "generate": "generate",
     "expand": "expand",
-    "doctor": "engine",
+    "doctor": "doctor",
     "engine": "engine",
     "plugins": "plugins",
-    "install": "plugins",
-    "uninstall": "plugins",
+    "install": "install",
+    "uninstall": "install",
     "history": "gallery",
     "show": "gallery",
-    "config": "gallery",
+    "config": "config",
     "styles": "styles",
     "series": "series",
     "refine": "refine",
-    "autostart": "install",
-    "launcher": "install",
-    "desktop-check": "install",
+    "autostart": "setup",
+    "launcher": "setup",
+    "desktop-check": "setup",
     "serve": "serve",
     "run": "tray",
     "trigger": "tray",
@@ -52,8 +53,13 @@ class LazyGroup(click.Group):
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        with printable_errors():
-            return super().invoke(ctx)
+        """Run the command; Ctrl+C (or a plugin's KeyboardInterrupt) while a plugin ran says which, and exits 130."""
+        try:
+            with printable_errors():
+                return super().invoke(ctx)
+        except PluginInterrupt as exc:
+            click.echo(f"\n{exc}", err=True)
+            ctx.exit(130)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
@@ -81,11 +87,26 @@ class LazyGroup(click.Group):
             host.call("register_commands", cli=self)
 
 
+def _use_plugins_dir(ctx: click.Context, param: click.Parameter, folder: str | None) -> None:
+    """`--plugins-dir`: read while the arguments are parsed, before any plugin loads (they load lazily)."""
+    if folder:
+        os.environ[ENV_PLUGINS_DIR] = folder
+
+
 def build_cli(app: App) -> LazyGroup:
     """A new `dreamtray` group for `app`: the built-in commands, then (when first needed) those of the plugins."""
 
     @click.group("dreamtray", cls=LazyGroup, plugin_host=app.plugins)
     @click.version_option(package_name="dreamtray")
+    @click.option(
+        "--plugins-dir",
+        type=click.Path(file_okay=False, exists=True),
+        is_eager=True,
+        expose_value=False,
+        callback=_use_plugins_dir,
+        help=f"Also load each NAME.py and NAME/ package in this folder as a plugin, without installing it (for "
+        f"writing one; ${ENV_PLUGINS_DIR} does the same).",
+    )
     def cli() -> None:
         """dreamtray: select text anywhere, press a key, get an image from a local diffusion engine."""
 

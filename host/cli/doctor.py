@@ -12,6 +12,11 @@ import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+import click
+
+from dreamtray.cli.context import Context, pass_app
+from dreamtray.cli.terminal import echo
+
 if TYPE_CHECKING:
     from dreamtray.app import App
 
@@ -82,3 +87,18 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"Config:   {report['config_file']}")
     lines.extend(f"  problem: {problem}" for problem in report["config_problems"])
     return "\n".join(lines)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def doctor(ctx: Context, as_json: bool) -> None:
+    """Report the GPUs, memory and CPU, and what dreamtray will do with each model on them."""
+    try:
+        report = diagnose(ctx.app)
+    except DiagnosisFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    echo(json.dumps(report, indent=2) if as_json else render(report))
+
+
+COMMANDS: list[click.Command] = [doctor]

@@ -1,4 +1,4 @@
-"""`dreamtray doctor` and `dreamtray engine status|unload|stop`: the local engine, seen from outside."""
+"""`dreamtray engine status|unload|stop`: the local engine, seen from outside."""
 
 from __future__ import annotations
 
@@ -7,21 +7,6 @@ import json
 import click
 
 from dreamtray.cli.context import Context, pass_app
-from dreamtray.cli.terminal import echo
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True)
-@pass_app
-def doctor(ctx: Context, as_json: bool) -> None:
-    """Report the GPUs, memory and CPU, and what dreamtray will do with each model on them."""
-    from dreamtray.cli.doctor import DiagnosisFailed, diagnose, render
-
-    try:
-        report = diagnose(ctx.app)
-    except DiagnosisFailed as exc:
-        raise click.ClickException(str(exc)) from None
-    echo(json.dumps(report, indent=2) if as_json else render(report))
 
 
 @click.group()
@@ -68,4 +53,4 @@ def engine_stop(ctx: Context) -> None:
     click.echo("The engine is stopped." if stopped else "The engine was not running.")
 
 
-COMMANDS: list[click.Command] = [doctor, engine]
+COMMANDS: list[click.Command] = [engine]

@@ -17,13 +17,15 @@ from dreamtray.cli.terminal import echo
 
 
 def parse_size(value: str | None) -> tuple[int | None, int | None]:
+    """`--size`: (None, None) when not given."""
+    from dreamtray.request import parse_size as parse
+
     if not value:
         return None, None
     try:
-        width, height = (int(side) for side in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, for example 512x512", param_hint="--size") from None
-    return width, height
+        return parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--size") from None
 
 
 @click.command()
@@ -147,8 +149,8 @@ def generate(
         outcome = generation.generate(
             app, request, chosen, on_event=with_previews(progress_printer(), preview), on_job=jobs.append
         )
-    except KeyboardInterrupt:
-        cancel_on_interrupt(jobs)
+    except KeyboardInterrupt as exc:
+        cancel_on_interrupt(jobs, exc)
     except RequestError as exc:
         raise click.BadParameter(str(exc)) from None
     except (EngineError, UnknownAction, StyleError, KeyError) as exc:
@@ -222,8 +224,9 @@ def with_previews(on_event: Callable[[dict[str, Any]], None], path: Path | None)
 COMMANDS: list[click.Command] = [generate]
 
 
-def cancel_on_interrupt(jobs: list) -> NoReturn:
-    """Ctrl+C: cancel the engine's job too (a download keeps what it fetched), then exit 130 as shells expect."""
+def cancel_on_interrupt(jobs: list, interrupt: KeyboardInterrupt | None = None) -> NoReturn:
+    """Ctrl+C: cancel the engine's job too (a download keeps what it fetched), then exit 130 as shells expect.
+    An interrupt while a plugin ran says which plugin (PluginInterrupt)."""
     from dreamtray.engine.client import EngineError
 
     for job in jobs:
@@ -231,5 +234,5 @@ def cancel_on_interrupt(jobs: list) -> NoReturn:
             job.cancel()
         except EngineError:
             pass  # the engine is gone or the job over: nothing left to stop
-    click.echo("\nCancelled.", err=True)
+    click.echo(f"\n{interrupt or 'Cancelled.'}", err=True)
     sys.exit(130)

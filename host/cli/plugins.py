@@ -1,10 +1,8 @@
-"""`dreamtray plugins`, `install` and `uninstall`: the plugins in dreamtray's own environment."""
+"""`dreamtray plugins`: the plugins dreamtray loads, their hooks and each problem they have."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import click
 
@@ -16,17 +14,22 @@ from dreamtray.cli.terminal import printable, printable_json
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def plugins(ctx: Context, as_json: bool) -> None:
-    """List the installed plugins with their version, hooks and status."""
+    """List the installed plugins with their version, hooks and status (each problem once)."""
+    import logging
+
     from dreamtray.engine.backends import engine_factories
     from dreamtray.request import Request
 
+    logging.getLogger("dreamtray.plugins").setLevel(logging.ERROR)  # the problems are listed below, not logged too
     host = ctx.app.plugins
     host.load()
-    # Run the registration hooks (commands are otherwise added lazily) and prepare_request on a sample, so that
-    # a plugin that raises there, or registers or returns the wrong kind of thing, shows it.
+    # Run the registration hooks (commands are otherwise added lazily), prepare_request on a sample and the menu
+    # items for an idle tray, so that a plugin that raises there, or registers or returns the wrong kind of thing,
+    # shows it.
     host.actions()
     engine_factories(host)
     host.prepare_request(Request(prompt="a sample prompt"))
+    host.menu_items(IdleTray())
     root = click.get_current_context().find_root()
     root.command.list_commands(root)
     records = [record.as_dict() for record in host.records.values()]
@@ -39,28 +42,19 @@ def plugins(ctx: Context, as_json: bool) -> None:
         click.echo(printable(line, one_line=True))
         for error in record["errors"]:
             click.echo(printable(f"    {error}", one_line=True))
+        for warning in record["warnings"]:
+            click.echo(printable(f"    warning: {warning}", one_line=True))
 
 
-def _pip(*args: str) -> None:
-    """Run pip in dreamtray's own environment."""
-    result = subprocess.run([sys.executable, "-m", "pip", *args])
-    if result.returncode:
-        raise click.ClickException(f"pip {args[0]} failed (exit code {result.returncode}).")
+class IdleTray:
+    """The TrayHost that `dreamtray plugins` shows plugins' menu items to: an idle tray that queues nothing."""
+
+    state = "idle"
+    paused = False
+    last_prompt: str | None = None
+
+    def generate(self, prompt: str, action: str = "clipboard", origin: str = "plugin", wait: bool = False) -> dict:
+        return {"ok": False, "message": "`dreamtray plugins` only lists the menu items; no tray is running."}
 
 
-@click.command()
-@click.argument("packages", nargs=-1, required=True)
-@click.option("--upgrade", "-U", is_flag=True)
-def install(packages: tuple[str, ...], upgrade: bool) -> None:
-    """Install plugins (or any package) into dreamtray's environment with pip."""
-    _pip("install", *(["--upgrade"] if upgrade else []), *packages)
-
-
-@click.command()
-@click.argument("packages", nargs=-1, required=True)
-def uninstall(packages: tuple[str, ...]) -> None:
-    """Remove plugins from dreamtray's environment with pip."""
-    _pip("uninstall", "--yes", *packages)
-
-
-COMMANDS: list[click.Command] = [plugins, install, uninstall]
+COMMANDS: list[click.Command] = [plugins]

@@ -6,7 +6,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import click
+
 from dreamtray.cli.terminal import echo
+from dreamtray.engine.job_record import FINISHED
 
 if TYPE_CHECKING:
     from dreamtray.engine.client import Job
@@ -41,7 +44,7 @@ def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
             advance("download", event["done"], event["total"], **style)
         elif kind == "step":
             advance("steps", event["step"], event["total"], unit="step", mininterval=0, desc=label or None)
-        elif kind in ("done", "failed", "cancelled"):
+        elif kind in FINISHED:
             for bar in bars.values():
                 bar.close()
 

@@ -20,12 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.tray")
 NO_STYLE = "None"
-WALLPAPER_MODES = {
-    "per-monitor": "Each monitor its own image",
-    "span": "One image across all monitors",
-    "same": "The same image on each monitor",
-}
-"""The config's `wallpaper_mode` values, as the menu names them."""
 
 
 class MenuHost(Protocol):
@@ -86,7 +80,6 @@ def build_menu(host: MenuHost) -> Any:
         MenuItem(lambda item: queue_title(host), Menu(lambda: queue_items(host))),
         Menu.SEPARATOR,
         MenuItem("Style", Menu(lambda: style_items(host))),
-        *wallpaper_mode_entry(host),
         MenuItem("Engine", Menu(lambda: engine_items(host))),
         MenuItem("Open gallery", act(lambda: _open_gallery(host), "opening the gallery")),
         MenuItem(
@@ -232,24 +225,6 @@ def style_items(host: MenuHost) -> list[Any]:
     return items
 
 
-def wallpaper_mode_entry(host: MenuHost) -> list[Any]:
-    """'Wallpapers' with the modes for several monitors as radio items, when the wallpaper action is there."""
-    from pystray import Menu, MenuItem
-
-    if "wallpaper" not in host.app.plugins.actions():
-        return []
-
-    def choice(mode: str, label: str) -> Any:
-        return MenuItem(
-            label,
-            lambda: host.in_background(lambda: choose_setting(host, "wallpaper_mode", mode), "choosing a mode"),
-            checked=lambda item: host.app.config.wallpaper_mode == mode,
-            radio=True,
-        )
-
-    return [MenuItem("Wallpapers", Menu(*(choice(mode, label) for mode, label in WALLPAPER_MODES.items())))]
-
-
 def choose_setting(host: MenuHost, key: str, value: str) -> None:
     """Save `key = value` in the config and show it in the menu."""
     from dreamtray.config import set_value
@@ -291,24 +266,42 @@ def plugin_status_items(host: MenuHost) -> list[Any]:
 
 
 def plugin_items(host: MenuHost) -> list[Any]:
-    """Items that plugins add; an item's callback gets the host and runs on its own thread."""
-    from pystray import MenuItem
+    """Items that plugins add (submenus and radio choices too); a callback gets the host and runs on its own
+    thread, and the menu is drawn again after a choice."""
+    return [_plugin_item(host, plugin, entry) for plugin, entry in host.app.plugins.menu_items(host)]
 
-    from dreamtray.api import MenuItem as PluginItem
 
-    items = []
-    plugins = host.app.plugins
-    for plugin, batch in plugins.call_named("tray_menu_items", host=host):
-        for entry in batch if isinstance(batch, list | tuple) else [batch]:
-            if not isinstance(entry, PluginItem):
-                plugins.complain(plugin, f"tray_menu_items gave {entry!r:.80}: not a dreamtray.api.MenuItem; left out")
-                continue
-            items.append(MenuItem(entry.label, _plugin_action(host, entry)))
-    return items
+def _plugin_item(host: MenuHost, plugin: str, entry: Any) -> Any:
+    from pystray import Menu, MenuItem
+
+    if entry.items:
+        return MenuItem(entry.label, Menu(*(_plugin_item(host, plugin, item) for item in entry.items)))
+    if entry.checked is None:
+        return MenuItem(entry.label, _plugin_action(host, entry))
+    return MenuItem(entry.label, _plugin_action(host, entry), checked=_plugin_check(host, plugin, entry), radio=True)
 
 
 def _plugin_action(host: MenuHost, entry: Any) -> Callable[[], None]:
-    return lambda: host.in_background(lambda: entry.callback(host), f"the plugin item {entry.label!r}")
+    def run() -> None:
+        if entry.callback is not None:
+            entry.callback(host)
+        if entry.checked is not None:
+            host.refresh_menu()
+
+    return lambda: host.in_background(run, f"the plugin item {entry.label!r}")
+
+
+def _plugin_check(host: MenuHost, plugin: str, entry: Any) -> Callable[[Any], bool]:
+    """Whether a plugin's radio item is the chosen one; a plugin that raises there is named, the item unchecked."""
+
+    def checked(item: Any) -> bool:
+        try:
+            return bool(entry.checked(host))
+        except Exception as exc:  # plugin code, called while GTK draws the menu
+            host.app.plugins.complain(plugin, f"menu item {entry.label!r}: checked raised {type(exc).__name__}: {exc}")
+            return False
+
+    return checked
 
 
 def _open_gallery(host: MenuHost) -> None:

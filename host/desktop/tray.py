@@ -29,6 +29,7 @@ from dreamtray.desktop.notify import problem as notify_problem
 from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
 from dreamtray.desktop.prompt_history import load_history, remember
 from dreamtray.engine.downloads import percent, progress_line
+from dreamtray.engine.job_record import FINISHED
 from dreamtray.route import Report, Task
 
 if TYPE_CHECKING:
@@ -383,7 +384,7 @@ class TrayHost:
             self.queue.attach(entry, job.cancel)
 
         def on_event(event: dict[str, Any]) -> None:
-            if event.get("kind") in ("done", "failed", "cancelled"):
+            if event.get("kind") in FINISHED:
                 task.mark("generated")
             elif event.get("kind") == "step" and event.get("total"):
                 self.queue.progress(entry, round(100 * event["step"] / event["total"]))

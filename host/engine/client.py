@@ -19,6 +19,7 @@ import httpx
 import psutil
 
 from dreamtray import paths
+from dreamtray.engine.job_record import FINISHED
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request, Result
 
@@ -132,7 +133,7 @@ class ServiceJob:
                         )
                     if line.startswith("data: "):
                         event = json.loads(line[6:])
-                        if event.get("kind") in ("done", "failed", "cancelled"):
+                        if event.get("kind") in FINISHED:
                             self._final = event
                         yield event
         except httpx.TransportError as exc:

@@ -11,11 +11,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dreamtray.request import Request
+if TYPE_CHECKING:  # the tray reads FINISHED without loading pydantic
+    from dreamtray.request import Request
 
 FINISHED = ("done", "failed", "cancelled")
+"""The states, and the kinds of the last event, of a job that is over: the one list of them."""
 
 
 @dataclass
@@ -49,6 +51,11 @@ class JobRecord:
         with self.changed:
             self.changed.wait_for(lambda: len(self.events) > seen or self.status in FINISHED, timeout)
             return self.events[seen:], self.status in FINISHED
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job is over (done, failed or cancelled)."""
+        return self.status in FINISHED
 
     def follow(self, wait: float = 10.0) -> Iterator[dict[str, Any]]:
         """Every event of the job, as it comes, until the job is over (each wait for more is `wait` seconds)."""

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+QUEUE_LENGTH = 5
+"""The one default of how many images may be queued: the tray's queue (`queue_length`, the one being made
+included) and the jobs an engine service lets wait (`--max-queue`, `serve`, Ray's ingress)."""
 IDLE_UNLOAD_SECONDS = (0, 7 * 24 * 3600)
 """The range of `idle_unload_seconds` (0: never unload); a wait longer than a week would overflow the worker's
 wait for the next job on some systems."""

@@ -144,17 +144,25 @@ class Gallery:
         raise AssertionError("unreachable")
 
     def save_result(
-        self, result: Result, when: datetime | None = None, warn: Callable[[str], None] = log.warning
+        self,
+        result: Result,
+        when: datetime | None = None,
+        warn: Callable[[str], None] = log.warning,
+        texts: Mapping[str, str] | None = None,
     ) -> list[Path]:
-        """Save every image of a finished job, each with the request for its own seed.
+        """Save every image of a finished job, each with the request for its own seed (`texts`: further PNG text
+        chunks for each, such as the request as the user gave it).
 
         An image the gallery cannot take is kept in a fallback folder instead (`warn` is told where, and why
         the gallery failed); GalleryError only when no folder at all could take it.
         """
         saved = []
         for png, seed in zip(result.images, result.seeds, strict=True):
-            request = result.request.model_copy(update={"seed": seed, "count": 1})
-            saved.append(self.keep(png, request, model=result.model, sampler=result.sampler, when=when, warn=warn))
+            request = result.request_for(seed)
+            kept = self.keep(
+                png, request, model=result.model, sampler=result.sampler, when=when, warn=warn, texts=texts
+            )
+            saved.append(kept)
         return saved
 
     def keep(
@@ -166,15 +174,16 @@ class Gallery:
         sampler: str,
         when: datetime | None = None,
         warn: Callable[[str], None] = log.warning,
+        texts: Mapping[str, str] | None = None,
     ) -> Path:
         """`save`, falling back to the first of `fallback_folders()` that takes the image."""
         try:
-            return self.save(png, request, model=model, sampler=sampler, when=when)
+            return self.save(png, request, model=model, sampler=sampler, when=when, texts=texts)
         except GalleryError as exc:
             problems = [str(exc)]
         for folder in fallback_folders():
             try:
-                path = Gallery(folder).save(png, request, model=model, sampler=sampler, when=when)
+                path = Gallery(folder).save(png, request, model=model, sampler=sampler, when=when, texts=texts)
             except GalleryError as exc:
                 problems.append(str(exc))
                 continue

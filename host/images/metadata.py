@@ -45,6 +45,9 @@ from dreamtray.request import Request, RequestError, describe_validation_error
 
 PARAMETERS_KEY = "parameters"
 REQUEST_KEY = "dreamtray"
+GIVEN_KEY = "dreamtray-given"
+"""The request as the user gave it, before plugins, the action and styles changed it (its image left out):
+`generate --from` starts there, so no plugin's change is ever applied twice."""
 COMFYUI_KEYS = ("prompt", "workflow")
 
 DREAMTRAY = "dreamtray"
@@ -457,7 +460,8 @@ def reproduce(metadata: ImageMetadata, *, name: str = "the image") -> Reproducti
     skip, hires fix...) gets one warning.
     """
     if metadata.request is not None:
-        return Reproduction(_unstyled(metadata.request))
+        given = given_request(metadata)
+        return Reproduction(given if given is not None else _unstyled(metadata.request))
     parameters = metadata.parameters
     if parameters is None or not parameters.prompt.strip():
         raise NoMetadataError(f"{name}: its metadata holds no prompt to generate from")
@@ -485,6 +489,29 @@ def reproduce(metadata: ImageMetadata, *, name: str = "the image") -> Reproducti
     except RequestError as exc:
         raise RequestError(f"{name}: its settings make no valid request: {exc}") from None
     return Reproduction(request, tuple(warnings))
+
+
+def given_texts(given: Request) -> dict[str, str]:
+    """The text chunk that keeps `given`, the request as the user gave it, in the image (see GIVEN_KEY)."""
+    return {GIVEN_KEY: given.model_dump_json(exclude={"init_image"})}
+
+
+def given_request(metadata: ImageMetadata) -> Request | None:
+    """The request as the user gave it, with what the image settled (its seed, model and size) where the user
+    left them open; None for an image that does not keep it."""
+    text = metadata.texts.get(GIVEN_KEY)
+    stored = metadata.request
+    if text is None or stored is None:
+        return None
+    try:
+        given = Request.model_validate_json(text)
+    except ValidationError:
+        return None
+    settled: dict[str, object] = {"count": 1, "model": given.model or stored.model}
+    settled["seed"] = given.seed if given.seed is not None and given.count == 1 else stored.seed
+    if given.width is None and given.height is None and given.aspect is None:
+        settled.update(width=stored.width, height=stored.height, aspect=stored.aspect)
+    return given.model_copy(update=settled)
 
 
 def _unstyled(request: Request) -> Request:

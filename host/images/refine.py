@@ -18,7 +18,7 @@ from dreamtray.atomic import write_atomically
 from dreamtray.image_input import open_rgb, read_image_file
 from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.lineage import lineage_of, with_lineage
-from dreamtray.images.metadata import MetadataError, add_metadata, read_metadata
+from dreamtray.images.metadata import MetadataError, add_metadata, given_request, given_texts, read_metadata
 from dreamtray.request import MAX_SIDE, Request, Result
 from dreamtray.styles import Style, apply_styles
 
@@ -34,7 +34,8 @@ the original's prompt already holds their text, and a style never applies twice.
 def original_prompt_and_settings(original: bytes) -> tuple[str, dict[str, object]]:
     """What the original says about itself: its prompt, and the settings to carry over.
 
-    From a dreamtray image, its prompt and the CARRIED settings; from another program's (A1111, ComfyUI) only
+    From a dreamtray image, its prompt and the CARRIED settings (where it keeps the request as the user gave it,
+    that prompt and its style names: plugins and styles then apply once); from another program's (A1111, ComfyUI) only
     the prompt and negative prompt, since its model and sampler names are that program's own.
     """
     try:
@@ -43,7 +44,10 @@ def original_prompt_and_settings(original: bytes) -> tuple[str, dict[str, object
         return "", {}
     if found.request is not None:
         settings = {key: getattr(found.request, key) for key in CARRIED}
-        return found.request.prompt, {key: value for key, value in settings.items() if value not in (None, "", ())}
+        prompt, given = found.request.prompt, given_request(found)
+        if given is not None:  # the user's own prompt, before plugins and styles: each applies once on the route
+            prompt, settings["styles"] = given.prompt, given.styles
+        return prompt, {key: value for key, value in settings.items() if value not in (None, "", ())}
     if found.parameters is not None:
         negative = found.parameters.negative_prompt
         return found.parameters.prompt, ({"negative_prompt": negative} if negative else {})
@@ -77,7 +81,8 @@ def refine_request(
 
     The prompt is `change`, a comma, then the original's prompt: the change comes first because the text
     encoder weighs early words most and cuts a long prompt at the end. `change` alone with `only_change`, or
-    when the original carries no prompt. `explicit` settings (seed, model, steps...) win over the original's.
+    when the original carries no prompt. `explicit` settings (seed, model, steps, style names...) win over the
+    original's; `styles` (Style objects) are applied here, style names later on the route.
     """
     init_image, width, height = as_png(original)
     parent_prompt, carried = original_prompt_and_settings(original)
@@ -87,13 +92,16 @@ def refine_request(
     request = Request.parse(
         prompt=prompt, init_image=init_image, strength=strength, width=width, height=height, **settings
     )
-    return apply_styles(request, styles)
+    styles = tuple(styles)
+    return apply_styles(request, styles) if styles else request
 
 
-def refined_png(result: Result, original: bytes, original_name: str) -> bytes:
-    """The engine's image with its own metadata plus its lineage: the original first, then the original's own."""
-    generated = result.request.model_copy(update={"seed": result.seeds[0], "count": 1})
-    png = add_metadata(result.images[0], generated, model=result.model, sampler=result.sampler)
+def refined_png(result: Result, original: bytes, original_name: str, texts: dict[str, str] | None = None) -> bytes:
+    """The engine's image with its own metadata (and `texts`) plus its lineage: the original first, then the
+    original's own."""
+    png = add_metadata(
+        result.images[0], result.request_for(result.seeds[0]), model=result.model, sampler=result.sampler, texts=texts
+    )
     return with_lineage(png, lineage_of(original, original_name))
 
 
@@ -105,6 +113,19 @@ def output_path(original: Path) -> Path:
         number += 1
         candidate = original.with_name(f"{original.stem}-refined-{number}.png")
     return candidate
+
+
+def save_refined(
+    result: Result, given: Request, original: bytes, image: Path, out: Path | None, warn: Callable[[str], None]
+) -> Path:
+    """Write the refined PNG beside `image` (or at `out`), with its metadata, the request as the user gave it and
+    its lineage; when that folder cannot take it, it is kept in a fallback folder and `warn` says where."""
+    target = out or output_path(image)
+    data = refined_png(result, original, image.name, given_texts(given))
+    try:
+        return write_atomically(target, data)
+    except OSError as exc:  # the image is made: never lose it
+        return keep_elsewhere(data, target.name, f"{target} could not be written ({exc.strerror or exc})", warn)
 
 
 def refine_file(
@@ -120,12 +141,11 @@ def refine_file(
     warn: Callable[[str], None] = log.warning,
     **explicit: object,
 ) -> Path:
-    """Refine the image file `image` on `engine` and save the new PNG (beside it unless `out`); return its path.
+    """Refine the image file `image` on `engine` alone (no plugins: `generation.refine` is the route with them)
+    and save the new PNG (beside it unless `out`); return its path.
 
-    When that folder cannot take it, the new PNG is kept in a fallback folder and `warn` says where.
-
-    `wait` follows the job and returns its result: the CLI shows progress there, the tray its icon. A file that
-    cannot be refined raises ValueError naming it; engine problems raise the engine's errors.
+    `wait` follows the job and returns its result. A file that cannot be refined raises ValueError naming it;
+    engine problems raise the engine's errors.
     """
     try:
         original = read_image_file(image, "")
@@ -134,10 +154,4 @@ def refine_file(
         )
     except ValueError as exc:
         raise ValueError(f"{image}: {exc}") from None
-    result = wait(engine.submit(request))
-    target = out or output_path(image)
-    data = refined_png(result, original, image.name)
-    try:
-        return write_atomically(target, data)
-    except OSError as exc:  # the image is made: never lose it
-        return keep_elsewhere(data, target.name, f"{target} could not be written ({exc.strerror or exc})", warn)
+    return save_refined(wait(engine.submit(request)), request, original, image, out, warn)

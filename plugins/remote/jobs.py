@@ -38,13 +38,7 @@ class ThreadJob:
             self.record.finish("done")
 
     def events(self) -> Iterator[dict[str, Any]]:
-        seen = 0
-        while True:
-            events, finished = self.record.wait(seen, 10.0)
-            seen += len(events)
-            yield from events
-            if finished and not events:
-                return
+        return self.record.follow()
 
     def result(self) -> Result:
         for _ in self.events():
@@ -57,7 +51,7 @@ class ThreadJob:
         return self._result
 
     def cancel(self) -> None:
-        if self.record.status in ("done", "failed", "cancelled"):
+        if self.record.finished:
             return
         self.record.finish("cancelled", error="Cancelled; anything the engine still sends is discarded.")
         self._on_cancel()

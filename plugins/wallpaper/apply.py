@@ -4,21 +4,32 @@ the configured mode, save them, set them, remember what was there."""
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from dreamtray.api import GeneratedImage, Request, read_config, write_atomically
+from dreamtray.api import GeneratedImage, Request, plugin_settings, write_atomically
 
 from .history import WallpaperHistory, Wallpapers, wallpaper_dir
-from .layout import MakeImage, Mode, Placement, aspect_for, pictures
+from .layout import DEFAULT_MODE, MODES, MakeImage, Mode, Placement, aspect_for, pictures
 from .screens import Screen, detect_screens
 from .setters import Setter, WallpaperError, pick_setter
 
 MAX_SEED = 2**32 - 1
+log = logging.getLogger("dreamtray_plugins.wallpaper")
+
+
+PLUGIN = "wallpaper"
+"""The plugin's name: its settings are the config's `[plugins.wallpaper]` table."""
 
 
 def configured_mode() -> Mode:
-    return read_config().wallpaper_mode
+    """The config's `[plugins.wallpaper]` `mode`; the default (with a warning) when it names no mode."""
+    mode = plugin_settings(PLUGIN).get("mode", DEFAULT_MODE)
+    if mode not in MODES:
+        log.warning("[plugins.wallpaper] mode = %r is not one of %s; using %r", mode, ", ".join(MODES), DEFAULT_MODE)
+        return DEFAULT_MODE
+    return mode
 
 
 def shape_request(request: Request) -> Request:

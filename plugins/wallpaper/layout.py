@@ -22,7 +22,13 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 Mode = Literal["per-monitor", "span", "same"]
-MODES: tuple[Mode, ...] = ("per-monitor", "span", "same")
+MODES: dict[Mode, str] = {
+    "per-monitor": "Each monitor its own image",
+    "span": "One image across all monitors",
+    "same": "The same image on each monitor",
+}
+"""Each mode, as the tray's Wallpapers menu names it (the config's `[plugins.wallpaper]` `mode`)."""
+DEFAULT_MODE: Mode = "per-monitor"
 MakeImage = Callable[[int, Screen], Path]
 """`make(index, screen)`: a new image for the monitor at `index` (1, 2, ...), made at that monitor's aspect."""
 

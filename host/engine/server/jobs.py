@@ -22,13 +22,12 @@ from typing import Any
 from dreamtray.engine.job_record import FINISHED, JobRecord
 from dreamtray.engine.server import memory
 from dreamtray.engine.server.worker import WorkerProcess
-from dreamtray.engine.settings import WorkerSettings
+from dreamtray.engine.settings import QUEUE_LENGTH, WorkerSettings
 from dreamtray.request import Request
 
 STOPPING = "Cancelled: the engine was stopped (`dreamtray engine stop`, or the session ended); nothing was made."
 """What every job ended by the engine's stop hears, queued or running."""
 KEEP_FINISHED = 64
-DEFAULT_MAX_QUEUE = 8
 """Jobs that may wait behind the running one, unless the service is started with another number."""
 LOAD_FACTOR = 3
 """Until a job's first `start` event (worker start, model load), the watchdog waits this many stall times."""
@@ -47,7 +46,7 @@ class QueueFull(RuntimeError):
 class JobManager:
     """Accepts jobs, runs them one by one on the worker, and keeps recent ones for their results."""
 
-    def __init__(self, settings: WorkerSettings, max_queue: int = DEFAULT_MAX_QUEUE):
+    def __init__(self, settings: WorkerSettings, max_queue: int = QUEUE_LENGTH):
         self.settings = settings
         self.pending: queue.Queue[JobRecord | None] = queue.Queue(maxsize=max_queue)
         self.jobs: OrderedDict[str, JobRecord] = OrderedDict()

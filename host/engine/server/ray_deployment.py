@@ -33,7 +33,7 @@ from dreamtray.engine.job_record import FINISHED, JobRecord
 from dreamtray.engine.server.api_fields import Styles
 from dreamtray.engine.server.jobs import KEEP_FINISHED, QueueFull
 from dreamtray.engine.server.service import MAX_BODY_BYTES, VERSION, create_app
-from dreamtray.engine.settings import WorkerSettings
+from dreamtray.engine.settings import QUEUE_LENGTH, WorkerSettings
 from dreamtray.request import Request
 
 APP_NAME = "dreamtray"
@@ -120,7 +120,7 @@ class EngineReplica:
 class RayJobManager:
     """The ingress's jobs: each one followed by a thread that streams it from an engine replica."""
 
-    def __init__(self, replicas: DeploymentHandle, pool_size: int, max_queue: int = 64):
+    def __init__(self, replicas: DeploymentHandle, pool_size: int, max_queue: int = QUEUE_LENGTH):
         self.replicas, self.pool_size, self.max_queue = replicas, pool_size, max_queue
         self.jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self.streams: dict[str, Any] = {}

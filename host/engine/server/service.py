@@ -41,9 +41,9 @@ from dreamtray.engine.presets import PRESETS
 from dreamtray.engine.server import a1111_api, api_fields
 from dreamtray.engine.server.expansion import add_expansion_route, close_expansions
 from dreamtray.engine.server.guard import token_matches, too_large_message
-from dreamtray.engine.server.jobs import DEFAULT_MAX_QUEUE, STOPPING, JobManager, QueueFull
+from dreamtray.engine.server.jobs import STOPPING, JobManager, QueueFull
 from dreamtray.engine.server.routing import DirectRoute, ManagerEngine, Route, RouteFactory, Routed
-from dreamtray.engine.settings import WorkerSettings
+from dreamtray.engine.settings import QUEUE_LENGTH, WorkerSettings
 from dreamtray.engine.token import load_or_create_token
 from dreamtray.request import Request, describe_validation_error
 
@@ -383,7 +383,7 @@ def serve(
     max_body_bytes: int = MAX_BODY_BYTES,
     log_prompts: bool = False,
     clients_may_stop: bool = True,
-    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue: int = QUEUE_LENGTH,
     styles: api_fields.Styles | None = None,
     route: RouteFactory | None = None,
     gallery: str = "never",
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-file", required=True, type=Path)
     parser.add_argument("--state-file", required=True, type=Path)
     parser.add_argument("--exit-after-idle", type=float, default=0.0)
-    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="jobs that may wait")
+    parser.add_argument("--max-queue", type=int, default=QUEUE_LENGTH, help="jobs that may wait")
     args = parser.parse_args(argv)
     settings = WorkerSettings(**json.loads(args.settings))
     serve(

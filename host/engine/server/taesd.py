@@ -13,6 +13,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from dreamtray.atomic import staged_folder
+
 TINY_TAESD_VERSION = 1
 """Bumped whenever the shapes below change, so a cached build is rebuilt."""
 SEED = 20240612
@@ -45,9 +47,8 @@ def ensure_tiny_taesd_folder(cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache_dir / f"tiny-taesd-v{TINY_TAESD_VERSION}.lock")):
         if not (folder / "config.json").exists():
-            staging = cache_dir / f"tiny-taesd-v{TINY_TAESD_VERSION}.partial"
-            build_tiny_taesd().save_pretrained(staging, safe_serialization=True)
-            staging.rename(folder)
+            with staged_folder(folder) as staging:
+                build_tiny_taesd().save_pretrained(staging, safe_serialization=True)
     return folder
 
 

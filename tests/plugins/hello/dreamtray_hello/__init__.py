@@ -1,12 +1,17 @@
-"""A small third-party plugin: a prompt suffix, an action that records the image, a command and a log."""
+"""A third-party plugin with all seven hooks, written from docs/plugins.md: a prompt suffix, an action that records
+the image, a style pack, an engine back end, a command, a menu item and a log of every image it hears about.
+
+Every call of `prepare_request` and `image_generated` is logged (JSON lines in $HELLO_LOG), so tests can check
+that each entry point's image passes each hook exactly once."""
 
 import json
 import os
 
 import click
 
-from dreamtray.api import Action, MenuItem
+from dreamtray.api import Action, MenuItem, load_package_packs
 from dreamtray.hookspecs import hookimpl
+from dreamtray_hello.engine import HelloEngine
 
 
 def _log(entry: dict) -> None:
@@ -16,7 +21,19 @@ def _log(entry: dict) -> None:
 
 @hookimpl
 def prepare_request(request):
+    _log({"hook": "prepare_request", "prompt": request.prompt})
     return request.model_copy(update={"prompt": request.prompt + ", hello"})
+
+
+@hookimpl
+def register_styles(register):
+    for style in load_package_packs(__name__):
+        register(style)
+
+
+@hookimpl
+def register_engines(register):
+    register("hello", HelloEngine)
 
 
 @hookimpl
