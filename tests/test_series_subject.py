@@ -290,7 +290,9 @@ def test_more_like_this_keeps_the_last_images_subject(xsession, context, runner,
     for number, made in enumerate(reply["images"], start=1):
         request = reproduce_image(made).request
         assert request.seed == 40 + number and request.prompt == "a red fox"
-        assert request.subject.method == "shared-attention" and request.subject.reference == last.request
+        reference = request.subject.reference  # the newest image's request, as the gallery keeps it
+        assert (reference.seed, reference.prompt) == (last.request.seed, "a red fox")
+        assert 'Same subject: "shared-attention, reference: seed 40' in image_texts(open(made, "rb").read())[PARAMETERS_KEY]
     runner.loaded.extras["subject"] = None
     again = runner.generate(reproduce_image(reply["images"][0]).request)
     assert pixels(again.images[0]) == pixels(open(reply["images"][0], "rb").read())

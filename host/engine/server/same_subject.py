@@ -232,10 +232,11 @@ def ensure_record(runner: Runner, subject: Subject, loaded: Loaded, emit: Emit, 
     if not (isinstance(kept, KeyValueRecord) and kept.key == key and kept.layers):
         emit({"kind": "loading", "message": "Making the first image of the subject again (its attention is shared)"})
         first = subject.reference.model_copy(update={"subject": Subject(method="shared-attention")})
-        runner.generate(first, emit=_steps_hidden(emit), cancelled=cancelled)
+        made = runner.generate(first, emit=_steps_hidden(emit), cancelled=cancelled)
         kept = runner.loaded.extras.get("subject") if runner.loaded else None
-        if not (isinstance(kept, KeyValueRecord) and kept.key == key):
+        if not (isinstance(kept, KeyValueRecord) and kept.key == record_key(made.request)):
             raise SubjectError("the first image of the subject could not be recorded")
+        kept.key = key  # found by the reference as it is named (an image's stored request may leave defaults out)
     return kept
 
 
