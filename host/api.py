@@ -74,6 +74,19 @@ class Action:
 
 
 @dataclass(frozen=True)
+class SubjectMethod:
+    """A way to keep a subject across images (a face adapter, say), for `series --plugin-method NAME`.
+
+    `keep(request, reference)` returns the request changed so its image keeps the subject of `reference` (the
+    PNG bytes of the series' first image or of the user's picture; None while the first image itself is made).
+    """
+
+    name: str
+    label: str
+    keep: Callable[[Request, bytes | None], Request]
+
+
+@dataclass(frozen=True)
 class MenuItem:
     """A tray menu entry added by a plugin: `callback(host)` runs on a worker thread; or, with `items`, a submenu.
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import click
     from PIL.Image import Image
 
-    from dreamtray.api import Action, EngineFactory, MenuItem, TrayHost
+    from dreamtray.api import Action, EngineFactory, MenuItem, SubjectMethod, TrayHost
     from dreamtray.request import Request
     from dreamtray.styles import Style
 
@@ -38,6 +38,11 @@ def register_styles(register: Callable[[Style], None]) -> None:
 @hookspec
 def register_engines(register: Callable[[str, EngineFactory], None]) -> None:
     """Register engine back ends by name; `factory(settings)` returns an object with the Engine interface."""
+
+
+@hookspec
+def register_subject_methods(register: Callable[[SubjectMethod], None]) -> None:
+    """Register ways to keep a subject across the images of a series, beside dreamtray's own three."""
 
 
 @hookspec

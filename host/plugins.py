@@ -30,7 +30,7 @@ from dreamtray import hookspecs
 from dreamtray.plugin_imports import private_imports
 
 if TYPE_CHECKING:
-    from dreamtray.api import Action, MenuItem, TrayHost
+    from dreamtray.api import Action, MenuItem, SubjectMethod, TrayHost
     from dreamtray.request import Request
 
 GROUP = "dreamtray"
@@ -293,6 +293,11 @@ class PluginHost:
             self._actions = {action.name: action for _, action in registered}
         return self._actions
 
+    def subject_methods(self) -> dict[str, SubjectMethod]:
+        """The same-subject methods plugins bring (`register_subject_methods`), by name."""
+        found = self.collect("register_subject_methods", _not_a_subject_method)
+        return {method.name: method for _, method in found}
+
     def action(self, name: str) -> Action:
         """The action called `name`; UnknownAction, naming the ones there are, when no plugin registered it."""
         actions = self.actions()
@@ -337,6 +342,12 @@ def _not_an_action(item: Any) -> str | None:
     from dreamtray.api import Action
 
     return None if isinstance(item, Action) else "not a dreamtray.api.Action"
+
+
+def _not_a_subject_method(item: Any) -> str | None:
+    from dreamtray.api import SubjectMethod
+
+    return None if isinstance(item, SubjectMethod) else "not a dreamtray.api.SubjectMethod"
 
 
 def _describe(exc: BaseException) -> str:

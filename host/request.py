@@ -58,6 +58,49 @@ class UserText(BaseModel):
     negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
 
 
+SUBJECT_METHODS = ("shared-attention", "init-image", "ip-adapter")
+"""How an image keeps the subject of a reference (docs/style-packs.md, "Same subject"); `auto` lets the engine
+choose by model family and back end, and the result names the method it used."""
+MAX_REFERENCE_BYTES = 20_000_000
+
+
+class Subject(BaseModel):
+    """Keep the subject of a reference: the series' first image (`reference`, its request) or a picture (`image`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["auto", "shared-attention", "init-image", "ip-adapter"] = "auto"
+    reference: Request | None = None
+    """The request that made the reference image (settled, with its seed); None with `image`, or for the first
+    image itself, whose self-attention keys and values the others then share."""
+    image: B64Bytes | None = Field(None, max_length=MAX_REFERENCE_BYTES)
+    """A picture to keep the subject of (PNG, JPEG or WebP), instead of a generated first image."""
+    image_name: str = Field("", max_length=300)
+    """The picture's file name and SHA-256, for the metadata and messages."""
+    strength: float = Field(0.55, gt=0.0, le=1.0)
+    """init-image: how much of the reference may change; ip-adapter: the adapter's scale."""
+    adapter: str | None = Field(None, max_length=4096)
+    """ip-adapter: the adapter's weight file (`<folder>/<subfolder>/<file>.safetensors`, its CLIP image encoder
+    in `<folder>/<subfolder>/image_encoder`); None: the family's published adapter when it is in the cache."""
+    plugin: str | None = Field(None, max_length=200)
+    """A method brought by a plugin (`subject_methods` hook), by name; `method` is then ignored."""
+
+    @property
+    def anchor(self) -> bool:
+        """Whether this is the first image of a subject, which the others refer to."""
+        return self.reference is None and self.image is None
+
+    def describe(self) -> str:
+        """'shared-attention, reference: seed 7 "a red fox"' and the like, for messages and the metadata."""
+        if self.image is not None:
+            source = f"reference: {self.image_name or 'a picture'}"
+        elif self.reference is not None:
+            source = f"reference: seed {self.reference.seed} {self.reference.prompt!r}"
+        else:
+            source = "the first image of its subject"
+        return f"{self.plugin or self.method}, {source}"
+
+
 class Request(BaseModel):
     """One generation job. Fields left as None take the model preset's defaults."""
 
@@ -88,6 +131,8 @@ class Request(BaseModel):
     full precision, the reference pixels. None: the engine's default (`engine.quality`)."""
     preview_every: int = Field(0, ge=0, le=150)
     """Send a small preview image as a progress event every this many steps; 0 for none."""
+    subject: Subject | None = None
+    """Keep the subject of a reference image (a same-subject series); None for a plain image."""
 
     @field_validator("prompt")
     @classmethod
@@ -149,6 +194,9 @@ class Request(BaseModel):
             return cls(**fields)
         except ValidationError as exc:
             raise RequestError(describe_validation_error(exc)) from None
+
+
+Subject.model_rebuild()
 
 
 _SIZE = re.compile(r"([0-9]{1,6}) *[xX×] *([0-9]{1,6})")

@@ -13,8 +13,12 @@ from click.testing import CliRunner
 from fixtures_engine import pixels
 from PIL import Image
 
-from dreamtray.cli.series import COMMANDS, refine, series
-from dreamtray.cli.styles import StyleServices
+from dreamtray.cli.refine import COMMANDS as REFINE_COMMANDS
+from dreamtray.cli.refine import refine
+from dreamtray.cli.series import COMMANDS, series
+from dreamtray.app import App
+from dreamtray.cli.context import Context
+from dreamtray.images.gallery import Gallery
 from dreamtray.images.lineage import LINEAGE_KEY, image_texts
 from dreamtray.images.metadata import PARAMETERS_KEY, REQUEST_KEY
 from dreamtray.images.refine import refine_file
@@ -65,12 +69,20 @@ def engine(runner, tiny_folder):
     return InProcessEngine(runner)
 
 
+def in_process_app(engine, folder, registry: StyleRegistry | None = None) -> Context:
+    """The command line's context over an application whose engine runs in this process and whose gallery
+    (with the series folder in it) is `folder`."""
+    app = App(config_path=folder / "config.toml")
+    app.engine, app.gallery, app.styles = engine, Gallery(folder), registry or StyleRegistry()
+    return Context(app)
+
+
 @pytest.fixture
 def services(engine, tmp_path):
     registry = StyleRegistry()
     registry.add(Style(name="Ink", prompt="ink sketch of {prompt}", negative_prompt="color", pack="Test"))
     registry.add(Style(name="Pinned", prompt="{prompt}, dusk", seed=4242, pack="Test"))
-    return StyleServices(registry=lambda: registry, engine=lambda: engine, series_dir=tmp_path / "series")
+    return in_process_app(engine, tmp_path, registry)
 
 
 def series_manifests(tmp_path):
@@ -83,7 +95,7 @@ def invoke(command, args, services):
 
 
 def test_commands_are_exposed():
-    assert COMMANDS == [series, refine]
+    assert (COMMANDS, REFINE_COMMANDS) == ([series], [refine])
 
 
 def test_series_then_extend_keeps_the_look_and_reproduces(services, engine, runner, tmp_path):
@@ -202,7 +214,7 @@ def test_refine_of_a_non_image_is_a_clear_error(services, engine, tmp_path):
     path.write_text("not an image")
     result = CliRunner().invoke(refine, [str(path), "more"], obj=services)
     assert result.exit_code == 1
-    assert f"{path}: not an image that can be refined" in result.stderr
+    assert f"{path}: not an image (12 bytes); give a PNG, JPEG or WebP file" in result.stderr
     assert engine.submitted == []
 
 

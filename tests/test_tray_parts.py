@@ -368,6 +368,7 @@ def test_the_menu_offers_everything_and_plugin_items_run_isolated(xsession, user
             "Refine last image with selection",
             "Type a prompt…",
             "Last prompt again",
+            "More like this",
             "Queue: empty",
             "- - - -",
             "Style",

@@ -27,7 +27,7 @@ COMMAND_MODULES = {
     "config": "config",
     "styles": "styles",
     "series": "series",
-    "refine": "series",
+    "refine": "refine",
     "autostart": "setup",
     "launcher": "setup",
     "desktop-check": "setup",

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import click
 
 from dreamtray.cli.terminal import echo
 from dreamtray.engine.job_record import FINISHED
+
+if TYPE_CHECKING:
+    from dreamtray.engine.client import Job
+    from dreamtray.request import Result
 
 
 def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
@@ -43,3 +49,16 @@ def progress_printer(label: str = "") -> Callable[[dict[str, Any]], None]:
                 bar.close()
 
     return on_event
+
+
+def follow(job: Job, label: str) -> Result:
+    """Show the job's progress on stderr and return its result; engine problems become CLI errors."""
+    from dreamtray.engine.client import EngineError
+
+    show = progress_printer(label)
+    try:
+        for event in job.events():
+            show(event)
+        return job.result()
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None

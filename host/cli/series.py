@@ -1,15 +1,18 @@
-"""`dreamtray series` (a consistent set of images, extendable later) and `dreamtray refine` (image-to-image)."""
+"""`dreamtray series`: a consistent set of images, extendable later."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from dreamtray.cli.context import Context
 from dreamtray.cli.progress import progress_printer
-from dreamtray.cli.styles import registry, services
-from dreamtray.engine.client import EngineError, Job
-from dreamtray.images.refine import refine_file
+from dreamtray.cli.styles import chosen_styles, services
+from dreamtray.engine.client import EngineError
+from dreamtray.images.gallery import GalleryError
 from dreamtray.images.series import (
     Manifest,
     SeriesError,
@@ -17,41 +20,39 @@ from dreamtray.images.series import (
     add_image,
     load_manifest,
     new_manifest,
+    reference_picture,
     save_contact_sheet,
+    save_reference,
     save_manifest,
     series_folder,
 )
-from dreamtray.request import MAX_SEED, MAX_SIDE, MIN_SIDE, RequestError, Result
-from dreamtray.styles import Style, StyleError
+from dreamtray.request import MAX_SEED, MAX_SIDE, MIN_SIDE, SUBJECT_METHODS, Request, RequestError, Subject
+from dreamtray.styles import Style, StyleRegistry
 
 SIDE = click.IntRange(MIN_SIDE, MAX_SIDE)
 SEED = click.IntRange(0, MAX_SEED)
-SHARED_OPTIONS = ("count", "style_names", "seed", "width", "height", "steps", "guidance", "model", "negative", "out")
-
-
-def follow(job: Job, label: str) -> Result:
-    """Show the job's progress on stderr and return its result; engine problems become CLI errors."""
-    show = progress_printer(label)
-    try:
-        for event in job.events():
-            show(event)
-        return job.result()
-    except EngineError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def chosen_styles(ctx: click.Context, names: tuple[str, ...]) -> list[Style]:
-    if not names:
-        return []
-    known = registry(ctx)
-    try:
-        return [known.get(name) for part in names for name in part.split(",") if name.strip()]
-    except StyleError as exc:
-        raise click.ClickException(str(exc)) from None
+SHARED_OPTIONS = (
+    "count",
+    "style_names",
+    "seed",
+    "width",
+    "height",
+    "steps",
+    "guidance",
+    "model",
+    "negative",
+    "out",
+    "same_subject",
+    "reference",
+    "method",
+    "plugin_method",
+    "subject_strength",
+    "ip_adapter",
+)
 
 
 @click.command("series")
-@click.argument("prompt")
+@click.argument("prompts", metavar="PROMPT...", nargs=-1, required=True)
 @click.option("--count", type=click.IntRange(1, 16), default=4, show_default=True, help="Images per prompt.")
 @click.option("--style", "style_names", multiple=True, help="Style to apply (repeat to stack, in order).")
 @click.option("--seed", type=SEED, help="Base seed: image i uses seed + i. Default: a style's seed, else random.")
@@ -61,6 +62,32 @@ def chosen_styles(ctx: click.Context, names: tuple[str, ...]) -> list[Style]:
 @click.option("--guidance", type=click.FloatRange(0, 30))
 @click.option("--model", help="Model preset, hub id or file; default: the engine's.")
 @click.option("--negative", default="", help="Negative prompt, before the styles' own.")
+@click.option("--same-subject", is_flag=True, help="Every image keeps the subject of the first (or of --reference).")
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A picture whose subject every image keeps (implies --same-subject).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["auto", *SUBJECT_METHODS]),
+    default="auto",
+    show_default=True,
+    help="How the subject is kept; auto: by the model and the back end (docs/style-packs.md).",
+)
+@click.option("--plugin-method", help="A same-subject method a plugin brings, by name (`subject_methods` hook).")
+@click.option(
+    "--subject-strength",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.55,
+    show_default=True,
+    help="init-image: how much may change; ip-adapter: the adapter's scale.",
+)
+@click.option(
+    "--ip-adapter",
+    type=click.Path(exists=True, dir_okay=False),
+    help="IP-Adapter weight file (its CLIP image encoder in image_encoder/ beside it).",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -69,17 +96,19 @@ def chosen_styles(ctx: click.Context, names: tuple[str, ...]) -> list[Style]:
 @click.option(
     "--extend",
     type=click.Path(exists=True, path_type=Path),
-    help="Add a row for PROMPT to an existing series (its series.json or folder), with the same look.",
+    help="Add a row for each PROMPT to an existing series (its series.json or folder), with the same look "
+    "(and subject).",
 )
 @click.pass_context
-def series(ctx: click.Context, prompt: str, extend: Path | None, **options: object) -> None:
-    """Make a set of images that share styles, seeds, size and model, with a contact sheet and a manifest.
+def series(ctx: click.Context, prompts: tuple[str, ...], extend: Path | None, **options: Any) -> None:
+    """Make a set of images that share styles, seeds, size and model (one row per PROMPT), with a contact sheet
+    and a manifest; with --same-subject every image also keeps the first image's subject.
 
     Image i of every row uses seed base + i, so rows made later with --extend start from the same noise.
     """
     if extend is not None:
         given = [
-            f"--{name.removesuffix('_names')}"
+            f"--{name.removesuffix('_names').replace('_', '-')}"
             for name in SHARED_OPTIONS
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
         ]
@@ -101,24 +130,100 @@ def series(ctx: click.Context, prompt: str, extend: Path | None, **options: obje
             model=options["model"],
         )
         styles = chosen_styles(ctx, options["style_names"])
-        manifest = new_manifest(options["count"], styles, settings, options["seed"])
-        folder = options["out"] or series_folder(services(ctx).series_dir, prompt)
+        manifest = new_manifest(options["count"], styles, settings, options["seed"], subject_for(ctx, options))
+        folder = options["out"] or series_folder(services(ctx).series_dir, prompts[0])
         if (folder / "series.json").exists():
             raise click.ClickException(f"{folder} already holds a series: use --extend {folder}")
-    make_row(ctx, manifest, folder, prompt)
+        try:
+            save_reference(manifest, folder)
+        except SeriesError as exc:
+            raise click.ClickException(str(exc)) from None
+    for prompt in prompts:
+        make_row(ctx, manifest, folder, prompt)
+    if manifest.subject is not None:
+        click.echo(f"Same subject: {manifest.subject.describe()}", err=True)
     click.echo(folder / "series.json")
 
 
+def subject_for(ctx: click.Context, options: dict[str, Any]) -> Subject | None:
+    """The subject to keep as the options ask (None without --same-subject or --reference): the method, and the
+    reference picture read and checked now, before anything is made."""
+    plugin = options["plugin_method"]
+    if not (options["same_subject"] or options["reference"] or plugin):
+        return None
+    image, name = None, ""
+    if options["reference"] is not None:
+        try:
+            image, name = reference_picture(options["reference"])
+        except SeriesError as exc:
+            raise click.ClickException(str(exc)) from None
+    if plugin is not None and plugin not in route_host(ctx).plugins.subject_methods():
+        known = ", ".join(sorted(route_host(ctx).plugins.subject_methods())) or "none"
+        raise click.ClickException(f"no plugin brings the same-subject method {plugin!r} (installed: {known})")
+    return Subject(
+        method=options["method"],
+        image=image,
+        image_name=name,
+        strength=options["subject_strength"],
+        adapter=options["ip_adapter"],
+        plugin=plugin,
+    )
+
+
+class SeriesRoute:
+    """The application as a series' images travel the one route (generation.generate): its own parts, but the
+    styles are the copies the manifest keeps, so a row added later looks like the first even after a style
+    changed."""
+
+    def __init__(self, app: Any, styles: Iterable[Style]) -> None:
+        self._app = app
+        self.styles = StyleRegistry()
+        for style in styles:
+            self.styles.add(style)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
+
+
+def route_host(ctx: click.Context) -> Any:
+    """The application the command line runs on."""
+    return ctx.ensure_object(Context).app
+
+
+def plugin_kept(app: Any, manifest: Manifest, folder: Path, request: Request) -> Request:
+    """`request` as the plugin's same-subject method changes it, given the reference picture's bytes."""
+    method = app.plugins.subject_methods()[manifest.subject.plugin]
+    if manifest.subject.image is not None:
+        reference = manifest.subject.image
+    else:
+        reference = (folder / manifest.images[0].file).read_bytes() if manifest.images else None
+    try:
+        return Request.model_validate(method.keep(request, reference).model_dump())
+    except Exception as exc:  # plugin code: its failure is named, never a traceback
+        raise click.ClickException(f"the same-subject method {method.name!r} failed: {exc}") from None
+
+
 def make_row(ctx: click.Context, manifest: Manifest, folder: Path, prompt: str) -> None:
-    """Generate one image per column for `prompt`, saving the manifest after each and the contact sheet at the end."""
-    engine = services(ctx).engine()
+    """Generate one image per column for `prompt` through the one route (plugins, styles, the engine, the gallery,
+    `image_generated`), keep a copy in the series folder, save the manifest after each image and the contact
+    sheet at the end."""
+    from dreamtray import generation
+
+    app = route_host(ctx)
     row = manifest.rows
     for column in range(manifest.count):
         try:
             request = manifest.request_for(prompt, column)
+            if manifest.subject is not None and manifest.subject.plugin:
+                request = plugin_kept(app, manifest, folder, request)
         except (RequestError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
-        result = follow(engine.submit(request), f"image {column + 1}/{manifest.count}")
+        label = f"image {column + 1}/{manifest.count}"
+        try:
+            outcome = generation.generate(SeriesRoute(app, manifest.styles), request, on_event=progress_printer(label))
+        except (EngineError, GalleryError) as exc:
+            raise click.ClickException(str(exc)) from None
+        result = outcome.result
         if not manifest.images:
             manifest.pin(result.request, result)
         try:
@@ -126,58 +231,11 @@ def make_row(ctx: click.Context, manifest: Manifest, folder: Path, prompt: str) 
             save_manifest(manifest, folder)
         except SeriesError as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(f"{folder / image.file}  seed {image.seed}", err=True)
+        for message in outcome.messages:
+            click.echo(message, err=True)
+        method = f"  {result.request.subject.describe()}" if result.request.subject else ""
+        click.echo(f"{folder / image.file}  seed {image.seed}{method}", err=True)
     save_contact_sheet(manifest, folder)
 
 
-@click.command("refine")
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("change")
-@click.option(
-    "--strength",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.6,
-    show_default=True,
-    help="How much may change: near 0 keeps the image, 1 redraws it.",
-)
-@click.option("--style", "style_names", multiple=True, help="Style to apply on top (repeat to stack).")
-@click.option("--seed", type=SEED)
-@click.option("--model", help="Default: the model that made the image, when its PNG says so.")
-@click.option("--steps", type=click.IntRange(1, 150))
-@click.option("--only-change", is_flag=True, help="Use CHANGE as the whole prompt, not added to the original's.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: IMAGE-refined.png beside it.")
-@click.pass_context
-def refine(
-    ctx: click.Context,
-    image: Path,
-    change: str,
-    strength: float,
-    style_names: tuple[str, ...],
-    seed: int | None,
-    model: str | None,
-    steps: int | None,
-    only_change: bool,
-    out: Path | None,
-) -> None:
-    """Change an image by a description (image-to-image); the new PNG names its original in its metadata."""
-    styles = chosen_styles(ctx, style_names)
-    try:
-        target = refine_file(
-            services(ctx).engine(),
-            image,
-            change,
-            strength=strength,
-            styles=styles,
-            only_change=only_change,
-            out=out,
-            wait=lambda job: follow(job, "refine"),
-            seed=seed,
-            model=model,
-            steps=steps,
-        )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(target)
-
-
-COMMANDS: list[click.Command] = [series, refine]
+COMMANDS: list[click.Command] = [series]

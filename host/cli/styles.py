@@ -28,6 +28,17 @@ def registry(ctx: click.Context) -> StyleRegistry:
     return loaded
 
 
+def chosen_styles(ctx: click.Context, names: tuple[str, ...]) -> list[Style]:
+    """The styles named by `--style` options (each may hold several, comma-separated); unknown ones are errors."""
+    if not names:
+        return []
+    known = registry(ctx)
+    try:
+        return [known.get(name) for part in names for name in part.split(",") if name.strip()]
+    except StyleError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.group("styles", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per style.")
 @click.pass_context

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dreamtray.desktop.tray")
 NAME = "dreamtray"
+MORE_LIKE_THIS = 3
+"""Images that "More like this" makes from the newest one."""
 HEAVY_MODULES = ("torch", "diffusers", "transformers", "openvino", "nncf", "fastapi", "starlette", "uvicorn")
 """What the tray process must never load: they belong to the engine's own process."""
 AGAIN = "-again"
@@ -242,6 +244,29 @@ class TrayHost:
             notify("No prompt yet", "Make an image from a selection first; then it can be made again from its text.")
             return {"ok": False, "message": "There is no last prompt yet: make an image from a selection first."}
         return self._offer(action, lambda: self.last_prompt or "", origin, wait)
+
+    def more_like_this(self, count: int = MORE_LIKE_THIS) -> dict[str, Any]:
+        """A small same-subject series from the newest gallery image: `count` new images (its next seeds) that keep
+        its subject, each through the one route into the gallery (docs/style-packs.md, "Same subject")."""
+        from dreamtray import generation
+        from dreamtray.images.metadata import request_from_image
+        from dreamtray.request import MAX_SEED, Subject
+
+        newest = self.app.gallery.images()
+        if not newest:
+            notify("No image yet", "Make an image first; then more like it can be made.")
+            return {"ok": False, "message": "There is no image in the gallery yet."}
+        path = newest[0][0]
+        last = request_from_image(path)  # MetadataError names the file: `guarded` shows it
+        kept = last.subject
+        subject = kept if kept is not None and not kept.anchor else Subject(reference=last)
+        made = []
+        for number in range(1, count + 1):
+            seed = (last.seed + number) % (MAX_SEED + 1)
+            request = last.model_copy(update={"seed": seed, "subject": subject, "count": 1, "preview_every": 0})
+            made += generation.generate(self.app, request).paths
+        notify("More like this", f"{len(made)} new images keep the subject of {path.name}.", image_path=made[-1])
+        return {"ok": True, "images": [str(image) for image in made]}
 
     def _offer(
         self,

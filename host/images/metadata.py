@@ -223,6 +223,8 @@ def parameters_for(request: Request, *, width: int, height: int, model: str, sam
     extra = {"Schedule type": named["Schedule type"]} if "Schedule type" in named else {}
     if request.init_image is not None:
         extra["Denoising strength"] = _number(request.strength)
+    if request.subject is not None:
+        extra["Same subject"] = request.subject.describe()
     if request.styles:
         extra["Styles array"] = json.dumps(list(request.styles), ensure_ascii=False)
     if request.expanded_from is not None:  # the user's words, before prompt expansion grew the prompt

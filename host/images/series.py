@@ -10,12 +10,18 @@ Pinning: after the first image, the series records the size, steps, guidance, sa
 really used, and a copy of every style applied, so a later extension looks the same even when the style was
 edited or removed since.
 
+Same subject (`Manifest.subject`): every image keeps the subject of the series' first image, or of a picture
+the user gave (kept as `reference.png`). The first image chooses the method (the engine decides by model and
+back end when asked for `auto`); every later image, extensions included, names the first image's request (or
+carries the picture) in its own request, so any one of them can be made again alone.
+
 Folder layout: `NN-<prompt words>.png` (NN numbers every image of the series), `contact-sheet.png` (all
 images as a grid, one row per prompt), and `series.json` (the manifest).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 import re
@@ -28,11 +34,14 @@ from dreamtray.atomic import write_atomically
 from dreamtray.image_input import ImageInputError, open_rgb
 from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.metadata import add_metadata
-from dreamtray.request import MAX_SEED, LoRA, Request, Result
+from dreamtray.request import MAX_REFERENCE_BYTES, MAX_SEED, LoRA, Request, Result, Subject
 from dreamtray.styles import Style, apply_styles
 
 MANIFEST_NAME = "series.json"
 CONTACT_SHEET_NAME = "contact-sheet.png"
+REFERENCE_NAME = "reference.png"
+REFERENCE_SIDE = 1024
+"""A reference picture is kept at most this many pixels a side (the engine sizes it to the image anyway)."""
 MANIFEST_FORMAT = "dreamtray-series/1"
 THUMBNAIL_SIDE = 256
 GAP = 8
@@ -82,6 +91,9 @@ class Manifest(BaseModel):
     base_seed: int = Field(ge=0, le=MAX_SEED)
     styles: tuple[Style, ...] = ()
     settings: Settings = Settings()
+    subject: Subject | None = None
+    """Same subject: the method (the one the first image used, once made), strength, adapter and reference
+    picture; None for a series that shares only its look."""
     images: list[SeriesImage] = []
 
     @property
@@ -92,9 +104,16 @@ class Manifest(BaseModel):
         return (self.base_seed + column) % (MAX_SEED + 1)
 
     def request_for(self, prompt: str, column: int) -> Request:
-        """The styled request for `prompt` in `column`, with that column's seed and the series' settings."""
+        """The styled request for `prompt` in `column`, with that column's seed, the series' settings and, for a
+        same-subject series, the subject to keep: the first image's (or the reference picture's)."""
         base = Request.parse(prompt=prompt, seed=self.seed_for(column), **self.settings.model_dump())
-        return apply_styles(base, self.styles)
+        styled = apply_styles(base, self.styles)
+        if self.subject is None:
+            return styled
+        subject = self.subject
+        if subject.image is None and self.images:
+            subject = subject.model_copy(update={"reference": self.images[0].request})
+        return styled.model_copy(update={"subject": subject})
 
     def pin(self, generated: Request, result: Result) -> None:
         """Record the settings the engine really used for the first image, so every later one matches."""
@@ -109,6 +128,8 @@ class Manifest(BaseModel):
                 "model": result.model,
             }
         )
+        if self.subject is not None and generated.subject is not None:
+            self.subject = self.subject.model_copy(update={"method": generated.subject.method})
 
 
 def load_manifest(path: Path) -> tuple[Manifest, Path]:
@@ -128,13 +149,50 @@ def load_manifest(path: Path) -> tuple[Manifest, Path]:
     return manifest, path.parent
 
 
-def new_manifest(count: int, styles: list[Style], settings: Settings, seed: int | None) -> Manifest:
+def new_manifest(
+    count: int, styles: list[Style], settings: Settings, seed: int | None, subject: Subject | None = None
+) -> Manifest:
     """A new, empty series; the base seed is `seed`, else the one the styles pin, else a random one."""
     if seed is None:
         seed = apply_styles(Request(prompt="series"), styles).seed
     if seed is None:
         seed = random.randint(0, MAX_SEED)
-    return Manifest(count=count, base_seed=seed, styles=tuple(styles), settings=settings)
+    return Manifest(count=count, base_seed=seed, styles=tuple(styles), settings=settings, subject=subject)
+
+
+def reference_picture(path: Path) -> tuple[bytes, str]:
+    """A user's reference picture as PNG bytes (at most REFERENCE_SIDE a side) and its name with its SHA-256;
+    SeriesError, saying why, for a file that is too large, unreadable or no image (read as every image handed in
+    is: `image_input`)."""
+    from dreamtray.image_input import ImageInputError, open_rgb, read_image_file
+
+    label = f"{path}: the reference"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SeriesError(f"{label} cannot be read ({exc.strerror or exc})") from None
+    if size > MAX_REFERENCE_BYTES:
+        raise SeriesError(f"{label} is {size:,} bytes; give a picture of at most {MAX_REFERENCE_BYTES:,} bytes")
+    try:
+        data = read_image_file(path, label)
+        picture, _ = open_rgb(data, label)
+    except ImageInputError as exc:
+        raise SeriesError(str(exc)) from None
+    picture.thumbnail((REFERENCE_SIDE, REFERENCE_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue(), f"{path.name} (sha256 {hashlib.sha256(data).hexdigest()[:16]})"
+
+
+def save_reference(manifest: Manifest, folder: Path) -> None:
+    """Keep the user's reference picture in the series folder, beside the images it shaped."""
+    if manifest.subject is None or manifest.subject.image is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / REFERENCE_NAME, manifest.subject.image)
+    except OSError as exc:
+        raise SeriesError(f"The series cannot start: {folder} cannot take {REFERENCE_NAME} ({exc.strerror or exc})")
 
 
 def slug(prompt: str, words: int = 6) -> str:

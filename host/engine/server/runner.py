@@ -18,7 +18,7 @@ from typing import Any
 
 from dreamtray import samplers
 from dreamtray.engine.presets import AUTO
-from dreamtray.engine.server import prompts
+from dreamtray.engine.server import prompts, same_subject
 from dreamtray.engine.server.embeddings import with_cached_negative
 from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server.loaded import Loaded
@@ -148,13 +148,19 @@ class Runner:
 
         started = time.perf_counter()
         request = request.with_seed()
-        loaded = self.ensure_loaded(request.model, emit, cancelled, request)
+        subject = request.subject if request.subject is not None and request.subject.plugin is None else None
+        light_ok = subject is None or subject.anchor and subject.method in ("auto", "init-image")
+        loaded = self.ensure_loaded(request.model, emit, cancelled, request if light_ok else None)
         if loaded.light and not fast.serves_light(loaded, request):
             loaded = self.ensure_loaded(request.model, emit, cancelled)
         warnings: list[str] = []
         request = self._settle(request, loaded, warnings)
+        run, reference = request, None
+        if subject is not None:
+            request, run, reference = self._keep_subject(request, loaded, emit, cancelled, warnings)
+            loaded = self.loaded
         try:
-            images = self._run(request, loaded, emit, cancelled, warnings)
+            images = self._run(run, loaded, emit, cancelled, warnings, reference)
         except Exception as exc:
             if loaded.light and not isinstance(exc, GenerationCancelled):  # a broken cache, say: the full model
                 emit(
@@ -164,14 +170,19 @@ class Runner:
                     }
                 )
                 loaded = self.ensure_loaded(request.model, emit, cancelled)
-                images = self._run(request, loaded, emit, cancelled, warnings)
+                images = self._run(run, loaded, emit, cancelled, warnings, reference)
+            elif isinstance(exc, same_subject.SubjectError):
+                raise GenerationError(f"Same subject: {exc}.") from exc
             elif not _is_out_of_memory(exc):
                 raise
             else:
-                images = self._retry_lower(request, loaded, emit, cancelled, warnings)
+                images = self._retry_lower(run, loaded, emit, cancelled, warnings, reference)
+        pngs = [_png(image) for image in images]
+        if subject is not None:
+            same_subject.anchor_png(loaded, request, pngs[0])
         return Result(
             request=request,
-            images=[_png(image) for image in images],
+            images=pngs,
             seeds=[request.seed + i for i in range(request.count)],
             model=loaded.source.name,
             sampler=request.sampler or sampler_name(loaded.default_scheduler),  # the request holds A1111 names
@@ -179,7 +190,32 @@ class Runner:
             seconds=time.perf_counter() - started,
         )
 
-    def _retry_lower(self, request, loaded: Loaded, emit: Emit, cancelled, warnings: list[str]):
+    def _keep_subject(self, request: Request, loaded: Loaded, emit: Emit, cancelled, warnings: list[str]):
+        """The request with its subject's method chosen, the request to run (for init-image, with the reference
+        as its init image) and what the run shares (the first image's record, or the IP-Adapter's picture)."""
+        subject = request.subject
+        try:
+            method = same_subject.choose(subject, loaded, request)
+        except same_subject.SubjectError as exc:
+            raise GenerationError(f"Same subject: {exc}.") from None
+        if method == "shared-attention" and request.quality == "fast" and loaded.plan.runtime == "openvino":
+            warnings.append("Shared attention runs on torch (the OpenVINO UNet's attention cannot be changed).")
+            request = request.model_copy(update={"quality": "balanced"})
+        request = request.model_copy(update={"subject": subject.model_copy(update={"method": method})})
+        subject = request.subject
+        if subject.anchor:
+            return request, request, None
+        try:
+            if method == "shared-attention":
+                return request, request, same_subject.ensure_record(self, subject, loaded, emit, cancelled)
+            reference = same_subject.reference_png(self, subject, loaded, emit, cancelled)
+        except same_subject.SubjectError as exc:
+            raise GenerationError(f"Same subject: {exc}.") from None
+        if method == "init-image":
+            return request, request.model_copy(update={"init_image": reference, "strength": subject.strength}), None
+        return request, request, reference
+
+    def _retry_lower(self, request, loaded: Loaded, emit: Emit, cancelled, warnings: list[str], reference=None):
         _free_memory()
         lower = loaded.plan.stepped_down()
         if lower is None:
@@ -195,7 +231,7 @@ class Runner:
         for name in ("openvino", "fast_pipe"):  # the stepped-down plan runs on torch: free the OpenVINO modules
             loaded.extras.pop(name, None)
         try:
-            return self._run(request, loaded, emit, cancelled, warnings)
+            return self._run(request, loaded, emit, cancelled, warnings, reference)
         except Exception as exc:
             if _is_out_of_memory(exc):
                 _free_memory()
@@ -255,7 +291,15 @@ class Runner:
             pipe.set_adapters(names, adapter_weights=[scale for _, scale in wanted])
         loaded.loras = wanted
 
-    def _run(self, request: Request, loaded: Loaded, emit: Emit, cancelled: Callable[[], bool], warnings: list[str]):
+    def _run(
+        self,
+        request: Request,
+        loaded: Loaded,
+        emit: Emit,
+        cancelled: Callable[[], bool],
+        warnings: list[str],
+        reference: Any = None,
+    ):
         import torch
 
         from dreamtray.engine.server import fast
@@ -299,7 +343,10 @@ class Runner:
             arguments = with_cached_negative(loaded, pipe, text.kwargs, request.guidance, autocast)
         for index in range(request.count):
             # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
-            with torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext():
+            with (
+                torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext(),
+                same_subject.applied(loaded, pipe, request, kwargs, reference, index),
+            ):
                 output = pipe(
                     **arguments,
                     num_inference_steps=steps,
