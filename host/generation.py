@@ -122,11 +122,12 @@ def refine(
     in `fields`, engine, hooks); the new PNG lands beside it (or at `out`) with its lineage.
 
     A file that cannot be refined raises ValueError naming it; engine problems raise the engine's errors."""
+    from dreamtray.image_input import read_image_file
     from dreamtray.images.refine import refine_request, save_refined
 
-    original = image.read_bytes()
     names = fields.pop("styles", None)  # style names: applied on the route, like any request's
     try:
+        original = read_image_file(image, "")
         request = refine_request(original, change, strength=strength, only_change=only_change, **fields)
         if names:
             request = request.model_validate({**request.model_dump(), "styles": names})

@@ -163,3 +163,27 @@ def test_an_actions_extra_image_passes_the_hook_once_and_reproduces_without_a_do
     )
     again = reproduce_image(extra.path).request
     assert (again.prompt, again.seed) == ("a kite", 77), "the user's prompt: the plugin's change applies once"
+
+
+def test_the_refine_and_series_commands_pass_each_hook_once(hello_home):
+    log = Path(hello_home.env["HELLO_LOG"])
+    made = hello_home.run("generate", "a fox", "--size", "64x64", "--steps", "1", "--seed", "5", "--json", check=True)
+    [first] = map(Path, json.loads(made.stdout)["images"])
+    asked, heard = len(hook_calls(log, "prepare_request")), len(hook_calls(log, "image_generated"))
+
+    refined = hello_home.run("refine", str(first), "in the snow", "--steps", "1", check=True)
+    target = Path(refined.stdout.strip().splitlines()[-1])
+    assert [call["prompt"] for call in new_calls(log, "prepare_request", asked)] == ["in the snow, a fox"]
+    assert [call["path"] for call in new_calls(log, "image_generated", heard)] == [str(target)]
+    assert read_metadata(target).parameters.prompt == "in the snow, a fox, hello", "the suffix once"
+
+    asked, heard = len(hook_calls(log, "prepare_request")), len(hook_calls(log, "image_generated"))
+    made = hello_home.run(
+        "series", "a hen", "--count", "2", "--size", "64x64", "--steps", "1", "--seed", "9", check=True
+    )
+    folder = Path(made.stdout.strip().splitlines()[-1]).parent
+    images = sorted(folder.glob("0*.png"))
+    assert [path.name for path in images] == ["01-a-hen.png", "02-a-hen.png"]
+    assert [call["prompt"] for call in new_calls(log, "prepare_request", asked)] == ["a hen", "a hen"]
+    assert sorted(call["path"] for call in new_calls(log, "image_generated", heard)) == [str(p) for p in images]
+    assert all(read_metadata(path).parameters.prompt == "a hen, hello" for path in images)

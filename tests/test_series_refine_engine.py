@@ -13,15 +13,15 @@ from click.testing import CliRunner
 from fixtures_engine import pixels
 from PIL import Image
 
+from dreamtray import generation
+from dreamtray.app import App
+from dreamtray.cli.context import Context
 from dreamtray.cli.refine import COMMANDS as REFINE_COMMANDS
 from dreamtray.cli.refine import refine
 from dreamtray.cli.series import COMMANDS, series
-from dreamtray.app import App
-from dreamtray.cli.context import Context
 from dreamtray.images.gallery import Gallery
 from dreamtray.images.lineage import LINEAGE_KEY, image_texts
 from dreamtray.images.metadata import PARAMETERS_KEY, REQUEST_KEY
-from dreamtray.images.refine import refine_file
 from dreamtray.images.series import load_manifest
 from dreamtray.request import Request, Result
 from dreamtray.styles import Style, StyleRegistry
@@ -169,7 +169,7 @@ def test_refine_reuses_the_loaded_model_and_records_lineage(services, engine, ru
     assert not [e for e in engine.events[events_before:] if e["kind"] == "loading"]
 
     sent = engine.submitted[-1]
-    assert sent.prompt == "snow falling, ink sketch of a red fox"
+    assert sent.prompt == "ink sketch of snow falling, a red fox", "the series' style applied once, on the route"
     assert (sent.negative_prompt, sent.model, sent.steps, sent.strength, sent.seed) == ("color", "tiny", 1, 0.5, 3)
     assert Image.open(io.BytesIO(sent.init_image)).tobytes() == Image.open(original_path).convert("RGB").tobytes()
 
@@ -186,7 +186,7 @@ def test_refine_reuses_the_loaded_model_and_records_lineage(services, engine, ru
         }
     ]
     assert "Denoising strength: 0.5" in chunks[PARAMETERS_KEY]
-    assert json.loads(chunks[REQUEST_KEY])["prompt"] == "snow falling, ink sketch of a red fox"
+    assert json.loads(chunks[REQUEST_KEY])["prompt"] == "ink sketch of snow falling, a red fox"
 
     twice = invoke(refine, [str(refined_path), "a lantern", "--only-change"], services)
     assert twice.exit_code == 0, twice.output
@@ -218,33 +218,33 @@ def test_refine_of_a_non_image_is_a_clear_error(services, engine, tmp_path):
     assert engine.submitted == []
 
 
-def test_refine_file_is_usable_without_the_command_line(engine, tmp_path):
-    """What the tray's "refine last image" calls: an engine, a file, a change; progress through `wait`."""
+def test_refine_is_usable_without_the_command_line(services, tmp_path):
+    """What a script or plugin calls: the route's refine on an App, an image file, a change; progress as events."""
     original = tmp_path / "last.png"
     Image.new("RGB", (64, 64), (30, 90, 30)).save(original)
     steps_seen = []
 
-    def wait(job):
-        steps_seen.extend(event["step"] for event in job.events() if event["kind"] == "step")
-        return job.result()
+    def on_event(event):
+        if event["kind"] == "step":
+            steps_seen.append(event["step"])
 
-    target = refine_file(
-        engine,
+    outcome = generation.refine(
+        services.app,
         original,
         "a red barn",
         strength=0.5,
         model="tiny",
         steps=4,
-        wait=wait,
+        on_event=on_event,
         out=tmp_path / "out" / "barn.png",
     )
-    assert target == tmp_path / "out" / "barn.png"
+    assert outcome.paths == [tmp_path / "out" / "barn.png"]
     assert steps_seen == [1, 2]
-    lineage = json.loads(image_texts(target.read_bytes())[LINEAGE_KEY])
+    lineage = json.loads(image_texts(outcome.paths[0].read_bytes())[LINEAGE_KEY])
     assert lineage[0]["file"] == "last.png"
     with pytest.raises(ValueError, match=f"{tmp_path / 'nope.png'}: not an image"):
         (tmp_path / "nope.png").write_text("x")
-        refine_file(engine, tmp_path / "nope.png", "x")
+        generation.refine(services.app, tmp_path / "nope.png", "x")
 
 
 def test_a_series_folder_that_cannot_take_an_image_keeps_it_elsewhere_and_says_where(services, tmp_path, user_dirs):

@@ -1,4 +1,4 @@
-"""`dreamtray refine`: change an image by a description (image-to-image)."""
+"""`dreamtray refine`: change an image by a description (image-to-image), along the route every image takes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from dreamtray.cli.progress import follow
-from dreamtray.cli.styles import chosen_styles, services
-from dreamtray.images.refine import refine_file
+from dreamtray.cli.context import Context, pass_app
+from dreamtray.cli.terminal import echo
 from dreamtray.request import MAX_SEED
 
 SEED = click.IntRange(0, MAX_SEED)
@@ -30,9 +29,9 @@ SEED = click.IntRange(0, MAX_SEED)
 @click.option("--steps", type=click.IntRange(1, 150))
 @click.option("--only-change", is_flag=True, help="Use CHANGE as the whole prompt, not added to the original's.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: IMAGE-refined.png beside it.")
-@click.pass_context
+@pass_app
 def refine(
-    ctx: click.Context,
+    ctx: Context,
     image: Path,
     change: str,
     strength: float,
@@ -44,24 +43,37 @@ def refine(
     out: Path | None,
 ) -> None:
     """Change an image by a description (image-to-image); the new PNG names its original in its metadata."""
-    styles = chosen_styles(ctx, style_names)
+    from dreamtray import generation
+    from dreamtray.cli.generate import cancel_on_interrupt
+    from dreamtray.cli.progress import progress_printer
+    from dreamtray.engine.client import EngineError
+    from dreamtray.images.gallery import GalleryError
+    from dreamtray.styles import StyleError
+
+    names = [name.strip() for part in style_names for name in part.split(",") if name.strip()]
+    given = {"seed": seed, "model": model, "steps": steps, "styles": names or None}
+    jobs: list = []
     try:
-        target = refine_file(
-            services(ctx).engine(),
+        outcome = generation.refine(
+            ctx.app,
             image,
             change,
             strength=strength,
-            styles=styles,
             only_change=only_change,
             out=out,
-            wait=lambda job: follow(job, "refine"),
-            seed=seed,
-            model=model,
-            steps=steps,
+            on_event=progress_printer("refine"),
+            on_job=jobs.append,
+            **{key: value for key, value in given.items() if value is not None},
         )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(target)
+    except KeyboardInterrupt as exc:
+        cancel_on_interrupt(jobs, exc)
+    except (ValueError, EngineError, StyleError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    except GalleryError as exc:
+        raise click.ClickException(f"The refined image could not be saved: {exc}") from None
+    for message in outcome.messages:
+        echo(message, err=True)
+    echo(str(outcome.paths[0]))
 
 
 COMMANDS: list[click.Command] = [refine]

@@ -12,21 +12,32 @@ from dreamtray.cli.context import Context
 from dreamtray.cli.progress import progress_printer
 from dreamtray.cli.styles import chosen_styles, services
 from dreamtray.engine.client import EngineError
-from dreamtray.images.gallery import GalleryError
+from dreamtray.images.metadata import given_texts
 from dreamtray.images.series import (
     Manifest,
     SeriesError,
+    SeriesImage,
     Settings,
     add_image,
     load_manifest,
     new_manifest,
     reference_picture,
     save_contact_sheet,
-    save_reference,
     save_manifest,
+    save_reference,
     series_folder,
 )
-from dreamtray.request import MAX_SEED, MAX_SIDE, MIN_SIDE, SUBJECT_METHODS, Request, RequestError, Subject
+from dreamtray.request import (
+    MAX_SEED,
+    MAX_SIDE,
+    MIN_SIDE,
+    SUBJECT_METHODS,
+    Request,
+    RequestError,
+    Result,
+    Subject,
+    parse_size,
+)
 from dreamtray.styles import Style, StyleRegistry
 
 SIDE = click.IntRange(MIN_SIDE, MAX_SIDE)
@@ -35,6 +46,7 @@ SHARED_OPTIONS = (
     "count",
     "style_names",
     "seed",
+    "size",
     "width",
     "height",
     "steps",
@@ -51,13 +63,24 @@ SHARED_OPTIONS = (
 )
 
 
+def size_option(text: str | None) -> tuple[int, int] | None:
+    """`--size WIDTHxHEIGHT` read with the one size parser."""
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command("series")
 @click.argument("prompts", metavar="PROMPT...", nargs=-1, required=True)
 @click.option("--count", type=click.IntRange(1, 16), default=4, show_default=True, help="Images per prompt.")
 @click.option("--style", "style_names", multiple=True, help="Style to apply (repeat to stack, in order).")
 @click.option("--seed", type=SEED, help="Base seed: image i uses seed + i. Default: a style's seed, else random.")
-@click.option("--width", type=SIDE)
-@click.option("--height", type=SIDE)
+@click.option("--size", callback=lambda ctx, param, value: size_option(value), help="WIDTHxHEIGHT, as for generate.")
+@click.option("--width", type=SIDE, hidden=True)  # the older spelling of --size, still read
+@click.option("--height", type=SIDE, hidden=True)
 @click.option("--steps", type=click.IntRange(1, 150))
 @click.option("--guidance", type=click.FloatRange(0, 30))
 @click.option("--model", help="Model preset, hub id or file; default: the engine's.")
@@ -123,8 +146,8 @@ def series(ctx: click.Context, prompts: tuple[str, ...], extend: Path | None, **
     else:
         settings = Settings(
             negative_prompt=options["negative"],
-            width=options["width"],
-            height=options["height"],
+            width=options["width"] or (options["size"] or (None, None))[0],
+            height=options["height"] or (options["size"] or (None, None))[1],
             steps=options["steps"],
             guidance=options["guidance"],
             model=options["model"],
@@ -219,18 +242,23 @@ def make_row(ctx: click.Context, manifest: Manifest, folder: Path, prompt: str) 
         except (RequestError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         label = f"image {column + 1}/{manifest.count}"
-        try:
-            outcome = generation.generate(SeriesRoute(app, manifest.styles), request, on_event=progress_printer(label))
-        except (EngineError, GalleryError) as exc:
-            raise click.ClickException(str(exc)) from None
-        result = outcome.result
-        if not manifest.images:
-            manifest.pin(result.request, result)
-        try:
-            image = add_image(manifest, folder, prompt, row, column, result)
+        kept: list[SeriesImage] = []
+
+        def keep_in_series(result: Result, given: Request, warn: Any, column: int = column) -> list[Path]:
+            """The route's place for a series image: the series folder, recorded in the manifest."""
+            if not manifest.images:
+                manifest.pin(result.request, result)
+            kept.append(add_image(manifest, folder, prompt, row, column, result, texts=given_texts(given)))
             save_manifest(manifest, folder)
-        except SeriesError as exc:
+            return [folder / kept[-1].file]
+
+        try:
+            outcome = generation.generate(
+                SeriesRoute(app, manifest.styles), request, on_event=progress_printer(label), save=keep_in_series
+            )
+        except (EngineError, SeriesError) as exc:
             raise click.ClickException(str(exc)) from None
+        result, (image,) = outcome.result, kept
         for message in outcome.messages:
             click.echo(message, err=True)
         method = f"  {result.request.subject.describe()}" if result.request.subject else ""

@@ -12,23 +12,20 @@ import io
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dreamtray.atomic import write_atomically
-from dreamtray.image_input import open_rgb, read_image_file
+from dreamtray.image_input import open_rgb
 from dreamtray.images.gallery import keep_elsewhere
 from dreamtray.images.lineage import lineage_of, with_lineage
 from dreamtray.images.metadata import MetadataError, add_metadata, given_request, given_texts, read_metadata
 from dreamtray.request import MAX_SIDE, Request, Result
 from dreamtray.styles import Style, apply_styles
 
-if TYPE_CHECKING:
-    from dreamtray.engine.client import Engine, Job
-
 log = logging.getLogger("dreamtray.refine")
 CARRIED = ("negative_prompt", "model", "steps", "guidance", "sampler", "loras")
 """Settings a refined image takes over from its original's dreamtray metadata. Its styles are not among them:
-the original's prompt already holds their text, and a style never applies twice."""
+the original's prompt already holds their text, and a style never applies twice. (Where the original keeps the
+request as the user gave it, its style names go with that prompt instead, and the route applies them once.)"""
 
 
 def original_prompt_and_settings(original: bytes) -> tuple[str, dict[str, object]]:
@@ -46,7 +43,9 @@ def original_prompt_and_settings(original: bytes) -> tuple[str, dict[str, object
         settings = {key: getattr(found.request, key) for key in CARRIED}
         prompt, given = found.request.prompt, given_request(found)
         if given is not None:  # the user's own prompt, before plugins and styles: each applies once on the route
-            prompt, settings["styles"] = given.prompt, given.styles
+            user = given.unstyled or given  # a request styled before it was given (a series row) keeps the user's
+            prompt, settings["styles"] = user.prompt, given.styles
+            settings["negative_prompt"] = user.negative_prompt
         return prompt, {key: value for key, value in settings.items() if value not in (None, "", ())}
     if found.parameters is not None:
         negative = found.parameters.negative_prompt
@@ -88,6 +87,8 @@ def refine_request(
     parent_prompt, carried = original_prompt_and_settings(original)
     parent_prompt = parent_prompt.strip()
     prompt = change.strip() if only_change or not parent_prompt else f"{change.strip()}, {parent_prompt}"
+    if only_change:  # CHANGE is the whole prompt: the original's style names go with its prompt
+        carried.pop("styles", None)
     settings = {**carried, **{key: value for key, value in explicit.items() if value is not None}}
     request = Request.parse(
         prompt=prompt, init_image=init_image, strength=strength, width=width, height=height, **settings
@@ -126,32 +127,3 @@ def save_refined(
         return write_atomically(target, data)
     except OSError as exc:  # the image is made: never lose it
         return keep_elsewhere(data, target.name, f"{target} could not be written ({exc.strerror or exc})", warn)
-
-
-def refine_file(
-    engine: Engine,
-    image: Path,
-    change: str,
-    *,
-    strength: float = 0.6,
-    styles: Iterable[Style] = (),
-    only_change: bool = False,
-    out: Path | None = None,
-    wait: Callable[[Job], Result] = lambda job: job.result(),
-    warn: Callable[[str], None] = log.warning,
-    **explicit: object,
-) -> Path:
-    """Refine the image file `image` on `engine` alone (no plugins: `generation.refine` is the route with them)
-    and save the new PNG (beside it unless `out`); return its path.
-
-    `wait` follows the job and returns its result. A file that cannot be refined raises ValueError naming it;
-    engine problems raise the engine's errors.
-    """
-    try:
-        original = read_image_file(image, "")
-        request = refine_request(
-            original, change, strength=strength, styles=styles, only_change=only_change, **explicit
-        )
-    except ValueError as exc:
-        raise ValueError(f"{image}: {exc}") from None
-    return save_refined(wait(engine.submit(request)), request, original, image, out, warn)

@@ -25,6 +25,7 @@ import hashlib
 import io
 import random
 import re
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -212,12 +213,21 @@ def series_folder(parent: Path, prompt: str) -> Path:
     return folder
 
 
-def add_image(manifest: Manifest, folder: Path, prompt: str, row: int, column: int, result: Result) -> SeriesImage:
-    """Save a generated image into the series folder (with its metadata) and record it in the manifest."""
-    generated = result.request.model_copy(update={"seed": result.seeds[0], "count": 1})
+def add_image(
+    manifest: Manifest,
+    folder: Path,
+    prompt: str,
+    row: int,
+    column: int,
+    result: Result,
+    texts: Mapping[str, str] | None = None,
+) -> SeriesImage:
+    """Save a generated image into the series folder (with its metadata, and `texts`: further PNG text chunks such
+    as the request as the user gave it) and record it in the manifest."""
+    generated = result.request_for(result.seeds[0])
     number = len(manifest.images) + 1
     name = f"{number:02d}-{slug(prompt)}.png"
-    png = add_metadata(result.images[0], generated, model=result.model, sampler=result.sampler)
+    png = add_metadata(result.images[0], generated, model=result.model, sampler=result.sampler, texts=texts)
     try:
         write_atomically(folder / name, png)
     except OSError as exc:  # the image is made: never lose it
