@@ -8,6 +8,7 @@ import json
 import pytest
 from PIL import Image
 
+from dreamtray.images.gallery import slugify
 from dreamtray.images.lineage import image_texts
 from dreamtray.images.metadata import PARAMETERS_KEY, REQUEST_KEY
 from dreamtray.images.series import (
@@ -22,7 +23,6 @@ from dreamtray.images.series import (
     save_contact_sheet,
     save_manifest,
     series_folder,
-    slug,
 )
 from dreamtray.request import MAX_SEED, LoRA, Request, Result
 from dreamtray.styles import Style
@@ -167,5 +167,6 @@ def test_folder_names_are_unique_and_readable(tmp_path):
     first = series_folder(tmp_path, "A red fox, in the snow")
     first.mkdir()
     second = series_folder(tmp_path, "A red fox, in the snow")
-    assert first.name.endswith("-a-red-fox-in") and second.name == first.name + "-2"
-    assert slug("!!!") == "image"
+    assert first.name.endswith("-a-red-fox-in-the-snow") and second.name == first.name + "-2"
+    assert series_folder(tmp_path, "雪の中の赤い狐").name.endswith("-雪の中の赤い狐"), "the gallery's one slug rule"
+    assert slugify("!!!") == "image"

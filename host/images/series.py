@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dreamtray.atomic import write_atomically
 from dreamtray.image_input import ImageInputError, open_rgb
-from dreamtray.images.gallery import keep_elsewhere
+from dreamtray.images.gallery import keep_elsewhere, slugify
 from dreamtray.images.metadata import add_metadata
 from dreamtray.request import MAX_REFERENCE_BYTES, MAX_SEED, LoRA, Request, Result, Subject
 from dreamtray.styles import Style, apply_styles
@@ -196,20 +195,18 @@ def save_reference(manifest: Manifest, folder: Path) -> None:
         raise SeriesError(f"The series cannot start: {folder} cannot take {REFERENCE_NAME} ({exc.strerror or exc})")
 
 
-def slug(prompt: str, words: int = 6) -> str:
-    """A short file-name-safe form of the prompt."""
-    parts = re.findall(r"[a-z0-9]+", prompt.lower())[:words]
-    return "-".join(parts) or "image"
+FOLDER_SLUG_CHARS = 24
+"""A series folder's name keeps the prompt's first words, shorter than an image's (the time stamp comes first)."""
 
 
 def series_folder(parent: Path, prompt: str) -> Path:
     """A new folder for a series under `parent`, named by time and prompt."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = parent / f"{stamp}-{slug(prompt, 4)}"
+    folder = parent / f"{stamp}-{slugify(prompt, FOLDER_SLUG_CHARS)}"
     suffix = 1
     while folder.exists():
         suffix += 1
-        folder = parent / f"{stamp}-{slug(prompt, 4)}-{suffix}"
+        folder = parent / f"{stamp}-{slugify(prompt, FOLDER_SLUG_CHARS)}-{suffix}"
     return folder
 
 
@@ -226,7 +223,7 @@ def add_image(
     as the request as the user gave it) and record it in the manifest."""
     generated = result.request_for(result.seeds[0])
     number = len(manifest.images) + 1
-    name = f"{number:02d}-{slug(prompt)}.png"
+    name = f"{number:02d}-{slugify(prompt)}.png"
     png = add_metadata(result.images[0], generated, model=result.model, sampler=result.sampler, texts=texts)
     try:
         write_atomically(folder / name, png)
