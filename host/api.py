@@ -71,6 +71,12 @@ class Action:
     label: str
     run: Callable[[GeneratedImage], str | None]
     shape_request: Callable[[Request], Request] | None = None
+    hotkey: str = ""
+    """The key combination the action suggests (pynput syntax: "<ctrl>+<alt>+i"); the config's `[hotkeys]`
+    table changes it or turns it off ('')."""
+    preferred: bool = False
+    """Used where no action is named (the menu's first entry, the prompt box, `host.generate`) while the config
+    names no `default_action`."""
 
 
 @dataclass(frozen=True)
@@ -109,9 +115,10 @@ class TrayHost(Protocol):
     last_prompt: str | None
 
     def generate(
-        self, prompt: str, action: str = "clipboard", origin: str = "plugin", wait: bool = False
+        self, prompt: str, action: str | None = None, origin: str = "plugin", wait: bool = False
     ) -> dict[str, Any]:
-        """Queue an image of `prompt` for `action`; the reply says whether it started, waits or was dropped."""
+        """Queue an image of `prompt` for `action` (None: the default action); the reply says whether it started,
+        waits or was dropped."""
         ...
 
 

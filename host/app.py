@@ -88,6 +88,21 @@ class App:
 
         return open_engine(self.config.engine.model_dump(), self.plugins, lambda: self.local_engine, warn=self.warn)
 
+    @property
+    def default_action(self) -> str:
+        """The action used where none is named: the config's `default_action`, else the one a plugin marks
+        preferred, else the first by name ('' when no plugin offers any)."""
+        if self.config.default_action:
+            return self.config.default_action
+        actions = self.plugins.actions()
+        return next((name for name, action in actions.items() if action.preferred), next(iter(actions), ""))
+
+    @property
+    def hotkeys(self) -> dict[str, str]:
+        """Action name -> keys: what each action suggests, changed or turned off ('') by the config's table."""
+        suggested = {name: action.hotkey for name, action in self.plugins.actions().items() if action.hotkey}
+        return suggested | self.config.hotkeys
+
     def warn(self, message: str) -> None:
         """Tell the user something went wrong but work goes on (front ends replace this: stderr, notification)."""
         import logging

@@ -25,7 +25,6 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
-    field_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -83,6 +82,10 @@ def _name(value: str) -> str:
     return value
 
 
+def _optional_name(value: str) -> str:
+    return value and _name(value)
+
+
 def _text(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("control characters (line breaks, tabs, NUL...) are not allowed")
@@ -121,8 +124,6 @@ def _folder(value: Path) -> Path:
 Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
 Text = Annotated[str, Field(strict=True), AfterValidator(_text)]
 Hotkey = Annotated[str, Field(strict=True), AfterValidator(_hotkey)]
-
-DEFAULT_HOTKEYS = {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"}
 
 
 class EngineSettings(BaseModel):
@@ -177,9 +178,10 @@ class Config(BaseModel):
 
     model: Annotated[Text, AfterValidator(_model)] = "auto"
     """A model preset name, a hub id or a local folder; `auto` picks the best for this machine."""
-    hotkeys: dict[Name, Hotkey] = Field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
-    """Action name -> key combination (pynput syntax); '' turns a default one off."""
-    default_action: Name = "clipboard"
+    hotkeys: dict[Name, Hotkey] = Field(default_factory=dict)
+    """Action name -> key combination (pynput syntax), over the keys the actions suggest; '' turns one off."""
+    default_action: Annotated[str, Field(strict=True), AfterValidator(_optional_name)] = ""
+    """The action used where none is named; '' for the one its plugin marks preferred."""
     style: Text = ""
     """Style names applied to every request, comma-separated; '' for none."""
     preview_every: StrictInt = Field(default=1, ge=0, le=150)
@@ -198,12 +200,6 @@ class Config(BaseModel):
     plugins: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     """Each plugin's own settings, `[plugins.NAME]`: the plugin reads them with `dreamtray.api.plugin_settings`
     and checks them itself."""
-
-    @field_validator("hotkeys")
-    @classmethod
-    def _keep_default_hotkeys(cls, hotkeys: dict[str, str]) -> dict[str, str]:
-        """A file names only the hotkeys it changes: the defaults fill in the others."""
-        return DEFAULT_HOTKEYS | hotkeys
 
 
 @dataclass(frozen=True)

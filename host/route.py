@@ -113,7 +113,7 @@ def chosen_action(app: App, action: str) -> Action | None:
 def menu_entries(app: App) -> list[tuple[str, str]]:
     """(label, action) for each thing the menu can do with the selection: the config's default action first,
     then the other registered actions, then refine."""
-    actions = sorted(app.plugins.actions().values(), key=lambda action: action.name != app.config.default_action)
+    actions = sorted(app.plugins.actions().values(), key=lambda action: action.name != app.default_action)
     return [*((f"From selection: {action.label}", action.name) for action in actions), (REFINE_LAST_LABEL, REFINE_LAST)]
 
 
@@ -158,7 +158,7 @@ def refine_last(
     if not newest:
         return Report(False, "No image to refine yet", "Make an image first, then select what to change and refine it.")
     try:
-        action = app.plugins.actions().get(app.config.default_action)
+        action = app.plugins.actions().get(app.default_action)
         outcome = generation.refine(app, newest[0][0], change, chosen=action, on_event=on_event, on_job=on_job)
     except Exception as exc:
         title, body = describe_error(exc)

@@ -177,6 +177,8 @@ def test_config_show_prints_the_effective_settings_and_warnings(setup):
     assert data["gallery"] == str(gallery)
     assert data["engine"]["device"] == "cpu"
     assert data["engine"]["memory_policy"] == "auto"
+    assert data["hotkeys"] == {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"}, "as the actions suggest"
+    assert data["default_action"] == "clipboard"
     assert result.stdout.startswith(f"# {config}\n")
     assert f"warning: {config}: engine.memory_policy = 'fast' is not allowed" in result.stderr
 

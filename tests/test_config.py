@@ -33,8 +33,8 @@ def test_without_a_file_every_default_stands(config_file, tmp_path, monkeypatch)
     assert loaded.problems == ()
     config = loaded.config
     assert config.model == "auto"
-    assert config.hotkeys == {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"}
-    assert (config.default_action, config.style, config.queue_length) == ("clipboard", "", 5)
+    assert config.hotkeys == {}, "the actions suggest their keys, not the core"
+    assert (config.default_action, config.style, config.queue_length) == ("", "", 5)
     assert config.gallery == tmp_path / "Pictures" / "dreamtray"
     engine = config.engine
     assert (engine.idle_unload_seconds, engine.device, engine.dtype) == (300, "auto", "auto")
@@ -81,7 +81,7 @@ backend = "remote"
     config = loaded.config
     assert (config.model, config.default_action, config.style) == ("sd-turbo", "wallpaper", "watercolour, noir")
     assert config.gallery == tmp_path / "pics"
-    assert config.hotkeys == {"clipboard": "<ctrl>+<shift>+c", "wallpaper": "<ctrl>+<alt>+w", "sketchpad": "<cmd>+k"}
+    assert config.hotkeys == {"clipboard": "<ctrl>+<shift>+c", "sketchpad": "<cmd>+k"}
     assert config.engine.idle_unload_seconds == 60
     assert config.engine.allow_pickle is True
     assert config.engine.overrides() == Overrides(
@@ -167,9 +167,17 @@ def test_each_bad_value_is_reported_and_the_rest_loads(config_file, toml, key, h
 
 
 def test_a_hotkey_set_to_nothing_turns_it_off_and_others_keep_defaults(config_file):
+    from dreamtray.app import App
+
+    app = App(config_path=config_file)
+    assert app.hotkeys == {"clipboard": "<ctrl>+<alt>+i", "wallpaper": "<ctrl>+<alt>+w"}, "as the plugins suggest"
+    assert app.default_action == "clipboard", "the action its plugin marks preferred"
     config_file.parent.mkdir()
-    config_file.write_text('[hotkeys]\nwallpaper = ""\n', encoding="utf-8")
-    assert load_config().config.hotkeys == {"clipboard": "<ctrl>+<alt>+i", "wallpaper": ""}
+    config_file.write_text('default_action = "wallpaper"\n[hotkeys]\nwallpaper = ""\n', encoding="utf-8")
+    app = App(config_path=config_file)
+    assert app.config.hotkeys == {"wallpaper": ""}
+    assert app.hotkeys == {"clipboard": "<ctrl>+<alt>+i", "wallpaper": ""}
+    assert app.default_action == "wallpaper"
 
 
 def test_a_home_relative_gallery_is_expanded(config_file, tmp_path, monkeypatch):
@@ -251,7 +259,7 @@ def test_set_refuses_to_edit_a_malformed_file(config_file):
 
 
 def test_show_prints_valid_toml_of_every_setting(tmp_path):
-    config = Config(model="sd-turbo", gallery=tmp_path)
+    config = Config(model="sd-turbo", gallery=tmp_path, hotkeys={"wallpaper": "<ctrl>+<alt>+w"})
     data = tomllib.loads(show(config))
     assert data["model"] == "sd-turbo"
     assert data["gallery"] == str(tmp_path)

@@ -34,7 +34,8 @@ def config_show(ctx: Context) -> None:
     loaded = ctx.loaded_config()
     note = "" if loaded.path.exists() else " (no such file yet: these are the defaults)"
     echo(f"# {loaded.path}{note}")
-    echo(show(loaded.config), nl=False)
+    actions = {"hotkeys": ctx.app.hotkeys, "default_action": ctx.app.default_action}  # the keys actions suggest too
+    echo(show(loaded.config.model_copy(update=actions)), nl=False)
 
 
 @config_group.command("set")

@@ -53,7 +53,7 @@ class IdleTray:
     paused = False
     last_prompt: str | None = None
 
-    def generate(self, prompt: str, action: str = "clipboard", origin: str = "plugin", wait: bool = False) -> dict:
+    def generate(self, prompt: str, action: str | None = None, origin: str = "plugin", wait: bool = False) -> dict:
         return {"ok": False, "message": "`dreamtray plugins` only lists the menu items; no tray is running."}
 
 

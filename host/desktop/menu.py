@@ -52,7 +52,7 @@ def build_menu(host: MenuHost) -> Any:
     def act(work: Callable[[], Any], what: str) -> Callable[[], None]:
         return lambda: host.in_background(work, what)
 
-    default_action = host.app.config.default_action
+    default_action = host.app.default_action
     from_selection = [
         MenuItem(
             label,

@@ -169,7 +169,7 @@ class TrayHost:
     def generate(
         self,
         prompt: str,
-        action: str = "clipboard",
+        action: str | None = None,
         origin: str = "plugin",
         wait: bool = False,
         style: str | None = None,
@@ -178,8 +178,9 @@ class TrayHost:
     ) -> dict[str, Any]:
         """Make an image from `prompt` (for plugins, the prompt box and `dreamtray trigger --prompt`);
         `style` replaces the config's style names ('' for none); `seed` is the prompt box's (None: a fresh one);
-        `expanded_from`, the user's words when `prompt` is the box's expansion of them."""
-        return self._offer(action, lambda: prompt, origin, wait, style, seed, expanded_from)
+        `expanded_from`, the user's words when `prompt` is the box's expansion of them; `action` None: the default
+        action."""
+        return self._offer(action or self.app.default_action, lambda: prompt, origin, wait, style, seed, expanded_from)
 
     def open_prompt_box(self, action: str | None = None) -> dict[str, Any]:
         """Show the prompt box, `action` (else the default action) chosen in it."""
@@ -198,7 +199,7 @@ class TrayHost:
             styles=styles if not current or current in styles else [current, *styles],
             style=current,
             actions=actions,
-            action=action if action in actions else self.app.config.default_action,
+            action=action if action in actions else self.app.default_action,
             live=live,
             live_note=note,
             expand=self._expand if self._prompt_box.shows_previews else None,
@@ -537,7 +538,7 @@ class TrayHost:
             log.warning(WAYLAND_ADVICE)
             notify("No global hotkeys on Wayland", WAYLAND_ADVICE)
             return
-        bindings = bindings_from_config(self.app.config.hotkeys, set(self.app.plugins.actions()))
+        bindings = bindings_from_config(self.app.hotkeys, set(self.app.plugins.actions()))
         for problem in bindings.problems:
             log.warning(problem)
         if bindings.problems:

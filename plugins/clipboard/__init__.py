@@ -18,4 +18,12 @@ def copy_to_clipboard(image: GeneratedImage) -> str:
 
 @hookimpl
 def register_actions(register):
-    register(Action(name="clipboard", label="Copy image to clipboard", run=copy_to_clipboard))
+    register(
+        Action(
+            name="clipboard",
+            label="Copy image to clipboard",
+            run=copy_to_clipboard,
+            hotkey="<ctrl>+<alt>+i",
+            preferred=True,  # the action a key, the menu or the prompt box use when the user named none
+        )
+    )

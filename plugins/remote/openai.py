@@ -13,9 +13,9 @@ from typing import Any
 from dreamtray.api import EngineError, Request, Result
 
 from .credentials import require_secret
-from .numbers import setting
 from .images import png_from_b64
 from .jobs import ThreadJob
+from .numbers import setting
 from .transport import HttpApi
 
 DEFAULT_URL = "https://api.openai.com"

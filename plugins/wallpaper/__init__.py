@@ -15,7 +15,15 @@ from .layout import MODES
 
 @hookimpl
 def register_actions(register):
-    register(Action(name="wallpaper", label="Set as wallpaper", run=set_wallpaper, shape_request=shape_request))
+    register(
+        Action(
+            name="wallpaper",
+            label="Set as wallpaper",
+            run=set_wallpaper,
+            shape_request=shape_request,
+            hotkey="<ctrl>+<alt>+w",
+        )
+    )
 
 
 @hookimpl
