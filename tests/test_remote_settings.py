@@ -4,11 +4,11 @@ not a number) is refused naming the key, the range and the default."""
 from __future__ import annotations
 
 import pytest
+
+from dreamtray.api import EngineError
 from dreamtray_plugins.remote.a1111 import A1111
 from dreamtray_plugins.remote.openai import OpenAIImages
 from dreamtray_plugins.remote.service import RemoteService
-
-from dreamtray.api import EngineError
 
 BAD = [3000000000, -1, "30", True, float("nan"), float("inf")]
 

@@ -14,7 +14,6 @@ from test_series_refine_engine import InProcessEngine, in_process_app
 
 from dreamtray.api import SubjectMethod
 from dreamtray.cli.series import series
-from dreamtray.engine.server.same_subject import KeyValueRecord
 from dreamtray.hookspecs import hookimpl
 from dreamtray.images.lineage import image_texts
 from dreamtray.images.metadata import PARAMETERS_KEY, REQUEST_KEY, reproduce_image
