@@ -307,7 +307,8 @@ class PluginHost:
         return actions[name]
 
     def menu_items(self, host: TrayHost) -> list[tuple[str, MenuItem]]:
-        """The items plugins add to the tray menu, as (plugin, item); anything but a MenuItem is named, left out."""
+        """The items plugins add to the tray menu, as (plugin, item), in plugin-name order (each plugin's own in its
+        order); anything but a MenuItem is named, left out."""
         from dreamtray.api import MenuItem
 
         items = []
@@ -319,7 +320,7 @@ class PluginHost:
                     self.complain(
                         plugin, f"tray_menu_items gave {_short_repr(entry)}: not a dreamtray.api.MenuItem; left out"
                     )
-        return items
+        return sorted(items, key=lambda pair: pair[0])
 
     def _report(self, record: PluginRecord, message: str, exc: BaseException | None) -> None:
         if message in record.errors:  # each problem told once, however often the hook runs

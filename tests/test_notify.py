@@ -24,10 +24,19 @@ def thumbnail(tmp_path):
     return path
 
 
+def shown_as(xsession, summary: str) -> dict[str, str]:
+    """The newest notification dunst showed with `summary`, waited for: notifications are sent on a thread of
+    their own, and dunst's history also holds what earlier tests showed."""
+    found = wait_until(
+        lambda: [shown for shown in xsession.notifications() if shown["summary"] == summary], 30, summary
+    )
+    return found[0]
+
+
 def test_notification_with_image_reaches_the_desktop(xsession, thumbnail):
     xsession.notifications()  # start from an empty screen
     assert notify("Image ready", "a red fox, on the clipboard", image_path=thumbnail) is True
-    shown = wait_until(lambda: xsession.notifications(), 30, "the notification in dunst")[0]
+    shown = shown_as(xsession, "Image ready")
     assert (shown["summary"], shown["body"]) == ("Image ready", "a red fox, on the clipboard")
     assert shown["appname"] == "dreamtray"
     assert shown["icon_path"] == str(thumbnail)
@@ -35,7 +44,7 @@ def test_notification_with_image_reaches_the_desktop(xsession, thumbnail):
 
 def test_notify_send_is_the_fallback(xsession, thumbnail):
     assert notify_module._send_with_notify_send("Wallpaper set", "a calm sea", thumbnail, "critical") is True
-    shown = xsession.notifications()[0]
+    shown = shown_as(xsession, "Wallpaper set")
     assert (shown["summary"], shown["body"], shown["appname"]) == ("Wallpaper set", "a calm sea", "dreamtray")
     assert shown["icon_path"] == str(thumbnail)
 

@@ -234,5 +234,5 @@ def cancel_on_interrupt(jobs: list, interrupt: KeyboardInterrupt | None = None) 
             job.cancel()
         except EngineError:
             pass  # the engine is gone or the job over: nothing left to stop
-    click.echo(f"\n{interrupt or 'Cancelled.'}", err=True)
+    click.echo(f"\n{str(interrupt or '') or 'Cancelled.'}", err=True)  # a plain Ctrl+C has no text
     sys.exit(130)
