@@ -6,26 +6,18 @@ model_index.json; unet/, text_encoder/, vae_decoder/ and vae_encoder/ each with 
 sample) and the module's config.json; tokenizer/ and scheduler/ as diffusers saves them. No torch weights.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 (the back end comes before openvino: it keeps telemetry out)
 
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
-sys.modules.setdefault("openvino_telemetry", None)  # no usage reports from the conversion (openvino_backend.py)
+# First: importing the back end keeps OpenVINO's telemetry out, as in the engine. Its UNet wrapper takes the inputs
+# optimum-intel names (sample, timestep, encoder_hidden_states).
+from dreamtray.engine.server.openvino_backend import _UNet
 
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
-
-
-class _UNet(torch.nn.Module):
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, sample, timestep, encoder_hidden_states):
-        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
 class _TextEncoder(torch.nn.Module):
