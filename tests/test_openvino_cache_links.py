@@ -10,7 +10,7 @@ import pytest
 from fixtures_engine import pixels
 
 from dreamtray.engine.server.hardware import Machine
-from dreamtray.engine.server.openvino_backend import remove_entry
+from dreamtray.engine.server.openvino_runtime import remove_entry
 from dreamtray.engine.server.runner import Runner
 from dreamtray.engine.settings import Overrides
 from dreamtray.request import Request

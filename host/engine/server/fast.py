@@ -225,14 +225,13 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     if source.kind == "single_file" or (source.kind != "tiny" and source.preset.pipeline not in OPENVINO_PIPELINES):
         return None
     root = openvino_folder(cache_dir, source)
-    from dreamtray.engine.server.models import PRESETS, export_folder, pipeline_class, pipeline_folder
+    from dreamtray.engine.server.models import pipeline_class, pipeline_folder
 
-    if source.kind == "folder" or (source.kind == "hub" and source.name not in PRESETS):
-        if (exported := export_folder(source, cache_dir, emit, lambda: False)) is not None:
-            try:
-                return _load_export(source, exported, root, emit)
-            except Exception as exc:
-                raise ModelError(f"The OpenVINO modules in {exported} cannot be read: {exc}") from exc
+    if (exported := export_of(source, cache_dir, emit)) is not None:
+        try:
+            return _load_export(source, exported, root, emit)
+        except Exception as exc:
+            raise ModelError(f"The OpenVINO modules in {exported} cannot be read: {exc}") from exc
     if not (root / "unet" / "key.json").is_file():
         return None  # never converted: the model may not even be on disk yet, and the full load fetches it
 
@@ -249,6 +248,17 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
         return None
     emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules from the cache (no torch weights)"})
     return pipe, folder, {"openvino": modules, "fast_pipe": pipe}
+
+
+def export_of(source: ModelSource, cache_dir: Path, emit: Emit) -> Path | None:
+    """The folder of `source` in optimum-intel's export layout, when it is one: a local folder, or a hub model that
+    is no preset (of which only the export's files are fetched); None otherwise. Both the torch-hosted fast path
+    and the torch-free worker (torchfree.py) ask this one question."""
+    from dreamtray.engine.server.models import PRESETS, export_folder
+
+    if source.kind == "folder" or (source.kind == "hub" and source.name not in PRESETS):
+        return export_folder(source, cache_dir, emit, lambda: False)
+    return None
 
 
 def _load_export(source: ModelSource, folder: Path, root: Path, emit: Emit) -> tuple[Any, Path, dict]:
@@ -363,7 +373,8 @@ def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
     """The model's modules on OpenVINO (converted now, or read from the cache); None, with a warning, on failure
     or when converting would not fit the memory (`_blocked`)."""
     try:
-        from dreamtray.engine.server.openvino_backend import CacheError, OpenVinoModules
+        from dreamtray.engine.server.openvino_backend import OpenVinoModules
+        from dreamtray.engine.server.openvino_runtime import CacheError
     except ImportError as exc:
         _warn(f"Running on torch: OpenVINO cannot be loaded ({exc})", emit, warnings)
         return None

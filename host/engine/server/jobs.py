@@ -54,6 +54,8 @@ class JobManager:
         self.ready: WorkerProcess | None = None
         """A worker with its imports done and no model, started after an unload (settings.ready_worker)."""
         self.loaded_model: str | None = None
+        self.torch_free = False
+        """The last model the worker loaded ran on its torch-free side: a ready worker then imports no torch."""
         self.running: JobRecord | None = None
         self.last_activity = time.monotonic()
         self.cancel_asked: float | None = None
@@ -150,7 +152,7 @@ class JobManager:
 
     def _start_ready(self) -> None:
         if self.settings.ready_worker and not self.stopping and not (self.ready and self.ready.alive()):
-            self.ready = WorkerProcess(self.settings, ready=True)
+            self.ready = WorkerProcess(self.settings, ready="torch-free" if self.torch_free else "torch")
 
     def _idle_exit(self, worker: WorkerProcess) -> None:
         """A worker ended by itself: after an idle unload (exit code 0), a ready one takes its place."""
@@ -298,3 +300,4 @@ class JobManager:
     def _note(self, event: dict[str, Any]) -> None:
         if event.get("kind") == "loading" and "model" in event:  # (not a step of the load: "Converting ...")
             self.loaded_model = event["model"]
+            self.torch_free = bool(event.get("torch_free"))

@@ -8,36 +8,35 @@ link in the cache: a link in place of an entry, its `compiled/` folder or its lo
 points to), and the entry made again. Compiled programs are cached per shape
 by OpenVINO itself (its CACHE_DIR, next to the IR), so a new process compiles in about 2 s instead of 12.
 
-OpenVINO's conversion sends usage reports to Google Analytics unless the user opted out; importing this module
-keeps its telemetry package from loading at all (OpenVINO then uses its built-in no-op stub), so nothing leaves
-the machine. Import this module before anything else imports openvino.
+Running the compiled modules (`Converted`) is openvino_runtime.py's, which the torch-free worker uses too. OpenVINO's
+conversion sends usage reports to Google Analytics unless the user opted out; importing this module (through
+openvino_runtime) keeps its telemetry package from loading at all, so nothing leaves the machine. Import this
+module, or openvino_runtime, before anything else imports openvino.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.modules.setdefault("openvino_telemetry", None)  # a None entry makes `import openvino_telemetry` fail
+import torch
 
-import openvino as ov  # noqa: E402
-import torch  # noqa: E402
-
-from dreamtray.atomic import staged_folder, write_atomically  # noqa: E402
+from dreamtray.atomic import staged_folder, write_atomically
+from dreamtray.engine.server import openvino_runtime
+from dreamtray.engine.server.openvino_runtime import (  # it keeps telemetry out
+    EXPORT_XML,
+    ov,
+    real_folder,
+    remove_or_raise,
+)
 
 FORMAT = 1
 """Bumped whenever the conversion below changes, so every cached entry is converted again."""
 Emit = Callable[[dict[str, Any]], None]
-
-
-class CacheError(RuntimeError):
-    """A cached conversion that cannot be read or compiled; the entry has been removed."""
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -77,65 +76,11 @@ def folder_size(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-class Converted:
-    """One module's IR in the cache (or in a folder exported by optimum-intel: `xml` and `compiled_dir` then name
-    its file and where its compiled programs go), compiled for each input shape on first use."""
-
-    def __init__(
-        self, folder: Path, remove_broken: bool = True, xml: str = "model.xml", compiled_dir: Path | None = None
-    ):
-        self.folder, self.remove_broken = folder, remove_broken
-        self.compiled_dir = compiled_dir or folder / "compiled"
-        self.core = ov.Core()
-        try:
-            if folder.is_symlink():
-                raise OSError("it is a symbolic link, which the cache never writes through")
-            self.model = self.core.read_model(folder / xml)
-        except Exception as exc:
-            raise self._broken(exc) from exc
-        self.compiled: dict[tuple, Any] = {}
-        # What each input takes: an export may want an int64 timestep of shape (1,) where ours takes a float scalar.
-        self.inputs = [
-            (port.get_element_type().to_dtype(), port.get_partial_shape().rank) for port in self.model.inputs
-        ]
-
-    def _broken(self, exc: Exception) -> CacheError:
-        """The error for an entry that cannot be read or compiled, removed unless `remove_broken` is off (then
-        the full load finds it again, removes it and says so)."""
-        removed = ""
-        if self.remove_broken:
-            why_not = remove_entry(self.folder)
-            removed = "; removed it" if why_not is None else f"; could not remove it ({why_not}): delete it by hand"
-        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({lines[-1].strip()}){removed}")
-
-    def _shape(self, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-        rank = self.inputs[index][1]
-        return (1,) if shape == () and rank.is_static and rank.get_length() == 1 else shape
-
-    def compile(self, shapes: list[tuple[int, ...]]):
-        """The program for these input shapes (static shapes run 5-10% faster than dynamic ones)."""
-        shapes = [self._shape(index, tuple(shape)) for index, shape in enumerate(shapes)]
-        key = tuple(shapes)
-        if key not in self.compiled:
-            model = self.model.clone()
-            model.reshape({index: ov.PartialShape(list(shape)) for index, shape in enumerate(shapes)})
-            try:
-                config = {"CACHE_DIR": str(real_folder(self.compiled_dir)), "PERFORMANCE_HINT": "LATENCY"}
-                self.compiled[key] = self.core.compile_model(model, "CPU", config)
-            except Exception as exc:
-                raise self._broken(exc) from exc
-        return self.compiled[key]
+class Converted(openvino_runtime.Converted):
+    """A module's IR (openvino_runtime.Converted) called with torch tensors, as the diffusers pipeline does."""
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        arrays = [
-            tensor.detach().numpy().astype(dtype, copy=False).reshape(self._shape(index, tuple(tensor.shape)))
-            for index, (tensor, (dtype, _)) in enumerate(zip(inputs, self.inputs))
-        ]
-        program = self.compile([array.shape for array in arrays])
-        request = program.create_infer_request()
-        request.infer(arrays, share_inputs=True)
-        return [torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(len(program.outputs))]
+        return [torch.from_numpy(output) for output in self.run(*(tensor.detach().numpy() for tensor in inputs))]
 
 
 def ensure_converted(
@@ -184,33 +129,6 @@ def fresh_entry(folder: Path, files: str) -> Converted | None:
     if not stored or stored.get("files") != files or any(stored.get(k) != v for k, v in versions().items()):
         return None
     return Converted(folder, remove_broken=False)
-
-
-def remove_entry(path: Path) -> str | None:
-    """Remove a cache entry: a folder with all it holds, or a link or file in its place (never what a link points
-    to). None once it is gone; else why it is not, in words."""
-    try:
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.exists():
-            shutil.rmtree(path)
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-    return None
-
-
-def remove_or_raise(path: Path) -> None:
-    if (why_not := remove_entry(path)) is not None:
-        raise CacheError(f"the OpenVINO cache at {path} could not be removed ({why_not}): delete it by hand")
-
-
-def real_folder(path: Path) -> Path:
-    """`path` as a real folder of the cache: a symbolic link (or a file) in its place is removed first, so that
-    nothing is written where it points."""
-    if path.is_symlink() or path.is_file():
-        remove_or_raise(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def lock_file(folder: Path) -> str:
@@ -412,10 +330,6 @@ class OpenVinoModules:
         with ThreadPoolExecutor(len(work), thread_name_prefix="dreamtray-compile") as pool:
             for done in [pool.submit(module.compile, shapes) for module, shapes in work]:
                 done.result()  # the first failure, as compiling them one by one would raise it
-
-
-EXPORT_XML = "openvino_model.xml"
-"""The IR of each module in optimum-intel's export layout (`optimum-cli export openvino`)."""
 
 
 def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):

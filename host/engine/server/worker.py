@@ -1,4 +1,5 @@
-"""The worker process: the only process that imports torch. It runs one job at a time for the service.
+"""The worker process: the only process that imports torch, and only for the jobs that need it (a `fast` job on a
+model exported to OpenVINO runs without: torchfree.py). It runs one job at a time for the service.
 
 It talks to the service over a multiprocessing connection and exits by itself after an idle time, which is
 how an idle model's memory really goes back to the system and the GPU; the service may then start a ready one
@@ -24,44 +25,50 @@ from typing import Any
 from dreamtray.engine.settings import WorkerSettings
 
 
-def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, ready: bool = False) -> None:
+def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, ready: str | None = None) -> None:
     """The worker's loop: answer messages until told to quit, or idle for too long with a model loaded.
 
-    A `ready` worker (started after an unload) imports what a job will need first, then waits for one with no
-    time limit: it holds no model, only the imported code.
+    A request that the torch-free side takes (torchfree.py: `fast` on a model exported to OpenVINO) runs there,
+    and torch and diffusers are imported only for the first request that needs them. A `ready` worker (started
+    after an unload) imports what the next job will need first (`"torch"`: the torch runner's imports too;
+    `"torch-free"`: OpenVINO and the tokenizer only), then waits for one with no time limit, holding no model.
     """
-    from diffusers.utils import logging as diffusers_logging
-
     from dreamtray.engine.server.download import DownloadCancelled
     from dreamtray.engine.server.models import ModelError
-    from dreamtray.engine.server.runner import GenerationCancelled, GenerationError, Runner
+    from dreamtray.engine.server.runner import GenerationCancelled, GenerationError
+    from dreamtray.engine.server.torchfree import TorchFreeRunner
     from dreamtray.request import Request
 
-    diffusers_logging.disable_progress_bar()
-    runner = Runner(
-        cache_dir=Path(settings.cache_dir),
-        default_model=settings.default_model,
-        overrides=settings.to_overrides(),
-        allow_pickle=settings.allow_pickle,
-        single_file_config=settings.single_file_config,
-    )
+    light = TorchFreeRunner(Path(settings.cache_dir), settings.default_model, settings.to_overrides())
+    runner = None
     if ready:
+        _import_ahead(light)
+    if ready == "torch":
+        runner = _torch_runner(settings)
         runner.import_ahead()
-    while conn.poll((settings.idle_unload_seconds or None) if runner.loaded else None):
+    while conn.poll((settings.idle_unload_seconds or None) if light.loaded or runner and runner.loaded else None):
         message = conn.recv()
         if message[0] == "quit":
             return
         if message[0] == "unload":
-            runner.unload()
+            light.unload()
+            if runner is not None:
+                runner.unload()
             conn.send(("unloaded",))
             continue
         _, job_id, request_json = message
         cancel.clear()
+        emit = lambda event: conn.send(("event", job_id, event))  # noqa: E731
         try:
             request = Request.model_validate_json(request_json)
-            result = runner.generate(
-                request, emit=lambda event: conn.send(("event", job_id, event)), cancelled=cancel.is_set
-            )
+            if light.takes(request, emit):
+                if runner is not None:
+                    runner.unload()  # one model at a time
+                result = light.generate(request, emit=emit, cancelled=cancel.is_set)
+            else:
+                light.unload()  # one model at a time
+                runner = runner or _torch_runner(settings)
+                result = runner.generate(request, emit=emit, cancelled=cancel.is_set)
             conn.send(("result", job_id, result.model_dump_json()))
         except GenerationCancelled:
             conn.send(("error", job_id, "cancelled", "Cancelled; the half-done image was discarded."))
@@ -73,6 +80,34 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, ready: b
             conn.send(("error", job_id, "failed", f"{type(exc).__name__}: {exc}"))
 
 
+def _torch_runner(settings: WorkerSettings):
+    """The torch runner (runner.py): imports torch and diffusers on its first job."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from dreamtray.engine.server.runner import Runner
+
+    diffusers_logging.disable_progress_bar()
+    return Runner(
+        cache_dir=Path(settings.cache_dir),
+        default_model=settings.default_model,
+        overrides=settings.to_overrides(),
+        allow_pickle=settings.allow_pickle,
+        single_file_config=settings.single_file_config,
+    )
+
+
+def _import_ahead(light) -> None:
+    """What the torch-free side's job needs (OpenVINO, the tokenizer, PNG writing); a failure is the job's to say."""
+    try:
+        import PIL.PngImagePlugin  # noqa: F401
+        import transformers  # noqa: F401
+        from transformers import CLIPTokenizer  # noqa: F401
+
+        import dreamtray.engine.server.ov_pipeline  # noqa: F401
+    except Exception:
+        pass
+
+
 def _exit_with_parent(parent: int) -> None:
     """End this worker when the service that started it is gone (killed, say), even in the middle of a job."""
     while os.getppid() == parent:
@@ -80,7 +115,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int, ready: bool) -> None:
+def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int, ready: str | None) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), name="dreamtray-parent-watch", daemon=True).start()
     try:
         serve_jobs(conn, WorkerSettings(**settings), cancel, ready)
@@ -94,7 +129,7 @@ def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int, 
 class WorkerProcess:
     """The service's handle on a running worker process (`ready`: one that imports ahead, see serve_jobs)."""
 
-    def __init__(self, settings: WorkerSettings, ready: bool = False):
+    def __init__(self, settings: WorkerSettings, ready: str | None = None):
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.cancel = context.Event()

@@ -1,0 +1,170 @@
+"""OpenVINO's runtime for the fast path, without torch: a module's IR read, compiled per input shape, and run on
+numpy arrays; the cache folder's safe writes. Both the torch-hosted fast path (openvino_backend.py) and the
+torch-free worker (ov_pipeline.py) run their modules through `Converted`.
+
+OpenVINO's conversion sends usage reports to Google Analytics unless the user opted out; importing this module
+keeps its telemetry package from loading at all (OpenVINO then uses its built-in no-op stub), so nothing leaves
+the machine. Import this module before anything else imports openvino.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.modules.setdefault("openvino_telemetry", None)  # a None entry makes `import openvino_telemetry` fail
+
+import numpy as np  # noqa: E402
+import openvino as ov  # noqa: E402
+
+
+class CacheError(RuntimeError):
+    """A cached conversion that cannot be read or compiled; the entry has been removed."""
+
+
+KEEP_SHAPES = 4
+"""Compiled copies kept per module: those of the shapes used last (the hotkey's size, the prompt box's 256 px
+previews, a series' size, ...); older ones are removed when another shape is compiled."""
+UNUSED_DAYS = 30
+"""A compiled copy not used for this long is removed too."""
+USED = "used"
+"""The file in a shape's folder whose modification time says when the shape was last compiled or read."""
+CACHE_MODE = "OPTIMIZE_SPEED"
+"""OpenVINO's CACHE_MODE for compiled copies: OPTIMIZE_SPEED keeps the weights in the copy (read back fastest);
+OPTIMIZE_SIZE leaves them out and maps the IR's instead (docs/fast-path.md has the measurement)."""
+
+
+def shape_folder(compiled_dir: Path, shapes: list[tuple[int, ...]]) -> Path:
+    """Where the compiled copy of one shape goes: a folder per shape (`1x4x64x64-1-1x77x1024`), so that a shape
+    no longer used can be found and removed."""
+    return compiled_dir / "-".join("x".join(str(side) for side in shape) or "0" for shape in shapes)
+
+
+def mark_used(folder: Path) -> None:
+    stamp = folder / USED
+    if stamp.is_symlink():
+        remove_or_raise(stamp)
+    stamp.touch()
+
+
+def prune_compiled(compiled_dir: Path, now: float | None = None) -> list[Path]:
+    """Remove the compiled copies of `compiled_dir` beyond the `KEEP_SHAPES` used last or unused for
+    `UNUSED_DAYS`, and loose files there (the single folder of every shape that earlier versions wrote).
+    Returns what was removed; what cannot be removed now is left for the next time."""
+    import time
+
+    limit = (time.time() if now is None else now) - UNUSED_DAYS * 86400
+    shapes, removed = [], []
+    for entry in compiled_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            try:
+                shapes.append(((entry / USED).stat().st_mtime, entry))
+            except OSError:
+                shapes.append((0.0, entry))  # being written by another process, or left half-done
+        elif remove_entry(entry) is None:
+            removed.append(entry)
+    shapes.sort(reverse=True)
+    for rank, (used, entry) in enumerate(shapes):
+        if (rank >= KEEP_SHAPES or used < limit) and used and remove_entry(entry) is None:
+            removed.append(entry)
+    return removed
+
+
+class Converted:
+    """One module's IR in the cache (or in a folder exported by optimum-intel: `xml` and `compiled_dir` then name
+    its file and where its compiled programs go), compiled for each input shape on first use."""
+
+    def __init__(
+        self, folder: Path, remove_broken: bool = True, xml: str = "model.xml", compiled_dir: Path | None = None
+    ):
+        self.folder, self.remove_broken = folder, remove_broken
+        self.compiled_dir = compiled_dir or folder / "compiled"
+        self.core = ov.Core()
+        try:
+            if folder.is_symlink():
+                raise OSError("it is a symbolic link, which the cache never writes through")
+            self.model = self.core.read_model(folder / xml)
+        except Exception as exc:
+            raise self._broken(exc) from exc
+        self.compiled: dict[tuple, Any] = {}
+        self.cache_mode = CACHE_MODE
+        # What each input takes: an export may want an int64 timestep of shape (1,) where ours takes a float scalar.
+        self.inputs = [
+            (port.get_element_type().to_dtype(), port.get_partial_shape().rank) for port in self.model.inputs
+        ]
+
+    def _broken(self, exc: Exception) -> CacheError:
+        """The error for an entry that cannot be read or compiled, removed unless `remove_broken` is off (then
+        the full load finds it again, removes it and says so)."""
+        removed = ""
+        if self.remove_broken:
+            why_not = remove_entry(self.folder)
+            removed = "; removed it" if why_not is None else f"; could not remove it ({why_not}): delete it by hand"
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        return CacheError(f"the OpenVINO cache at {self.folder} could not be read ({lines[-1].strip()}){removed}")
+
+    def _shape(self, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+        rank = self.inputs[index][1]
+        return (1,) if shape == () and rank.is_static and rank.get_length() == 1 else shape
+
+    def compile(self, shapes: list[tuple[int, ...]]):
+        """The program for these input shapes (static shapes run 5-10% faster than dynamic ones), read from its
+        compiled copy on disk when there is one (`shape_folder`); copies of shapes not used lately are pruned."""
+        shapes = [self._shape(index, tuple(shape)) for index, shape in enumerate(shapes)]
+        key = tuple(shapes)
+        if key not in self.compiled:
+            model = self.model.clone()
+            model.reshape({index: ov.PartialShape(list(shape)) for index, shape in enumerate(shapes)})
+            try:
+                folder = real_folder(shape_folder(real_folder(self.compiled_dir), shapes))
+                config = {"CACHE_DIR": str(folder), "PERFORMANCE_HINT": "LATENCY", "CACHE_MODE": self.cache_mode}
+                self.compiled[key] = self.core.compile_model(model, "CPU", config)
+            except Exception as exc:
+                raise self._broken(exc) from exc
+            mark_used(folder)
+            prune_compiled(self.compiled_dir)
+        return self.compiled[key]
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """The module's outputs for these inputs (each cast to the type and rank its IR input takes)."""
+        arrays = [
+            np.asarray(array).astype(dtype, copy=False).reshape(self._shape(index, np.shape(array)))
+            for index, (array, (dtype, _)) in enumerate(zip(inputs, self.inputs))
+        ]
+        program = self.compile([array.shape for array in arrays])
+        request = program.create_infer_request()
+        request.infer(arrays, share_inputs=True)
+        return [request.get_output_tensor(i).data.copy() for i in range(len(program.outputs))]
+
+
+def remove_entry(path: Path) -> str | None:
+    """Remove a cache entry: a folder with all it holds, or a link or file in its place (never what a link points
+    to). None once it is gone; else why it is not, in words."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def remove_or_raise(path: Path) -> None:
+    if (why_not := remove_entry(path)) is not None:
+        raise CacheError(f"the OpenVINO cache at {path} could not be removed ({why_not}): delete it by hand")
+
+
+def real_folder(path: Path) -> Path:
+    """`path` as a real folder of the cache: a symbolic link (or a file) in its place is removed first, so that
+    nothing is written where it points."""
+    if path.is_symlink() or path.is_file():
+        remove_or_raise(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+EXPORT_XML = "openvino_model.xml"
+"""The IR of each module in optimum-intel's export layout (`optimum-cli export openvino`)."""

@@ -1,0 +1,222 @@
+"""The worker's torch-free side: `quality = fast` for a model in optimum-intel's export layout, on OpenVINO and
+numpy (ov_pipeline.py), in a process that never imports torch or diffusers.
+
+`TorchFreeRunner.takes` says whether a request is one it serves: `fast` on the OpenVINO plan, a model that is an
+export, no LoRA, no init image or subject to keep, plain prompts within the text encoder's window, and an Euler
+sampler (ov_scheduler.py). Everything else goes to the torch runner (runner.py), which the worker imports only
+then. The job's events and result are the torch runner's: `loading`, `start`, `step`, `preview`, warnings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dreamtray import samplers
+from dreamtray.engine.presets import AUTO
+from dreamtray.engine.server import fast
+from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide
+from dreamtray.engine.server.models import ModelError, ModelSource, resolve_model
+from dreamtray.engine.settings import Overrides
+from dreamtray.prompt_syntax import is_plain, parse
+from dreamtray.request import Request, Result
+
+Emit = Callable[[dict[str, Any]], None]
+GPU_SIGNS = ("/proc/driver/nvidia", "/dev/kfd", "/dev/nvidiactl")
+"""Files a CUDA or ROCm machine has: there only torch can say whether a GPU is usable, so torch decides."""
+
+
+def machine_without_torch() -> Machine | None:
+    """This machine as the decision table sees it, read without torch; None where it may have a GPU that torch
+    would use (then the torch runner decides, as before)."""
+    if sys.platform == "darwin" or any(os.path.exists(sign) for sign in GPU_SIGNS):
+        return None
+    from dreamtray.engine.server.memory import budget, own_usage
+
+    memory = budget()
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        flags = ""
+    import importlib.util
+
+    return Machine(
+        cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        ram_gb=min(memory.total, memory.limit or memory.total) / 2**30,
+        ram_free_gb=memory.room(own_usage()) / 2**30,
+        cpu_bf16=" avx512_bf16" in flags or " amx_tile" in flags,
+        openvino=importlib.util.find_spec("openvino") is not None,
+    )
+
+
+@dataclass
+class Held:
+    """The export the torch-free side holds: its source, plan, folder and pipeline."""
+
+    source: ModelSource
+    plan: Plan
+    folder: Path
+    pipe: Any
+
+
+@dataclass
+class TorchFreeRunner:
+    """Serves the requests it `takes` with an export's modules on OpenVINO; holds at most one model."""
+
+    cache_dir: Path
+    default_model: str = AUTO
+    overrides: Overrides = field(default_factory=Overrides)
+    machine: Machine | None = None
+    loaded: Held | None = None
+    probed: bool = False
+
+    def _machine(self) -> Machine | None:
+        if not self.probed:
+            self.machine, self.probed = self.machine or machine_without_torch(), True
+        return self.machine
+
+    def takes(self, request: Request, emit: Emit = lambda event: None) -> bool:
+        """Whether this request runs here (loading the export's configuration and tokenizer when it may)."""
+        machine = self._machine()
+        if machine is None or request.loras or request.init_image is not None or request.subject is not None:
+            return False
+        if not all(is_plain(parse(text)) for text in (request.prompt, request.negative_prompt)):
+            return False
+        try:
+            spec = request.model or self.default_model
+            source = resolve_model(choose_auto_preset(machine).name if spec == AUTO else spec)
+        except ModelError:
+            return False  # the torch runner says why, as before
+        plan = decide(machine, source.preset, self.overrides)
+        if (request.quality or plan.quality) != "fast" or plan.runtime != "openvino":
+            return False
+        held = self._hold(source, plan, emit)
+        return (
+            held is not None
+            and self._scheduler(held, request) is not None
+            and all(held.pipe.fits_window(text) for text in (request.prompt, request.negative_prompt))
+        )
+
+    def _hold(self, source: ModelSource, plan: Plan, emit: Emit) -> Held | None:
+        if self.loaded is not None and self.loaded.source == source:
+            return self.loaded
+        folder = fast.export_of(source, self.cache_dir, emit)
+        if folder is None:
+            return None
+        from dreamtray.engine.server.ov_pipeline import OvPipeline
+
+        self.unload()
+        emit(
+            {
+                "kind": "loading",
+                "model": source.name,
+                "torch_free": True,
+                "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})",
+            }
+        )
+        try:
+            pipe = OvPipeline(folder, fast.openvino_folder(self.cache_dir, source) / "compiled")
+        except Exception as exc:
+            raise ModelError(f"The OpenVINO modules in {folder} cannot be read: {exc}") from exc
+        if pipe.unsupported() is not None:
+            return None
+        emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules as exported (no torch)"})
+        self.loaded = Held(source, plan, folder, pipe)
+        return self.loaded
+
+    def _scheduler(self, held: Held, request: Request) -> tuple[str, dict[str, Any]] | None:
+        """The sampler the torch runner would use (the request's, else the preset's, else the model's), when it
+        runs here; None when it does not."""
+        from dreamtray.engine.server import ov_scheduler
+
+        pipe = held.pipe
+        class_name, config = pipe.scheduler_class, dict(pipe.scheduler_config)
+        for name in (held.source.preset.scheduler, request.sampler):
+            if name:
+                try:
+                    class_name, settings = samplers.parse(name).scheduler()
+                except samplers.SamplerError:
+                    return None  # the torch runner says why
+                config.update(settings)
+        return None if ov_scheduler.unsupported(class_name, config) else (class_name, config)
+
+    def unload(self) -> None:
+        self.loaded = None
+
+    def generate(self, request: Request, emit: Emit = lambda event: None, cancelled=lambda: False) -> Result:
+        """The images of a request that `takes` accepted, with the torch runner's events and result."""
+        from dreamtray.engine.server.ov_pipeline import OvPipeline
+        from dreamtray.engine.server.ov_scheduler import DEFAULTS
+        from dreamtray.engine.server.prompts import plain_text
+        from dreamtray.engine.server.runner import GenerationCancelled, size_change_note
+
+        started = time.perf_counter()
+        request = request.with_seed()
+        if not self.takes(request, emit) or self.loaded is None:
+            raise ModelError("This request needs the torch runner.")
+        held = self.loaded
+        pipe: OvPipeline = held.pipe
+        preset, warnings = held.source.preset, []
+        native = preset.native_size if held.source.kind == "hub" else pipe.native_size
+        width, height = request.pixel_size(native, preset.size_multiple)
+        if note := size_change_note(request, width, height, native, preset.size_multiple):
+            warnings.append(note)
+        request = request.model_copy(
+            update={
+                "width": width,
+                "height": height,
+                "steps": request.steps or preset.steps,
+                "guidance": preset.guidance if request.guidance is None else request.guidance,
+                "model": held.source.name,
+                "quality": "fast",
+            }
+        )
+        scheduler = self._scheduler(held, request)
+        guided = pipe.guides(request.guidance)
+        window = pipe.tokenizer.model_max_length
+        hidden = int(pipe.text_encoder.model.outputs[0].get_partial_shape()[-1].get_length())
+        pipe.compile_for(2 if guided else 1, width, height, window, hidden)
+        steps, overall, done = request.steps, request.steps * request.count, 0
+
+        def on_step(step: int, latents) -> None:
+            nonlocal done
+            done += 1
+            emit({"kind": "step", "step": done, "total": overall})
+            if request.preview_every and step < steps and step % request.preview_every == 0:
+                emit({"kind": "preview", "step": done, "png": pipe.preview(latents)})
+            if cancelled():
+                raise GenerationCancelled()
+
+        emit({"kind": "start", "total": overall})
+        embeddings = pipe.encode(plain_text(request.prompt), plain_text(request.negative_prompt), guided)
+        pngs = []
+        for index in range(request.count):
+            latents = pipe.denoise(
+                embeddings, request.seed + index, width, height, steps, request.guidance, scheduler, on_step
+            )
+            pngs.append(_png(pipe.decode(latents)))
+        return Result(
+            request=request,
+            images=pngs,
+            seeds=[request.seed + i for i in range(request.count)],
+            model=held.source.name,
+            sampler=request.sampler or samplers.from_class(scheduler[0], {**DEFAULTS, **scheduler[1]}).label,
+            warnings=warnings,
+            seconds=time.perf_counter() - started,
+        )
+
+
+def _png(pixels) -> bytes:
+    """Lossless PNG at level 1, as the torch runner writes it."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
