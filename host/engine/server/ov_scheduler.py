@@ -61,12 +61,13 @@ def unsupported(class_name: str, config: dict[str, Any]) -> str | None:
 
 
 def _linspace32(start: float, end: float, count: int) -> np.ndarray:
-    """torch.linspace in float32 on the CPU: from both ends towards the middle, as ATen computes it."""
-    step = np.float32((end - start) / (count - 1))
-    index = np.arange(count)
-    front = np.float32(start) + step * index.astype(np.float32)
-    back = np.float32(end) - step * (count - index - 1).astype(np.float32)
-    return np.where(index < count // 2, front, back).astype(np.float32)
+    """torch.linspace in float32 on the CPU, to the bit: a float32 step, each value from the nearer end, and the
+    product and sum rounded once (ATen's kernel compiles to fused multiply-adds)."""
+    first, last = float(np.float32(start)), float(np.float32(end))
+    step = float(np.float32((np.float32(end) - np.float32(start)) / np.float32(count - 1)))
+    index = np.arange(count, dtype=np.float64)
+    values = np.where(index < count // 2, first + step * index, last - step * (count - index - 1))
+    return values.astype(np.float32)
 
 
 class EulerSampler:
@@ -83,7 +84,8 @@ class EulerSampler:
             betas = _linspace32(c["beta_start"], c["beta_end"], train)
         else:
             betas = _linspace32(c["beta_start"] ** 0.5, c["beta_end"] ** 0.5, train) ** np.float32(2)
-        alphas_cumprod = np.cumprod(np.float32(1.0) - betas, dtype=np.float32)
+        # torch accumulates a float32 cumulative product in double
+        alphas_cumprod = np.cumprod((np.float32(1.0) - betas).astype(np.float64)).astype(np.float32)
         if c["timestep_spacing"] == "linspace":
             timesteps = np.linspace(0, train - 1, steps, dtype=np.float32)[::-1].copy()
         elif c["timestep_spacing"] == "leading":

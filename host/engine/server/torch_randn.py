@@ -4,8 +4,9 @@
 seeded like numpy's legacy `RandomState(seed)`): one 32-bit draw per element, of which 24 bits make a uniform
 float in [0, 1); then every 16 values become normal ones by Box-Muller, the first 8 giving the radii and the last
 8 the angles (ATen's `normal_fill`). When the count is no multiple of 16, the last 16 values are drawn again and
-transformed alone. torch computes the logarithm, sine and cosine in float32 with vector approximations, so the
-results agree with these (computed in float64, then rounded) to within a few units in the last place.
+transformed alone. torch computes the logarithm, sine and cosine in float32 with vector approximations (which
+ones depends on the CPU's instruction set), so its numbers and these (computed in float64, then rounded) agree to
+about 1e-6, not to the bit: about a third of them are the same to the bit.
 
 The generator keeps its state between calls, like torch's: an ancestral sampler's noise at each step continues
 the same stream.
