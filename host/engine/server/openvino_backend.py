@@ -428,11 +428,13 @@ def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
     import importlib
 
     from accelerate import init_empty_weights
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
     from transformers import AutoConfig
 
     index = json.loads((model_folder / "model_index.json").read_text(encoding="utf-8"))
     vae_folder = model_folder / ("vae" if (model_folder / "vae").is_dir() else "vae_decoder")
+    vae_config = AutoencoderKL.load_config(vae_folder)
+    vae_class = AutoencoderTiny if vae_config.get("_class_name") == "AutoencoderTiny" else AutoencoderKL  # SDXS's
 
     def part(name: str):
         library, class_name = index[name]
@@ -440,7 +442,7 @@ def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
 
     with init_empty_weights():
         unet_config = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(model_folder / "unet")).config
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(vae_folder))
+        vae = vae_class.from_config(vae_config)
     pipe = pipeline_cls(
         vae=vae,
         text_encoder=OpenVinoTextEncoder(
