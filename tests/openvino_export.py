@@ -140,3 +140,26 @@ def build_export(model_folder: Path, out: Path, weights: str = "fp16", vae_encod
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
+
+
+def build_decoder_export(taesd_folder: Path, out: Path) -> Path:
+    """A TAESD decoder (an AutoencoderTiny folder) in the layout of a ready-made decoder repo such as FastSD CPU's
+    rupeshs/taesd-ov: `vae_decoder/openvino_model.xml|.bin` and its config.json."""
+    from diffusers import AutoencoderTiny
+
+    taesd = AutoencoderTiny.from_pretrained(taesd_folder, dtype=torch.float32)
+    channels = taesd.config.latent_channels
+    _save(_Decoder(taesd), {"latent_sample": torch.randn(1, channels, 64, 64)}, out / "vae_decoder", "fp16")
+    taesd.save_config(out / "vae_decoder")
+    return out
+
+
+def with_tiny_vae(model_folder: Path, taesd_folder: Path, out: Path) -> Path:
+    """A copy of the diffusers folder `model_folder` whose VAE is the AutoencoderTiny at `taesd_folder`, as SDXS
+    ships its own tiny VAE as `vae`."""
+    shutil.copytree(model_folder, out, ignore=shutil.ignore_patterns("vae"))
+    shutil.copytree(taesd_folder, out / "vae")
+    index = json.loads((out / "model_index.json").read_text(encoding="utf-8"))
+    index["vae"] = ["diffusers", "AutoencoderTiny"]
+    (out / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return out

@@ -225,14 +225,18 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     if source.kind == "single_file" or (source.kind != "tiny" and source.preset.pipeline not in OPENVINO_PIPELINES):
         return None
     root = openvino_folder(cache_dir, source)
-    from dreamtray.engine.server.models import PRESETS, export_folder, pipeline_class, pipeline_folder
+    from dreamtray.engine.server.models import PRESETS, export_folder, pipeline_class, pipeline_folder, ready_made
 
+    exported, decoder = None, None
     if source.kind == "folder" or (source.kind == "hub" and source.name not in PRESETS):
-        if (exported := export_folder(source, cache_dir, emit, lambda: False)) is not None:
-            try:
-                return _load_export(source, exported, root, emit)
-            except Exception as exc:
-                raise ModelError(f"The OpenVINO modules in {exported} cannot be read: {exc}") from exc
+        exported = export_folder(source, cache_dir, emit, lambda: False)
+    elif (ready := ready_made(source, cache_dir, emit)) is not None:  # a preset's ready-made OpenVINO repo
+        exported, decoder = ready
+    if exported is not None:
+        try:
+            return _load_export(source, exported, root, emit, decoder)
+        except Exception as exc:
+            raise ModelError(f"The OpenVINO modules in {exported} cannot be read: {exc}") from exc
     if not (root / "unet" / "key.json").is_file():
         return None  # never converted: the model may not even be on disk yet, and the full load fetches it
 
@@ -251,13 +255,16 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     return pipe, folder, {"openvino": modules, "fast_pipe": pipe}
 
 
-def _load_export(source: ModelSource, folder: Path, root: Path, emit: Emit) -> tuple[Any, Path, dict]:
+def _load_export(
+    source: ModelSource, folder: Path, root: Path, emit: Emit, decoder: Path | None = None
+) -> tuple[Any, Path, dict]:
     """A model in optimum-intel's export layout as a light pipeline: its modules as they are (nothing converted
-    or quantized), its own VAE decoder on OpenVINO drawing `fast` images; compiled programs under `root`."""
+    or quantized), its own VAE decoder (or the ready-made TAESD decoder in `decoder`) on OpenVINO drawing `fast`
+    images; compiled programs under `root`."""
     from dreamtray.engine.server.models import pipeline_class
     from dreamtray.engine.server.openvino_backend import OpenVinoModules, light_pipeline
 
-    modules = OpenVinoModules.exported(folder, root / "compiled")
+    modules = OpenVinoModules.exported(folder, root / "compiled", decoder)
     pipe = light_pipeline(pipeline_class(source.preset.pipeline), folder, modules)
     emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules as exported (no torch weights)"})
     decoder = TaesdDecoder(None, pipe, modules.decode)
