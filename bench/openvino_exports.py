@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import shutil
 import sys
 import time
 from pathlib import Path
 
-from architectures import VERSION, ensure_folder
+from architectures import SEED, VERSION, ensure_folder
 from measure import DEFAULT_CACHE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -47,6 +48,29 @@ def ensure_export(name: str, cache_dir: Path, weights: str = "fp16") -> Path:
         return build_export(ensure_folder(name, cache_dir), folder, weights, vae_encoder=False)
 
 
+def ensure_decoder_export(cache_dir: Path) -> Path:
+    """A TAESD-shaped decoder (diffusers' AutoencoderTiny default, random weights) in the layout of a ready-made
+    decoder repo such as rupeshs/taesd-ov (`vae_decoder/openvino_model.xml`), built once."""
+    folder = cache_dir / f"taesd-openvino-v{VERSION}"
+    if (folder / "vae_decoder" / "openvino_model.xml").is_file():
+        return folder
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "vae_decoder" / "openvino_model.xml").is_file():
+            import torch
+            from diffusers import AutoencoderTiny
+            from openvino_export import build_decoder_export
+
+            shaped = cache_dir / f"taesd-shaped-v{VERSION}"
+            torch.manual_seed(SEED)
+            AutoencoderTiny().save_pretrained(shaped, safe_serialization=True)
+            staging = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            build_decoder_export(shaped, staging).rename(folder)
+    return folder
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
@@ -62,8 +86,10 @@ def main() -> None:
         folder = ensure_export(name, args.cache, args.weights)
         modules = {part.name: folder_bytes(part) / 1e9 for part in sorted(folder.iterdir()) if part.is_dir()}
         sizes = ", ".join(f"{part} {size:.2f}" for part, size in modules.items() if size >= 0.005)
-        print(f"{name} ({args.weights}): {time.perf_counter() - started:.0f} s, {folder_bytes(folder) / 1e9:.2f} GB "
-              f"({sizes} GB) at {folder}")
+        print(
+            f"{name} ({args.weights}): {time.perf_counter() - started:.0f} s, {folder_bytes(folder) / 1e9:.2f} GB "
+            f"({sizes} GB) at {folder}"
+        )
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def test_an_export_served_by_the_hub_runs_fast_with_no_torch_weights(export, tmp
 
 
 @pytest.mark.parametrize("preset", ["sd-turbo", "sdxs"])
-def test_a_preset_downloads_its_ready_made_openvino_repo_for_fast(preset, export, tiny_vae_export, decoder_export, tmp_path):
+def test_a_preset_downloads_its_ready_made_openvino_repo_for_fast(
+    preset, export, tiny_vae_export, decoder_export, tmp_path
+):
     files = PRESETS[preset].fast_files
     with HubServer() as hub:  # serves only the ready-made repos: asking for the torch weights would fail
         hub.add_folder(files.repo, export if files.decoder else tiny_vae_export, lfs=".bin")

@@ -100,7 +100,7 @@ PRESETS: dict[str, Preset] = {
             taesd="madebyollin/taesd",
             fast_files=FastFiles("rupeshs/sdxs-512-0.9-openvino"),
             licence="openrail++ (as reported; check the model's page)",
-            description="SDXS-512: a 0.32 B UNet distilled to one step, with its own tiny decoder: the quickest on a CPU.",
+            description="SDXS-512: a 0.32 B UNet in one step with its own tiny decoder: the quickest on a CPU.",
         ),
         Preset(
             name="sdxl-turbo",

@@ -159,8 +159,9 @@ def _cpu_runtime(machine: Machine, preset: Preset) -> tuple[str, tuple[str, ...]
     if preset.fast_files is not None:
         # Nothing is converted here: the model comes converted (docs/models.md). Running it holds its 16-bit weights
         # and one image's working memory, less than the fp32 torch model that `_cpu_plan` already asked room for.
+        ready = preset.fast_files.repo
         return "openvino", (
-            f"quality fast runs on OpenVINO, downloaded ready-made from {preset.fast_files.repo} (nothing converted here)",
+            f"quality fast runs on OpenVINO, downloaded ready-made from {ready} (nothing converted here)",
         )
     need = preset.largest_part_gb * CONVERSION_RAM_FACTOR
     if machine.ram_gb < need:

@@ -147,7 +147,7 @@ def check_components(folder: Path, pipeline, where: str) -> None:
         if not isinstance(found, type):
             raise ModelError(
                 f"{where}'s model_index.json gives its component {ascii(name)[:60]} as {ascii(value)[:80]}, which is "
-                f"no class of {' or '.join(COMPONENT_LIBRARIES)} (a component is [\"diffusers\", \"ClassName\"]). "
+                f'no class of {" or ".join(COMPONENT_LIBRARIES)} (a component is ["diffusers", "ClassName"]). '
                 "The folder is not a diffusers model, or the file was edited: copy the model again from its source."
             )
 

@@ -361,7 +361,9 @@ class OpenVinoModules:
         whose `vae_decoder/` is a TAESD decoder in the same layout, draws the images in place of the export's own."""
 
         def read(name: str, where: Path = folder) -> Converted:
-            return Converted(where / name, False, EXPORT_XML, compiled_root / ("taesd_" if where != folder else "") / name)
+            return Converted(
+                where / name, False, EXPORT_XML, compiled_root / ("taesd_" if where != folder else "") / name
+            )
 
         modules = cls(read("unet"), read("text_encoder"))
         modules.taesd_decoder = read("vae_decoder", decoder or folder)
