@@ -1,9 +1,16 @@
 """Random-weight pipelines in the exact shapes of the real models, built from configs written here.
 
-Speed and memory depend on shapes, not on weight values, so these stand in for SD-Turbo and SDXL-Turbo
+Speed and memory depend on shapes, not on weight values, so these stand in for SD-Turbo, SDXS and SDXL-Turbo
 where the real weights cannot be downloaded. The numbers are the published configs of
 stabilityai/sd-turbo (SD 2.1 UNet, OpenCLIP ViT-H/14 text tower, SD VAE) and stabilityai/sdxl-turbo
 (SDXL UNet, CLIP ViT-L/14 + OpenCLIP ViT-bigG/14 text towers, SDXL VAE). Their images are noise.
+
+IDKiro/sdxs-512-0.9's own config files could not be read from here; its shape is built from what public code
+that loads its real weights does (stable-diffusion.cpp's SDXS-0.9 U-Net: SD 2.x's U-Net with one res block per
+level, the levels 320/640/1280 all with cross-attention, no middle block, no fourth level, 64-channel heads but a
+single 320-channel head at the first level; a 1024-wide text context) and from the SDXS paper and repository
+(0.32 B U-Net parameters, which this shape has: 0.327 B; its own tiny decoder, loaded as diffusers'
+AutoencoderTiny, whose default shape has the paper's 1.2 M decoder parameters). See docs/models.md.
 
 FLUX.1-schnell (a 12 B transformer and a 4.7 B T5-XXL encoder: ~33 GB in bf16, ~67 GB in fp32) is not built:
 it needs a machine with at least ~48 GB of RAM or VRAM to hold once, twice that to compare side by side.
@@ -105,6 +112,48 @@ def build_sd_turbo():
         tokenizer=_tokenizer(),
         unet=unet,
         scheduler=EulerAncestralDiscreteScheduler(**EULER_A_TRAILING),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def sdxs_unet():
+    """SDXS-512-0.9's UNet as public loaders of its weights build it (0.327 B parameters; module docstring)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D",) * 3,
+        up_block_types=("CrossAttnUpBlock2D",) * 3,
+        mid_block_type=None,
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=1,
+        attention_head_dim=(1, 10, 20),  # diffusers' legacy name: heads per level (one of 320, then 64 each)
+        cross_attention_dim=1024,
+        use_linear_projection=True,
+        norm_num_groups=32,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    )
+
+
+def build_sdxs():
+    """StableDiffusionPipeline shaped like IDKiro/sdxs-512-0.9 (327 M UNet, SD-Turbo's 340 M text encoder, its
+    own tiny VAE in TAESD's shape as `vae`): one step, guidance 0, 512 px."""
+    from diffusers import AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionPipeline
+
+    text_encoder = _clip_text(
+        "CLIPTextModel", hidden=1024, intermediate=4096, heads=16, layers=23, act="gelu", projection=512
+    )
+    return StableDiffusionPipeline(
+        vae=AutoencoderTiny(),
+        text_encoder=text_encoder,
+        tokenizer=_tokenizer(),
+        unet=sdxs_unet(),
+        scheduler=EulerDiscreteScheduler(**EULER_A_TRAILING),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -215,7 +264,12 @@ def build_tiny_sdxl():
     )
 
 
-BUILDERS = {"sd-turbo": build_sd_turbo, "sdxl-turbo": build_sdxl_turbo, "tiny-sdxl": build_tiny_sdxl}
+BUILDERS = {
+    "sd-turbo": build_sd_turbo,
+    "sdxs": build_sdxs,
+    "sdxl-turbo": build_sdxl_turbo,
+    "tiny-sdxl": build_tiny_sdxl,
+}
 
 
 def ensure_folder(name: str, cache_dir: Path, dtype_name: str = "float16", device: str = "cpu") -> Path:

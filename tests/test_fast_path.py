@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import replace
 
 import pytest
 from fixtures_engine import CPU_MACHINE, pixels
@@ -159,11 +160,17 @@ def test_openvino_runs_quality_fast_on_a_cpu_where_it_is_installed():
     assert decide(Machine(cpu_cores=2, ram_gb=24), SD).quality == "balanced", "no OpenVINO: balanced"
 
 
+def test_a_preset_with_a_ready_made_openvino_model_runs_fast_there_on_a_small_machine():
+    plan = decide(Machine(cpu_cores=2, ram_gb=8, openvino=True), SD)
+    assert plan.runtime == "openvino" and plan.quality == "fast"
+    assert any(f"ready-made from {SD.fast_files.repo}" in reason for reason in plan.reasons)
+
+
 @pytest.mark.parametrize(
     "machine, preset, why",
     [
         (Machine(cpu_cores=2, ram_gb=24), SD, None),
-        (Machine(cpu_cores=2, ram_gb=8, openvino=True), SD, "needs about 9 GB"),
+        (Machine(cpu_cores=2, ram_gb=8, openvino=True), replace(SD, fast_files=None), "needs about 9 GB"),
         (Machine(cpu_cores=8, ram_gb=64, openvino=True), PRESETS["sdxl-turbo"], "does not convert"),
         (Machine(gpus=(Gpu("RTX 4090", 24, 23, True),), ram_gb=64, openvino=True), SD, None),
     ],

@@ -38,18 +38,18 @@ MACHINES = {
 
 GPU, OFF, SEQ, CPU, NONE = Policy.GPU, Policy.MODEL_OFFLOAD, Policy.SEQUENTIAL_OFFLOAD, Policy.CPU, None
 
-# machine:        sd-turbo  sdxl-turbo  flux-schnell  tiny
+# machine:        sd-turbo  sdxs  sdxl-turbo  flux-schnell  tiny
 TABLE = {
-    "4gb": (OFF, SEQ, NONE, GPU),
-    "6gb": (GPU, SEQ, SEQ, GPU),
-    "8gb": (GPU, OFF, SEQ, GPU),
-    "12gb": (GPU, GPU, SEQ, GPU),
-    "16gb": (GPU, GPU, SEQ, GPU),
-    "24gb": (GPU, GPU, SEQ, GPU),
-    "32gb": (GPU, GPU, OFF, GPU),
-    "mps16": (GPU, GPU, NONE, GPU),
-    "mps8": (GPU, NONE, NONE, GPU),
-    "cpu": (CPU, CPU, NONE, CPU),
+    "4gb": (OFF, GPU, SEQ, NONE, GPU),
+    "6gb": (GPU, GPU, SEQ, SEQ, GPU),
+    "8gb": (GPU, GPU, OFF, SEQ, GPU),
+    "12gb": (GPU, GPU, GPU, SEQ, GPU),
+    "16gb": (GPU, GPU, GPU, SEQ, GPU),
+    "24gb": (GPU, GPU, GPU, SEQ, GPU),
+    "32gb": (GPU, GPU, GPU, OFF, GPU),
+    "mps16": (GPU, GPU, GPU, NONE, GPU),
+    "mps8": (GPU, GPU, NONE, NONE, GPU),
+    "cpu": (CPU, CPU, CPU, NONE, CPU),
 }
 AUTO = {
     "4gb": "sd-turbo",
@@ -61,9 +61,9 @@ AUTO = {
     "32gb": "flux-schnell",
     "mps16": "sdxl-turbo",
     "mps8": "sd-turbo",
-    "cpu": "sd-turbo",
+    "cpu": "sdxs",
 }
-PRESET_ORDER = ("sd-turbo", "sdxl-turbo", "flux-schnell", "tiny")
+PRESET_ORDER = ("sd-turbo", "sdxs", "sdxl-turbo", "flux-schnell", "tiny")
 CASES = [(m, p, TABLE[m][i]) for m in TABLE for i, p in enumerate(PRESET_ORDER)]
 
 

@@ -1,6 +1,7 @@
 """A model in optimum-intel's export layout (`optimum-cli export openvino`), served by the loopback hub: quality
 fast downloads its OpenVINO modules, configs and tokenizer only, and runs them as they are, with no torch weights
-fetched, read or loaded; a local folder in that layout runs the same way, and asking it for torch says why not."""
+fetched, read or loaded; a local folder in that layout runs the same way, and asking it for torch says why not.
+A preset's ready-made OpenVINO repo (and its TAESD decoder's) is what `fast` downloads for that preset."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 from fixtures_engine import pixels
 from hub_server import HubServer
-from openvino_export import build_export
+from openvino_export import build_decoder_export, build_export, with_tiny_vae
 
+from dreamtray.engine.presets import PRESETS
 from dreamtray.engine.server.hardware import Machine
 from dreamtray.engine.server.models import ModelError
 from dreamtray.engine.server.runner import Runner
@@ -32,35 +34,80 @@ def export(tmp_path_factory, tiny_folder) -> Path:
     return build_export(tiny_folder, tmp_path_factory.mktemp("export") / "tiny-openvino")
 
 
-def test_an_export_served_by_the_hub_runs_fast_with_no_torch_weights(export, tmp_path):
-    with HubServer() as hub:
-        hub.add_folder(REPO, export, lfs=".bin")
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
-        env.pop("HF_HUB_OFFLINE", None)
-        out = tmp_path / "out.json"
-        done = subprocess.run(
-            [sys.executable, str(HERE / "openvino_export_process.py"), str(tmp_path / "cache"), REPO, str(out)],
-            env=env,
-            capture_output=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        fetched = sorted({entry.file for entry in hub.downloads()})
-    report = json.loads(out.read_text())
-    modules = ["text_encoder", "unet", "vae_decoder"]
-    assert [f for f in fetched if f.endswith(".bin")] == [f"{m}/openvino_model.bin" for m in modules]
-    assert not [f for f in fetched if f.endswith((".safetensors", ".ckpt", ".pt"))]
-    assert "vae_encoder/openvino_model.xml" not in fetched  # fast draws no init image: the encoder is not needed
+@pytest.fixture(scope="module")
+def decoder_export(tmp_path_factory, model_cache) -> Path:
+    """A TAESD decoder in the layout of FastSD CPU's rupeshs/taesd-ov (built from the tiny TAESD)."""
+    from dreamtray.engine.server.taesd import ensure_tiny_taesd_folder
+
+    return build_decoder_export(ensure_tiny_taesd_folder(model_cache), tmp_path_factory.mktemp("taesd") / "taesd-ov")
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_export(tmp_path_factory, tiny_folder, model_cache) -> Path:
+    """The tiny model with a tiny VAE as its own (SDXS's layout), exported: its vae_decoder is an AutoencoderTiny."""
+    from dreamtray.engine.server.taesd import ensure_tiny_taesd_folder
+
+    root = tmp_path_factory.mktemp("tiny-vae")
+    folder = with_tiny_vae(tiny_folder, ensure_tiny_taesd_folder(model_cache), root / "tiny-vae")
+    return build_export(folder, root / "tiny-vae-openvino")
+
+
+def run_fast(hub: HubServer, model: str, tmp_path: Path) -> tuple[dict, list[str]]:
+    """One `fast` job of `model` in a fresh process against `hub`: its report, and the files the hub sent."""
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [sys.executable, str(HERE / "openvino_export_process.py"), str(tmp_path / "cache"), model, str(out)],
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text()), [entry.file for entry in hub.downloads()]
+
+
+def assert_ran_without_torch_weights(report: dict, name: str) -> None:
     assert report["light"] and not report["warnings"]
-    assert f"Read {REPO}'s OpenVINO modules as exported (no torch weights)" in report["messages"]
+    assert f"Read {name}'s OpenVINO modules as exported (no torch weights)" in report["messages"]
     assert not any(m.startswith(("Converting", "Quantizing", "Calibrating")) for m in report["messages"])
     weights = [path for path in report["opened"] if path.endswith((".safetensors", ".bin", ".ckpt"))]
     assert not weights, weights  # OpenVINO reads its .bin files itself, not through Python's open
     assert report["torch_parameters"] == 0  # no torch module holds a weight
     assert "openvino" in report["modules"] and "torch" in report["modules"]  # the worker still imports torch
     assert base64.b64decode(report["png"]).startswith(b"\x89PNG")
+
+
+def test_an_export_served_by_the_hub_runs_fast_with_no_torch_weights(export, tmp_path):
+    with HubServer() as hub:
+        hub.add_folder(REPO, export, lfs=".bin")
+        report, fetched = run_fast(hub, REPO, tmp_path)
+    modules = ["text_encoder", "unet", "vae_decoder"]
+    assert sorted(f for f in set(fetched) if f.endswith(".bin")) == [f"{m}/openvino_model.bin" for m in modules]
+    assert not [f for f in fetched if f.endswith((".safetensors", ".ckpt", ".pt"))]
+    assert "vae_encoder/openvino_model.xml" not in fetched  # fast draws no init image: the encoder is not needed
+    assert_ran_without_torch_weights(report, REPO)
+
+
+@pytest.mark.parametrize("preset", ["sd-turbo", "sdxs"])
+def test_a_preset_downloads_its_ready_made_openvino_repo_for_fast(
+    preset, export, tiny_vae_export, decoder_export, tmp_path
+):
+    files = PRESETS[preset].fast_files
+    with HubServer() as hub:  # serves only the ready-made repos: asking for the torch weights would fail
+        hub.add_folder(files.repo, export if files.decoder else tiny_vae_export, lfs=".bin")
+        if files.decoder:
+            hub.add_folder(files.decoder, decoder_export, lfs=".bin")
+        report, fetched = run_fast(hub, preset, tmp_path)
+        asked = {entry.path.split("/revision/")[0].removeprefix("/api/models/") for entry in hub.api_calls()}
+    assert asked == {files.repo, files.decoder} - {None}, "only the ready-made repos are asked for"
+    # With a TAESD decoder of its own (SD-Turbo's), the export's full VAE decoder is not fetched.
+    modules = ["text_encoder", "unet", "vae_decoder"]
+    assert sorted(f for f in fetched if f.endswith(".bin")) == [f"{m}/openvino_model.bin" for m in modules]
+    assert not [f for f in fetched if f.endswith((".safetensors", ".ckpt", ".pt"))]
+    assert_ran_without_torch_weights(report, preset)
 
 
 def test_a_local_export_runs_fast_the_same_in_any_process(export, tmp_path):

@@ -33,7 +33,7 @@ def parse_size(value: str | None) -> tuple[int | None, int | None]:
 @click.option(
     "--model",
     "-m",
-    help="Preset (sd-turbo, sdxl-turbo, flux-schnell, tiny, auto), hub id, folder or .safetensors file.",
+    help="Preset (sd-turbo, sdxs, sdxl-turbo, flux-schnell, tiny, auto), hub id, folder or .safetensors file.",
 )
 @click.option("--seed", type=int, help="Seed for reproducible images; random when left out (and reported).")
 @click.option("--steps", type=int, help="Denoising steps (default: the model's).")

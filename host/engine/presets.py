@@ -7,6 +7,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+UNPINNED = "main"
+"""The revision of a ready-made repo whose commit could not be verified: the hub's newest, whatever it holds then.
+docs/models.md lists which repos are pinned and which are not."""
+
+
+@dataclass(frozen=True)
+class FastFiles:
+    """A preset's model already converted to OpenVINO, on the hub in optimum-intel's export layout
+    (`optimum-cli export openvino`): what `quality = fast` downloads and runs instead of the torch weights."""
+
+    repo: str
+    revision: str = UNPINNED
+    decoder: str | None = None
+    """A repo whose `vae_decoder/` is a TAESD decoder in OpenVINO, drawing `fast` images in place of the export's
+    own (full) VAE decoder; None when the export's decoder is already a tiny one (SDXS's)."""
+    decoder_revision: str = UNPINNED
+
+    @property
+    def pinned(self) -> bool:
+        return self.revision != UNPINNED and (self.decoder is None or self.decoder_revision != UNPINNED)
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -32,6 +53,10 @@ class Preset:
     text_window: int = 77
     taesd: str | None = None
     """Hub id of the TAESD decoder (TAESD) for this model's latent space: live previews and `quality = fast`."""
+    fast_files: FastFiles | None = None
+    """Where `quality = fast` on OpenVINO gets the model ready-made (nothing converted on the user's machine)."""
+    licence: str = ""
+    """The weights' licence, in a few words (`doctor`, docs/models.md; the model's page has the text)."""
     description: str = ""
 
     @property
@@ -56,7 +81,26 @@ PRESETS: dict[str, Preset] = {
             activation_gb=1.0,
             variant="fp16",
             taesd="madebyollin/taesd",
+            fast_files=FastFiles("rupeshs/sd-turbo-openvino", decoder="rupeshs/taesd-ov"),
+            licence="Stability AI Non-Commercial Research Community License",
             description="SD 2.1 distilled to one step: fast everywhere, 512 px.",
+        ),
+        Preset(
+            name="sdxs",
+            hub_id="IDKiro/sdxs-512-0.9",
+            pipeline="StableDiffusionPipeline",
+            native_size=512,
+            steps=1,
+            guidance=0.0,
+            scheduler="",  # the repo's own, as its authors' demo and FastSD CPU run it
+            size_multiple=8,
+            weights_gb=1.3,
+            largest_part_gb=0.65,
+            activation_gb=0.8,
+            taesd="madebyollin/taesd",
+            fast_files=FastFiles("rupeshs/sdxs-512-0.9-openvino"),
+            licence="openrail++ (as reported; check the model's page)",
+            description="SDXS-512: a 0.32 B UNet in one step with its own tiny decoder: the quickest on a CPU.",
         ),
         Preset(
             name="sdxl-turbo",

@@ -229,7 +229,7 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
 
     if (exported := export_of(source, cache_dir, emit)) is not None:
         try:
-            return _load_export(source, exported, root, emit)
+            return _load_export(source, *exported, root, emit)
         except Exception as exc:
             raise ModelError(f"The OpenVINO modules in {exported} cannot be read: {exc}") from exc
     if not (root / "unet" / "key.json").is_file():
@@ -250,24 +250,29 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     return pipe, folder, {"openvino": modules, "fast_pipe": pipe}
 
 
-def export_of(source: ModelSource, cache_dir: Path, emit: Emit) -> Path | None:
-    """The folder of `source` in optimum-intel's export layout, when it is one: a local folder, or a hub model that
-    is no preset (of which only the export's files are fetched); None otherwise. Both the torch-hosted fast path
-    and the torch-free worker (torchfree.py) ask this one question."""
-    from dreamtray.engine.server.models import PRESETS, export_folder
+def export_of(source: ModelSource, cache_dir: Path, emit: Emit) -> tuple[Path, Path | None] | None:
+    """`source` in optimum-intel's export layout, when it is one: the export's folder and, for a preset whose
+    ready-made repo comes with a TAESD decoder, that decoder's folder (else None). A local folder, a hub model that
+    is no preset (of which only the export's files are fetched), or a preset's ready-made repo; None otherwise.
+    Both the torch-hosted fast path and the torch-free worker (torchfree.py) ask this one question."""
+    from dreamtray.engine.server.models import PRESETS, export_folder, ready_made
 
     if source.kind == "folder" or (source.kind == "hub" and source.name not in PRESETS):
-        return export_folder(source, cache_dir, emit, lambda: False)
-    return None
+        exported = export_folder(source, cache_dir, emit, lambda: False)
+        return None if exported is None else (exported, None)
+    return ready_made(source, cache_dir, emit)  # a preset's ready-made OpenVINO repo
 
 
-def _load_export(source: ModelSource, folder: Path, root: Path, emit: Emit) -> tuple[Any, Path, dict]:
+def _load_export(
+    source: ModelSource, folder: Path, decoder: Path | None, root: Path, emit: Emit
+) -> tuple[Any, Path, dict]:
     """A model in optimum-intel's export layout as a light pipeline: its modules as they are (nothing converted
-    or quantized), its own VAE decoder on OpenVINO drawing `fast` images; compiled programs under `root`."""
+    or quantized), its own VAE decoder (or the ready-made TAESD decoder in `decoder`) on OpenVINO drawing `fast`
+    images; compiled programs under `root`."""
     from dreamtray.engine.server.models import pipeline_class
     from dreamtray.engine.server.openvino_backend import OpenVinoModules, light_pipeline
 
-    modules = OpenVinoModules.exported(folder, root / "compiled")
+    modules = OpenVinoModules.exported(folder, root / "compiled", decoder)
     pipe = light_pipeline(pipeline_class(source.preset.pipeline), folder, modules)
     emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules as exported (no torch weights)"})
     decoder = TaesdDecoder(None, pipe, modules.decode)

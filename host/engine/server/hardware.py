@@ -156,6 +156,13 @@ def _cpu_runtime(machine: Machine, preset: Preset) -> tuple[str, tuple[str, ...]
         return "torch", ()
     if preset.pipeline not in OPENVINO_PIPELINES:
         return "torch", (f"quality fast runs on torch: the OpenVINO back end does not convert {preset.pipeline}",)
+    if preset.fast_files is not None:
+        # Nothing is converted here: the model comes converted (docs/models.md). Running it holds its 16-bit weights
+        # and one image's working memory, less than the fp32 torch model that `_cpu_plan` already asked room for.
+        ready = preset.fast_files.repo
+        return "openvino", (
+            f"quality fast runs on OpenVINO, downloaded ready-made from {ready} (nothing converted here)",
+        )
     need = preset.largest_part_gb * CONVERSION_RAM_FACTOR
     if machine.ram_gb < need:
         return "torch", (f"quality fast runs on torch: converting to OpenVINO needs about {need:.0f} GB of RAM",)
@@ -233,10 +240,16 @@ def decide(machine: Machine, preset: Preset, overrides: Overrides = Overrides())
 
 
 AUTO_ORDER = ("flux-schnell", "sdxl-turbo", "sd-turbo")
+CPU_DEFAULT = "sdxs"
+"""The preset of a machine without a GPU, chosen by measurement (docs/models.md, bench/first_run.py): SDXS-512 makes
+its image in a fraction of SD-Turbo's time and memory, and its weights' licence allows commercial use where
+SD-Turbo's does not."""
 
 
 def choose_auto_preset(machine: Machine) -> Preset:
-    """The best preset this machine runs at a usable speed: whole or model-offloaded on a GPU."""
+    """The best preset this machine runs at a usable speed: whole or model-offloaded on a GPU; SDXS on a CPU."""
+    if not machine.gpus and not machine.mps:
+        return PRESETS[CPU_DEFAULT]
     for name in AUTO_ORDER:
         preset = PRESETS[name]
         if machine.gpus:

@@ -147,7 +147,7 @@ def check_components(folder: Path, pipeline, where: str) -> None:
         if not isinstance(found, type):
             raise ModelError(
                 f"{where}'s model_index.json gives its component {ascii(name)[:60]} as {ascii(value)[:80]}, which is "
-                f"no class of {' or '.join(COMPONENT_LIBRARIES)} (a component is [\"diffusers\", \"ClassName\"]). "
+                f'no class of {" or ".join(COMPONENT_LIBRARIES)} (a component is ["diffusers", "ClassName"]). '
                 "The folder is not a diffusers model, or the file was edited: copy the model again from its source."
             )
 
@@ -237,36 +237,84 @@ def _load_error(exc: Exception, where: str) -> ModelError:
 
 
 EXPORT_MODULES = ("unet", "text_encoder", "vae_decoder")
-EXPORT_FILES = ["*.json", "*.txt", "tokenizer*/*", *(f"{module}/openvino_model.*" for module in EXPORT_MODULES)]
-"""What `fast` fetches of a model in optimum-intel's export layout: the IR of the modules it runs (not the VAE
-encoder), configs, tokenizer; no torch weights."""
+EXPORT_SMALL_FILES = ["*.json", "*.txt", "tokenizer*/*"]
+"""What `fast` fetches of a model in optimum-intel's export layout besides the IR of the modules it runs (not the VAE
+encoder): configs and tokenizer; no torch weights."""
 
 
-def is_openvino_export(folder: Path) -> bool:
+def is_openvino_export(folder: Path, modules: tuple[str, ...] = EXPORT_MODULES) -> bool:
     """Whether `folder` is in optimum-intel's export layout (`optimum-cli export openvino`): model_index.json,
-    and the UNet, text encoder and VAE decoder as `<module>/openvino_model.xml` (with their .bin)."""
+    and the UNet, text encoder and VAE decoder (`modules`) as `<module>/openvino_model.xml` (with their .bin)."""
     return (folder / "model_index.json").is_file() and all(
-        (folder / module / "openvino_model.xml").is_file() for module in EXPORT_MODULES
+        (folder / module / "openvino_model.xml").is_file() for module in modules
     )
 
 
-def export_folder(source: ModelSource, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool]) -> Path | None:
-    """`source`'s folder when it is in optimum-intel's export layout, fetching only `EXPORT_FILES` of a hub model
-    (which also tells whether it is one); None when it is not, or cannot be had now (the full load then says why)."""
+def export_folder(
+    source: ModelSource,
+    cache_dir: Path,
+    emit: Emit,
+    cancelled: Callable[[], bool],
+    revision: str = "main",
+    modules: tuple[str, ...] = EXPORT_MODULES,
+) -> Path | None:
+    """`source`'s folder when it is in optimum-intel's export layout, fetching only the small files and `modules`'
+    IR of a hub model (which also tells whether it is one); None when it is not, or cannot be had now (the full
+    load then says why)."""
     if source.kind == "folder":
         folder = Path(source.location)
     elif source.kind == "hub":
         from dreamtray.engine.server.download import DownloadCancelled
 
+        patterns = [*EXPORT_SMALL_FILES, *(f"{module}/openvino_model.*" for module in modules)]
         try:
-            folder = Path(ensure_downloaded(source, emit, cancelled, cache_dir, EXPORT_FILES))
+            folder = Path(ensure_downloaded(source, emit, cancelled, cache_dir, patterns, revision))
         except DownloadCancelled:
             raise
         except ModelError:
             return None
     else:
         return None
-    return folder if is_openvino_export(folder) else None
+    return folder if is_openvino_export(folder, modules) else None
+
+
+DECODER_FILES = ["*.json", "vae_decoder/openvino_model.*"]
+"""What `fast` fetches of a ready-made TAESD decoder repo (FastSD CPU's layout: `vae_decoder/openvino_model.xml`)."""
+
+
+def ready_made(source: ModelSource, cache_dir: Path, emit: Emit) -> tuple[Path, Path | None] | None:
+    """A preset's ready-made OpenVINO model (`Preset.fast_files`): the export's folder and, where the preset names
+    one, the TAESD decoder's; fetched through the same download code as every model (size and place said first,
+    free space checked, resume, every file verified). With a TAESD decoder the export's own VAE decoder is not
+    fetched; a decoder that cannot be had leaves that one drawing the images, and says so. None when the preset
+    has no ready-made model, or it cannot be had now: the caller then goes the usual way (the torch weights)."""
+    files = source.preset.fast_files
+    if source.kind != "hub" or files is None:
+        return None
+    decoder = None
+    if files.decoder is not None:
+        try:
+            decoder = Path(
+                ensure_downloaded(
+                    ModelSource(files.decoder, "hub", files.decoder, source.preset),
+                    emit,
+                    lambda: False,
+                    cache_dir,
+                    DECODER_FILES,
+                    files.decoder_revision,
+                )
+            )
+        except ModelError as exc:
+            reason = str(exc).splitlines()[0]
+            emit({"kind": "warning", "message": f"The model's own VAE decoder draws the images: {reason}"})
+        if decoder is not None and not (decoder / "vae_decoder" / "openvino_model.xml").is_file():
+            message = f"{files.decoder} holds no vae_decoder/openvino_model.xml: the model's own VAE decoder draws"
+            emit({"kind": "warning", "message": message})
+            decoder = None
+    modules = EXPORT_MODULES if decoder is None else tuple(m for m in EXPORT_MODULES if m != "vae_decoder")
+    repo = ModelSource(files.repo, "hub", files.repo, source.preset)
+    export = export_folder(repo, cache_dir, emit, lambda: False, files.revision, modules)
+    return None if export is None else (export, decoder)
 
 
 def _variant_in(folder: str, variant: str | None) -> str | None:
@@ -346,14 +394,22 @@ def load_taesd(source: ModelSource, hub_id: str | None, dtype: str, cache_dir: P
 
 
 def ensure_downloaded(
-    source: ModelSource, emit: Emit, cancelled: Callable[[], bool], cache_dir: Path, patterns: list[str] | None = None
+    source: ModelSource,
+    emit: Emit,
+    cancelled: Callable[[], bool],
+    cache_dir: Path,
+    patterns: list[str] | None = None,
+    revision: str = "main",
 ) -> str:
-    """The local snapshot folder of a hub model: the cached one, or a fresh download that explains itself."""
+    """The local snapshot folder of a hub model at `revision`: the cached one, or a fresh download that explains
+    itself."""
     from dreamtray.engine.server.download import DownloadError, ensure_snapshot
 
     patterns = patterns or _download_patterns(source.preset.variant)
     try:
-        folder = ensure_snapshot(source.location, patterns, record_dir=cache_dir, emit=emit, cancelled=cancelled)
+        folder = ensure_snapshot(
+            source.location, patterns, revision=revision, record_dir=cache_dir, emit=emit, cancelled=cancelled
+        )
     except DownloadError as exc:
         raise ModelError(f"Cannot download {source.name}: {exc}\n{ALTERNATIVES}") from exc
     return str(folder)

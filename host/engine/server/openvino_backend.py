@@ -273,17 +273,23 @@ class OpenVinoModules:
         return cls(unet, encoder)
 
     @classmethod
-    def exported(cls, folder: Path, compiled_root: Path) -> OpenVinoModules:
+    def exported(cls, folder: Path, compiled_root: Path, decoder: Path | None = None) -> OpenVinoModules:
         """The modules of a folder in optimum-intel's export layout (`is_export`), as they are; their compiled
-        programs go under `compiled_root` (the export may sit in a read-only or shared cache)."""
+        programs go under `compiled_root` (the export may sit in a read-only or shared cache). `decoder`, a folder
+        whose `vae_decoder/` is a TAESD decoder in the same layout, draws the images in place of the export's own."""
 
-        def read(name: str) -> Converted:
-            return Converted(folder / name, False, EXPORT_XML, compiled_root / name)
+        def read(name: str, where: Path = folder) -> Converted:
+            return Converted(
+                where / name, False, EXPORT_XML, compiled_root / ("taesd_" if where != folder else "") / name
+            )
 
         modules = cls(read("unet"), read("text_encoder"))
-        modules.taesd_decoder = read("vae_decoder")
-        config = json.loads((folder / "vae_decoder" / "config.json").read_text(encoding="utf-8"))
-        modules.exported, modules.decode_scale = True, 1.0 / float(config.get("scaling_factor", 0.18215))
+        modules.taesd_decoder = read("vae_decoder", decoder or folder)
+        config_file = (decoder or folder) / "vae_decoder" / "config.json"
+        # A TAESD decoder takes the UNet's latents as they are (scaling factor 1); a full VAE divides by its own.
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        default = 1.0 if decoder is not None else 0.18215
+        modules.exported, modules.decode_scale = True, 1.0 / float(config.get("scaling_factor", default))
         return modules
 
     def attach_taesd_decoder(self, taesd, root: Path, label: str, emit: Emit) -> None:
@@ -342,11 +348,13 @@ def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
     import importlib
 
     from accelerate import init_empty_weights
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
     from transformers import AutoConfig
 
     index = json.loads((model_folder / "model_index.json").read_text(encoding="utf-8"))
     vae_folder = model_folder / ("vae" if (model_folder / "vae").is_dir() else "vae_decoder")
+    vae_config = AutoencoderKL.load_config(vae_folder)
+    vae_class = AutoencoderTiny if vae_config.get("_class_name") == "AutoencoderTiny" else AutoencoderKL  # SDXS's
 
     def part(name: str):
         library, class_name = index[name]
@@ -354,7 +362,7 @@ def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):
 
     with init_empty_weights():
         unet_config = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(model_folder / "unet")).config
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(vae_folder))
+        vae = vae_class.from_config(vae_config)
     pipe = pipeline_cls(
         vae=vae,
         text_encoder=OpenVinoTextEncoder(

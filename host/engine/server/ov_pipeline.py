@@ -36,7 +36,9 @@ def _config(folder: Path) -> dict[str, Any]:
 class OvPipeline:
     """An export's modules, tokenizer and scheduler configuration; compiled programs go under `compiled_root`."""
 
-    def __init__(self, folder: Path, compiled_root: Path):
+    def __init__(self, folder: Path, compiled_root: Path, decoder: Path | None = None):
+        """`decoder`: a folder whose `vae_decoder/` is a TAESD decoder in the same layout (a preset's ready-made
+        one), drawing the images in place of the export's own VAE decoder (as fast.py's torch-hosted path does)."""
         from transformers import CLIPTokenizer
 
         self.folder = folder
@@ -46,15 +48,20 @@ class OvPipeline:
         self.scheduler_class = scheduler.pop("_class_name", "")
         self.scheduler_config = {k: v for k, v in scheduler.items() if not k.startswith("_")}
         self.unet_config = _config(folder / "unet")
-        vae = _config(folder / "vae_decoder")
+        own = folder / "vae_decoder" / "config.json"
+        vae = _config(own.parent) if own.is_file() else {}
         self.vae_scale_factor = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
-        self.decode_scale = 1.0 / float(vae.get("scaling_factor", 0.18215))
+        drawn = _config(decoder / "vae_decoder") if decoder and (decoder / "vae_decoder/config.json").is_file() else vae
+        # A TAESD decoder takes the UNet's latents as they are (scaling factor 1); a full VAE divides by its own.
+        self.decode_scale = 1.0 / float(drawn.get("scaling_factor", 1.0 if decoder else 0.18215))
         self.tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
 
-        def read(name: str) -> Converted:
-            return Converted(folder / name, False, EXPORT_XML, compiled_root / name)
+        def read(name: str, where: Path = folder) -> Converted:
+            compiled = compiled_root / ("taesd_" if where != folder else "") / name  # where fast.py puts them
+            return Converted(where / name, False, EXPORT_XML, compiled)
 
-        self.unet, self.text_encoder, self.decoder = read("unet"), read("text_encoder"), read("vae_decoder")
+        self.unet, self.text_encoder = read("unet"), read("text_encoder")
+        self.decoder = read("vae_decoder", decoder or folder)
 
     def unsupported(self) -> str | None:
         """Why this export's model cannot run here (in words), or None when it can."""

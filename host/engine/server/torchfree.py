@@ -105,9 +105,10 @@ class TorchFreeRunner:
     def _hold(self, source: ModelSource, plan: Plan, emit: Emit) -> Held | None:
         if self.loaded is not None and self.loaded.source == source:
             return self.loaded
-        folder = fast.export_of(source, self.cache_dir, emit)
-        if folder is None:
+        exported = fast.export_of(source, self.cache_dir, emit)
+        if exported is None:
             return None
+        folder, decoder = exported
         from dreamtray.engine.server.ov_pipeline import OvPipeline
 
         self.unload()
@@ -120,7 +121,7 @@ class TorchFreeRunner:
             }
         )
         try:
-            pipe = OvPipeline(folder, fast.openvino_folder(self.cache_dir, source) / "compiled")
+            pipe = OvPipeline(folder, fast.openvino_folder(self.cache_dir, source) / "compiled", decoder)
         except Exception as exc:
             raise ModelError(f"The OpenVINO modules in {folder} cannot be read: {exc}") from exc
         if pipe.unsupported() is not None:
