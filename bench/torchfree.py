@@ -10,7 +10,8 @@ processes, as the engine's worker does (the service's own start is not counted: 
 whole command line):
 - torch-hosted: runner.py (diffusers' pipeline around the OpenVINO modules; torch and diffusers imported);
 - torch-free: torchfree.py (OpenVINO and numpy; no torch), with OpenVINO's compiled copies kept as OPTIMIZE_SPEED
-  (the default) and as OPTIMIZE_SIZE.
+  and as OPTIMIZE_SIZE (the engine's choice, openvino_runtime.CACHE_MODE; the torch-hosted row uses it too);
+- openvino-genai's Text2ImagePipeline on the same export (when the package is installed; the engine does not use it).
 Figures per way: the first image from a fresh worker with no compiled copies (process start to PNG: wall, CPU
 seconds, peak RSS), the first image after a stop (a new process, compiled copies on disk), the warm image (median
 of `--warm`, wall and CPU), the idle worker (RSS after the imports a ready worker does, holding no model), and the
@@ -20,6 +21,7 @@ disk the compiled copies take beside the download.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -34,7 +36,52 @@ from first_run import cpu_description, hub_process, repos_for
 from measure import DEFAULT_CACHE, OUTPUT, median, prepare_run, report, table
 
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
-WAYS = ("torch-hosted", "torch-free", "torch-free, OPTIMIZE_SIZE")
+WAYS = ("torch-hosted", "torch-free, OPTIMIZE_SPEED", "torch-free, OPTIMIZE_SIZE", "openvino-genai")
+
+
+class GenaiRunner:
+    """openvino-genai's C++ Text2ImagePipeline on the same export (its tokenizer converted to OpenVINO once, as
+    optimum-intel writes it), with torch's generator and a step callback: measured, not used by the engine."""
+
+    def __init__(self, model: str, cache: Path):
+        import openvino_genai
+
+        from dreamtray.engine.server import fast
+        from dreamtray.engine.server.models import resolve_model
+
+        self.genai = openvino_genai
+        source = resolve_model(model)
+        export, decoder = fast.export_of(source, cache / "download", lambda event: None)
+        self.preset = source.preset
+        self.folder = cache / "genai"
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True)
+            for part in export.iterdir():
+                (self.folder / part.name).symlink_to(part)
+            if decoder is not None:
+                (self.folder / "vae_decoder").unlink()
+                (self.folder / "vae_decoder").symlink_to(decoder / "vae_decoder")
+            (self.folder / "tokenizer").unlink()
+            shutil.copytree(export / "tokenizer", self.folder / "tokenizer")
+            import openvino as ov
+            from openvino_tokenizers import convert_tokenizer
+            from transformers import CLIPTokenizer
+
+            tokenizer = convert_tokenizer(CLIPTokenizer.from_pretrained(export / "tokenizer"))
+            ov.save_model(tokenizer, self.folder / "tokenizer" / "openvino_tokenizer.xml")
+        self.pipe = openvino_genai.Text2ImagePipeline(str(self.folder), "CPU", CACHE_DIR=str(cache / "genai-compiled"))
+
+    def generate(self, request) -> None:
+        size = self.preset.native_size
+        self.pipe.generate(
+            request.prompt,
+            width=size,
+            height=size,
+            num_inference_steps=self.preset.steps,
+            guidance_scale=self.preset.guidance,
+            generator=self.genai.TorchGenerator(request.seed),
+            callback=lambda step, steps, latent: False,
+        )
 
 
 def _rusage() -> tuple[float, float]:
@@ -57,15 +104,19 @@ def _rss_mb() -> float:
 
 def child(way: str, model: str, cache: str, launched: float, warm: int) -> dict:
     """One worker's life: imports, the first image, `warm` more; or (warm < 0) the ready worker's imports alone."""
-    if way.endswith("OPTIMIZE_SIZE"):
+    if "OPTIMIZE_" in way:
         from dreamtray.engine.server import openvino_runtime
 
-        openvino_runtime.CACHE_MODE = "OPTIMIZE_SIZE"
+        openvino_runtime.CACHE_MODE = way.split(", ")[1]
     from dreamtray.engine.server.torchfree import machine_without_torch
     from dreamtray.request import Request
 
     machine = machine_without_torch()
-    if way == "torch-hosted":
+    if way == "openvino-genai":
+        runner = GenaiRunner(model, Path(cache))
+        if warm < 0:
+            return {"idle_mb": _rss_mb(), "torch": "torch" in sys.modules}
+    elif way == "torch-hosted":
         from dreamtray.engine.server.runner import Runner
 
         runner = Runner(cache_dir=Path(cache), default_model=model, machine=machine)
@@ -131,11 +182,14 @@ def shape_rows(name: str, scratch: Path, warm: int, weights: str) -> list[tuple]
         download(name, scratch / "download", env)
         download_mb = disk_mb(scratch / "hf")
         for way in WAYS:
+            if way == "openvino-genai" and importlib.util.find_spec("openvino_genai") is None:
+                print("openvino-genai is not installed: its row is left out")
+                continue
             cache = scratch / way.replace(" ", "").replace(",", "-")
             first = run_child(way, name, cache, env, warm)
             again = run_child(way, name, cache, env, 1)
             idle = run_child(way, name, cache, env, -1)
-            disk = disk_mb(cache / "openvino")
+            disk = disk_mb(cache / "openvino") + disk_mb(cache / "genai-compiled")
             rows.append(
                 (
                     name,

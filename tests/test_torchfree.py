@@ -235,3 +235,36 @@ def test_compiled_copies_of_shapes_not_used_lately_are_pruned(export, tmp_path):
     removed = prune_compiled(compiled, now)
     assert sorted(path.name for path in removed) == sorted([*stale, "1234.blob"])
     assert sorted(path.name for path in compiled.iterdir()) == sorted([kept.name, *recent[: KEEP_SHAPES - 1]])
+
+
+def test_doctor_shows_the_cache_and_its_compiled_copies(export, tmp_path, monkeypatch):
+    from dreamtray import paths
+    from dreamtray.cli.doctor import _openvino_cache, render
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    models = paths.cache_dir() / "models"
+    TorchFreeRunner(cache_dir=models, default_model=str(export), machine=OPENVINO_CPU).generate(PLAIN)
+    cache = _openvino_cache()
+    compiled = sum(f.stat().st_size for f in (models / "openvino").rglob("compiled/*/*/*") if f.is_file())
+    assert cache["path"] == str(models / "openvino") and cache["compiled_shapes"] == 3  # UNet, encoder, decoder
+    assert cache["compiled_bytes"] == compiled > 0 and cache["bytes"] >= compiled
+    report = {"system": "", "torch": "", "cuda_build": None, "diffusers": "", "gpus": [], "mps": False}
+    report |= {"cpu_cores": 2, "ram_gb": 8, "ram_free_gb": 4, "configured_model": "x", "auto_model": "x"}
+    report |= {"plans": {}, "model_cache": "", "openvino": "2026", "openvino_cache": cache, "config_file": "c"}
+    report |= {"config_problems": []}
+    size = f"{compiled / 2**20:.0f} MB"
+    assert f"in {models / 'openvino'} (compiled copies {size} for 3 module shapes)" in render(report)
+
+
+def test_the_tokenizer_read_without_transformers_gives_transformers_ids(export):
+    from transformers import CLIPTokenizer
+
+    from dreamtray.engine.server.ov_pipeline import ClipTokenizer
+
+    theirs, ours = CLIPTokenizer.from_pretrained(export / "tokenizer"), ClipTokenizer(export / "tokenizer")
+    assert ours.fast is not None and ours.window == theirs.model_max_length
+    texts = ["a red fox", "", "  Spaces,   CAPS and punctuation!? émoji 🦊 日本語", "fox " * 100, "a " * 75, "a " * 76]
+    for text in texts:
+        expected = theirs(text, padding="max_length", max_length=ours.window, truncation=True, return_tensors="np")
+        assert np.array_equal(ours.ids(text), expected.input_ids)
+        assert ours.length(text) == len(theirs(text, truncation=False).input_ids)

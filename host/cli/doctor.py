@@ -49,12 +49,25 @@ def diagnose(app: App) -> dict[str, Any]:
 
 
 def _openvino_cache() -> dict[str, Any]:
-    """Where the OpenVINO conversions of quality fast are kept, and their size on disk."""
+    """Where the OpenVINO models of quality fast are kept, their size on disk, and how much of it is compiled
+    copies (one per module and image shape used lately; the engine prunes the rest: docs/fast-path.md)."""
     from dreamtray import paths
+    from dreamtray.engine.settings import COMPILED_STAMP
 
     folder = paths.cache_dir() / "models" / "openvino"
-    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
-    return {"path": str(folder), "bytes": size}
+    files = [f for f in folder.rglob("*") if f.is_file() and not f.is_symlink()] if folder.is_dir() else []
+    compiled = [f for f in files if "compiled" in f.relative_to(folder).parts]
+    shapes = {f.parent for f in compiled if f.name == COMPILED_STAMP}
+    return {
+        "path": str(folder),
+        "bytes": sum(f.stat().st_size for f in files),
+        "compiled_bytes": sum(f.stat().st_size for f in compiled),
+        "compiled_shapes": len(shapes),
+    }
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GB" if count >= 2**30 else f"{count / 2**20:.0f} MB"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -82,7 +95,8 @@ def render(report: dict[str, Any]) -> str:
     cache = report["openvino_cache"]
     if report["openvino"]:
         lines.append(
-            f"OpenVINO: {report['openvino']}; converted models {cache['bytes'] / 2**30:.1f} GB in {cache['path']}"
+            f"OpenVINO: {report['openvino']}; cache {_size(cache['bytes'])} in {cache['path']} (compiled copies "
+            f"{_size(cache['compiled_bytes'])} for {cache['compiled_shapes']} module shapes)"
         )
     lines.append(f"Config:   {report['config_file']}")
     lines.extend(f"  problem: {problem}" for problem in report["config_problems"])

@@ -17,6 +17,9 @@ IDLE_UNLOAD_SECONDS = (0, 7 * 24 * 3600)
 wait for the next job on some systems."""
 STALL_SECONDS = (1, 3600)
 """The range of `stall_seconds`."""
+COMPILED_STAMP = "used"
+"""The file in each folder of an OpenVINO compiled copy (one per module and shape) whose time says when it was last
+used: the engine prunes copies by it, `doctor` counts them by it."""
 
 
 class Policy(str, Enum):

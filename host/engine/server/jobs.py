@@ -66,6 +66,7 @@ class JobManager:
         self.device_lock = threading.Lock()
         self.thread = threading.Thread(target=self._dispatch, name="dreamtray-dispatch", daemon=True)
         self.thread.start()
+        self._start_ready(torch_free=True)  # a request is on its way: the worker starts while it comes
 
     def submit(self, request: Request) -> JobRecord:
         job = JobRecord(request)
@@ -150,9 +151,12 @@ class JobManager:
         if then_ready and had:
             self._start_ready()
 
-    def _start_ready(self) -> None:
+    def _start_ready(self, torch_free: bool | None = None) -> None:
+        """A ready worker, importing ahead for the torch-free side (`torch_free`, by default where the last model
+        ran) or for torch."""
+        torch_free = self.torch_free if torch_free is None else torch_free
         if self.settings.ready_worker and not self.stopping and not (self.ready and self.ready.alive()):
-            self.ready = WorkerProcess(self.settings, ready="torch-free" if self.torch_free else "torch")
+            self.ready = WorkerProcess(self.settings, ready="torch-free" if torch_free else "torch")
 
     def _idle_exit(self, worker: WorkerProcess) -> None:
         """A worker ended by itself: after an idle unload (exit code 0), a ready one takes its place."""

@@ -19,6 +19,8 @@ sys.modules.setdefault("openvino_telemetry", None)  # a None entry makes `import
 import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 
+from dreamtray.engine.settings import COMPILED_STAMP  # noqa: E402
+
 
 class CacheError(RuntimeError):
     """A cached conversion that cannot be read or compiled; the entry has been removed."""
@@ -29,11 +31,12 @@ KEEP_SHAPES = 4
 previews, a series' size, ...); older ones are removed when another shape is compiled."""
 UNUSED_DAYS = 30
 """A compiled copy not used for this long is removed too."""
-USED = "used"
+USED = COMPILED_STAMP
 """The file in a shape's folder whose modification time says when the shape was last compiled or read."""
-CACHE_MODE = "OPTIMIZE_SPEED"
-"""OpenVINO's CACHE_MODE for compiled copies: OPTIMIZE_SPEED keeps the weights in the copy (read back fastest);
-OPTIMIZE_SIZE leaves them out and maps the IR's instead (docs/fast-path.md has the measurement)."""
+CACHE_MODE = "OPTIMIZE_SIZE"
+"""OpenVINO's CACHE_MODE for compiled copies: OPTIMIZE_SIZE leaves the weights out of the copy and maps the IR's
+instead (a few MB per shape, no second copy of the weights on disk), where OPTIMIZE_SPEED would keep a copy of the
+weights per shape; measured as fast to read back (docs/fast-path.md, bench/torchfree.py)."""
 
 
 def shape_folder(compiled_dir: Path, shapes: list[tuple[int, ...]]) -> Path:
@@ -90,6 +93,7 @@ class Converted:
             raise self._broken(exc) from exc
         self.compiled: dict[tuple, Any] = {}
         self.cache_mode = CACHE_MODE
+        self.weights = (folder / xml).with_suffix(".bin")
         # What each input takes: an export may want an int64 timestep of shape (1,) where ours takes a float scalar.
         self.inputs = [
             (port.get_element_type().to_dtype(), port.get_partial_shape().rank) for port in self.model.inputs
@@ -120,6 +124,8 @@ class Converted:
             try:
                 folder = real_folder(shape_folder(real_folder(self.compiled_dir), shapes))
                 config = {"CACHE_DIR": str(folder), "PERFORMANCE_HINT": "LATENCY", "CACHE_MODE": self.cache_mode}
+                if self.cache_mode == "OPTIMIZE_SIZE":  # where a copy without weights finds them (else: compiled again)
+                    config["WEIGHTS_PATH"] = str(self.weights)
                 self.compiled[key] = self.core.compile_model(model, "CPU", config)
             except Exception as exc:
                 raise self._broken(exc) from exc

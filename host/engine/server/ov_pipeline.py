@@ -2,7 +2,7 @@
 layout: what `quality = fast` runs in the torch-free worker (torchfree.py).
 
 Step for step what diffusers' StableDiffusionPipeline does with the export's modules on the torch-hosted fast path
-(fast.py): the CLIP tokenizer (transformers' tokenizer classes import no torch), the text encoder, noise from
+(fast.py): the CLIP tokenizer (read without transformers where it can be), the text encoder, noise from
 torch's CPU generator reproduced in numpy (torch_randn.py), the Euler samplers in numpy (ov_scheduler.py),
 classifier-free guidance, and the export's VAE decoder. The same seed gives the same pixels as that path within
 a few levels (see docs/fast-path.md), and exactly the same pixels from one run to the next.
@@ -29,6 +29,47 @@ PIPELINES = ("StableDiffusionPipeline",)
 OnStep = Callable[[int, np.ndarray], None]
 
 
+class ClipTokenizer:
+    """The model's CLIP tokenizer: its `tokenizer.json` read by the `tokenizers` package alone where there is one
+    (transformers' import costs some 2 s of CPU at every worker start), else transformers' CLIPTokenizer (a folder
+    with vocab.json and merges.txt only). Either way the ids are transformers' own (tests/test_torchfree.py)."""
+
+    def __init__(self, folder: Path):
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        self.window = int(config.get("model_max_length", 77))
+        self.fast = self.padded = self.slow = None
+        if (folder / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            self.fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self.fast.no_truncation()
+            self.fast.no_padding()
+            pad = config.get("pad_token", "<|endoftext|>")
+            pad = pad.get("content", "") if isinstance(pad, dict) else pad
+            self.padded = Tokenizer.from_str(self.fast.to_str())
+            self.padded.enable_truncation(self.window)
+            self.padded.enable_padding(length=self.window, pad_id=self.fast.token_to_id(pad), pad_token=pad)
+        else:
+            from transformers import CLIPTokenizer
+
+            self.slow = CLIPTokenizer.from_pretrained(folder)
+            self.window = self.slow.model_max_length
+
+    def length(self, text: str) -> int:
+        """How many tokens `text` takes, its start and end tokens included."""
+        if self.fast is not None:
+            return len(self.fast.encode(text).ids)
+        return len(self.slow(text, truncation=False).input_ids)
+
+    def ids(self, text: str) -> np.ndarray:
+        """The ids the text encoder takes: (1, window), cut to the window and padded, as diffusers asks for them."""
+        if self.padded is not None:
+            return np.asarray([self.padded.encode(text).ids], dtype=np.int64)
+        encoded = self.slow(text, padding="max_length", max_length=self.window, truncation=True, return_tensors="np")
+        return encoded.input_ids.astype(np.int64)
+
+
 def _config(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "config.json").read_text(encoding="utf-8"))
 
@@ -39,8 +80,6 @@ class OvPipeline:
     def __init__(self, folder: Path, compiled_root: Path, decoder: Path | None = None):
         """`decoder`: a folder whose `vae_decoder/` is a TAESD decoder in the same layout (a preset's ready-made
         one), drawing the images in place of the export's own VAE decoder (as fast.py's torch-hosted path does)."""
-        from transformers import CLIPTokenizer
-
         self.folder = folder
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
         self.pipeline = index.get("_class_name", "")
@@ -54,7 +93,7 @@ class OvPipeline:
         drawn = _config(decoder / "vae_decoder") if decoder and (decoder / "vae_decoder/config.json").is_file() else vae
         # A TAESD decoder takes the UNet's latents as they are (scaling factor 1); a full VAE divides by its own.
         self.decode_scale = 1.0 / float(drawn.get("scaling_factor", 1.0 if decoder else 0.18215))
-        self.tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+        self.tokenizer = ClipTokenizer(folder / "tokenizer")
 
         def read(name: str, where: Path = folder) -> Converted:
             compiled = compiled_root / ("taesd_" if where != folder else "") / name  # where fast.py puts them
@@ -77,17 +116,12 @@ class OvPipeline:
 
     def fits_window(self, text: str) -> bool:
         """Whether `text` is within the text encoder's window (a longer one is chunked on torch)."""
-        return len(self.tokenizer(text, truncation=False).input_ids) <= self.tokenizer.model_max_length
-
-    def _ids(self, text: str) -> np.ndarray:
-        window = self.tokenizer.model_max_length
-        encoded = self.tokenizer(text, padding="max_length", max_length=window, truncation=True, return_tensors="np")
-        return encoded.input_ids.astype(np.int64)
+        return self.tokenizer.length(text) <= self.tokenizer.window
 
     def encode(self, prompt: str, negative: str, guidance: bool) -> np.ndarray:
         """The text embeddings the UNet takes: the negative's first when `guidance` (classifier-free) is on."""
         texts = [negative, prompt] if guidance else [prompt]
-        return np.concatenate([self.text_encoder.run(self._ids(text))[0] for text in texts]).astype(np.float32)
+        return np.concatenate([self.text_encoder.run(self.tokenizer.ids(text))[0] for text in texts]).astype(np.float32)
 
     def guides(self, guidance: float) -> bool:
         return guidance > 1.0 and self.unet_config.get("time_cond_proj_dim") is None

@@ -100,8 +100,7 @@ def _import_ahead(light) -> None:
     """What the torch-free side's job needs (OpenVINO, the tokenizer, PNG writing); a failure is the job's to say."""
     try:
         import PIL.PngImagePlugin  # noqa: F401
-        import transformers  # noqa: F401
-        from transformers import CLIPTokenizer  # noqa: F401
+        import tokenizers  # noqa: F401
 
         import dreamtray.engine.server.ov_pipeline  # noqa: F401
     except Exception:
