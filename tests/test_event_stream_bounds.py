@@ -3,51 +3,24 @@ filling memory, and data that is not a JSON object is worded as the engine's fau
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
+from raw_http import raw_server
 
 from dreamtray.engine import client
 from dreamtray.engine.client import EngineError, ServiceJob
 from dreamtray_plugins.remote.service import RemoteService
 
 
-@contextmanager
-def event_server(lines: list[bytes], endless: bytes = b"") -> Iterator[str]:
+def event_server(lines: list[bytes], endless: bytes = b""):
     """A raw HTTP server answering every request with an event stream of `lines`, then `endless` for ever."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    stop = threading.Event()
 
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
-            try:
-                conn.sendall(b"".join(lines))
-                while endless and not stop.is_set():
-                    conn.sendall(endless)
-            except OSError:
-                return
+    def answer(conn, stop) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        conn.sendall(b"".join(lines))
+        while endless and not stop.is_set():
+            conn.sendall(endless)
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.close()
+    return raw_server(answer)
 
 
 def events_from(url: str) -> list[dict]:
