@@ -179,6 +179,10 @@ class ServiceJob:
                     f"({transport_problem(exc)}): it was stopped (`dreamtray engine stop`) or it exited."
                 ) from None
 
+    def interrupt(self) -> None:
+        """Finish now, keeping the image as far as it got (a queued job is left to run)."""
+        self.engine.call("POST", f"/v1/jobs/{self.id}/interrupt")
+
     def result(self) -> Result:
         if self._final is None:
             for _ in self.events():
