@@ -268,3 +268,14 @@ def test_the_tokenizer_read_without_transformers_gives_transformers_ids(export):
         expected = theirs(text, padding="max_length", max_length=ours.window, truncation=True, return_tensors="np")
         assert np.array_equal(ours.ids(text), expected.input_ids)
         assert ours.length(text) == len(theirs(text, truncation=False).input_ids)
+
+
+def test_finishing_early_keeps_the_image_as_far_as_it_got(export, tmp_path):
+    free = TorchFreeRunner(cache_dir=tmp_path, default_model=str(export), machine=OPENVINO_CPU)
+    events: list[dict] = []
+    request = PLAIN.model_copy(update={"steps": 4, "count": 2})
+    result = free.generate(request, emit=events.append, finish_early=lambda: True)
+    assert [e["step"] for e in events if e["kind"] == "step"] == [1]
+    assert len(result.images) == 1 and result.seeds == [PLAIN.seed]
+    assert result.warnings == ["Interrupted at step 1 of 8: the image is as far as it had got."]
+    assert pixels(result.images[0]) != pixels(free.generate(request.model_copy(update={"count": 1})).images[0])

@@ -26,7 +26,7 @@ from dreamtray.engine.server.torch_randn import TorchGenerator
 
 PIPELINES = ("StableDiffusionPipeline",)
 """The export's pipeline classes this file reproduces."""
-OnStep = Callable[[int, np.ndarray], None]
+OnStep = Callable[[int, np.ndarray], bool]
 
 
 class ClipTokenizer:
@@ -152,7 +152,8 @@ class OvPipeline:
         scheduler: tuple[str, dict[str, Any]],
         on_step: OnStep,
     ) -> np.ndarray:
-        """The final latents of one image; `on_step(step, latents)` after each step (it may raise to stop)."""
+        """The final latents of one image; `on_step(step, latents)` after each step: true ends the image there, as
+        far as it got (it may also raise, to stop and discard)."""
         sampler = ov_scheduler.EulerSampler(*scheduler, steps)
         generator = TorchGenerator(seed)
         channels = int(self.unet_config.get("in_channels", 4))
@@ -167,7 +168,8 @@ class OvPipeline:
                 unconditional, text = noise[:1], noise[1:]
                 noise = unconditional + np.float32(guidance) * (text - unconditional)
             latents = sampler.step(noise, latents, generator)
-            on_step(step + 1, latents)
+            if on_step(step + 1, latents):
+                break
         return latents
 
     def decode(self, latents: np.ndarray) -> np.ndarray:

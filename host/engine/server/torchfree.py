@@ -149,8 +149,11 @@ class TorchFreeRunner:
     def unload(self) -> None:
         self.loaded = None
 
-    def generate(self, request: Request, emit: Emit = lambda event: None, cancelled=lambda: False) -> Result:
-        """The images of a request that `takes` accepted, with the torch runner's events and result."""
+    def generate(
+        self, request: Request, emit: Emit = lambda event: None, cancelled=lambda: False, finish_early=lambda: False
+    ) -> Result:
+        """The images of a request that `takes` accepted, with the torch runner's events and result: `cancelled()`
+        true stops and discards; `finish_early()` true ends the image being made as far as it got, and keeps it."""
         from dreamtray.engine.server.ov_pipeline import OvPipeline
         from dreamtray.engine.server.ov_scheduler import DEFAULTS
         from dreamtray.engine.server.prompts import plain_text
@@ -184,19 +187,26 @@ class TorchFreeRunner:
         pipe.compile_for(2 if guided else 1, width, height, window, hidden)
         steps, overall, done = request.steps, request.steps * request.count, 0
 
-        def on_step(step: int, latents) -> None:
+        def on_step(step: int, latents) -> bool:
+            """After a step: events, and whether to stop here (finish early); raises when cancelled."""
             nonlocal done
             done += 1
             emit({"kind": "step", "step": done, "total": overall})
+            stop = finish_early()
+            if stop:
+                warnings.append(f"Interrupted at step {done} of {overall}: the image is as far as it had got.")
             if request.preview_every and step < steps and step % request.preview_every == 0:
                 emit({"kind": "preview", "step": done, "png": pipe.preview(latents)})
             if cancelled():
                 raise GenerationCancelled()
+            return stop
 
         emit({"kind": "start", "total": overall})
         embeddings = pipe.encode(plain_text(request.prompt), plain_text(request.negative_prompt), guided)
         pngs = []
         for index in range(request.count):
+            if index and finish_early():
+                break
             latents = pipe.denoise(
                 embeddings, request.seed + index, width, height, steps, request.guidance, scheduler, on_step
             )
@@ -204,7 +214,7 @@ class TorchFreeRunner:
         return Result(
             request=request,
             images=pngs,
-            seeds=[request.seed + i for i in range(request.count)],
+            seeds=[request.seed + i for i in range(len(pngs))],
             model=held.source.name,
             sampler=request.sampler or samplers.from_class(scheduler[0], {**DEFAULTS, **scheduler[1]}).label,
             warnings=warnings,

@@ -25,7 +25,9 @@ from typing import Any
 from dreamtray.engine.settings import WorkerSettings
 
 
-def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, ready: str | None = None) -> None:
+def serve_jobs(
+    conn: Connection, settings: WorkerSettings, cancel: Any, finish: Any, ready: str | None = None
+) -> None:
     """The worker's loop: answer messages until told to quit, or idle for too long with a model loaded.
 
     A request that the torch-free side takes (torchfree.py: `fast` on a model exported to OpenVINO) runs there,
@@ -58,17 +60,18 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, ready: s
             continue
         _, job_id, request_json = message
         cancel.clear()
+        finish.clear()
         emit = lambda event: conn.send(("event", job_id, event))  # noqa: E731
         try:
             request = Request.model_validate_json(request_json)
             if light.takes(request, emit):
                 if runner is not None:
                     runner.unload()  # one model at a time
-                result = light.generate(request, emit=emit, cancelled=cancel.is_set)
+                result = light.generate(request, emit=emit, cancelled=cancel.is_set, finish_early=finish.is_set)
             else:
                 light.unload()  # one model at a time
                 runner = runner or _torch_runner(settings)
-                result = runner.generate(request, emit=emit, cancelled=cancel.is_set)
+                result = runner.generate(request, emit=emit, cancelled=cancel.is_set, finish_early=finish.is_set)
             conn.send(("result", job_id, result.model_dump_json()))
         except GenerationCancelled:
             conn.send(("error", job_id, "cancelled", "Cancelled; the half-done image was discarded."))
@@ -114,10 +117,12 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int, ready: str | None) -> None:
+def _main(
+    conn: Connection, settings: dict[str, Any], cancel: Any, finish: Any, parent: int, ready: str | None
+) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), name="dreamtray-parent-watch", daemon=True).start()
     try:
-        serve_jobs(conn, WorkerSettings(**settings), cancel, ready)
+        serve_jobs(conn, WorkerSettings(**settings), cancel, finish, ready)
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass  # the service went away: nothing to report to
     finally:
@@ -132,9 +137,11 @@ class WorkerProcess:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.cancel = context.Event()
+        self.finish = context.Event()
+        """Set: the running job ends its image now, as far as it got, and keeps it (A1111's Interrupt)."""
         self.process = context.Process(
             target=_main,
-            args=(child, asdict(settings), self.cancel, os.getpid(), ready),
+            args=(child, asdict(settings), self.cancel, self.finish, os.getpid(), ready),
             daemon=True,
             name="dreamtray-worker",
         )
