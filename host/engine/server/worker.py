@@ -25,9 +25,7 @@ from typing import Any
 from dreamtray.engine.settings import WorkerSettings
 
 
-def serve_jobs(
-    conn: Connection, settings: WorkerSettings, cancel: Any, finish: Any, ready: str | None = None
-) -> None:
+def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, finish: Any, ready: str | None = None) -> None:
     """The worker's loop: answer messages until told to quit, or idle for too long with a model loaded.
 
     A request that the torch-free side takes (torchfree.py: `fast` on a model exported to OpenVINO) runs there,
@@ -117,9 +115,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _main(
-    conn: Connection, settings: dict[str, Any], cancel: Any, finish: Any, parent: int, ready: str | None
-) -> None:
+def _main(conn: Connection, settings: dict[str, Any], cancel: Any, finish: Any, parent: int, ready: str | None) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), name="dreamtray-parent-watch", daemon=True).start()
     try:
         serve_jobs(conn, WorkerSettings(**settings), cancel, finish, ready)
