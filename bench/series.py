@@ -251,7 +251,8 @@ def fast_rows(shape: str, model: str, base: dict, cache: Path, layouts, repeats:
     del converting
     gc.collect()
     runner = Runner(cache_dir=cache, default_model=model, machine=machine, overrides=overrides)
-    runner.generate(Request(prompt="warm up", seed=1, **fast_base))
+    first = runner.generate(Request(prompt="warm up", seed=1, subject=Subject(method="init-image"), **fast_base))
+    runner.generate(Request(prompt="warm up", seed=2, subject=later, **fast_base))  # compiles the encoder's shape
     methods = (("plain (fast)", None), ("init-image (fast)", "init-image"))
     for name in layouts:
         rows = rows_for(runner, fast_base, methods, layout(name), repeats)
