@@ -17,8 +17,8 @@ seconds, all threads, so other work on a shared machine does not inflate them) a
 of the same back end (goal <= 1.5x at four images), the peak RSS while the series is made, and consistency:
 the mean pairwise cosine similarity of the images' pixels and of their final latents (each centred on its mean),
 and the later images' distance to the first (1 - that cosine) as a ratio to the plain series' (below 1: closer).
-Then one figure that bounds what any change to self-attention can do to these images: the distance between the
-first image and the same image with every self-attention layer's output zeroed.
+`--attention-share` adds one figure that bounds what any change to self-attention can do to these images: the
+distance between the first image and the same image with every self-attention layer's output zeroed.
 
 The shapes other than `tiny` have random weights (bench/architectures.py), and tiny's are random too: the figures
 show that the mechanism runs, what it costs and how far it moves the images, never how well a real model keeps a
@@ -166,6 +166,7 @@ def rows_for(runner, base: dict, methods, images, repeats: int) -> list[tuple]:
                     distances[1] / plain[1][1] if plain[1][1] else float("nan"),
                 )
             )
+            report(f"done: {label}, CPU s per image {[round(t, 2) for t in times]}")  # kept if a later row times out
     return rows
 
 
@@ -202,7 +203,7 @@ def bench_shape(shape: str, size: int, steps: int, cache: Path, args) -> None:
 
 
 def torch_rows(shape: str, model: str, base: dict, cache: Path, layouts, args) -> None:
-    """The series on torch (`quality = balanced`): plain, shared attention, init image; self-attention's share."""
+    """The series on torch (`quality = balanced`): plain and the methods asked for; self-attention's share."""
     from dreamtray.engine.server.hardware import probe_machine
     from dreamtray.engine.server.runner import Runner
     from dreamtray.engine.settings import Overrides
@@ -213,7 +214,7 @@ def torch_rows(shape: str, model: str, base: dict, cache: Path, layouts, args) -
     runner = Runner(cache_dir=cache, default_model=model, machine=probe_machine(), overrides=overrides)
     torch_base = {**base, "quality": "balanced"}
     runner.generate(Request(prompt="warm up", seed=1, **torch_base))
-    methods = (("plain", None), ("shared-attention", "shared-attention"), ("init-image", "init-image"))
+    methods = [("plain", None)] + [(method, method) for method in args.methods]
     for name in layouts:
         images = layout(name)
         table(
@@ -222,6 +223,8 @@ def torch_rows(shape: str, model: str, base: dict, cache: Path, layouts, args) -
             HEADER,
             rows_for(runner, torch_base, methods, images, repeats),
         )
+        if not args.attention_share:
+            continue
         pixels, latents = self_attention_share(runner, torch_base, images)
         report(
             f"Self-attention's whole share of the first image ({name}): every self-attention output zeroed moves "
@@ -269,6 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--dtype", help="Weights' dtype (bfloat16 halves the memory of float32); default: the plan's.")
     parser.add_argument("--layout", choices=("prompts", "seeds", "both"), default="prompts")
+    parser.add_argument(
+        "--methods",
+        type=lambda text: [method for method in text.split(",") if method],
+        default=["shared-attention", "init-image"],
+        help="Comma-separated methods on torch besides plain (default: shared-attention,init-image).",
+    )
+    parser.add_argument(
+        "--attention-share", action="store_true", help="Also measure self-attention's whole share of an image."
+    )
     parser.add_argument(
         "--back-end", choices=("torch", "fast", "both"), default="torch", help="fast: the OpenVINO fast path's rows"
     )
