@@ -49,7 +49,9 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras:
         return pipe, decoder
     if request.init_image is not None and (decoder is None or decoder.taesd is None):
-        return pipe, decoder  # image-to-image on the fast path encodes with TAESD: none here (an export's own VAE)
+        if loaded.light:  # the runner loads the model in full and says why
+            raise ModelError("image-to-image on the fast path encodes with TAESD, which this model does not have here")
+        return pipe, decoder
     if "openvino" not in loaded.extras:
         if openvino_can_run(loaded.pipe):
             loaded.extras["openvino"] = _convert(loaded, cache_dir, emit, warnings)
