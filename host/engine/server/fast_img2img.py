@@ -70,7 +70,8 @@ def pipeline(extras: dict[str, Any], fast, taesd, root: Path, label: str, emit: 
     from dreamtray.engine.server.openvino_backend import ensure_converted
 
     if extras.get("taesd_encoder") is None:
-        example = (torch.rand(1, 3, 512, 512) * 2 - 1,)  # pixels in [-1, 1]; each request's size is compiled
+        pixels = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
+        example = (pixels * 2 - 1,)  # in [-1, 1], as the image processor gives them; each size compiles on use
         encoder = _TaesdEncode(copy.deepcopy(taesd).float()).eval()  # the decoder's TAESD keeps its dtype
         label = f"TAESD encoder of {label}"
         extras["taesd_encoder"] = ensure_converted(root / ENCODER_FOLDER, encoder, example, label, emit)
