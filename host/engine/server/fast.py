@@ -42,10 +42,15 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     """The pipeline to run and the TAESD decoder (None when the request needs none or none can be had).
 
     For `quality = fast` on a plan whose runtime is OpenVINO, the pipeline runs its UNet and text encoder there
-    and the TAESD decoder decodes there too; requests with LoRAs or an init image stay on torch.
+    and the TAESD decoder decodes there too; an init image is encoded there by TAESD's encoder (fast_img2img.py).
+    Requests with LoRAs stay on torch, and so does an init image where no TAESD encoder can be had.
     """
     decoder = _taesd_decoder(loaded, cache_dir, request, emit, warnings)
-    if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras or request.init_image:
+    if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras:
+        return pipe, decoder
+    if request.init_image is not None and (decoder is None or decoder.taesd is None):
+        if loaded.light:  # the runner loads the model in full and says why
+            raise ModelError("image-to-image on the fast path encodes with TAESD, which this model does not have here")
         return pipe, decoder
     if "openvino" not in loaded.extras:
         if openvino_can_run(loaded.pipe):
@@ -70,7 +75,7 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     except Exception as exc:
         if loaded.light:
             raise  # the runner loads the model in full and runs on torch
-        for name in ("openvino", "fast_pipe"):  # the broken entry is gone: the next job converts again
+        for name in ("openvino", "fast_pipe", "fast_img2img"):  # the broken entry is gone: converted again next
             loaded.extras.pop(name, None)
         _warn(f"Running on torch: {exc}", emit, warnings)
         return pipe, decoder
@@ -81,9 +86,28 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     if loaded.plan.int8 and "int8" not in loaded.extras and not (openvino.int8 and openvino.int8_decoder):
         loaded.extras["int8"] = _int8_that_fits(openvino, fast, loaded, cache_dir, emit, warnings)
         _compile_for(openvino, pipe, request)
+    if request.init_image is not None:
+        fast = _image_to_image(loaded, fast, decoder.taesd, cache_dir, emit, warnings)
+        if fast is None:
+            return pipe, decoder
     if decoder is not None and openvino.taesd_decoder is not None:
         decoder = TaesdDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
+
+
+def _image_to_image(loaded: Loaded, fast, taesd, cache_dir: Path, emit: Emit, warnings: list[str]):
+    """The fast pipeline's image-to-image twin; None, with a warning, when its TAESD encoder cannot be converted
+    (the job then runs on torch; a light model is loaded in full for it)."""
+    from dreamtray.engine.server import fast_img2img
+
+    root = openvino_folder(cache_dir, loaded.source)
+    try:
+        return fast_img2img.pipeline(loaded.extras, fast, taesd, root, loaded.source.name, emit)
+    except Exception as exc:
+        if loaded.light:
+            raise
+        _warn(f"Image-to-image runs on torch: converting TAESD's encoder failed ({exc})", emit, warnings)
+        return None
 
 
 def _current_int8(openvino, root: Path, remove_broken: bool) -> None:
@@ -199,13 +223,13 @@ def _to_int8(openvino, fast, loaded: Loaded, cache_dir: Path, emit: Emit, warnin
 
 def may_load_light(request: Request, plan: Plan) -> bool:
     """Whether `request` could run on a light pipeline (fast.py's module docstring): `quality = fast` on
-    OpenVINO, with no LoRA, no init image, and prompts that are plain text (weights and BREAK need torch's text
-    encoder); the prompts' length is checked once the tokenizer is there (`serves_light`)."""
+    OpenVINO, with no LoRA, and prompts that are plain text (weights and BREAK need torch's text encoder); the
+    prompts' length is checked once the tokenizer is there (`serves_light`). An init image is encoded there too
+    (fast_img2img.py)."""
     return (
         (request.quality or plan.quality) == "fast"
         and plan.runtime == "openvino"
         and not request.loras
-        and request.init_image is None
         and all(is_plain(parse(text)) for text in (request.prompt, request.negative_prompt))
     )
 

@@ -158,7 +158,7 @@ class Runner:
         started = time.perf_counter()
         request = request.with_seed()
         subject = request.subject if request.subject is not None and request.subject.plugin is None else None
-        light_ok = subject is None or subject.anchor and subject.method in ("auto", "init-image")
+        light_ok = subject is None or subject.method == "init-image" or subject.method == "auto" and not subject.image
         loaded = self.ensure_loaded(request.model, emit, cancelled, request if light_ok else None)
         if loaded.light and not fast.serves_light(loaded, request):
             loaded = self.ensure_loaded(request.model, emit, cancelled)
@@ -237,7 +237,7 @@ class Runner:
         _place(loaded.pipe, lower)
         loaded.plan = lower
         loaded.img2img = None
-        for name in ("openvino", "fast_pipe"):  # the stepped-down plan runs on torch: free the OpenVINO modules
+        for name in ("openvino", "fast_pipe", "fast_img2img"):  # the stepped-down plan runs on torch: free them
             loaded.extras.pop(name, None)
         try:
             return self._run(request, loaded, emit, cancelled, warnings, reference)
