@@ -151,9 +151,35 @@ EXPANSION_BACKENDS = (
 
 
 def expansion(repeats: int, threads: int, backends: list[str]) -> None:
-    """40 new tokens from MagicPrompt's shape on each backend, the same seeds, the backends taking turns (so that
-    other work on the machine weighs on all alike): wall and CPU seconds, and whether the text is the same as the
-    first backend's (the sampling is the same code; only the logits differ). Then the one-off conversion."""
+    """40 new tokens from MagicPrompt's shape on each backend, the same seeds, each backend in a process of its own
+    (OpenVINO's and torch's worker threads keep spinning a while after each call: in one process they slow each
+    other down several times over): wall and CPU seconds, and whether the text is the same as the first backend's
+    (the sampling is the same code; only the logits differ). Then the engine's one-off conversion."""
+    import subprocess
+
+    rows = {}
+    for name in backends:
+        command = [sys.executable, "-X", "utf8", __file__, "--skip-open", "--expansion-row", name]
+        answer = subprocess.run([*command, "--rounds", str(repeats), "--threads", str(threads)], capture_output=True,
+                                text=True, check=True)
+        rows[name] = json.loads(answer.stdout.strip().splitlines()[-1])
+    print(
+        f"\nprompt expansion, GPT-2 124 M (MagicPrompt's shape, random weights), {threads} threads, 40 new tokens, "
+        f"seeds 1-{repeats}, one process per backend:"
+    )
+    first = backends[0]
+    print(f"{'backend':<19} {'wall median s':>13} {'p90 s':>7} {'CPU median s':>12} {'same text as ' + first:>24}")
+    for name, row in rows.items():
+        same = sum(text == other for text, other in zip(row["texts"], rows[first]["texts"]))
+        print(
+            f"{name:<19} {statistics.median(row['wall']):>13.3f} {percentile(row['wall'], 0.9):>7.3f} "
+            f"{statistics.median(row['cpu']):>12.2f} {f'{same}/{repeats}':>24}"
+        )
+    subprocess.run([sys.executable, "-X", "utf8", __file__, "--skip-open", "--expansion-row", "one-off"], check=True)
+
+
+def expansion_row(backend: str, repeats: int, threads: int) -> None:
+    """One backend's runs (seed 0 warms up), printed as a JSON line; `one-off` measures the conversion instead."""
     import torch
     from measure import DEFAULT_CACHE
     from tiny_text_model import build_text_model
@@ -167,28 +193,19 @@ def expansion(repeats: int, threads: int, backends: list[str]) -> None:
         build_text_model(folder, real_shape=True)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True).eval()
-    steps = {name: expansion_step(name, model, DEFAULT_CACHE / "expansion-openvino", threads) for name in backends}
-    runs: dict[str, list[tuple[float, float, str]]] = {name: [] for name in backends}
+    if backend == "one-off":
+        one_off(model)
+        return
+    step = expansion_step(backend, model, DEFAULT_CACHE / "expansion-openvino", threads)
+    row: dict[str, list] = {"wall": [], "cpu": [], "texts": []}
     for seed in range(repeats + 1):
-        for name, step in steps.items():
-            cpu, start = time.process_time(), time.perf_counter()
-            text = expand_text(step, tokenizer, "a fox in snow", seed, 40)
-            if seed:  # seed 0 warms up
-                runs[name].append((time.perf_counter() - start, time.process_time() - cpu, text))
-    print(
-        f"\nprompt expansion, GPT-2 124 M (MagicPrompt's shape, random weights), {threads} threads, 40 new tokens, "
-        f"seeds 1-{repeats} (torch {torch.__version__}):"
-    )
-    first = backends[0]
-    print(f"{'backend':<19} {'wall median s':>13} {'p90 s':>7} {'CPU median s':>12} {'same text as ' + first:>24}")
-    for name, rows in runs.items():
-        wall, cpu = [row[0] for row in rows], [row[1] for row in rows]
-        same = sum(row[2] == other[2] for row, other in zip(rows, runs[first]))
-        print(
-            f"{name:<19} {statistics.median(wall):>13.3f} {percentile(wall, 0.9):>7.3f} "
-            f"{statistics.median(cpu):>12.2f} {f'{same}/{repeats}':>24}"
-        )
-    one_off(model)
+        cpu, start = time.process_time(), time.perf_counter()
+        text = expand_text(step, tokenizer, "a fox in snow", seed, 40)
+        if seed:
+            row["wall"].append(time.perf_counter() - start)
+            row["cpu"].append(time.process_time() - cpu)
+            row["texts"].append(text)
+    print(json.dumps(row))
 
 
 def one_off(model) -> None:
@@ -270,7 +287,11 @@ def main() -> None:
         "--backends", default=",".join(EXPANSION_BACKENDS), help=f"expansion backends, of {EXPANSION_BACKENDS}"
     )
     parser.add_argument("--skip-open", action="store_true", help="leave out the box-opening figures")
+    parser.add_argument("--expansion-row", help=argparse.SUPPRESS)  # one backend, in a process of its own
     args = parser.parse_args()
+    if args.expansion_row:
+        expansion_row(args.expansion_row, args.rounds, args.threads)
+        return
     if not args.skip_open:
         box_opening(args)
     if args.live:
