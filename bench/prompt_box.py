@@ -74,7 +74,7 @@ def live_round(session: XSession, tray: TrayProcess, delay_ms: int) -> tuple[flo
     cpu = worker_cpu(tray)
     # xdotool sleeps half its --delay after a key's press and half after its release: twice the gap wanted
     session.run(["xdotool", "type", "--delay", str(2 * delay_ms), SENTENCE], check=True, timeout=120)
-    typed = time.perf_counter()
+    typed = time.perf_counter() - delay_ms / 1000  # xdotool returns half its delay after the last key's release
 
     def preview() -> dict | None:
         state = tray.status()["live_preview"]
@@ -84,6 +84,7 @@ def live_round(session: XSession, tray: TrayProcess, delay_ms: int) -> tuple[flo
     seconds = time.perf_counter() - typed
     cancelled = sum(job["state"] == "cancelled" for job in state["jobs"])
     used = worker_cpu(tray) - cpu
+    print(f"  round: {seconds:.2f} s to the preview, {cancelled} cancelled, worker CPU {used:.2f} s", flush=True)
     press(session, "Escape")
     wait_until(lambda: not shown_window(session, TITLE), 30, "the prompt box to close", interval=0.005)
     return seconds, cancelled, used
