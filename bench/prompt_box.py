@@ -161,8 +161,8 @@ def expansion(repeats: int, threads: int, backends: list[str]) -> None:
     rows = {}
     for name in backends:
         command = [sys.executable, "-X", "utf8", __file__, "--skip-open", "--expansion-row", name]
-        answer = subprocess.run([*command, "--rounds", str(repeats), "--threads", str(threads)], capture_output=True,
-                                text=True, check=True)
+        command += ["--rounds", str(repeats), "--threads", str(threads)]
+        answer = subprocess.run(command, capture_output=True, text=True, check=True)
         rows[name] = json.loads(answer.stdout.strip().splitlines()[-1])
     print(
         f"\nprompt expansion, GPT-2 124 M (MagicPrompt's shape, random weights), {threads} threads, 40 new tokens, "

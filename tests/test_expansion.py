@@ -171,5 +171,6 @@ def test_expansion_runs_on_torch_when_converting_would_not_fit_the_memory(text_m
     notes: list[str] = []
     step, _ = expansion._model(str(text_model), tmp_path, notes)
     assert isinstance(step, expansion.TorchStepper)
-    assert any(note.startswith("Prompt expansion runs on torch: converting it to OpenVINO needs about") for note in notes)
+    said = "Prompt expansion runs on torch: converting it to OpenVINO needs about"
+    assert any(note.startswith(said) for note in notes)
     assert not (tmp_path / "openvino").exists()

@@ -4,8 +4,8 @@
 the transformers cache object does not trace), the IR is kept under the engine's cache with a key (format,
 versions, a fingerprint of the weights: openvino_backend.ensure_converted), then NNCF's `compress_weights`
 makes its weights int8 (kept beside it). One program with dynamic lengths is compiled per process, with
-OpenVINO's CACHE_DIR, at f32 precision. Logits come back as torch tensors, so the sampling (and so the text, per seed) is the
-caller's. Measured choice and figures: docs/prompts.md.
+OpenVINO's CACHE_DIR, at f32 precision. Logits come back as torch tensors, so the sampling (and so the text,
+per seed) is the caller's. Measured choice and figures: docs/prompts.md.
 """
 
 from __future__ import annotations
