@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dreamtray.api import Action
+    from dreamtray.request import Subject
     from dreamtray.app import App
     from dreamtray.engine.client import Job
     from dreamtray.request import Request
@@ -44,6 +45,8 @@ class Task:
     """The seed to make the image with (the prompt box's live preview's); None for a fresh one."""
     expanded_from: str | None = None
     """The user's own words when `prompt` is their prompt expansion (kept apart in the metadata)."""
+    subject: Subject | None = None
+    """Keep the subject of a reference (the prompt box's "Same subject"); None for a plain image."""
     done: threading.Event = field(default_factory=threading.Event)
     report: Report | None = None
     marks: dict[str, float] = field(default_factory=lambda: {"asked": time.monotonic()})
@@ -134,6 +137,8 @@ def run_task(
             fields["seed"] = task.seed
         if task.expanded_from is not None:
             fields["expanded_from"] = task.expanded_from
+        if task.subject is not None:
+            fields["subject"] = task.subject
         request = request_for(app, prompt=task.prompt, preview_every=app.config.preview_every, **fields)
         outcome = generation.generate(app, request, task.chosen, on_event=on_event, on_job=on_job, mark=task.mark)
     except Exception as exc:

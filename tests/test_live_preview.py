@@ -1,5 +1,6 @@
-"""The prompt box's live preview in a real `dreamtray run` under Xvfb: real key presses (xdotool) in the real GTK
-box, previews made by the tiny model in the tray's own engine, and the engine asked what became of each job."""
+"""The prompt box's live preview in a real `dreamtray run` under Xvfb: real key presses (xdotool) in the real box,
+GTK's (pystray's gtk back end) and Tk's (its xorg back end, as where GTK is missing), previews made by the tiny
+model in the tray's own engine, and the engine asked what became of each job."""
 
 from __future__ import annotations
 
@@ -35,18 +36,21 @@ steps = 40
 """
 
 
-@pytest.fixture(scope="module")
-def host(tray, tmp_path_factory):
+@pytest.fixture(scope="module", params=["gtk", "xorg"], ids=["gtk-box", "tk-box"])
+def host(tray, tmp_path_factory, request):
     root = tmp_path_factory.mktemp("live-home")
     # torch for quality fast: the tiny model's previews start at once (no OpenVINO conversion first)
     model = build_text_model(root / "text-model")
     config = f'style = "Quick"\nexpansion_model = "{model}"\n[engine]\nruntime = "torch"\n'
-    home = tray_home(root, tray, config=config)
+    home = tray_home(root, tray, config=config, PYSTRAY_BACKEND=request.param)
     styles = root / "data" / "dreamtray" / "styles"
     styles.mkdir(parents=True)
     (styles / "test.toml").write_text(STYLES)
     process = TrayProcess(home)
-    process.docked, _ = process.wait_docked()
+    if request.param == "gtk":  # the xorg back end's icon window names no process to find it by
+        process.wait_docked()
+    else:
+        wait_until(lambda: process.trigger("status", timeout=30).returncode == 0, 60, "the tray to answer")
     process.wait_started()
     wait_until(lambda: (root / "state/dreamtray/engine.json").is_file(), 60, "the engine service")
     yield process
@@ -200,6 +204,33 @@ def test_the_expansion_shows_before_the_image_is_made_and_its_edit_is_what_enter
     request = read_metadata(made[0]).request
     assert request.expanded_from == "a fox" and request.unstyled.prompt == f"{grown} at dusk"
     assert request.seed == seed == state["shown"]["seed"]
+
+
+def made_from_the_box(host, tray, text: str, *keys: str) -> Path:
+    """Open the box, press `keys`, type `text`, Enter: the one new image in the gallery."""
+    before = gallery(host)
+    open_box(host, tray)
+    for key in keys:
+        press(tray, key)
+    type_text(tray, text)
+    press(tray, "Return")
+    [made] = wait_until(lambda: [p for p in gallery(host) if p not in before], 300, "the image Enter makes", 0.2)
+    wait_until(lambda: not shown_window(tray, TITLE), 30, "the prompt box to close")
+    host.wait_idle()
+    return made
+
+
+def test_same_subject_in_the_box_keeps_the_last_images_subject_and_the_metadata_names_the_method(host, tray):
+    reference = read_metadata(made_from_the_box(host, tray, "a red fox")).request
+    metadata = read_metadata(made_from_the_box(host, tray, "the fox asleep", "alt+s"))  # "Same subject"
+    subject = metadata.request.subject
+    assert subject is not None and subject.reference is not None
+    assert subject.reference.seed == reference.seed and subject.reference.prompt == "a red fox"  # as typed
+    assert metadata.request.unstyled.prompt == "the fox asleep"
+    assert subject.method == "shared-attention", "auto on torch: the engine's choice, named in the metadata"
+    assert metadata.parameters.extra["Same subject"].startswith("shared-attention, reference: seed ")
+    plain = read_metadata(made_from_the_box(host, tray, "a plain owl")).request
+    assert plain.subject is None, "the toggle starts off at each opening"
 
 
 @pytest.mark.parametrize(

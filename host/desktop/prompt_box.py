@@ -2,7 +2,9 @@
 the action. Enter makes the image, Escape closes the box.
 
 It is GTK 3 where the tray runs GTK's main loop (pystray's gtk and appindicator back ends) and Tk elsewhere.
-The GTK box shows a live preview beside the text when the offer brings one (desktop/live_preview.py).
+Both show a live preview beside the text when the offer brings one (desktop/live_preview.py), the prompt
+expansion toggle and the editable expansion (desktop/prompt_box_live.py, the logic they share), and the "Same
+subject" toggle when there is a last image to keep the subject of.
 It never takes the selection: its text field does not select its text on focus and does not offer what is
 selected in it as the PRIMARY selection, so the text the user had selected stays theirs.
 """
@@ -18,8 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dreamtray.desktop.prompt_box_live import WAITING, BoxLive
+
 if TYPE_CHECKING:
-    from dreamtray.desktop.live_preview import LivePreview, Preview
+    from dreamtray.desktop.live_preview import LivePreview
 
 log = logging.getLogger("dreamtray.prompt_box")
 TITLE = "dreamtray: new image"
@@ -43,13 +47,15 @@ class Offer:
     actions: Sequence[str]
     action: str
     live: LivePreview | None = None
-    """The live preview of this opening (GTK box only), else None."""
+    """The live preview of this opening, else None."""
     live_note: str = ""
     """Why there is no live preview, shown in the box ('' to show nothing)."""
     expand: Callable[[str, int], str] | None = None
-    """Grows the words with a seed (blocking; called on a thread of the box); None: no expansion toggle (GTK only)."""
+    """Grows the words with a seed (blocking; called on a thread of the box); None: no expansion toggle."""
     expand_on: bool = False
     """Whether the expansion toggle starts on (the config's `expand_prompts`)."""
+    subject_note: str = ""
+    """What the "Same subject" toggle keeps and by which method, said beside it; '' (no last image): no toggle."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class Choice:
     seed: int | None = None
     expanded_from: str | None = None
     """The user's own words when `prompt` is their expansion (shown and maybe edited in the box)."""
+    same_subject: bool = False
+    """Keep the subject of the last image made (the "Same subject" toggle)."""
 
 
 class PromptBox(Protocol):
@@ -92,12 +100,33 @@ def _instead(reason: str) -> str:
 
 
 def _choice(
-    prompt: str, style: str, action: str, seed: int | None = None, expanded_from: str | None = None
+    prompt: str,
+    style: str,
+    action: str,
+    seed: int | None = None,
+    expanded_from: str | None = None,
+    same_subject: bool = False,
 ) -> Choice | None:
     prompt = prompt.strip()
     if not prompt:
         return None
-    return Choice(prompt, "" if style == NO_STYLE else style, action, seed, expanded_from)
+    return Choice(prompt, "" if style == NO_STYLE else style, action, seed, expanded_from, same_subject)
+
+
+def _style_name(style: str) -> str:
+    return "" if style == NO_STYLE else style
+
+
+def _box_seed(offer: Offer) -> int:
+    return offer.live.seed if offer.live is not None else random.randint(0, 2**32 - 1)
+
+
+def _entered(offer: Offer, live: BoxLive, seed: int, style: str, action: str, same_subject: bool) -> Choice | None:
+    """What Enter asks for: the prompt as the box stands, with the box's seed when a preview or an expansion was
+    shown with it."""
+    words = live.choice_words()
+    keep_seed = offer.live is not None or words is not None
+    return _choice(live.prompt(), style, action, seed if keep_seed else None, words, same_subject)
 
 
 class GtkPromptBox:
@@ -147,8 +176,9 @@ class GtkPromptBox:
         for row, (label, widget) in enumerate((("Prompt", prompt), ("Style", style), ("Action", action))):
             grid.attach(Gtk.Label(label=label, xalign=0), 0, row, 1, 1)
             grid.attach(widget, 1, row, 1, 1)
-        seed = offer.live.seed if offer.live is not None else random.randint(0, 2**32 - 1)
-        live = _GtkLive(offer, grid, seed)
+        seed = _box_seed(offer)
+        face = _GtkFace(offer, grid, entry, style, action)
+        live = BoxLive(face, offer.live, offer.expand, seed)
         window.add(grid)
 
         def close() -> None:
@@ -157,16 +187,11 @@ class GtkPromptBox:
             window.destroy()
 
         def submit() -> None:
-            if live.waiting_for_expansion(entry.get_text()):
+            if live.waiting_for_expansion():
                 window.error_bell()
                 return
-            words = live.choice_words()
-            choice = _choice(
-                live.prompt(entry.get_text()),
-                style.get_active_text() or NO_STYLE,
-                action.get_active_text() or "",
-                seed if offer.live is not None or words is not None else None,
-                words,
+            choice = _entered(
+                offer, live, seed, face.style(), face.action(), face.subject is not None and face.subject.get_active()
             )
             if choice is None:
                 window.error_bell()
@@ -190,7 +215,11 @@ class GtkPromptBox:
 
         window.connect("key-press-event", on_key)
         window.connect("delete-event", on_delete)
-        live.connect(entry, style, action)
+        entry.connect("changed", lambda *_: live.words_changed())
+        face.toggle.connect("toggled", lambda *_: live.words_changed())
+        for widget in (style, action):
+            widget.connect("changed", lambda *_: live.choice_changed())
+        face.expansion_entry.connect("changed", lambda *_: live.expansion_edited())
         self._window = window
         window.show_all()
         entry.grab_focus()
@@ -211,184 +240,95 @@ class GtkPromptBox:
             window.present()
 
 
-class _GtkLive:
-    """What the box shows beside and under the text (GTK's thread only): the live preview with a line under it,
-    the expansion toggle and the editable expansion, and the debounce timer that asks for both."""
+class _GtkFace:
+    """The GTK widgets beside and under the words (the expansion toggle and entry, the "Same subject" toggle,
+    the preview and its line) as BoxLive's Face."""
 
-    def __init__(self, offer: Offer, grid: Any, seed: int) -> None:
+    def __init__(self, offer: Offer, grid: Any, entry: Any, style: Any, action: Any) -> None:
         from gi.repository import Gtk
 
-        self.offer, self.live, self.seed = offer, offer.live, seed
-        self.timer: int | None = None
-        self.closed = False
-        self.asked = 0
-        """Counts the expansions asked for: only the newest one's answer is shown."""
-        self.filling = False
-        self.expanded_words: str | None = None
-        """The words the expansion shown was grown from (None: no expansion shown)."""
+        self.entry, self.style_box, self.action_box = entry, style, action
         self.toggle = Gtk.CheckButton(label="_Expand the prompt", use_underline=True, active=offer.expand_on)
         self.toggle.set_can_focus(False)  # Alt+E toggles it and the typing stays in the prompt
-        self.expansion = Gtk.Entry(placeholder_text="The expansion shows here; edit it as you like")
-        self.expansion.set_width_chars(48)
+        self.expansion_entry = Gtk.Entry(placeholder_text="The expansion shows here; edit it as you like")
+        self.expansion_entry.set_width_chars(48)
         if offer.expand is not None:
             grid.attach(self.toggle, 1, 3, 1, 1)
             label = Gtk.Label(label="E_xpanded", use_underline=True, xalign=0)
-            label.set_mnemonic_widget(self.expansion)
+            label.set_mnemonic_widget(self.expansion_entry)
             grid.attach(label, 0, 4, 1, 1)
-            grid.attach(self.expansion, 1, 4, 1, 1)
+            grid.attach(self.expansion_entry, 1, 4, 1, 1)
+        self.subject: Any = None
+        if offer.subject_note:
+            self.subject = Gtk.CheckButton(label="Same _subject as the last image", use_underline=True)
+            self.subject.set_can_focus(False)  # Alt+S
+            self.subject.set_tooltip_text(offer.subject_note)
+            note = Gtk.Label(label=offer.subject_note, xalign=0)
+            note.set_line_wrap(True)
+            note.set_max_width_chars(48)
+            grid.attach(self.subject, 1, 5, 1, 1)
+            grid.attach(note, 1, 6, 1, 1)
         self.image = Gtk.Image()
-        self.line = Gtk.Label(label=offer.live_note or "The preview shows once you pause typing.", xalign=0)
+        self.line = Gtk.Label(label=offer.live_note or WAITING, xalign=0)
         self.line.set_line_wrap(True)
         self.line.set_max_width_chars(36)
-        if self.live is not None or offer.live_note:
+        if offer.live is not None or offer.live_note:
             self.image.set_size_request(PREVIEW_BOX, PREVIEW_BOX)
             grid.attach(self.image, 2, 0, 1, 5)
             grid.attach(self.line, 2, 5, 1, 1)
-        if self.live is not None:
-            self.live.watch(self._from_engine(self._show), self._from_engine(self._problem))
 
-    @property
-    def expanding(self) -> bool:
-        return self.offer.expand is not None and self.toggle.get_active()
+    def words(self) -> str:
+        return self.entry.get_text()
 
-    def connect(self, entry: Any, style: Any, action: Any) -> None:
-        """Follow the words, the style, the action, the toggle and the expansion."""
+    def expansion(self) -> str:
+        return self.expansion_entry.get_text()
 
-        def wish_now() -> Any:
-            from dreamtray.desktop.live_preview import Wish
+    def set_expansion(self, text: str) -> None:
+        self.expansion_entry.set_text(text)
 
-            chosen = style.get_active_text() or NO_STYLE
-            chosen = "" if chosen == NO_STYLE else chosen
-            return Wish(self.prompt(entry.get_text()), chosen, action.get_active_text() or "")
+    def toggled(self) -> bool:
+        return self.toggle.get_active()
 
-        def words_changed(*_: Any) -> None:
-            self.expanded_words = None
-            self._changed(lambda: self._rested(entry.get_text(), wish_now))
+    def style(self) -> str:
+        return _style_name(self.style_box.get_active_text() or NO_STYLE)
 
-        def expansion_edited(*_: Any) -> None:
-            if not self.filling:
-                self._changed(lambda: self._ask(wish_now()))
+    def action(self) -> str:
+        return self.action_box.get_active_text() or ""
 
-        def choice_changed(*_: Any) -> None:
-            if self.expanded_words is None:
-                words_changed()
-            else:  # the expansion shown still stands: only the preview follows
-                self._changed(lambda: self._ask(wish_now()))
+    def say(self, line: str) -> None:
+        self.line.set_text(line)
 
-        entry.connect("changed", words_changed)
-        self.toggle.connect("toggled", words_changed)
-        for widget in (style, action):
-            widget.connect("changed", choice_changed)
-        self.expansion.connect("changed", expansion_edited)
-
-    def prompt(self, words: str) -> str:
-        """The prompt as the box stands: the (edited) expansion when expanding and one is shown, else the words."""
-        grown = self.expansion.get_text().strip()
-        return grown if self.expanding and self.expanded_words is not None and grown else words.strip()
-
-    def choice_words(self) -> str | None:
-        """The user's own words when the prompt is an expansion of them (for the metadata), else None."""
-        return self.expanded_words if self.expanding and self.expansion.get_text().strip() else None
-
-    def waiting_for_expansion(self, words: str) -> bool:
-        """Whether Enter must wait: expanding is on and the expansion of these words is not shown yet."""
-        if self.expanding and words.strip() and self.expanded_words is None:
-            self.line.set_text("Expanding the prompt… press Enter once it shows.")
-            return True
-        return False
-
-    def _changed(self, rested: Callable[[], None]) -> None:
-        from gi.repository import GLib
-
-        from dreamtray.desktop.live_preview import DEBOUNCE_SECONDS
-
-        if self.live is not None:
-            self.live.typing()
-        if self.timer is not None:
-            GLib.source_remove(self.timer)
-
-        def fire() -> bool:
-            self.timer = None
-            rested()
-            return False
-
-        self.timer = GLib.timeout_add(round(DEBOUNCE_SECONDS * 1000), fire)
-
-    def _rested(self, words: str, wish_now: Callable[[], Any]) -> None:
-        if not words.strip():
-            return
-        if not self.expanding:
-            self._ask(wish_now())
-            return
-        self.asked += 1
-        asked, expand = self.asked, self.offer.expand
-        assert expand is not None
-        self.line.set_text("Expanding the prompt…")
-
-        def run() -> None:
-            try:
-                grown, problem = expand(words.strip(), self.seed), ""
-            except Exception as exc:
-                log.warning("the prompt could not be expanded", exc_info=True)
-                grown, problem = "", f"The prompt could not be expanded: {exc}"
-            self._from_engine(lambda _: self._expanded(asked, words.strip(), grown, problem, wish_now))(None)
-
-        threading.Thread(target=run, name="dreamtray-expansion", daemon=True).start()
-
-    def _expanded(self, asked: int, words: str, grown: str, problem: str, wish_now: Callable[[], Any]) -> None:
-        if asked != self.asked or not self.expanding:
-            return
-        if problem:
-            self.line.set_text(problem)
-            return
-        self.filling = True
-        self.expansion.set_text(grown)
-        self.filling = False
-        self.expanded_words = words
-        self.line.set_text("Expanded: edit it, or press Enter.")
-        self._ask(wish_now())
-
-    def _ask(self, wish: Any) -> None:
-        if self.live is not None and wish.prompt:
-            self.line.set_text("Making the preview…")
-            self.live.ask(wish)
-
-    def close(self) -> None:
-        from gi.repository import GLib
-
-        self.closed = True
-        if self.timer is not None:
-            GLib.source_remove(self.timer)
-            self.timer = None
-        if self.live is not None:
-            self.live.close()
-
-    def _from_engine(self, show: Callable[[Any], None]) -> Callable[[Any], None]:
-        """`show` run on GTK's thread, for callbacks that come from the engine's threads."""
-        from gi.repository import GLib
-
-        def later(value: Any) -> None:
-            def run() -> bool:
-                if not self.closed:
-                    show(value)
-                return False
-
-            GLib.idle_add(run)
-
-        return later
-
-    def _show(self, preview: Preview) -> None:
+    def show(self, png: bytes, tooltip: str) -> None:
         from gi.repository import GdkPixbuf
 
         loader = GdkPixbuf.PixbufLoader.new_with_type("png")
-        loader.write(preview.png)
+        loader.write(png)
         loader.close()
         self.image.set_from_pixbuf(loader.get_pixbuf())
-        self.image.set_tooltip_text(preview.prompt)
-        self.line.set_text(f"Preview, seed {preview.seed}: Enter makes it in full.")
+        self.image.set_tooltip_text(tooltip)
 
-    def _problem(self, message: str) -> None:
-        self.line.set_text(message)
+    def after(self, seconds: float, call: Callable[[], None]) -> Any:
+        from gi.repository import GLib
+
+        def fire() -> bool:
+            call()
+            return False
+
+        return GLib.timeout_add(round(seconds * 1000), fire)
+
+    def cancel(self, handle: Any) -> None:
+        from gi.repository import GLib
+
+        GLib.source_remove(handle)
+
+    def later(self, call: Callable[[], None]) -> None:
+        from gi.repository import GLib
+
+        def run() -> bool:
+            call()
+            return False
+
+        GLib.idle_add(run)
 
 
 def _gtk_choices(gtk: Any, names: Sequence[str], current: str) -> Any:
@@ -402,7 +342,7 @@ def _gtk_choices(gtk: Any, names: Sequence[str], current: str) -> Any:
 class TkPromptBox:
     """The box in a Tk window on a thread of its own (Tk is used from that thread alone); one at a time."""
 
-    shows_previews = False
+    shows_previews = True
 
     def __init__(self) -> None:
         self._showing = threading.Lock()
@@ -410,6 +350,8 @@ class TkPromptBox:
     def open(self, offer: Offer, on_choice: Callable[[Choice], None]) -> None:
         if not self._showing.acquire(blocking=False):
             log.info("the prompt box is open already")
+            if offer.live is not None:
+                offer.live.close()  # the box already open keeps its own
             return
         threading.Thread(target=self._run, args=(offer, on_choice), name="dreamtray-prompt-box", daemon=True).start()
 
@@ -427,13 +369,17 @@ class TkPromptBox:
         from tkinter import ttk
 
         root = tkinter.Tk(className="dreamtray")
+        live: BoxLive | None = None
         try:
             root.title(TITLE)
             root.attributes("-topmost", True)
             root.resizable(False, False)
             frame = ttk.Frame(root, padding=12)
             frame.grid()
-            prompt = ttk.Combobox(frame, values=list(offer.history), width=48, exportselection=False)
+            words = tkinter.StringVar(root)
+            prompt = ttk.Combobox(
+                frame, values=list(offer.history), width=48, exportselection=False, textvariable=words
+            )
             style = ttk.Combobox(
                 frame, values=[NO_STYLE, *offer.styles], state="readonly", exportselection=False, width=46
             )
@@ -443,20 +389,33 @@ class TkPromptBox:
             for row, (label, widget) in enumerate((("Prompt", prompt), ("Style", style), ("Action", action))):
                 ttk.Label(frame, text=label).grid(row=row, column=0, sticky="w", padx=(0, 8), pady=4)
                 widget.grid(row=row, column=1, pady=4)
+            face = _TkFace(root, frame, offer, style, action, words)
+            seed = _box_seed(offer)
+            live = BoxLive(face, offer.live, offer.expand, seed)
 
             def submit(_event: Any = None) -> None:
-                choice = _choice(prompt.get(), style.get(), action.get())
+                assert live is not None
+                if live.waiting_for_expansion():
+                    root.bell()
+                    return
+                choice = _entered(offer, live, seed, face.style(), face.action(), face.same_subject.get())
                 if choice is None:
                     root.bell()
                     return
                 keep(choice)
                 root.destroy()
 
+            words.trace_add("write", lambda *_: live.words_changed() if live else None)
+            face.expand_on.trace_add("write", lambda *_: live.words_changed() if live else None)
+            face.grown.trace_add("write", lambda *_: live.expansion_edited() if live else None)
+            for widget in (style, action):
+                widget.bind("<<ComboboxSelected>>", lambda _event: live.choice_changed() if live else None)
             root.bind("<Return>", submit)
             root.bind("<KP_Enter>", submit)
             root.bind("<Escape>", lambda _event: root.destroy())
             root.lift()
             prompt.focus_force()
+            face.poll()
             root.mainloop()
         except tkinter.TclError:
             log.warning("the prompt box failed", exc_info=True)
@@ -464,3 +423,89 @@ class TkPromptBox:
                 root.destroy()
             except tkinter.TclError:
                 pass
+        finally:
+            if live is not None:
+                live.close()
+            elif offer.live is not None:
+                offer.live.close()
+
+
+class _TkFace:
+    """The Tk widgets beside and under the words as BoxLive's Face; calls from other threads wait in a queue
+    that the Tk loop empties every POLL_MS."""
+
+    POLL_MS = 20
+
+    def __init__(self, root: Any, frame: Any, offer: Offer, style: Any, action: Any, words: Any) -> None:
+        import queue
+        import tkinter
+        from tkinter import ttk
+
+        self.root, self.style_box, self.action_box, self.words_var = root, style, action, words
+        self.calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.expand_on = tkinter.BooleanVar(root, value=offer.expand_on)
+        self.grown = tkinter.StringVar(root)
+        self.same_subject = tkinter.BooleanVar(root, value=False)
+        self.picture: Any = None
+        if offer.expand is not None:
+            ttk.Checkbutton(
+                frame, text="Expand the prompt", underline=0, variable=self.expand_on, takefocus=False
+            ).grid(row=3, column=1, sticky="w")
+            ttk.Label(frame, text="Expanded", underline=1).grid(row=4, column=0, sticky="w", padx=(0, 8))
+            expansion = ttk.Entry(frame, textvariable=self.grown, width=48, exportselection=False)
+            expansion.grid(row=4, column=1, pady=4)
+            root.bind("<Alt-e>", lambda _event: self.expand_on.set(not self.expand_on.get()))
+            root.bind("<Alt-x>", lambda _event: expansion.focus_set())
+        if offer.subject_note:
+            ttk.Checkbutton(
+                frame, text="Same subject as the last image", underline=5, variable=self.same_subject, takefocus=False
+            ).grid(row=5, column=1, sticky="w")
+            ttk.Label(frame, text=offer.subject_note, wraplength=380).grid(row=6, column=1, sticky="w")
+            root.bind("<Alt-s>", lambda _event: self.same_subject.set(not self.same_subject.get()))
+        self.image = ttk.Label(frame)
+        self.line = ttk.Label(frame, text=offer.live_note or WAITING, wraplength=PREVIEW_BOX)
+        if offer.live is not None or offer.live_note:
+            self.image.grid(row=0, column=2, rowspan=5, padx=(8, 0))
+            self.line.grid(row=5, column=2, sticky="w", padx=(8, 0))
+
+    def poll(self) -> None:
+        while not self.calls.empty():
+            self.calls.get()()
+        self.root.after(self.POLL_MS, self.poll)
+
+    def words(self) -> str:
+        return str(self.words_var.get())
+
+    def expansion(self) -> str:
+        return str(self.grown.get())
+
+    def set_expansion(self, text: str) -> None:
+        self.grown.set(text)
+
+    def toggled(self) -> bool:
+        return bool(self.expand_on.get())
+
+    def style(self) -> str:
+        return _style_name(self.style_box.get() or NO_STYLE)
+
+    def action(self) -> str:
+        return str(self.action_box.get())
+
+    def say(self, line: str) -> None:
+        self.line.configure(text=line)
+
+    def show(self, png: bytes, tooltip: str) -> None:
+        import base64
+        import tkinter
+
+        self.picture = tkinter.PhotoImage(master=self.root, data=base64.b64encode(png), format="png")
+        self.image.configure(image=self.picture)
+
+    def after(self, seconds: float, call: Callable[[], None]) -> Any:
+        return self.root.after(round(seconds * 1000), call)
+
+    def cancel(self, handle: Any) -> None:
+        self.root.after_cancel(handle)
+
+    def later(self, call: Callable[[], None]) -> None:
+        self.calls.put(call)

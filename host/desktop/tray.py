@@ -33,11 +33,14 @@ from dreamtray.engine.job_record import FINISHED
 from dreamtray.route import Report, Task
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from PIL.Image import Image
 
     from dreamtray.app import App
     from dreamtray.desktop.live_preview import LivePreview
     from dreamtray.engine.client import Job
+    from dreamtray.request import Request, Subject
 
 log = logging.getLogger("dreamtray.desktop.tray")
 NAME = "dreamtray"
@@ -175,12 +178,14 @@ class TrayHost:
         style: str | None = None,
         seed: int | None = None,
         expanded_from: str | None = None,
+        subject: Subject | None = None,
     ) -> dict[str, Any]:
         """Make an image from `prompt` (for plugins, the prompt box and `dreamtray trigger --prompt`);
         `style` replaces the config's style names ('' for none); `seed` is the prompt box's (None: a fresh one);
         `expanded_from`, the user's words when `prompt` is the box's expansion of them; `action` None: the default
         action."""
-        return self._offer(action or self.app.default_action, lambda: prompt, origin, wait, style, seed, expanded_from)
+        fields = (style, seed, expanded_from, subject)
+        return self._offer(action or self.app.default_action, lambda: prompt, origin, wait, *fields)
 
     def open_prompt_box(self, action: str | None = None) -> dict[str, Any]:
         """Show the prompt box, `action` (else the default action) chosen in it."""
@@ -204,6 +209,7 @@ class TrayHost:
             live_note=note,
             expand=self._expand if self._prompt_box.shows_previews else None,
             expand_on=self.app.config.expand_prompts,
+            subject_note=self._subject_note(),
         )
         self._prompt_box.open(offer, self._chosen)
         return {"ok": True, "message": "The prompt box is open."}
@@ -228,6 +234,9 @@ class TrayHost:
         """Enter in the prompt box (on the toolkit's thread): the image is made on a thread of its own."""
 
         def make() -> dict[str, Any]:
+            subject = None
+            if choice.same_subject and (newest := self._newest_subject()) is not None:
+                subject = newest[2]
             return self.generate(
                 choice.prompt,
                 choice.action,
@@ -235,6 +244,7 @@ class TrayHost:
                 style=choice.style,
                 seed=choice.seed,
                 expanded_from=choice.expanded_from,
+                subject=subject,
             )
 
         self.in_background(make, "the prompt box's image")
@@ -250,17 +260,13 @@ class TrayHost:
         """A small same-subject series from the newest gallery image: `count` new images (its next seeds) that keep
         its subject, each through the one route into the gallery (docs/style-packs.md, "Same subject")."""
         from dreamtray import generation
-        from dreamtray.images.metadata import request_from_image
-        from dreamtray.request import MAX_SEED, Subject
+        from dreamtray.request import MAX_SEED
 
-        newest = self.app.gallery.images()
-        if not newest:
+        newest = self._newest_subject()
+        if newest is None:
             notify("No image yet", "Make an image first; then more like it can be made.")
             return {"ok": False, "message": "There is no image in the gallery yet."}
-        path = newest[0][0]
-        last = request_from_image(path)  # MetadataError names the file: `guarded` shows it
-        kept = last.subject
-        subject = kept if kept is not None and not kept.anchor else Subject(reference=last)
+        path, last, subject = newest
         made = []
         for number in range(1, count + 1):
             seed = (last.seed + number) % (MAX_SEED + 1)
@@ -268,6 +274,30 @@ class TrayHost:
             made += generation.generate(self.app, request).paths
         notify("More like this", f"{len(made)} new images keep the subject of {path.name}.", image_path=made[-1])
         return {"ok": True, "images": [str(image) for image in made]}
+
+    def _newest_subject(self) -> tuple[Path, Request, Subject] | None:
+        """The newest gallery image, its request, and the subject an image keeps to be like it (its own reference
+        when it keeps one, else the image itself); None with an empty gallery. MetadataError names a bad file."""
+        from dreamtray.images.metadata import request_from_image
+        from dreamtray.request import Subject
+
+        newest = self.app.gallery.images()
+        if not newest:
+            return None
+        path = newest[0][0]
+        last = request_from_image(path)
+        kept = last.subject
+        return path, last, kept if kept is not None and not kept.anchor else Subject(reference=last)
+
+    def _subject_note(self) -> str:
+        """What the prompt box's "Same subject" toggle keeps, and how; '' when there is no image to keep."""
+        newest = self.app.gallery.images()
+        if not newest:
+            return ""
+        return (
+            f"Keeps the subject of {newest[0][0].name}. Method: auto (the engine picks shared attention on torch, "
+            "init-image on the fast path; the image's metadata names the one used)."
+        )
 
     def _offer(
         self,
@@ -278,6 +308,7 @@ class TrayHost:
         style: str | None = None,
         seed: int | None = None,
         expanded_from: str | None = None,
+        subject: Subject | None = None,
     ) -> dict[str, Any]:
         if self._closing.is_set():
             return {"ok": False, "message": "dreamtray is quitting."}
@@ -290,7 +321,7 @@ class TrayHost:
             return self._dropped(action, origin)
         try:
             text = prompt()
-            task = route.Task(action, text, origin, chosen, style, seed, expanded_from)
+            task = route.Task(action, text, origin, chosen, style, seed, expanded_from, subject)
         except _OpenPromptBox:
             self.queue.release(entry)
             return self.open_prompt_box(action)
