@@ -19,6 +19,8 @@ from dreamtray.engine.server.worker import serve_jobs
 from dreamtray.engine.settings import WorkerSettings
 from dreamtray.request import Request
 
+WAIT = 300
+"""Seconds the worker loop may stay silent before the run gives up."""
 JOBS = [
     Request(prompt="a red fox", seed=5, steps=2, guidance=0.0, width=64, height=64, quality="fast", preview_every=1),
     Request(
@@ -39,13 +41,19 @@ def main() -> None:
     cache, model, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     conn, child = multiprocessing.Pipe()
     settings = WorkerSettings(cache_dir=cache, default_model=model, overrides={"runtime": "openvino"})
-    thread = threading.Thread(target=serve_jobs, args=(child, settings, threading.Event()), daemon=True)
+    thread = threading.Thread(
+        target=serve_jobs, args=(child, settings, threading.Event(), threading.Event()), daemon=True
+    )
     thread.start()
     jobs = []
     for index, request in enumerate(JOBS):
         conn.send(("generate", str(index), request.model_dump_json()))
         events = []
-        while (message := conn.recv())[0] == "event":
+        while True:
+            if not conn.poll(WAIT):
+                raise SystemExit(f"the worker loop sent nothing for {WAIT} s (it may have died: see above)")
+            if (message := conn.recv())[0] != "event":
+                break
             events.append(message[2])
         jobs.append({"events": events, "answer": list(message)})
     conn.send(("quit",))
