@@ -52,10 +52,12 @@ def pixels(png: bytes) -> bytes:
 
 
 def first_step(job) -> None:
-    """Follow `job` until its first denoising step has been reported."""
-    for event in job.events():
-        if event["kind"] == "step":
+    """Follow `job` until its first denoising step has been reported; a job that ends before it fails the test."""
+    last = None
+    for last in job.events():
+        if last["kind"] == "step":
             return
+    raise AssertionError(f"job {job.id} ended before its first step; its last event: {last}")
 
 
 def process_gone(pid: int) -> bool:

@@ -30,8 +30,9 @@ SLOW = {"width": 256, "height": 256, "steps": 60}
 
 @pytest.fixture
 def stalling_engine(tmp_path, model_cache):
-    """A local engine whose watchdog ends a job after 3 s without progress (9 s while it starts)."""
-    local = start_engine(tmp_path, model_cache, stall_seconds=3.0)
+    """A local engine whose watchdog ends a job after 3 s without progress (9 s while it starts). Its jobs run on
+    torch: a one-off OpenVINO conversion of the fast quality can take longer than that on a loaded machine."""
+    local = start_engine(tmp_path, model_cache, stall_seconds=3.0, overrides={"quality": "balanced"})
     yield local
     local.stop()
 

@@ -3,13 +3,10 @@ one, is ended with a clear message (before: read whole into memory, or waited on
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
+from raw_http import raw_server
 
 from dreamtray.engine.client import EngineError, EngineUnavailable
 from dreamtray.request import Request
@@ -21,39 +18,16 @@ from dreamtray_plugins.remote.service import RemoteService
 SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 1}
 
 
-@contextmanager
-def endless_server(pause: float, chunk: bytes) -> Iterator[str]:
+def endless_server(pause: float, chunk: bytes):
     """A raw HTTP server whose JSON answer never ends: `chunk` after `chunk`, `pause` seconds apart."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    stop = threading.Event()
 
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n")
-            conn.sendall(b'{"data": [{"b64_json": "')
-            while not stop.wait(pause):
-                try:
-                    conn.sendall(chunk)
-                except OSError:
-                    return
+    def answer(conn, stop) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n")
+        conn.sendall(b'{"data": [{"b64_json": "')
+        while not stop.wait(pause):
+            conn.sendall(chunk)
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.close()
+    return raw_server(answer)
 
 
 def engines(url: str):

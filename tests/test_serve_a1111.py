@@ -150,7 +150,7 @@ def test_what_front_ends_send_is_taken(served, http):
     assert http.get(f"{served.url}/internal/ping").json() == {}
 
 
-def test_interrupt_ends_the_running_request(api, http):
+def test_interrupt_answers_the_running_image_as_far_as_it_got(api, http):
     answers = []
     worker = threading.Thread(
         target=lambda: answers.append(
@@ -169,8 +169,13 @@ def test_interrupt_ends_the_running_request(api, http):
     assert Image.open(io.BytesIO(base64.b64decode(progress["current_image"]))).format == "PNG"
     api.interrupt()
     worker.join(timeout=120)
-    assert answers[0].status_code == 409
-    assert answers[0].json()["detail"].startswith("Interrupted")
+    answer = answers[0]
+    assert answer.status_code == 200, answer.text  # as A1111: the image as far as it got, not an error
+    assert len(answer.json()["images"]) == 1, "the batch's other seven were not begun"
+    picture = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
+    assert picture.size == (256, 256) and "a long one" in picture.text["parameters"]
+    info = json.loads(answer.json()["info"])
+    assert len(info["all_seeds"]) == 1 and any(w.startswith("Interrupted at step ") for w in info["warnings"])
     assert http.get("/progress").json()["state"]["interrupted"] is True
 
 

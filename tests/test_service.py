@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
+import re
 import signal
 import time
 
@@ -11,6 +13,7 @@ import httpx
 import psutil
 import pytest
 from fixtures_engine import first_step, pixels, start_engine
+from PIL import Image
 
 from dreamtray.engine.client import EngineError, JobCancelled, JobFailed, LocalEngine
 from dreamtray.engine.server.worker import WorkerSettings
@@ -103,6 +106,22 @@ def test_cancel_discards_the_job(engine):
     with pytest.raises(JobCancelled):
         job.result()
     assert engine.submit(Request(prompt="after", seed=1, **SMALL)).result().images
+
+
+def test_interrupt_keeps_the_image_as_far_as_it_got_and_makes_no_more(engine):
+    full = engine.submit(Request(prompt="slow", seed=5, count=1, **SLOW)).result()
+    job = engine.submit(Request(prompt="slow", seed=5, count=3, **SLOW))
+    first_step(job)
+    job.interrupt()
+    result = job.result()
+    assert len(result.images) == 1 and result.seeds == [5], "the batch stopped after the image being made"
+    assert any(re.fullmatch(r"Interrupted at step \d+ of \d+: the image is as far as it had got\.", w)
+               for w in result.warnings), result.warnings
+    assert Image.open(io.BytesIO(result.images[0])).size == (256, 256)
+    assert pixels(result.images[0]) != pixels(full.images[0]), "fewer steps than the whole image had"
+    queued = engine.submit(Request(prompt="queued", seed=1, **SMALL))
+    queued.interrupt()  # not running yet, or already done: it runs to its end
+    assert queued.result().images and not any("Interrupted" in w for w in queued.result().warnings)
 
 
 def test_worker_killed_mid_job_is_reported_and_the_next_request_succeeds(engine):

@@ -35,6 +35,8 @@ waits a little longer than that before it gives up on the service itself."""
 SERVICE_MODULE = "dreamtray.engine.server.service"
 SILENCE_LIMIT = 600.0
 """Seconds a running job may go without an event before the client gives up on the engine."""
+EVENT_LINE_BYTES = 64 * 1024 * 1024
+"""The longest line of a job's event stream read (an event with a preview image is well under 1 MB)."""
 EXPAND_TIMEOUT = 960.0
 """Seconds to wait for a prompt expansion: its first one may download the text model."""
 T = TypeVar("T")
@@ -105,6 +107,40 @@ def transport_problem(exc: httpx.TransportError) -> str:
     return "the connection closed before the answer came"
 
 
+def bounded_lines(chunks: Iterator[bytes], limit: int, url: str) -> Iterator[str]:
+    """The lines of an event stream (LF or CRLF ends), each read within `limit` bytes: an engine that sends a
+    line without end is refused instead of filling memory."""
+    pending, searched = bytearray(), 0
+    for chunk in chunks:
+        pending += chunk
+        while (end := pending.find(b"\n", searched)) >= 0:
+            yield bytes(pending[:end]).rstrip(b"\r").decode("utf-8", "replace")
+            del pending[: end + 1]
+            searched = 0
+        searched = len(pending)
+        if searched > limit:
+            raise EngineError(
+                f"The engine at {url} sent an event longer than {limit // (1024 * 1024)} MiB; it was not read "
+                "further. Check that the url points at a dreamtray engine."
+            )
+    if pending:
+        yield bytes(pending).rstrip(b"\r").decode("utf-8", "replace")
+
+
+def parse_event(data: str, url: str, job_id: str) -> dict[str, Any]:
+    """One event's JSON object, or an EngineError that says the engine sent something else."""
+    try:
+        event = json.loads(data)
+    except (ValueError, RecursionError):
+        event = None
+    if not isinstance(event, dict):
+        raise EngineError(
+            f"The engine at {url} sent a malformed event for job {job_id} ({len(data)} characters that are not "
+            "a JSON object). Check that the url points at a dreamtray engine of this version."
+        )
+    return event
+
+
 class ServiceJob:
     """A job on a dreamtray engine service."""
 
@@ -122,7 +158,7 @@ class ServiceJob:
                 "GET", f"/v1/jobs/{self.id}/events", timeout=httpx.Timeout(10, read=60)
             ) as response:
                 self.engine.check(response)
-                for line in response.iter_lines():
+                for line in bounded_lines(response.iter_bytes(), EVENT_LINE_BYTES, self.engine.url):
                     if line.startswith("data: ") or line == ": queued":
                         heard = time.monotonic()
                     elif time.monotonic() - heard > self.engine.silence_limit:
@@ -132,7 +168,7 @@ class ServiceJob:
                             "stops a local one."
                         )
                     if line.startswith("data: "):
-                        event = json.loads(line[6:])
+                        event = parse_event(line[6:], self.engine.url, self.id)
                         if event.get("kind") in FINISHED:
                             self._final = event
                         yield event
@@ -142,6 +178,10 @@ class ServiceJob:
                     f"The engine at {self.engine.url} went away before job {self.id} ended "
                     f"({transport_problem(exc)}): it was stopped (`dreamtray engine stop`) or it exited."
                 ) from None
+
+    def interrupt(self) -> None:
+        """Finish now, keeping the image as far as it got (a queued job is left to run)."""
+        self.engine.call("POST", f"/v1/jobs/{self.id}/interrupt")
 
     def result(self) -> Result:
         if self._final is None:

@@ -4,7 +4,8 @@ SillyTavern, editor plugins, bots, the `webuiapi` package).
 txt2img and img2img run along the core's route (plugins, styles, the engine, the gallery as `serve --gallery`
 says, `image_generated`) and answer with A1111's shapes: `images` (base64 PNGs with A1111 `parameters` text),
 `parameters` (the body echoed) and `info` (a JSON string). A batch (`batch_size` x `n_iter`, at most 8 images) is
-one engine job, so `/skip` ends it as `/interrupt` does. `/progress` follows the running A1111 request, with
+one engine job, so `/skip` ends it as `/interrupt` does: as in A1111, the image being made is finished as far as
+it got and answered, with the batch's images before it (queued requests still run). `/progress` follows the running A1111 request, with
 the fast path's preview as `current_image`. Errors have A1111's shape: `{"error", "detail", "body", "errors"}`.
 """
 
@@ -15,7 +16,7 @@ import io
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
@@ -32,6 +33,13 @@ from dreamtray.request import Request
 PREFIX = "/sdapi/v1"
 DEFAULT_PREVIEW_EVERY = 5
 """Steps between the previews that /progress shows (A1111's option `show_progress_every_n_steps`; 0: none)."""
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """A job that can finish early and keep its image (this service's own jobs can; others are cancelled)."""
+
+    def interrupt(self) -> None: ...
 
 
 def error_body(status: int, message: str, kind: str) -> JSONResponse:
@@ -77,8 +85,11 @@ class Progress:
         with self.lock:
             jobs = list(self.jobs)
             self.interrupted, self.skipped = not skip, skip
-        for job in jobs:
-            job.cancel()
+        for job in jobs:  # as A1111: the running image ends as far as it got and is answered; queued ones run
+            if isinstance(job, Interruptible):
+                job.interrupt()
+            else:
+                job.cancel()
 
     def report(self, with_image: bool) -> dict[str, Any]:
         with self.lock:

@@ -91,6 +91,11 @@ class JobManager:
             self.worker.cancel.set()
             self.cancel_asked = time.monotonic()
 
+    def interrupt(self, job: JobRecord) -> None:
+        """A running job ends its image now, as far as it got, and keeps it; a queued one is left to run."""
+        if job.status == "running" and self.worker is not None:
+            self.worker.finish.set()
+
     def _leave_queue(self, job: JobRecord) -> None:
         """A job cancelled while it waits gives its place back at once (the prompt box's previews cancel often)."""
         with self.pending.mutex:

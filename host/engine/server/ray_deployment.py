@@ -170,6 +170,11 @@ class RayJobManager:
         if job.status == "queued":
             job.finish("cancelled", error="Cancelled before it started.")
 
+    def interrupt(self, job: JobRecord) -> None:
+        """A replica cannot be told to finish early: a running job is cancelled (docs/remote-engines.md)."""
+        if job.status == "running":
+            self.cancel(job)
+
     def waiting(self) -> int:
         return sum(job.status == "queued" for job in list(self.jobs.values()))
 

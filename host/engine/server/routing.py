@@ -54,6 +54,8 @@ class Manager(Protocol):
 
     def cancel(self, job: JobRecord) -> None: ...
 
+    def interrupt(self, job: JobRecord) -> None: ...
+
     def unload(self) -> bool: ...
 
 
@@ -77,6 +79,9 @@ class ManagerJob:
 
     def cancel(self) -> None:
         self.manager.cancel(self.record)
+
+    def interrupt(self) -> None:
+        self.manager.interrupt(self.record)
 
 
 class ManagerEngine:

@@ -54,6 +54,8 @@ class Runner:
     machine: Machine | None = None
     loaded: Loaded | None = None
     load_count: int = 0
+    finish_early: Callable[[], bool] = field(default=lambda: False, repr=False)
+    """The running job's "finish now" signal (set by `generate`)."""
 
     def resolve(self, spec: str | None) -> ModelSource:
         spec = spec or self.default_model
@@ -142,10 +144,17 @@ class Runner:
         _free_memory()
 
     def generate(
-        self, request: Request, emit: Emit = lambda event: None, cancelled: Callable[[], bool] = lambda: False
+        self,
+        request: Request,
+        emit: Emit = lambda event: None,
+        cancelled: Callable[[], bool] = lambda: False,
+        finish_early: Callable[[], bool] = lambda: False,
     ) -> Result:
+        """`request`'s images. `cancelled()` true: stop and discard; `finish_early()` true: the image being made is
+        decoded as far as it got and kept, and a batch makes no more (A1111's Interrupt)."""
         from dreamtray.engine.server import fast
 
+        self.finish_early = finish_early
         started = time.perf_counter()
         request = request.with_seed()
         subject = request.subject if request.subject is not None and request.subject.plugin is None else None
@@ -183,7 +192,7 @@ class Runner:
         return Result(
             request=request,
             images=pngs,
-            seeds=[request.seed + i for i in range(request.count)],
+            seeds=[request.seed + i for i in range(len(pngs))],
             model=loaded.source.name,
             sampler=request.sampler or sampler_name(loaded.default_scheduler),  # the request holds A1111 names
             warnings=warnings,
@@ -328,6 +337,9 @@ class Runner:
             nonlocal done
             done += 1
             emit({"kind": "step", "step": done, "total": overall})
+            if self.finish_early() and not pipeline.interrupt:
+                pipeline._interrupt = True  # diffusers skips the steps left and decodes the latents as they are
+                warnings.append(f"Interrupted at step {done} of {overall}: the image is as far as it had got.")
             if fast.wants_preview(request, tiny, step + 1, total, decode_with_tiny):
                 emit(preview_event(tiny, callback_kwargs["latents"], done, request.width, request.height))
             if cancelled():
@@ -342,6 +354,8 @@ class Runner:
             text = prompts.encode(torch_pipe, request.prompt, request.negative_prompt, guidance=request.guidance)
             arguments = with_cached_negative(loaded, pipe, text.kwargs, request.guidance, autocast)
         for index in range(request.count):
+            if index and self.finish_early():
+                break
             # One image at a time: image i is then exactly what seed + i gives alone (batches differ in the last bit).
             with (
                 torch.autocast("cpu", getattr(torch, autocast)) if autocast else contextlib.nullcontext(),

@@ -288,6 +288,12 @@ def create_app(
         manager.cancel(job)
         return job.summary()
 
+    @app.post("/v1/jobs/{job_id}/interrupt", dependencies=guarded)
+    def interrupt_job(job_id: str) -> dict[str, Any]:
+        job = job_or_404(job_id)
+        manager.interrupt(job)
+        return job.summary()
+
     @app.get("/v1/jobs/{job_id}/events", dependencies=guarded)
     def job_events(job_id: str) -> StreamingResponse:
         job = job_or_404(job_id)

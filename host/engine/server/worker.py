@@ -24,7 +24,7 @@ from typing import Any
 from dreamtray.engine.settings import WorkerSettings
 
 
-def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, ready: bool = False) -> None:
+def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, finish: Any, ready: bool = False) -> None:
     """The worker's loop: answer messages until told to quit, or idle for too long with a model loaded.
 
     A `ready` worker (started after an unload) imports what a job will need first, then waits for one with no
@@ -57,10 +57,14 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, ready: b
             continue
         _, job_id, request_json = message
         cancel.clear()
+        finish.clear()
         try:
             request = Request.model_validate_json(request_json)
             result = runner.generate(
-                request, emit=lambda event: conn.send(("event", job_id, event)), cancelled=cancel.is_set
+                request,
+                emit=lambda event: conn.send(("event", job_id, event)),
+                cancelled=cancel.is_set,
+                finish_early=finish.is_set,
             )
             conn.send(("result", job_id, result.model_dump_json()))
         except GenerationCancelled:
@@ -80,10 +84,10 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _main(conn: Connection, settings: dict[str, Any], cancel: Any, parent: int, ready: bool) -> None:
+def _main(conn: Connection, settings: dict[str, Any], cancel: Any, finish: Any, parent: int, ready: bool) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), name="dreamtray-parent-watch", daemon=True).start()
     try:
-        serve_jobs(conn, WorkerSettings(**settings), cancel, ready)
+        serve_jobs(conn, WorkerSettings(**settings), cancel, finish, ready)
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass  # the service went away: nothing to report to
     finally:
@@ -98,9 +102,11 @@ class WorkerProcess:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.cancel = context.Event()
+        self.finish = context.Event()
+        """Set: the running job ends its image now, as far as it got, and keeps it (A1111's Interrupt)."""
         self.process = context.Process(
             target=_main,
-            args=(child, asdict(settings), self.cancel, os.getpid(), ready),
+            args=(child, asdict(settings), self.cancel, self.finish, os.getpid(), ready),
             daemon=True,
             name="dreamtray-worker",
         )
