@@ -101,11 +101,14 @@ class Sampled:
     peak_mb: float = 0.0
     cpu: dict[int, float] = field(default_factory=dict)
     """CPU seconds last seen per process."""
+    before: dict[int, float] = field(default_factory=dict)
+    """CPU seconds of the processes that were already running when sampling began (an engine kept warm)."""
     last_mb: float = 0.0
 
     @property
     def cpu_seconds(self) -> float:
-        return sum(self.cpu.values())
+        """CPU seconds the processes used while the block ran."""
+        return sum(seconds - self.before.get(pid, 0.0) for pid, seconds in self.cpu.items())
 
 
 @contextlib.contextmanager
@@ -141,6 +144,8 @@ def engine_processes(marker: str, exclude: set[int], every: float = 0.2) -> Iter
         while not stop.wait(every):
             sample()
 
+    sample()
+    sampled.before = dict(sampled.cpu)
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:

@@ -72,7 +72,8 @@ def ensure_decoder_export(cache_dir: Path) -> Path:
 
 
 def folder_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    """The bytes of the files under `folder`, each once (links, such as a Hugging Face snapshot's, not followed)."""
+    return sum(path.lstat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
 
 
 def main() -> None:

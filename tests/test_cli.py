@@ -106,7 +106,7 @@ def test_doctor_reports_the_machine_and_the_plan_for_each_model(home):
     assert "sd-turbo" in text and "cpu on cpu in float32" in text
     report = json.loads(home.run("doctor", "--json", check=True).stdout)
     assert report["gpus"] == [] and report["cpu_cores"] >= 1 and report["ram_gb"] > 0
-    assert report["auto_model"] == "sdxs"  # the CPU default
+    assert report["auto_model"] == "sdxs", "SDXS is the default on a CPU (docs/models.md)"
     assert report["plans"]["tiny"]["policy"] == "cpu"
     assert report["openvino"] and report["plans"]["tiny"]["quality"] == "fast", "a CPU with OpenVINO: fast"
     assert "quality fast, fast on openvino" in text

@@ -122,3 +122,32 @@ def test_asking_an_export_for_torch_says_it_holds_only_openvino_modules(export, 
     runner = Runner(cache_dir=tmp_path, default_model=str(export), machine=OPENVINO_CPU)
     with pytest.raises(ModelError, match="holds only OpenVINO modules .* Ask for quality fast"):
         runner.generate(FAST.model_copy(update={"quality": "balanced"}))
+
+
+def test_a_pinned_ready_made_repo_is_fetched_at_its_commit_and_a_wrong_pin_fetches_nothing(
+    tiny_vae_export, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    from huggingface_hub import constants
+
+    from dreamtray.engine.presets import FastFiles
+    from dreamtray.engine.server.models import ready_made, resolve_model
+
+    source = resolve_model("sdxs")
+    repo = source.preset.fast_files.repo
+
+    def pinned_to(commit: str):
+        return replace(source, preset=replace(source.preset, fast_files=FastFiles(repo, commit)))
+
+    with HubServer() as hub:
+        for name, value in (("ENDPOINT", hub.url), ("HF_HUB_CACHE", str(tmp_path / "hub")), ("HF_HUB_OFFLINE", False)):
+            monkeypatch.setattr(constants, name, value)
+        commit = hub.add_folder(repo, tiny_vae_export, lfs=".bin").commit
+        export, decoder = ready_made(pinned_to(commit), tmp_path / "cache", lambda event: None)
+        asked = [entry.path for entry in hub.api_calls() if entry.path.startswith("/api/models/")]
+        assert asked == [f"/api/models/{repo}/revision/{commit}"]
+        assert (export / "unet" / "openvino_model.bin").is_file() and decoder is None
+        before = len(hub.downloads())
+        assert ready_made(pinned_to("0" * 40), tmp_path / "cache-2", lambda event: None) is None
+        assert len(hub.downloads()) == before, "nothing is fetched at a commit the hub does not have"

@@ -24,10 +24,6 @@ class FastFiles:
     own (full) VAE decoder; None when the export's decoder is already a tiny one (SDXS's)."""
     decoder_revision: str = UNPINNED
 
-    @property
-    def pinned(self) -> bool:
-        return self.revision != UNPINNED and (self.decoder is None or self.decoder_revision != UNPINNED)
-
 
 @dataclass(frozen=True)
 class Preset:
@@ -55,8 +51,6 @@ class Preset:
     """Hub id of the TAESD decoder (TAESD) for this model's latent space: live previews and `quality = fast`."""
     fast_files: FastFiles | None = None
     """Where `quality = fast` on OpenVINO gets the model ready-made (nothing converted on the user's machine)."""
-    licence: str = ""
-    """The weights' licence, in a few words (`doctor`, docs/models.md; the model's page has the text)."""
     description: str = ""
 
     @property
@@ -82,7 +76,6 @@ PRESETS: dict[str, Preset] = {
             variant="fp16",
             taesd="madebyollin/taesd",
             fast_files=FastFiles("rupeshs/sd-turbo-openvino", decoder="rupeshs/taesd-ov"),
-            licence="Stability AI Non-Commercial Research Community License",
             description="SD 2.1 distilled to one step: fast everywhere, 512 px.",
         ),
         Preset(
@@ -99,7 +92,6 @@ PRESETS: dict[str, Preset] = {
             activation_gb=0.8,
             taesd="madebyollin/taesd",
             fast_files=FastFiles("rupeshs/sdxs-512-0.9-openvino"),
-            licence="openrail++ (as reported; check the model's page)",
             description="SDXS-512: a 0.32 B UNet in one step with its own tiny decoder: the quickest on a CPU.",
         ),
         Preset(
