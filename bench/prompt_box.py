@@ -41,6 +41,7 @@ from dreamtray.desktop.live_preview import DEBOUNCE_SECONDS  # noqa: E402
 from dreamtray.desktop.prompt_box import TITLE  # noqa: E402
 
 SENTENCE = "a red fox sleeping in deep snow under pine trees"
+TURBO_STYLE = '[pack]\nname = "Bench"\n\n[[style]]\nname = "Turbo"\nprompt = "{prompt}"\nsteps = 1\nguidance = 0.0\n'
 
 
 def until_shown(session: XSession, start: float) -> float:
@@ -104,6 +105,12 @@ def live_preview(args: argparse.Namespace, root: Path) -> None:
     if args.model:  # a model folder as it is: the SD-Turbo shape exported in optimum-intel's layout, say
         model = args.model
         extra["XDG_CACHE_HOME"] = str(Path(args.model).parent / "live-preview-engine-cache")
+    if args.shape == "sd-turbo" or args.model:
+        # SD-Turbo's own settings (its preset's), which a model folder does not bring: a style gives them
+        config += 'style = "Turbo"\n'
+        styles = root / "data" / "dreamtray" / "styles"
+        styles.mkdir(parents=True)
+        (styles / "bench.toml").write_text(TURBO_STYLE)
     with XSession() as session:
         session.start_tray()
         home = tray_home(root, session, config=config, **extra)
