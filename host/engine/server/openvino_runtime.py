@@ -9,6 +9,7 @@ the machine. Import this module before anything else imports openvino.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from pathlib import Path
@@ -37,6 +38,29 @@ CACHE_MODE = "OPTIMIZE_SIZE"
 """OpenVINO's CACHE_MODE for compiled copies: OPTIMIZE_SIZE leaves the weights out of the copy and maps the IR's
 instead (a few MB per shape, no second copy of the weights on disk), where OPTIMIZE_SPEED would keep a copy of the
 weights per shape; measured as fast to read back (docs/fast-path.md, bench/torchfree.py)."""
+
+
+def precision_for(cpu_flags: str) -> str | None:
+    """The inference precision to ask of OpenVINO's CPU plugin for these /proc/cpuinfo flags: f32 on a CPU with
+    AVX512-BF16 but no AMX (OpenVINO's default there, bf16, took 1.6x the CPU time of f32 for SD-Turbo's and
+    SDXS's UNets: docs/fast-path.md); None (OpenVINO's own choice) on a CPU with AMX, where bf16 is the fast one."""
+    flags = set(cpu_flags.split())
+    if "amx_bf16" in flags or "avx512_bf16" not in flags:
+        return None
+    return "f32"
+
+
+@functools.cache
+def inference_precision() -> str | None:
+    """`precision_for` this machine (None where /proc/cpuinfo cannot be read: OpenVINO's default)."""
+    try:
+        flags = next(
+            (line for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines() if line.startswith("flags")),
+            "",
+        )
+    except OSError:
+        return None
+    return precision_for(flags.partition(":")[2])
 
 
 def shape_folder(compiled_dir: Path, shapes: list[tuple[int, ...]]) -> Path:
@@ -124,6 +148,8 @@ class Converted:
             try:
                 folder = real_folder(shape_folder(real_folder(self.compiled_dir), shapes))
                 config = {"CACHE_DIR": str(folder), "PERFORMANCE_HINT": "LATENCY", "CACHE_MODE": self.cache_mode}
+                if precision := inference_precision():
+                    config["INFERENCE_PRECISION_HINT"] = precision
                 if self.cache_mode == "OPTIMIZE_SIZE":  # where a copy without weights finds them (else: compiled again)
                     config["WEIGHTS_PATH"] = str(self.weights)
                 self.compiled[key] = self.core.compile_model(model, "CPU", config)
