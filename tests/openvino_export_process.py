@@ -1,7 +1,8 @@
 """Run one `quality = fast` job of a hub model in a fresh process, as the engine's worker would, and report what
 it read and imported.
 
-Usage: python openvino_export_process.py CACHE_DIR MODEL OUT.json
+Usage: python openvino_export_process.py CACHE_DIR MODEL OUT.json [INIT.png]
+With INIT.png the job is image-to-image from that picture (strength 0.5).
 The hub is the one HF_ENDPOINT names (the test's loopback hub). OUT.json gets the progress messages, warnings,
 the image, every file under HF_HOME that Python opened, and the top-level modules imported.
 """
@@ -32,6 +33,8 @@ def main() -> None:
     runner = Runner(cache_dir=cache, default_model=model, machine=Machine(cpu_cores=2, ram_gb=24, openvino=True))
     messages: list[str] = []
     request = Request(prompt="a red fox", seed=5, steps=2, guidance=0.0, width=64, height=64, quality="fast")
+    if len(sys.argv) > 4:
+        request = request.model_copy(update={"init_image": Path(sys.argv[4]).read_bytes(), "strength": 0.5})
     result = runner.generate(request, emit=lambda event: messages.append(event.get("message", "")))
     out.write_text(
         json.dumps(

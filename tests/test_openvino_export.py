@@ -52,13 +52,14 @@ def tiny_vae_export(tmp_path_factory, tiny_folder, model_cache) -> Path:
     return build_export(folder, root / "tiny-vae-openvino")
 
 
-def run_fast(hub: HubServer, model: str, tmp_path: Path) -> tuple[dict, list[str]]:
-    """One `fast` job of `model` in a fresh process against `hub`: its report, and the files the hub sent."""
+def run_fast(hub: HubServer, model: str, tmp_path: Path, *init: str) -> tuple[dict, list[str]]:
+    """One `fast` job of `model` in a fresh process against `hub` (image-to-image from the picture `init` names):
+    its report, and the files the hub sent."""
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
     env.pop("HF_HUB_OFFLINE", None)
     out = tmp_path / "out.json"
     done = subprocess.run(
-        [sys.executable, str(HERE / "openvino_export_process.py"), str(tmp_path / "cache"), model, str(out)],
+        [sys.executable, str(HERE / "openvino_export_process.py"), str(tmp_path / "cache"), model, str(out), *init],
         env=env,
         capture_output=True,
         encoding="utf-8",
@@ -108,6 +109,31 @@ def test_a_preset_downloads_its_ready_made_openvino_repo_for_fast(
     assert sorted(f for f in fetched if f.endswith(".bin")) == [f"{m}/openvino_model.bin" for m in modules]
     assert not [f for f in fetched if f.endswith((".safetensors", ".ckpt", ".pt"))]
     assert_ran_without_torch_weights(report, preset)
+
+
+def test_an_init_image_on_a_ready_made_repo_is_encoded_by_taesd_on_openvino(
+    export, decoder_export, model_cache, tmp_path
+):
+    """Ready-made repos hold no TAESD encoder: image-to-image (a refine, an init-image series) fetches the family's
+    TAESD (a few MB), converts its encoder, and runs on the export's modules: no torch weights of the model."""
+    from PIL import Image
+
+    from dreamtray.engine.server.taesd import ensure_tiny_taesd_folder
+
+    preset = PRESETS["sd-turbo"]
+    picture = tmp_path / "init.png"
+    Image.new("RGB", (64, 64), (200, 40, 30)).save(picture)
+    with HubServer() as hub:
+        hub.add_folder(preset.fast_files.repo, export, lfs=".bin")
+        hub.add_folder(preset.fast_files.decoder, decoder_export, lfs=".bin")
+        hub.add_folder(preset.taesd, ensure_tiny_taesd_folder(model_cache), lfs=".safetensors")
+        report, fetched = run_fast(hub, "sd-turbo", tmp_path, str(picture))
+        asked = {entry.path.split("/revision/")[0].removeprefix("/api/models/") for entry in hub.api_calls()}
+    assert asked == {preset.fast_files.repo, preset.fast_files.decoder, preset.taesd}, "not the torch weights"
+    assert [f for f in fetched if f.endswith(".safetensors")] == ["diffusion_pytorch_model.safetensors"]  # TAESD's
+    assert report["light"] and not report["warnings"], report["warnings"]
+    assert any(m.startswith("Converting the TAESD encoder of sd-turbo") for m in report["messages"])
+    assert base64.b64decode(report["png"]).startswith(b"\x89PNG")
 
 
 def test_a_local_export_runs_fast_the_same_in_any_process(export, tmp_path):

@@ -48,7 +48,8 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     decoder = _taesd_decoder(loaded, cache_dir, request, emit, warnings)
     if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras:
         return pipe, decoder
-    if request.init_image is not None and (decoder is None or decoder.taesd is None):
+    encoder = None if request.init_image is None else _taesd_for_encoding(loaded, decoder, cache_dir, emit)
+    if request.init_image is not None and encoder is None:
         if loaded.light:  # the runner loads the model in full and says why
             raise ModelError("image-to-image on the fast path encodes with TAESD, which this model does not have here")
         return pipe, decoder
@@ -87,12 +88,37 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
         loaded.extras["int8"] = _int8_that_fits(openvino, fast, loaded, cache_dir, emit, warnings)
         _compile_for(openvino, pipe, request)
     if request.init_image is not None:
-        fast = _image_to_image(loaded, fast, decoder.taesd, cache_dir, emit, warnings)
+        fast = _image_to_image(loaded, fast, encoder, cache_dir, emit, warnings)
         if fast is None:
             return pipe, decoder
     if decoder is not None and openvino.taesd_decoder is not None:
         decoder = TaesdDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
+
+
+def _taesd_for_encoding(loaded: Loaded, decoder: TaesdDecoder | None, cache_dir: Path, emit: Emit):
+    """The TAESD whose encoder encodes an init image: the decoder's own; for an export that draws with a decoder of
+    its own (ready-made repos hold no TAESD encoder), the model family's TAESD, fetched like any model (a few MB)
+    once per load; None where none can be had."""
+    if decoder is not None and decoder.taesd is not None:
+        return decoder.taesd
+    if not loaded.light:
+        return None
+    if "taesd_for_encoding" not in loaded.extras:
+        loaded.extras["taesd_for_encoding"] = _fetch_taesd(loaded, cache_dir, emit)
+    return loaded.extras["taesd_for_encoding"]
+
+
+def _fetch_taesd(loaded: Loaded, cache_dir: Path, emit: Emit):
+    from dreamtray.engine.server.models import load_taesd
+
+    source = loaded.source
+    hub_id = source.preset.taesd or TAESD_BY_PIPELINE.get(type(loaded.pipe).__name__)
+    try:
+        return load_taesd(source, hub_id, "float32", cache_dir, emit)
+    except (ModelError, OSError) as exc:
+        emit({"kind": "warning", "message": f"No TAESD encoder for image-to-image on the fast path: {exc}"})
+        return None
 
 
 def _image_to_image(loaded: Loaded, fast, taesd, cache_dir: Path, emit: Emit, warnings: list[str]):
