@@ -21,15 +21,6 @@ ENCODER_FOLDER = "tiny_encoder"
 """The converted TAESD encoder's cache entry, beside the decoder's `tiny_decoder`."""
 
 
-class _TaesdEncode(torch.nn.Module):
-    def __init__(self, taesd):
-        super().__init__()
-        self.taesd = taesd
-
-    def forward(self, image):
-        return self.taesd.encode(image, return_dict=False)[0]
-
-
 class TaesdEncoderVae(torch.nn.Module):
     """The VAE of an image-to-image pipeline on the fast path: `encode` runs TAESD's encoder on OpenVINO; the
     configuration is the model's VAE's (the image processor's scale) with a scaling factor of 1."""
@@ -67,12 +58,12 @@ def pipeline(extras: dict[str, Any], fast, taesd, root: Path, label: str, emit: 
     TAESD encoder converted (or read from the cache under `root`) on first need and kept in `extras`."""
     from diffusers import AutoPipelineForImage2Image
 
-    from dreamtray.engine.server.openvino_backend import ensure_converted
+    from dreamtray.engine.server.openvino_backend import TaesdHalf, ensure_converted
 
     if extras.get("taesd_encoder") is None:
         pixels = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
         example = (pixels * 2 - 1,)  # in [-1, 1], as the image processor gives them; each size compiles on use
-        encoder = _TaesdEncode(copy.deepcopy(taesd).float()).eval()  # the decoder's TAESD keeps its dtype
+        encoder = TaesdHalf(copy.deepcopy(taesd).float(), "encode").eval()  # the decoder's TAESD keeps its dtype
         label = f"TAESD encoder of {label}"
         extras["taesd_encoder"] = ensure_converted(root / ENCODER_FOLDER, encoder, example, label, emit)
     kept = extras.get("fast_img2img")

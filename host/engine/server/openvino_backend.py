@@ -169,13 +169,15 @@ class _TextEncoder(torch.nn.Module):
         return self.encoder(input_ids)[0]
 
 
-class _TaesdDecode(torch.nn.Module):
-    def __init__(self, taesd):
-        super().__init__()
-        self.taesd = taesd
+class TaesdHalf(torch.nn.Module):
+    """TAESD's `decode` or `encode` alone, as a module to convert."""
 
-    def forward(self, latents):
-        return self.taesd.decode(latents, return_dict=False)[0]
+    def __init__(self, taesd, half: str):
+        super().__init__()
+        self.taesd, self.half = taesd, half
+
+    def forward(self, tensor):
+        return getattr(self.taesd, self.half)(tensor, return_dict=False)[0]
 
 
 class _StandIn(torch.nn.Module):
@@ -298,7 +300,7 @@ class OpenVinoModules:
             latent = (1, taesd.config.latent_channels, 64, 64)
             self.taesd_decoder = ensure_converted(
                 root / "tiny_decoder",  # its first name, kept: caches already made stay valid
-                _TaesdDecode(taesd).eval(),
+                TaesdHalf(taesd, "decode").eval(),
                 (torch.randn(latent),),
                 f"TAESD decoder of {label}",
                 emit,

@@ -252,21 +252,10 @@ class Runner:
 
     def _settle(self, request: Request, loaded: Loaded, warnings: list[str]) -> Request:
         """Fill in the preset's defaults and snap the size; note what the pipeline cannot honour in the prompt."""
-        preset = loaded.source.preset
-        width, height = request.pixel_size(loaded.native_size, preset.size_multiple)
-        if note := size_change_note(request, width, height, loaded.native_size, preset.size_multiple):
-            warnings.append(note)
+        quality = request.quality or loaded.plan.quality
+        settled = with_defaults(request, loaded.source, loaded.native_size, quality, warnings)
         warnings += prompts.warnings_for(loaded.pipe, request.prompt, request.negative_prompt)
-        return request.model_copy(
-            update={
-                "width": width,
-                "height": height,
-                "steps": request.steps or preset.steps,
-                "guidance": preset.guidance if request.guidance is None else request.guidance,
-                "model": loaded.source.name,
-                "quality": request.quality or loaded.plan.quality,
-            }
-        )
+        return settled
 
     def _pipeline_for(self, request: Request, loaded: Loaded):
         self._apply_loras(request, loaded)
@@ -385,6 +374,25 @@ def init_picture(data: bytes):
         return open_rgb(data, "The init image")[0]
     except ImageInputError as exc:
         raise GenerationError(f"{exc}.") from None
+
+
+def with_defaults(request: Request, source, native: int, quality: str, warnings: list[str]) -> Request:
+    """`request` with the preset's steps and guidance where it gives none, its size snapped (a note in `warnings`
+    when that changes what was asked), and the model's name and the quality it runs at."""
+    preset = source.preset
+    width, height = request.pixel_size(native, preset.size_multiple)
+    if note := size_change_note(request, width, height, native, preset.size_multiple):
+        warnings.append(note)
+    return request.model_copy(
+        update={
+            "width": width,
+            "height": height,
+            "steps": request.steps or preset.steps,
+            "guidance": preset.guidance if request.guidance is None else request.guidance,
+            "model": source.name,
+            "quality": quality,
+        }
+    )
 
 
 def size_change_note(request: Request, width: int, height: int, native: int, multiple: int) -> str | None:

@@ -157,7 +157,7 @@ class TorchFreeRunner:
         from dreamtray.engine.server.ov_pipeline import OvPipeline
         from dreamtray.engine.server.ov_scheduler import DEFAULTS
         from dreamtray.engine.server.prompts import plain_text
-        from dreamtray.engine.server.runner import GenerationCancelled, size_change_note
+        from dreamtray.engine.server.runner import GenerationCancelled, with_defaults
 
         started = time.perf_counter()
         request = request.with_seed()
@@ -167,19 +167,8 @@ class TorchFreeRunner:
         pipe: OvPipeline = held.pipe
         preset, warnings = held.source.preset, []
         native = preset.native_size if held.source.kind == "hub" else pipe.native_size
-        width, height = request.pixel_size(native, preset.size_multiple)
-        if note := size_change_note(request, width, height, native, preset.size_multiple):
-            warnings.append(note)
-        request = request.model_copy(
-            update={
-                "width": width,
-                "height": height,
-                "steps": request.steps or preset.steps,
-                "guidance": preset.guidance if request.guidance is None else request.guidance,
-                "model": held.source.name,
-                "quality": "fast",
-            }
-        )
+        request = with_defaults(request, held.source, native, "fast", warnings)
+        width, height = request.width, request.height
         scheduler = self._scheduler(held, request)
         guided = pipe.guides(request.guidance)
         window = pipe.tokenizer.window
