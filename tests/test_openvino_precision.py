@@ -9,20 +9,23 @@ import pytest
 from openvino import opset13 as ops
 
 from dreamtray.engine.server import openvino_runtime
-from dreamtray.engine.server.openvino_runtime import Converted, precision_for
+from dreamtray.engine.server.openvino_runtime import F32_MIN_MEMORY, Converted, precision_for
+
+GIB = 2**30
 
 
 @pytest.mark.parametrize(
-    "flags, precision",
+    "flags, memory, precision",
     [
-        ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", "f32"),  # Zen 4, Cooper Lake: bf16 without AMX
-        ("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", None),  # Sapphire Rapids and later
-        ("fpu sse2 avx2 fma", None),  # most laptops: OpenVINO runs f32 there by itself
-        ("", None),
+        ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", 16 * GIB, "f32"),  # Zen 4, Cooper Lake: bf16 without AMX
+        ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", 8 * GIB, None),  # ...on 8 GB: bf16, half the weights' size
+        ("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", 64 * GIB, None),  # Sapphire Rapids and later
+        ("fpu sse2 avx2 fma", 16 * GIB, None),  # most laptops: OpenVINO runs f32 there by itself
+        ("", 16 * GIB, None),
     ],
 )
-def test_precision_for_the_cpu_flags(flags, precision):
-    assert precision_for(flags) == precision
+def test_precision_for_the_cpu_flags_and_memory(flags, memory, precision):
+    assert precision_for(flags, memory) == precision
 
 
 def test_every_compiled_module_gets_the_machines_precision(tmp_path, monkeypatch):
@@ -32,7 +35,7 @@ def test_every_compiled_module_gets_the_machines_precision(tmp_path, monkeypatch
     folder.mkdir()
     ov.save_model(ov.Model([ops.matmul(data, weights, False, False)], [data]), folder / "model.xml")
     for flags, expected in (("avx512f avx512_bf16", "f32"), ("avx512_bf16 amx_bf16 amx_tile", None)):
-        monkeypatch.setattr(openvino_runtime, "inference_precision", lambda flags=flags: precision_for(flags))
+        monkeypatch.setattr(openvino_runtime, "inference_precision", lambda flags=flags: precision_for(flags, F32_MIN_MEMORY))
         program = Converted(folder, compiled_dir=tmp_path / f"compiled-{expected}").compile([(1, 8)])
         asked = program.get_property("INFERENCE_PRECISION_HINT")
         default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")

@@ -40,12 +40,18 @@ instead (a few MB per shape, no second copy of the weights on disk), where OPTIM
 weights per shape; measured as fast to read back (docs/fast-path.md, bench/torchfree.py)."""
 
 
-def precision_for(cpu_flags: str) -> str | None:
-    """The inference precision to ask of OpenVINO's CPU plugin for these /proc/cpuinfo flags: f32 on a CPU with
-    AVX512-BF16 but no AMX (OpenVINO's default there, bf16, took 1.6x the CPU time of f32 for SD-Turbo's and
-    SDXS's UNets: docs/fast-path.md); None (OpenVINO's own choice) on a CPU with AMX, where bf16 is the fast one."""
+F32_MIN_MEMORY = 12 * 2**30
+"""The memory (RAM, or the engine's limit) from which f32 is asked for: f32 holds the weights at twice bf16's size
+(SD-Turbo's shape peaked at 9.4 GiB after a restart in f32, 7.5 GiB in bf16), so an 8 GB machine keeps bf16."""
+
+
+def precision_for(cpu_flags: str, memory: int) -> str | None:
+    """The inference precision to ask of OpenVINO's CPU plugin for these /proc/cpuinfo flags and this much memory:
+    f32 on a CPU with AVX512-BF16 but no AMX (OpenVINO's default there, bf16, took 1.4-1.7x the CPU time of f32
+    for SD-Turbo's and SDXS's UNets: docs/fast-path.md) with `F32_MIN_MEMORY` or more; None (OpenVINO's own
+    choice) otherwise, such as on a CPU with AMX, where bf16 is the fast one."""
     flags = set(cpu_flags.split())
-    if "amx_bf16" in flags or "avx512_bf16" not in flags:
+    if "amx_bf16" in flags or "avx512_bf16" not in flags or memory < F32_MIN_MEMORY:
         return None
     return "f32"
 
@@ -53,6 +59,8 @@ def precision_for(cpu_flags: str) -> str | None:
 @functools.cache
 def inference_precision() -> str | None:
     """`precision_for` this machine (None where /proc/cpuinfo cannot be read: OpenVINO's default)."""
+    from dreamtray.engine.server.memory import budget
+
     try:
         flags = next(
             (line for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines() if line.startswith("flags")),
@@ -60,7 +68,8 @@ def inference_precision() -> str | None:
         )
     except OSError:
         return None
-    return precision_for(flags.partition(":")[2])
+    memory = budget()
+    return precision_for(flags.partition(":")[2], min(memory.total, memory.limit or memory.total))
 
 
 def shape_folder(compiled_dir: Path, shapes: list[tuple[int, ...]]) -> Path:
