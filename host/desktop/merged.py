@@ -6,10 +6,13 @@ it waits for its turn, with the state as it stands when it runs, and on the tool
 thread that asks goes straight back to its job. With a `min_gap`, it also waits that long after its last run
 (through `post_later`) unless the ask is urgent: the busy icon's previews are drawn a few times a second, not
 at every event, for each drawing (the tray's, the X server's, the panel's) takes CPU from the image being made.
+An icon without a loop of its own to post to gets a `WorkThread` as its toolkit thread.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -17,11 +20,38 @@ from typing import Any
 
 Post = Callable[[Callable[[], Any]], Any]
 PostLater = Callable[[float, Callable[[], Any]], Any]
+log = logging.getLogger(__name__)
 
 
 def call_now(work: Callable[[], Any]) -> None:
     """The `post` of a toolkit without a loop of its own to post to: the work runs on the caller's thread."""
     work()
+
+
+class WorkThread:
+    """A thread of its own that runs the work posted to it in order, one piece at a time: the toolkit thread of
+    pystray's icons that have no loop to post to (X11, Windows, macOS). pystray's X11 icon sends each change from
+    the thread that makes it, and two threads changing it at once can leave its loop waiting forever."""
+
+    def __init__(self, name: str) -> None:
+        self._work: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def post(self, work: Callable[[], Any]) -> None:
+        self._work.put(work)
+
+    def post_later(self, seconds: float, work: Callable[[], Any]) -> None:
+        timer = threading.Timer(seconds, self.post, (work,))
+        timer.daemon = True
+        timer.start()
+
+    def _serve(self) -> None:
+        while True:
+            work = self._work.get()
+            try:
+                work()
+            except Exception:  # the thread outlives any piece of work
+                log.exception("the tray icon's work failed")
 
 
 class Merged:

@@ -23,7 +23,7 @@ from dreamtray.desktop import icon_files
 from dreamtray.desktop.hotkeys import WAYLAND_ADVICE, HotkeyListener, bindings_from_config, is_wayland
 from dreamtray.desktop.job_queue import Entry, JobQueue, NoSuchJob, State
 from dreamtray.desktop.menu import describe_job
-from dreamtray.desktop.merged import Merged, Post, PostLater
+from dreamtray.desktop.merged import Merged, Post, PostLater, WorkThread, call_now
 from dreamtray.desktop.notify import notify
 from dreamtray.desktop.notify import problem as notify_problem
 from dreamtray.desktop.prompt_box import Choice, Offer, PromptBox, PromptBoxUnavailable, make_prompt_box
@@ -139,6 +139,9 @@ class TrayHost:
         """Desktop pieces found missing (a tray host...), each said once; `status` lists them."""
         self.backend = ""
         """The pystray backend's module (pystray._gtk...), once the icon is made."""
+        self.on_icon: Post = call_now
+        """Where a change to the icon runs: pystray's GTK icons hand their changes to GTK's loop themselves; the
+        others' run on one thread of the tray's (see WorkThread)."""
         self._shown = threading.Lock()
         self._redraw = Merged(self._draw, min_gap=REDRAW_GAP)
         self._menu_update = Merged(self._update_menu)
@@ -621,7 +624,7 @@ class TrayHost:
         """Stop the icon; `close` then stops everything else on the main thread."""
         self._closing.set()
         if self.icon is not None:
-            self.icon.stop()
+            self.on_icon(self.icon.stop)
 
     def close(self) -> None:
         """Stop hotkeys, the running job, the job thread and the engine this tray started."""
@@ -762,13 +765,25 @@ def run_tray(app: App) -> None:
             from gi.repository import GLib
 
             host.on_toolkit_thread(GLib.idle_add, lambda seconds, work: GLib.timeout_add(round(1000 * seconds), work))
+        else:
+            from dreamtray.desktop import xlib_threads
+
+            xlib_threads.install()  # python-xlib's own waits, shared by threads (pystray's and pynput's X11 parts)
+            icon_thread = WorkThread("dreamtray: icon")
+            host.on_toolkit_thread(icon_thread.post, icon_thread.post_later)
+            host.on_icon = icon_thread.post
         control.start()
         _quit_on_signals(host)
 
         def setup(icon: Any) -> None:
-            icon.visible = True  # first: the icon docks before the plugins and styles that the menu needs load
-            icon.menu = build_menu(host)
-            host._set_tooltip(host.tooltip)
+            host.on_icon(lambda: setattr(icon, "visible", True))  # first: it docks before the menu's plugins load
+            menu = build_menu(host)
+
+            def dress() -> None:
+                icon.menu = menu
+                host._set_tooltip(host.tooltip)
+
+            host.on_icon(dress)
             host.check_tray_host()
             _catch_signals_in_gtk(host)
             host.guarded(host.start_hotkeys, "starting the hotkeys")()
