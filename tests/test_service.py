@@ -109,8 +109,9 @@ def test_cancel_discards_the_job(engine):
 
 
 def test_interrupt_keeps_the_image_as_far_as_it_got_and_makes_no_more(engine):
-    full = engine.submit(Request(prompt="slow", seed=5, count=1, **SLOW)).result()
-    job = engine.submit(Request(prompt="slow", seed=5, count=3, **SLOW))
+    long = {**SLOW, "steps": 150}  # the interrupt surely comes before the first image is done
+    full = engine.submit(Request(prompt="slow", seed=5, count=1, **long)).result()
+    job = engine.submit(Request(prompt="slow", seed=5, count=3, **long))
     first_step(job)
     queued = engine.submit(Request(prompt="queued", seed=1, **SMALL))
     queued.interrupt()  # it waits behind the running job: an interrupt leaves it to run
