@@ -73,9 +73,6 @@ class Choice:
 
 
 class PromptBox(Protocol):
-    shows_previews: bool
-    """Whether the box can show a live preview (the offer's `live`)."""
-
     def open(self, offer: Offer, on_choice: Callable[[Choice], None]) -> None:
         """Show the box (from any thread); `on_choice` is called once Enter is pressed with a prompt."""
 
@@ -99,20 +96,6 @@ def _instead(reason: str) -> str:
     return f'{reason} Meanwhile, `dreamtray trigger clipboard --prompt "..."` makes an image from typed text.'
 
 
-def _choice(
-    prompt: str,
-    style: str,
-    action: str,
-    seed: int | None = None,
-    expanded_from: str | None = None,
-    same_subject: bool = False,
-) -> Choice | None:
-    prompt = prompt.strip()
-    if not prompt:
-        return None
-    return Choice(prompt, "" if style == NO_STYLE else style, action, seed, expanded_from, same_subject)
-
-
 def _style_name(style: str) -> str:
     return "" if style == NO_STYLE else style
 
@@ -121,18 +104,18 @@ def _box_seed(offer: Offer) -> int:
     return offer.live.seed if offer.live is not None else random.randint(0, 2**32 - 1)
 
 
-def _entered(offer: Offer, live: BoxLive, seed: int, style: str, action: str, same_subject: bool) -> Choice | None:
+def _entered(live: BoxLive) -> Choice | None:
     """What Enter asks for: the prompt as the box stands, with the box's seed when a preview or an expansion was
-    shown with it."""
-    words = live.choice_words()
-    keep_seed = offer.live is not None or words is not None
-    return _choice(live.prompt(), style, action, seed if keep_seed else None, words, same_subject)
+    shown with it; None when there is no prompt."""
+    prompt, words, face = live.prompt().strip(), live.choice_words(), live.face
+    if not prompt:
+        return None
+    seed = live.seed if live.live is not None or words is not None else None
+    return Choice(prompt, face.style(), face.action(), seed, words, face.same_subject())
 
 
 class GtkPromptBox:
     """The box on GTK's main loop (which pystray runs); one at a time, a second open brings it to the front."""
-
-    shows_previews = True
 
     def __init__(self) -> None:
         self._window: Any = None
@@ -176,9 +159,8 @@ class GtkPromptBox:
         for row, (label, widget) in enumerate((("Prompt", prompt), ("Style", style), ("Action", action))):
             grid.attach(Gtk.Label(label=label, xalign=0), 0, row, 1, 1)
             grid.attach(widget, 1, row, 1, 1)
-        seed = _box_seed(offer)
         face = _GtkFace(offer, grid, entry, style, action)
-        live = BoxLive(face, offer.live, offer.expand, seed)
+        live = BoxLive(face, offer.live, offer.expand, _box_seed(offer))
         window.add(grid)
 
         def close() -> None:
@@ -190,9 +172,7 @@ class GtkPromptBox:
             if live.waiting_for_expansion():
                 window.error_bell()
                 return
-            choice = _entered(
-                offer, live, seed, face.style(), face.action(), face.subject is not None and face.subject.get_active()
-            )
+            choice = _entered(live)
             if choice is None:
                 window.error_bell()
                 entry.grab_focus()
@@ -295,6 +275,9 @@ class _GtkFace:
     def action(self) -> str:
         return self.action_box.get_active_text() or ""
 
+    def same_subject(self) -> bool:
+        return self.subject is not None and self.subject.get_active()
+
     def say(self, line: str) -> None:
         self.line.set_text(line)
 
@@ -342,8 +325,6 @@ def _gtk_choices(gtk: Any, names: Sequence[str], current: str) -> Any:
 class TkPromptBox:
     """The box in a Tk window on a thread of its own (Tk is used from that thread alone); one at a time."""
 
-    shows_previews = True
-
     def __init__(self) -> None:
         self._showing = threading.Lock()
 
@@ -390,26 +371,24 @@ class TkPromptBox:
                 ttk.Label(frame, text=label).grid(row=row, column=0, sticky="w", padx=(0, 8), pady=4)
                 widget.grid(row=row, column=1, pady=4)
             face = _TkFace(root, frame, offer, style, action, words)
-            seed = _box_seed(offer)
-            live = BoxLive(face, offer.live, offer.expand, seed)
+            live = box = BoxLive(face, offer.live, offer.expand, _box_seed(offer))
 
             def submit(_event: Any = None) -> None:
-                assert live is not None
-                if live.waiting_for_expansion():
+                if box.waiting_for_expansion():
                     root.bell()
                     return
-                choice = _entered(offer, live, seed, face.style(), face.action(), face.same_subject.get())
+                choice = _entered(box)
                 if choice is None:
                     root.bell()
                     return
                 keep(choice)
                 root.destroy()
 
-            words.trace_add("write", lambda *_: live.words_changed() if live else None)
-            face.expand_on.trace_add("write", lambda *_: live.words_changed() if live else None)
-            face.grown.trace_add("write", lambda *_: live.expansion_edited() if live else None)
+            words.trace_add("write", lambda *_: box.words_changed())
+            face.expand_on.trace_add("write", lambda *_: box.words_changed())
+            face.grown.trace_add("write", lambda *_: box.expansion_edited())
             for widget in (style, action):
-                widget.bind("<<ComboboxSelected>>", lambda _event: live.choice_changed() if live else None)
+                widget.bind("<<ComboboxSelected>>", lambda _event: box.choice_changed())
             root.bind("<Return>", submit)
             root.bind("<KP_Enter>", submit)
             root.bind("<Escape>", lambda _event: root.destroy())
@@ -445,7 +424,7 @@ class _TkFace:
         self.calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self.expand_on = tkinter.BooleanVar(root, value=offer.expand_on)
         self.grown = tkinter.StringVar(root)
-        self.same_subject = tkinter.BooleanVar(root, value=False)
+        self.subject = tkinter.BooleanVar(root, value=False)
         self.picture: Any = None
         if offer.expand is not None:
             ttk.Checkbutton(
@@ -458,10 +437,10 @@ class _TkFace:
             root.bind("<Alt-x>", lambda _event: expansion.focus_set())
         if offer.subject_note:
             ttk.Checkbutton(
-                frame, text="Same subject as the last image", underline=5, variable=self.same_subject, takefocus=False
+                frame, text="Same subject as the last image", underline=5, variable=self.subject, takefocus=False
             ).grid(row=5, column=1, sticky="w")
             ttk.Label(frame, text=offer.subject_note, wraplength=380).grid(row=6, column=1, sticky="w")
-            root.bind("<Alt-s>", lambda _event: self.same_subject.set(not self.same_subject.get()))
+            root.bind("<Alt-s>", lambda _event: self.subject.set(not self.subject.get()))
         self.image = ttk.Label(frame)
         self.line = ttk.Label(frame, text=offer.live_note or WAITING, wraplength=PREVIEW_BOX)
         if offer.live is not None or offer.live_note:
@@ -469,9 +448,9 @@ class _TkFace:
             self.line.grid(row=5, column=2, sticky="w", padx=(8, 0))
 
     def poll(self) -> None:
+        self.root.after(self.POLL_MS, self.poll)  # first: a call that raises must not end the polling
         while not self.calls.empty():
             self.calls.get()()
-        self.root.after(self.POLL_MS, self.poll)
 
     def words(self) -> str:
         return str(self.words_var.get())
@@ -490,6 +469,9 @@ class _TkFace:
 
     def action(self) -> str:
         return str(self.action_box.get())
+
+    def same_subject(self) -> bool:
+        return bool(self.subject.get())
 
     def say(self, line: str) -> None:
         self.line.configure(text=line)

@@ -201,7 +201,9 @@ class TrayHost:
         actions = sorted(self.app.plugins.actions())
         styles = [style.name for style in self.app.styles]
         current = self.app.config.style.strip()
-        live, note = self._live_preview() if self._prompt_box.shows_previews else (None, "")
+        live, note = self._live_preview()
+        newest = self.app.gallery.images()[:1]
+        subject_of = newest[0][0] if newest else None  # the image "Same subject" names, and keeps at Enter
         offer = Offer(
             history=self.history,
             styles=styles if not current or current in styles else [current, *styles],
@@ -210,11 +212,11 @@ class TrayHost:
             action=action if action in actions else self.app.default_action,
             live=live,
             live_note=note,
-            expand=self._expand if self._prompt_box.shows_previews else None,
+            expand=self._expand,
             expand_on=self.app.config.expand_prompts,
-            subject_note=self._subject_note(),
+            subject_note=_subject_note(subject_of),
         )
-        self._prompt_box.open(offer, self._chosen)
+        self._prompt_box.open(offer, lambda choice: self._chosen(choice, subject_of))
         return {"ok": True, "message": "The prompt box is open."}
 
     def _live_preview(self) -> tuple[LivePreview | None, str]:
@@ -233,13 +235,14 @@ class TrayHost:
 
         return expand(self.app, words, seed).expansion
 
-    def _chosen(self, choice: Choice) -> None:
-        """Enter in the prompt box (on the toolkit's thread): the image is made on a thread of its own."""
+    def _chosen(self, choice: Choice, subject_of: Path | None) -> None:
+        """Enter in the prompt box (on the toolkit's thread): the image is made on a thread of its own, keeping the
+        subject of `subject_of` (the newest image as the box opened) when "Same subject" is on."""
 
         def make() -> dict[str, Any]:
             subject = None
-            if choice.same_subject and (newest := self._newest_subject()) is not None:
-                subject = newest[2]
+            if choice.same_subject and subject_of is not None:
+                subject = _subject_of(subject_of)[1]
             return self.generate(
                 choice.prompt,
                 choice.action,
@@ -265,11 +268,12 @@ class TrayHost:
         from dreamtray import generation
         from dreamtray.request import MAX_SEED
 
-        newest = self._newest_subject()
-        if newest is None:
+        newest = self.app.gallery.images()[:1]
+        if not newest:
             notify("No image yet", "Make an image first; then more like it can be made.")
             return {"ok": False, "message": "There is no image in the gallery yet."}
-        path, last, subject = newest
+        path = newest[0][0]
+        last, subject = _subject_of(path)
         made = []
         for number in range(1, count + 1):
             seed = (last.seed + number) % (MAX_SEED + 1)
@@ -277,30 +281,6 @@ class TrayHost:
             made += generation.generate(self.app, request).paths
         notify("More like this", f"{len(made)} new images keep the subject of {path.name}.", image_path=made[-1])
         return {"ok": True, "images": [str(image) for image in made]}
-
-    def _newest_subject(self) -> tuple[Path, Request, Subject] | None:
-        """The newest gallery image, its request, and the subject an image keeps to be like it (its own reference
-        when it keeps one, else the image itself); None with an empty gallery. MetadataError names a bad file."""
-        from dreamtray.images.metadata import request_from_image
-        from dreamtray.request import Subject
-
-        newest = self.app.gallery.images()
-        if not newest:
-            return None
-        path = newest[0][0]
-        last = request_from_image(path)
-        kept = last.subject
-        return path, last, kept if kept is not None and not kept.anchor else Subject(reference=last)
-
-    def _subject_note(self) -> str:
-        """What the prompt box's "Same subject" toggle keeps, and how; '' when there is no image to keep."""
-        newest = self.app.gallery.images()
-        if not newest:
-            return ""
-        return (
-            f"Keeps the subject of {newest[0][0].name}. Method: auto (the engine picks shared attention on torch, "
-            "init-image on the fast path; the image's metadata names the one used)."
-        )
 
     def _offer(
         self,
@@ -876,3 +856,24 @@ def _catch_signals_in_gtk(host: TrayHost) -> None:
 
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, number, on_signal)
+
+
+def _subject_of(path: Path) -> tuple[Request, Subject]:
+    """The request of the gallery image `path`, and the subject an image keeps to be like it (its own reference when
+    it keeps one, else the image itself). MetadataError names a bad file."""
+    from dreamtray.images.metadata import request_from_image
+    from dreamtray.request import Subject
+
+    last = request_from_image(path)
+    kept = last.subject
+    return last, kept if kept is not None and not kept.anchor else Subject(reference=last)
+
+
+def _subject_note(path: Path | None) -> str:
+    """What the prompt box's "Same subject" toggle keeps, and how; '' when there is no image to keep."""
+    if path is None:
+        return ""
+    return (
+        f"Keeps the subject of {path.name}. Method: auto (the engine picks shared attention on torch, "
+        "init-image on the fast path; the image's metadata names the one used)."
+    )
