@@ -55,7 +55,9 @@ def test_torch_noise_for_a_seed_is_drawn_the_same_in_numpy():
 
     from dreamtray.engine.server.torch_randn import TorchGenerator
 
-    for seed, shape in [(0, (1, 4, 8, 8)), (5, (1, 4, 64, 64)), (2**32 - 1, (3, 7)), (12345, (1, 4, 9, 7))]:
+    # a batch's later images take seed + i, which passes 2**32 - 1 (torch keeps the low 32 bits)
+    cases = [(0, (1, 4, 8, 8)), (5, (1, 4, 64, 64)), (2**32 - 1, (3, 7)), (12345, (1, 4, 9, 7)), (2**32 + 6, (3, 7))]
+    for seed, shape in cases:
         generator, ours = torch.Generator("cpu").manual_seed(seed), TorchGenerator(seed)
         for _ in range(2):  # the stream goes on, as an ancestral sampler's noise does
             expected = torch.randn(shape, generator=generator).numpy()

@@ -24,9 +24,7 @@ class TorchGenerator:
     """A stand-in for `torch.Generator("cpu").manual_seed(seed)` that draws float32 normal noise."""
 
     def __init__(self, seed: int):
-        if not 0 <= seed < 2**32:
-            raise ValueError(f"seed {seed} is out of range: torch's CPU generator takes 0 to 2**32 - 1 here")
-        self.state = np.random.RandomState(seed)
+        self.state = np.random.RandomState(seed & 0xFFFFFFFF)  # torch's mt19937 keeps the low 32 bits of a seed
 
     def _uniform(self, count: int) -> np.ndarray:
         bits = self.state.randint(0, 2**32, size=count, dtype=np.uint64)
