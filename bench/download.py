@@ -19,11 +19,11 @@ import contextlib
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from measure import hub_process
 
 REPO = "bench/random-weights"
 PATTERNS = ["*.json", "*.safetensors"]
@@ -68,31 +68,6 @@ def hf_download(url: str, cache: Path) -> None:
     snapshot_download(REPO, allow_patterns=PATTERNS, cache_dir=cache / "hub", endpoint=url)
 
 
-SERVE = """
-import sys
-sys.path.insert(0, sys.argv[1])
-from pathlib import Path
-from hub_server import HubServer
-with HubServer() as hub:
-    hub.add_folder(sys.argv[2], Path(sys.argv[3]))
-    print(hub.url, flush=True)
-    sys.stdin.read()
-"""
-
-
-@contextlib.contextmanager
-def hub_process(folder: Path):
-    """The loopback hub in a process of its own, so that it does not share this one's GIL; yields its URL."""
-    tests = str(Path(__file__).resolve().parent.parent / "tests")
-    command = [sys.executable, "-c", SERVE, tests, REPO, str(folder)]
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as server:
-        try:
-            yield server.stdout.readline().strip()
-        finally:
-            server.stdin.close()
-            server.wait(timeout=30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=256)
@@ -112,7 +87,7 @@ def main() -> None:
         columns = {"dreamtray, no display": [], "dreamtray, CLI display": [], "huggingface_hub": []}
         cpu: dict[str, list[float]] = {name: [] for name in columns}
         shown: list[tuple[int, float]] = []
-        with hub_process(work / "repo") as url:
+        with hub_process({REPO: work / "repo"}) as url:
             for turn in range(args.repeats):
                 for name in columns:
                     cache = work / f"cache-{turn}-{len(columns[name])}-{name.split(',')[0]}"

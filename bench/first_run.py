@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import DEFAULT_CACHE, prepare_run, report, table
+from measure import DEFAULT_CACHE, hub_process, prepare_run, report, table
 from openvino_exports import ensure_decoder_export, ensure_export, folder_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -65,33 +65,6 @@ TARGETS = {
     "idle": "ready worker <= 200 MB",
     "disk": "<= 1x the download",
 }
-
-SERVE = """
-import sys
-sys.path.insert(0, sys.argv[1])
-from pathlib import Path
-from hub_server import HubServer
-with HubServer() as hub:
-    for pair in sys.argv[2:]:
-        repo, folder = pair.split("=", 1)
-        hub.add_folder(repo, Path(folder), lfs=".bin")
-    print(hub.url, flush=True)
-    sys.stdin.read()
-"""
-
-
-@contextlib.contextmanager
-def hub_process(repos: dict[str, Path]) -> Iterator[str]:
-    """The loopback hub serving `repos` (id -> folder) in a process of its own (outside any memory limit); its URL."""
-    tests = str(Path(__file__).resolve().parent.parent / "tests")
-    command = [sys.executable, "-c", SERVE, tests, *(f"{repo}={folder}" for repo, folder in repos.items())]
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as server:
-        try:
-            yield server.stdout.readline().strip()
-        finally:
-            server.stdin.close()
-            server.wait(timeout=60)
-
 
 # ----------------------------------------------------------------------------------------------- process sampling
 
@@ -475,7 +448,7 @@ def main() -> None:
         download = sum(folder_bytes(folder) for folder in repos.values())
         scratch = Path(tempfile.mkdtemp(prefix=f"dreamtray-first-run-{name}-"))
         try:
-            with hub_process(repos) as url:
+            with hub_process(repos, lfs=".bin") as url:
                 rows, note = fresh_rows(name, url, scratch, args.warm)
                 rows += limited_rows(name, url, scratch, limits)
         finally:

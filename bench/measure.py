@@ -1,13 +1,15 @@
-"""Small measuring helpers shared by the benchmarks: clocks, medians, process memory, plain-text tables."""
+"""Small measuring helpers shared by the benchmarks: clocks, medians, process memory, plain-text tables, a loopback
+hub."""
 
 from __future__ import annotations
 
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -146,3 +148,31 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+_SERVE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from hub_server import HubServer
+with HubServer() as hub:
+    for pair in sys.argv[3:]:
+        repo, folder = pair.split("=", 1)
+        hub.add_folder(repo, Path(folder), lfs=sys.argv[2])
+    print(hub.url, flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def hub_process(repos: dict[str, Path], lfs: str = ".safetensors") -> Iterator[str]:
+    """The tests' loopback hub serving `repos` (id -> folder; files ending in `lfs` as LFS files) in a process of its
+    own: outside any memory limit, and not sharing this process's GIL. Yields its URL."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    command = [sys.executable, "-c", _SERVE, tests, lfs, *(f"{repo}={folder}" for repo, folder in repos.items())]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as server:
+        try:
+            yield server.stdout.readline().strip()
+        finally:
+            server.stdin.close()
+            server.wait(timeout=60)

@@ -218,30 +218,20 @@ def expansion_row(backend: str, repeats: int, threads: int) -> None:
 
 def one_off(model) -> None:
     """The engine's one-off step into an empty cache: convert the decode step and compress it to int8."""
+    from measure import peak_rss_during
+
     from dreamtray.engine.server.expansion_openvino import stepper
 
     with tempfile.TemporaryDirectory(prefix="dreamtray-bench-") as root:
-        process = psutil.Process()
-        before, peak, done = process.memory_info().rss, [0], [False]
-
-        def watch() -> None:
-            while not done[0]:
-                peak[0] = max(peak[0], process.memory_info().rss)
-                time.sleep(0.01)
-
-        import threading
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        start = time.perf_counter()
-        stepper(model, Path(root), "expansion model", lambda event: None)
-        seconds = time.perf_counter() - start
-        done[0] = True
-        watcher.join()
+        before = psutil.Process().memory_info().rss / 2**20
+        with peak_rss_during(every=0.01) as peak:
+            start = time.perf_counter()
+            stepper(model, Path(root), "expansion model", lambda event: None)
+            seconds = time.perf_counter() - start
         size = sum(path.stat().st_size for path in Path(root).rglob("*") if path.is_file())
     print(
         f"one-off convert + int8 + compile into an empty cache: {seconds:.1f} s, process RSS +"
-        f"{(peak[0] - before) / 2**20:.0f} MiB at the peak (over {before / 2**20:.0f} MiB with the torch model), "
+        f"{peak['peak_mb'] - before:.0f} MiB at the peak (over {before:.0f} MiB with the torch model), "
         f"cache {size / 2**20:.0f} MiB"
     )
 

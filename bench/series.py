@@ -1,16 +1,16 @@
 """Same-subject series: what keeping the subject costs per image, and how alike the images become.
 
 Run:  python bench/series.py [--shape tiny|sd-turbo|sdxl-turbo] [--size 512] [--steps 1] [--repeats 1]
-                             [--dtype bfloat16] [--layout prompts|seeds|both] [--fast]
+                             [--dtype bfloat16] [--layout prompts|seeds|both] [--back-end torch|fast|both]
 
 For each shape, four images are made through the engine's own Runner, in a series' seed policy: `prompts` is four
 rows of one image each (four prompts, all with the series' base seed: what `series P1 P2 P3 P4 --count 1` makes),
 `seeds` one row of four (one prompt, seeds base + i: `series P --count 4`). First a plain series, then the same
 seeds and prompts keeping the first image's subject with each method the model allows on torch (shared attention,
-the first image as init image); `--fast` adds the fast path (OpenVINO, `quality = fast`, int8 off): a plain fast
-series and the init-image method on it, in a fresh engine that loads the cached OpenVINO modules alone (the first
-run converts them; a TAESD-shaped random AutoencoderTiny stands in for madebyollin/taesd in the bench's own hub
-cache).
+the first image as init image); `--back-end fast` (or `both`) adds the fast path (OpenVINO, `quality = fast`, int8
+off): a plain fast series and the init-image method on it, in a fresh engine that loads the cached OpenVINO modules
+alone (the first run converts them; a TAESD-shaped random AutoencoderTiny stands in for madebyollin/taesd in the
+bench's own hub cache).
 
 Printed per method: CPU seconds per image (the first image included, as a series makes it; the process's CPU
 seconds, all threads, so other work on a shared machine does not inflate them) and the ratio to the plain series

@@ -32,8 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from first_run import cpu_description, hub_process, repos_for
-from measure import DEFAULT_CACHE, OUTPUT, median, prepare_run, report, table
+from first_run import cpu_description, repos_for
+from measure import DEFAULT_CACHE, OUTPUT, hub_process, median, prepare_run, report, table
 
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 WAYS = ("torch-hosted", "torch-free, OPTIMIZE_SPEED", "torch-free, OPTIMIZE_SIZE", "openvino-genai")
@@ -114,8 +114,6 @@ def child(way: str, model: str, cache: str, launched: float, warm: int) -> dict:
     machine = machine_without_torch()
     if way == "openvino-genai":
         runner = GenaiRunner(model, Path(cache))
-        if warm < 0:
-            return {"idle_mb": _rss_mb(), "torch": "torch" in sys.modules}
     elif way == "torch-hosted":
         from dreamtray.engine.server.runner import Runner
 
@@ -176,7 +174,7 @@ def download(model: str, cache: Path, env: dict) -> None:
 def shape_rows(name: str, scratch: Path, warm: int, weights: str) -> list[tuple]:
     repos = {} if Path(name).is_dir() else repos_for(name, DEFAULT_CACHE, weights)
     rows = []
-    with hub_process(repos) as url:
+    with hub_process(repos, lfs=".bin") as url:
         env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY") and not k.startswith("HF_")}
         env.update(HF_ENDPOINT=url, HF_HOME=str(scratch / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
         download(name, scratch / "download", env)
