@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dreamtray.api import Action
-    from dreamtray.request import Subject
     from dreamtray.app import App
     from dreamtray.engine.client import Job
-    from dreamtray.request import Request
+    from dreamtray.request import Request, Subject
 
 log = logging.getLogger("dreamtray.route")
 REFINE_LAST = "refine-last"

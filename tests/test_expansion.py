@@ -13,7 +13,6 @@ from hub_server import HubServer
 from tiny_text_model import build_text_model
 
 from dreamtray.engine.download_progress import human
-
 from dreamtray.images.metadata import read_metadata
 
 

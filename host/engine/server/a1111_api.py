@@ -5,8 +5,9 @@ txt2img and img2img run along the core's route (plugins, styles, the engine, the
 says, `image_generated`) and answer with A1111's shapes: `images` (base64 PNGs with A1111 `parameters` text),
 `parameters` (the body echoed) and `info` (a JSON string). A batch (`batch_size` x `n_iter`, at most 8 images) is
 one engine job, so `/skip` ends it as `/interrupt` does: as in A1111, the image being made is finished as far as
-it got and answered, with the batch's images before it (queued requests still run). `/progress` follows the running A1111 request, with
-the fast path's preview as `current_image`. Errors have A1111's shape: `{"error", "detail", "body", "errors"}`.
+it got and answered, with the batch's images before it (queued requests still run). `/progress` follows the
+running A1111 request, with the fast path's preview as `current_image`. Errors have A1111's shape:
+`{"error", "detail", "body", "errors"}`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import io
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, cast
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
@@ -27,19 +28,12 @@ from dreamtray.engine.presets import PRESETS
 from dreamtray.engine.server import a1111_fields
 from dreamtray.engine.server.a1111_fields import A1111Error, Img2ImgBody, Txt2ImgBody
 from dreamtray.engine.server.api_fields import Styles, check_model
-from dreamtray.engine.server.routing import Routed
+from dreamtray.engine.server.routing import ManagerJob, Routed
 from dreamtray.request import Request
 
 PREFIX = "/sdapi/v1"
 DEFAULT_PREVIEW_EVERY = 5
 """Steps between the previews that /progress shows (A1111's option `show_progress_every_n_steps`; 0: none)."""
-
-
-@runtime_checkable
-class Interruptible(Protocol):
-    """A job that can finish early and keep its image (this service's own jobs can; others are cancelled)."""
-
-    def interrupt(self) -> None: ...
 
 
 def error_body(status: int, message: str, kind: str) -> JSONResponse:
@@ -52,7 +46,7 @@ class Progress:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.jobs: list[Job] = []
+        self.jobs: list[ManagerJob] = []
         self.started = 0.0
         self.step = self.total = 0
         self.preview: str | None = None
@@ -60,7 +54,7 @@ class Progress:
 
     def begin(self, job: Job) -> None:
         with self.lock:
-            self.jobs.append(job)
+            self.jobs.append(cast(ManagerJob, job))  # this service's engine (ManagerEngine) makes its jobs
             self.started, self.step, self.total, self.preview = time.time(), 0, 0, None
             self.interrupted = self.skipped = False
         threading.Thread(target=self._follow, args=(job,), daemon=True).start()
@@ -86,10 +80,7 @@ class Progress:
             jobs = list(self.jobs)
             self.interrupted, self.skipped = not skip, skip
         for job in jobs:  # as A1111: the running image ends as far as it got and is answered; queued ones run
-            if isinstance(job, Interruptible):
-                job.interrupt()
-            else:
-                job.cancel()
+            job.interrupt()
 
     def report(self, with_image: bool) -> dict[str, Any]:
         with self.lock:

@@ -8,12 +8,11 @@ OpenVINO's CACHE_DIR, at f32 precision. Logits come back as torch tensors, so th
 per seed) is the caller's. Measured choice and figures: docs/prompts.md.
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
+from __future__ import annotations  # noqa: I001 (the back end's import comes before OpenVINO's)
 
 import json
+from pathlib import Path
+from typing import Any
 
 from dreamtray.engine.server import openvino_backend  # first: keeps OpenVINO's telemetry off
 from dreamtray.engine.server.openvino_backend import Emit, ensure_converted, read_key, real_folder
