@@ -25,7 +25,18 @@ GIB = 2**30
     ],
 )
 def test_precision_for_the_cpu_flags_and_memory(flags, memory, precision):
-    assert precision_for(flags, memory) == precision
+    assert precision_for(set(flags.split()), memory) == precision
+
+
+class RecordingCore:
+    """OpenVINO's Core, noting the config of each compile."""
+
+    def __init__(self, core: ov.Core, configs: list[dict]):
+        self.core, self.configs = core, configs
+
+    def compile_model(self, model, device: str, config: dict):
+        self.configs.append(config)
+        return self.core.compile_model(model, device, config)
 
 
 def test_every_compiled_module_gets_the_machines_precision(tmp_path, monkeypatch):
@@ -35,8 +46,13 @@ def test_every_compiled_module_gets_the_machines_precision(tmp_path, monkeypatch
     folder.mkdir()
     ov.save_model(ov.Model([ops.matmul(data, weights, False, False)], [data]), folder / "model.xml")
     for flags, expected in (("avx512f avx512_bf16", "f32"), ("avx512_bf16 amx_bf16 amx_tile", None)):
-        monkeypatch.setattr(openvino_runtime, "inference_precision", lambda flags=flags: precision_for(flags, F32_MIN_MEMORY))
-        program = Converted(folder, compiled_dir=tmp_path / f"compiled-{expected}").compile([(1, 8)])
-        asked = program.get_property("INFERENCE_PRECISION_HINT")
+        monkeypatch.setattr(
+            openvino_runtime, "inference_precision", lambda flags=flags: precision_for(set(flags.split()), F32_MIN_MEMORY)
+        )
+        converted, configs = Converted(folder, compiled_dir=tmp_path / f"compiled-{expected}"), []
+        converted.core = RecordingCore(converted.core, configs)
+        program = converted.compile([(1, 8)])
+        assert [config.get("INFERENCE_PRECISION_HINT") for config in configs] == [expected]  # on any CPU
+        asked = program.get_property("INFERENCE_PRECISION_HINT")  # and OpenVINO took it (where its default differs)
         default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
         assert asked == (ov.Type.f32 if expected == "f32" else default)

@@ -76,8 +76,7 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     except Exception as exc:
         if loaded.light:
             raise  # the runner loads the model in full and runs on torch
-        for name in ("openvino", "fast_pipe", "fast_img2img"):  # the broken entry is gone: converted again next
-            loaded.extras.pop(name, None)
+        drop_openvino(loaded)  # the broken entry is gone: converted again next
         _warn(f"Running on torch: {exc}", emit, warnings)
         return pipe, decoder
     if "fast_pipe" not in loaded.extras:
@@ -94,6 +93,12 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
     if decoder is not None and openvino.taesd_decoder is not None:
         decoder = TaesdDecoder(decoder.taesd, loaded.pipe, openvino.decode)
     return fast, decoder
+
+
+def drop_openvino(loaded: Loaded) -> None:
+    """Let go of the OpenVINO pipelines and modules held with the model (made again on the next fast job)."""
+    for name in ("openvino", "fast_pipe", "fast_img2img", "taesd_encoder", "taesd_for_encoding"):
+        loaded.extras.pop(name, None)
 
 
 def _taesd_for_encoding(loaded: Loaded, decoder: TaesdDecoder | None, cache_dir: Path, emit: Emit):
@@ -269,7 +274,9 @@ def serves_light(loaded: Loaded, request: Request) -> bool:
     )
 
 
-def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> tuple[Any, Path, dict] | None:
+def load_light(
+    source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+) -> tuple[Any, Path, dict] | None:
     """The model as a light pipeline, its folder and the extras it comes with, when its OpenVINO modules are in
     the cache and fresh; None otherwise, and whatever goes wrong here: the caller then loads the model in full."""
     if source.kind == "single_file" or (source.kind != "tiny" and source.preset.pipeline not in OPENVINO_PIPELINES):
@@ -277,7 +284,7 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     root = openvino_folder(cache_dir, source)
     from dreamtray.engine.server.models import pipeline_class, pipeline_folder
 
-    if (exported := export_of(source, cache_dir, emit)) is not None:
+    if (exported := export_of(source, cache_dir, emit, cancelled)) is not None:
         try:
             return _load_export(source, *exported, root, emit)
         except Exception as exc:
@@ -300,7 +307,9 @@ def load_light(source: ModelSource, plan: Plan, cache_dir: Path, emit: Emit) -> 
     return pipe, folder, {"openvino": modules, "fast_pipe": pipe}
 
 
-def export_of(source: ModelSource, cache_dir: Path, emit: Emit) -> tuple[Path, Path | None] | None:
+def export_of(
+    source: ModelSource, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+) -> tuple[Path, Path | None] | None:
     """`source` in optimum-intel's export layout, when it is one: the export's folder and, for a preset whose
     ready-made repo comes with a TAESD decoder, that decoder's folder (else None). A local folder, a hub model that
     is no preset (of which only the export's files are fetched), or a preset's ready-made repo; None otherwise.
@@ -308,9 +317,9 @@ def export_of(source: ModelSource, cache_dir: Path, emit: Emit) -> tuple[Path, P
     from dreamtray.engine.server.models import PRESETS, export_folder, ready_made
 
     if source.kind == "folder" or (source.kind == "hub" and source.name not in PRESETS):
-        exported = export_folder(source, cache_dir, emit, lambda: False)
+        exported = export_folder(source, cache_dir, emit, cancelled)
         return None if exported is None else (exported, None)
-    return ready_made(source, cache_dir, emit)  # a preset's ready-made OpenVINO repo
+    return ready_made(source, cache_dir, emit, cancelled)  # a preset's ready-made OpenVINO repo
 
 
 def _load_export(

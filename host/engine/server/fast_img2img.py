@@ -17,28 +17,20 @@ from typing import Any
 
 import torch
 
+from dreamtray.engine.server.openvino_backend import Converted, StandIn, TaesdHalf, ensure_converted
+
 ENCODER_FOLDER = "tiny_encoder"
 """The converted TAESD encoder's cache entry, beside the decoder's `tiny_decoder`."""
 
 
-class TaesdEncoderVae(torch.nn.Module):
+class TaesdEncoderVae(StandIn):
     """The VAE of an image-to-image pipeline on the fast path: `encode` runs TAESD's encoder on OpenVINO; the
     configuration is the model's VAE's (the image processor's scale) with a scaling factor of 1."""
 
-    def __init__(self, vae_config: Any, encode: Callable[[torch.Tensor], torch.Tensor]):
-        super().__init__()
+    def __init__(self, vae_config: Any, encoder: Converted):
         from diffusers.configuration_utils import FrozenDict
 
-        self.config = FrozenDict({**vae_config, "scaling_factor": 1.0})
-        self._encode = encode
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float32
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
+        super().__init__(FrozenDict({**vae_config, "scaling_factor": 1.0}), encoder)
 
     def enable_tiling(self) -> None:
         """TAESD encodes any size whole, in a fraction of the VAE's memory: no tiles."""
@@ -49,7 +41,7 @@ class TaesdEncoderVae(torch.nn.Module):
     def encode(self, image: torch.Tensor, return_dict: bool = True):
         from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTinyOutput
 
-        (latents,) = self._encode(image.float())
+        (latents,) = self.converted(image.float())
         return AutoencoderTinyOutput(latents=latents) if return_dict else (latents,)
 
 
@@ -57,8 +49,6 @@ def pipeline(extras: dict[str, Any], fast, taesd, root: Path, label: str, emit: 
     """The image-to-image pipeline over `fast` (the text-to-image pipeline on OpenVINO), sharing its modules; its
     TAESD encoder converted (or read from the cache under `root`) on first need and kept in `extras`."""
     from diffusers import AutoPipelineForImage2Image
-
-    from dreamtray.engine.server.openvino_backend import TaesdHalf, ensure_converted
 
     if extras.get("taesd_encoder") is None:
         pixels = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from dreamtray.engine.presets import PRESETS, Preset
 from dreamtray.engine.settings import Overrides, Policy
@@ -267,25 +268,43 @@ def probe_machine() -> Machine:
     """Read this machine's GPUs, RAM (as much of it as this process's cgroup allows) and cores (imports torch)."""
     import torch
 
-    from dreamtray.engine.server.memory import budget, own_usage
-
     gpus = []
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(index)
             major, _ = torch.cuda.get_device_capability(index)
             gpus.append(Gpu(torch.cuda.get_device_name(index), total / 2**30, free / 2**30, major >= 8, index))
-    memory = budget()  # the cgroup's limit where it is lower than the RAM (containers, systemd slices, Flatpak)
     cpu = getattr(torch, "cpu", None)
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    cpu_bf16 = any(getattr(cpu, probe, lambda: False)() for probe in probes)
-    openvino = importlib.util.find_spec("openvino") is not None
-    return Machine(
+    return host_machine(
+        cpu_bf16=any(getattr(cpu, probe, lambda: False)() for probe in probes),
         gpus=tuple(gpus),
         mps=bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    )
+
+
+def host_machine(cpu_bf16: bool, gpus: tuple[Gpu, ...] = (), mps: bool = False) -> Machine:
+    """The machine with these GPU and CPU facts, and its cores, RAM (as much of it as this process's cgroup
+    allows: containers, systemd slices, Flatpak) and OpenVINO read here, without torch."""
+    from dreamtray.engine.server.memory import budget, own_usage
+
+    memory = budget()
+    return Machine(
+        gpus=gpus,
+        mps=mps,
         cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
-        ram_gb=min(memory.total, memory.limit or memory.total) / 2**30,
+        ram_gb=memory.ceiling / 2**30,
         ram_free_gb=memory.room(own_usage()) / 2**30,
         cpu_bf16=cpu_bf16,
-        openvino=openvino,
+        openvino=importlib.util.find_spec("openvino") is not None,
     )
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux names them in /proc/cpuinfo (none where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())

@@ -59,6 +59,9 @@ class JobManager:
         self.running: JobRecord | None = None
         self.last_activity = time.monotonic()
         self.cancel_asked: float | None = None
+        self.asked: set[str] = set()
+        """What was asked of the running job ("cancel", "finish"): signalled to its worker as the job is sent,
+        so that a wish made before the worker has the job is not lost."""
         self.stopping = False
         self.unload_after_job = False
         self.one_off: dict[str, Any] | None = None
@@ -90,14 +93,20 @@ class JobManager:
         if job.status == "queued":
             job.finish("cancelled", error="Cancelled before it started.")
             self._leave_queue(job)
-        elif job.status == "running" and self.worker is not None:
-            self.worker.cancel.set()
+        elif job.status == "running":
             self.cancel_asked = time.monotonic()
+            self._ask(job, "cancel")
 
     def interrupt(self, job: JobRecord) -> None:
         """A running job ends its image now, as far as it got, and keeps it; a queued one is left to run."""
-        if job.status == "running" and self.worker is not None:
-            self.worker.finish.set()
+        if job.status == "running":
+            self._ask(job, "finish")
+
+    def _ask(self, job: JobRecord, signal: str) -> None:
+        if job is self.running:
+            self.asked.add(signal)
+            if self.worker is not None:
+                getattr(self.worker, signal).set()
 
     def _leave_queue(self, job: JobRecord) -> None:
         """A job cancelled while it waits gives its place back at once (the prompt box's previews cancel often)."""
@@ -190,6 +199,7 @@ class JobManager:
                 job.finish("cancelled", error=STOPPING)
                 continue
             with self.device_lock:
+                self.asked, self.cancel_asked = set(), None
                 self.running = job
                 job.status = "running"
                 try:
@@ -205,11 +215,14 @@ class JobManager:
         if self.worker is None or not self.worker.alive():
             self.worker, self.loaded_model = self._new_worker(), None
         worker = self.worker
-        self.cancel_asked = None
         self.one_off = None
         cgroups = memory.cgroup_folders(worker.pid) if worker.pid else []
         oom_kills = memory.oom_kills(cgroups)
         started = False
+        worker.cancel.clear()  # the last job's signals go; this one's, asked so far, are given
+        worker.finish.clear()
+        for signal in list(self.asked):
+            getattr(worker, signal).set()
         try:
             worker.conn.send(("generate", job.id, job.request.model_dump_json()))
             heard = time.monotonic()

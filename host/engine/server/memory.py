@@ -55,6 +55,11 @@ class Budget:
     where: str = ""
     """Where the limit comes from, for messages: `cgroup /system.slice/x (v2)` or the variable's name."""
 
+    @property
+    def ceiling(self) -> int:
+        """The most the process may hold in all: the RAM, or the limit where that is lower."""
+        return min(self.total, self.limit or self.total)
+
     def room(self, own: int) -> int:
         """The most a process that holds `own` bytes now can grow to, in all."""
         room = self.available + own

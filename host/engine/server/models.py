@@ -282,7 +282,9 @@ DECODER_FILES = ["*.json", "vae_decoder/openvino_model.*"]
 """What `fast` fetches of a ready-made TAESD decoder repo (FastSD CPU's layout: `vae_decoder/openvino_model.xml`)."""
 
 
-def ready_made(source: ModelSource, cache_dir: Path, emit: Emit) -> tuple[Path, Path | None] | None:
+def ready_made(
+    source: ModelSource, cache_dir: Path, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+) -> tuple[Path, Path | None] | None:
     """A preset's ready-made OpenVINO model (`Preset.fast_files`): the export's folder and, where the preset names
     one, the TAESD decoder's; fetched through the same download code as every model (size and place said first,
     free space checked, resume, every file verified). With a TAESD decoder the export's own VAE decoder is not
@@ -298,7 +300,7 @@ def ready_made(source: ModelSource, cache_dir: Path, emit: Emit) -> tuple[Path, 
                 ensure_downloaded(
                     ModelSource(files.decoder, "hub", files.decoder, source.preset),
                     emit,
-                    lambda: False,
+                    cancelled,
                     cache_dir,
                     DECODER_FILES,
                     files.decoder_revision,
@@ -313,7 +315,7 @@ def ready_made(source: ModelSource, cache_dir: Path, emit: Emit) -> tuple[Path, 
             decoder = None
     modules = EXPORT_MODULES if decoder is None else tuple(m for m in EXPORT_MODULES if m != "vae_decoder")
     repo = ModelSource(files.repo, "hub", files.repo, source.preset)
-    export = export_folder(repo, cache_dir, emit, lambda: False, files.revision, modules)
+    export = export_folder(repo, cache_dir, emit, cancelled, files.revision, modules)
     return None if export is None else (export, decoder)
 
 

@@ -28,8 +28,9 @@ import torch
 from dreamtray.atomic import staged_folder, write_atomically
 from dreamtray.engine.server import openvino_runtime
 from dreamtray.engine.server.openvino_runtime import (  # it keeps telemetry out
-    EXPORT_XML,
+    compile_side_by_side,
     ov,
+    read_export,
     real_folder,
     remove_or_raise,
 )
@@ -180,7 +181,7 @@ class TaesdHalf(torch.nn.Module):
         return getattr(self.taesd, self.half)(tensor, return_dict=False)[0]
 
 
-class _StandIn(torch.nn.Module):
+class StandIn(torch.nn.Module):
     """Takes a torch module's place in a diffusers pipeline: its config, a dtype and device, an OpenVINO forward."""
 
     def __init__(self, config: Any, converted: Converted):
@@ -197,14 +198,14 @@ class _StandIn(torch.nn.Module):
         return torch.device("cpu")
 
 
-class OpenVinoUNet(_StandIn):
+class OpenVinoUNet(StandIn):
     def forward(self, sample, timestep, encoder_hidden_states=None, return_dict=True, **_unused):
         timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(())
         (noise,) = self.converted(sample.float(), timestep, encoder_hidden_states.float())
         return (noise,)
 
 
-class OpenVinoTextEncoder(_StandIn):
+class OpenVinoTextEncoder(StandIn):
     def forward(self, input_ids, attention_mask=None, **_unused):
         return tuple(self.converted(input_ids.to(torch.int64)))
 
@@ -280,18 +281,9 @@ class OpenVinoModules:
         programs go under `compiled_root` (the export may sit in a read-only or shared cache). `decoder`, a folder
         whose `vae_decoder/` is a TAESD decoder in the same layout, draws the images in place of the export's own."""
 
-        def read(name: str, where: Path = folder) -> Converted:
-            return Converted(
-                where / name, False, EXPORT_XML, compiled_root / ("taesd_" if where != folder else "") / name
-            )
-
-        modules = cls(read("unet"), read("text_encoder"))
-        modules.taesd_decoder = read("vae_decoder", decoder or folder)
-        config_file = (decoder or folder) / "vae_decoder" / "config.json"
-        # A TAESD decoder takes the UNet's latents as they are (scaling factor 1); a full VAE divides by its own.
-        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-        default = 1.0 if decoder is not None else 0.18215
-        modules.exported, modules.decode_scale = True, 1.0 / float(config.get("scaling_factor", default))
+        unet, text_encoder, image_decoder, scale = read_export(folder, compiled_root, decoder, Converted)
+        modules = cls(unet, text_encoder)
+        modules.taesd_decoder, modules.exported, modules.decode_scale = image_decoder, True, scale
         return modules
 
     def attach_taesd_decoder(self, taesd, root: Path, label: str, emit: Emit) -> None:
@@ -325,19 +317,14 @@ class OpenVinoModules:
     def compile_for(
         self, batch: int, latent_height: int, latent_width: int, channels: int, hidden: int, window: int
     ) -> None:
-        """Compile now for one request's shapes, so that a broken cache shows before the job starts; the modules
-        side by side (reading a compiled program back from OpenVINO's cache is partly single-threaded)."""
-        from concurrent.futures import ThreadPoolExecutor
-
+        """Compile now for one request's shapes, so that a broken cache shows before the job starts."""
         work = [
             (self.text_encoder, [(1, window)]),
             (self.unet, [(batch, channels, latent_height, latent_width), (), (batch, window, hidden)]),
         ]
         if self.taesd_decoder is not None:
             work.append((self.taesd_decoder, [(1, channels, latent_height, latent_width)]))
-        with ThreadPoolExecutor(len(work), thread_name_prefix="dreamtray-compile") as pool:
-            for done in [pool.submit(module.compile, shapes) for module, shapes in work]:
-                done.result()  # the first failure, as compiling them one by one would raise it
+        compile_side_by_side(work)
 
 
 def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):

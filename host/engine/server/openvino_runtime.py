@@ -10,6 +10,7 @@ the machine. Import this module before anything else imports openvino.
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -45,12 +46,11 @@ F32_MIN_MEMORY = 12 * 2**30
 (SD-Turbo's shape peaked at 9.4 GiB after a restart in f32, 7.5 GiB in bf16), so an 8 GB machine keeps bf16."""
 
 
-def precision_for(cpu_flags: str, memory: int) -> str | None:
+def precision_for(flags: set[str], memory: int) -> str | None:
     """The inference precision to ask of OpenVINO's CPU plugin for these /proc/cpuinfo flags and this much memory:
     f32 on a CPU with AVX512-BF16 but no AMX (OpenVINO's default there, bf16, took 1.4-1.7x the CPU time of f32
     for SD-Turbo's and SDXS's UNets: docs/fast-path.md) with `F32_MIN_MEMORY` or more; None (OpenVINO's own
     choice) otherwise, such as on a CPU with AMX, where bf16 is the fast one."""
-    flags = set(cpu_flags.split())
     if "amx_bf16" in flags or "avx512_bf16" not in flags or memory < F32_MIN_MEMORY:
         return None
     return "f32"
@@ -58,18 +58,11 @@ def precision_for(cpu_flags: str, memory: int) -> str | None:
 
 @functools.cache
 def inference_precision() -> str | None:
-    """`precision_for` this machine (None where /proc/cpuinfo cannot be read: OpenVINO's default)."""
+    """`precision_for` this machine (OpenVINO's default where /proc/cpuinfo cannot be read)."""
+    from dreamtray.engine.server.hardware import cpu_flags
     from dreamtray.engine.server.memory import budget
 
-    try:
-        flags = next(
-            (line for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines() if line.startswith("flags")),
-            "",
-        )
-    except OSError:
-        return None
-    memory = budget()
-    return precision_for(flags.partition(":")[2], min(memory.total, memory.limit or memory.total))
+    return precision_for(cpu_flags(), budget().ceiling)
 
 
 def shape_folder(compiled_dir: Path, shapes: list[tuple[int, ...]]) -> Path:
@@ -209,3 +202,29 @@ def real_folder(path: Path) -> Path:
 
 EXPORT_XML = "openvino_model.xml"
 """The IR of each module in optimum-intel's export layout (`optimum-cli export openvino`)."""
+
+
+def read_export(folder: Path, compiled_root: Path, decoder: Path | None = None, cls: type[Converted] = Converted):
+    """The UNet, text encoder and image decoder of a folder in optimum-intel's export layout, as they are (their
+    compiled programs under `compiled_root`: the export may sit in a read-only or shared cache), and the factor
+    the decoder's latents are multiplied by. `decoder`, a folder whose `vae_decoder/` is a TAESD decoder in the
+    same layout (a preset's ready-made one), draws the images in place of the export's own VAE decoder."""
+
+    def read(name: str, where: Path = folder) -> Converted:
+        return cls(where / name, False, EXPORT_XML, compiled_root / ("taesd_" if where != folder else "") / name)
+
+    config_file = (decoder or folder) / "vae_decoder" / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    # A TAESD decoder takes the UNet's latents as they are (scaling factor 1); a full VAE divides by its own.
+    scale = 1.0 / float(config.get("scaling_factor", 1.0 if decoder is not None else 0.18215))
+    return read("unet"), read("text_encoder"), read("vae_decoder", decoder or folder), scale
+
+
+def compile_side_by_side(work: list[tuple[Converted, list[tuple[int, ...]]]]) -> None:
+    """Compile (or read from the compiled cache) each module for its shapes, side by side (reading a compiled
+    program back is partly single-threaded); the first failure is raised, as compiling them in turn would."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(work), thread_name_prefix="dreamtray-compile") as pool:
+        for done in [pool.submit(module.compile, shapes) for module, shapes in work]:
+            done.result()

@@ -10,8 +10,6 @@ a few levels (see docs/fast-path.md), and exactly the same pixels from one run t
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from dreamtray.engine.server import ov_scheduler
-from dreamtray.engine.server.openvino_runtime import EXPORT_XML, Converted  # it keeps telemetry out
-from dreamtray.engine.server.taesd import PREVIEW_SIDE
+from dreamtray.engine.server.openvino_runtime import compile_side_by_side, read_export  # it keeps telemetry out
+from dreamtray.engine.server.taesd import preview_png
 from dreamtray.engine.server.torch_randn import TorchGenerator
 
 PIPELINES = ("StableDiffusionPipeline",)
@@ -90,17 +88,8 @@ class OvPipeline:
         own = folder / "vae_decoder" / "config.json"
         vae = _config(own.parent) if own.is_file() else {}
         self.vae_scale_factor = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
-        drawn = _config(decoder / "vae_decoder") if decoder and (decoder / "vae_decoder/config.json").is_file() else vae
-        # A TAESD decoder takes the UNet's latents as they are (scaling factor 1); a full VAE divides by its own.
-        self.decode_scale = 1.0 / float(drawn.get("scaling_factor", 1.0 if decoder else 0.18215))
         self.tokenizer = ClipTokenizer(folder / "tokenizer")
-
-        def read(name: str, where: Path = folder) -> Converted:
-            compiled = compiled_root / ("taesd_" if where != folder else "") / name  # where fast.py puts them
-            return Converted(where / name, False, EXPORT_XML, compiled)
-
-        self.unet, self.text_encoder = read("unet"), read("text_encoder")
-        self.decoder = read("vae_decoder", decoder or folder)
+        self.unet, self.text_encoder, self.decoder, self.decode_scale = read_export(folder, compiled_root, decoder)
 
     def unsupported(self) -> str | None:
         """Why this export's model cannot run here (in words), or None when it can."""
@@ -127,9 +116,7 @@ class OvPipeline:
         return guidance > 1.0 and self.unet_config.get("time_cond_proj_dim") is None
 
     def compile_for(self, batch: int, width: int, height: int, window: int, hidden: int) -> None:
-        """Compile (or read from the compiled cache) every module for one request's shapes, side by side."""
-        from concurrent.futures import ThreadPoolExecutor
-
+        """Compile (or read from the compiled cache) every module for one request's shapes."""
         channels = int(self.unet_config.get("in_channels", 4))
         latent = (channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         work = [
@@ -137,9 +124,7 @@ class OvPipeline:
             (self.unet, [(batch, *latent), (1,), (batch, window, hidden)]),
             (self.decoder, [(1, *latent)]),
         ]
-        with ThreadPoolExecutor(len(work), thread_name_prefix="dreamtray-compile") as pool:
-            for done in [pool.submit(module.compile, shapes) for module, shapes in work]:
-                done.result()
+        compile_side_by_side(work)
 
     def denoise(
         self,
@@ -183,8 +168,4 @@ class OvPipeline:
         """The image of `latents`, scaled down to the preview's side, as base64 PNG (a preview event's `png`)."""
         from PIL import Image
 
-        image = Image.fromarray(self.decode(latents))
-        image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)
-        return base64.b64encode(buffer.getvalue()).decode("ascii")
+        return preview_png(Image.fromarray(self.decode(latents)))

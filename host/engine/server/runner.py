@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import itertools
 import math
 import time
@@ -23,7 +22,7 @@ from dreamtray.engine.server.embeddings import with_cached_negative
 from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.models import ModelSource, load_pipeline, resolve_model
-from dreamtray.engine.server.taesd import preview_event
+from dreamtray.engine.server.taesd import png_bytes, preview_event
 from dreamtray.engine.settings import Overrides, Policy
 from dreamtray.request import MAX_PIXELS_OVER_NATIVE, Request, Result
 
@@ -92,7 +91,7 @@ class Runner:
                 "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})",
             }
         )
-        light = fast.load_light(source, plan, self.cache_dir, emit) if light_enough else None
+        light = fast.load_light(source, plan, self.cache_dir, emit, cancelled) if light_enough else None
         if light is not None:
             pipe, folder, extras = light
         else:
@@ -186,7 +185,7 @@ class Runner:
                 raise
             else:
                 images = self._retry_lower(run, loaded, emit, cancelled, warnings, reference)
-        pngs = [_png(image) for image in images]
+        pngs = [png_bytes(image) for image in images]
         if subject is not None:
             same_subject.anchor_png(loaded, request, pngs[0])
         return Result(
@@ -225,6 +224,8 @@ class Runner:
         return request, request, reference
 
     def _retry_lower(self, request, loaded: Loaded, emit: Emit, cancelled, warnings: list[str], reference=None):
+        from dreamtray.engine.server import fast
+
         _free_memory()
         lower = loaded.plan.stepped_down()
         if lower is None:
@@ -237,8 +238,7 @@ class Runner:
         _place(loaded.pipe, lower)
         loaded.plan = lower
         loaded.img2img = None
-        for name in ("openvino", "fast_pipe", "fast_img2img"):  # the stepped-down plan runs on torch: free them
-            loaded.extras.pop(name, None)
+        fast.drop_openvino(loaded)  # the stepped-down plan runs on torch: free them
         try:
             return self._run(request, loaded, emit, cancelled, warnings, reference)
         except Exception as exc:
@@ -487,9 +487,3 @@ def _free_memory() -> None:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         torch.mps.empty_cache()
 
-
-def _png(image) -> bytes:
-    """Lossless PNG; level 1 is 2-6x faster to write than the default 6, for some 17% more bytes."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()

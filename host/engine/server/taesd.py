@@ -78,11 +78,20 @@ class TaesdDecoder:
 
     def preview(self, latents, width: int, height: int) -> str:
         """The first image of `latents`, scaled down, as base64 PNG: the `png` of a preview event."""
-        image = self.to_images(latents[:1], width, height)[0]
-        image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)
-        return base64.b64encode(buffer.getvalue()).decode("ascii")
+        return preview_png(self.to_images(latents[:1], width, height)[0])
+
+
+def png_bytes(image) -> bytes:
+    """A PIL image as lossless PNG; level 1 is 2-6x faster to write than the default 6, for some 17% more bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def preview_png(image) -> str:
+    """A PIL image scaled down to the preview's side, as base64 PNG (a preview event's `png`)."""
+    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def preview_event(decoder: TaesdDecoder, latents: Any, step: int, width: int, height: int) -> dict[str, Any]:

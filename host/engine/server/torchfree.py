@@ -20,7 +20,7 @@ from typing import Any
 from dreamtray import samplers
 from dreamtray.engine.presets import AUTO
 from dreamtray.engine.server import fast
-from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide
+from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, cpu_flags, decide, host_machine
 from dreamtray.engine.server.models import ModelError, ModelSource, resolve_model
 from dreamtray.engine.settings import Overrides
 from dreamtray.prompt_syntax import is_plain, parse
@@ -36,31 +36,14 @@ def machine_without_torch() -> Machine | None:
     would use (then the torch runner decides, as before)."""
     if sys.platform == "darwin" or any(os.path.exists(sign) for sign in GPU_SIGNS):
         return None
-    from dreamtray.engine.server.memory import budget, own_usage
-
-    memory = budget()
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        flags = ""
-    import importlib.util
-
-    return Machine(
-        cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
-        ram_gb=min(memory.total, memory.limit or memory.total) / 2**30,
-        ram_free_gb=memory.room(own_usage()) / 2**30,
-        cpu_bf16=" avx512_bf16" in flags or " amx_tile" in flags,
-        openvino=importlib.util.find_spec("openvino") is not None,
-    )
+    return host_machine(cpu_bf16=bool(cpu_flags() & {"avx512_bf16", "amx_tile"}))
 
 
 @dataclass
 class Held:
-    """The export the torch-free side holds: its source, plan, folder and pipeline."""
+    """The export the torch-free side holds: its source and pipeline."""
 
     source: ModelSource
-    plan: Plan
-    folder: Path
     pipe: Any
 
 
@@ -73,6 +56,8 @@ class TorchFreeRunner:
     overrides: Overrides = field(default_factory=Overrides)
     machine: Machine | None = None
     loaded: Held | None = None
+    refused: ModelSource | None = None
+    """The last model found to be no export, or one this side cannot run: not read again for every request."""
     probed: bool = False
 
     def _machine(self) -> Machine | None:
@@ -80,7 +65,11 @@ class TorchFreeRunner:
             self.machine, self.probed = self.machine or machine_without_torch(), True
         return self.machine
 
-    def takes(self, request: Request, emit: Emit = lambda event: None) -> bool:
+    def usable(self) -> bool:
+        """Whether this side can serve anything on this machine (not where torch may have a GPU to use)."""
+        return self._machine() is not None
+
+    def takes(self, request: Request, emit: Emit = lambda event: None, cancelled=lambda: False) -> bool:
         """Whether this request runs here (loading the export's configuration and tokenizer when it may)."""
         machine = self._machine()
         if machine is None or request.loras or request.init_image is not None or request.subject is not None:
@@ -95,22 +84,32 @@ class TorchFreeRunner:
         plan = decide(machine, source.preset, self.overrides)
         if (request.quality or plan.quality) != "fast" or plan.runtime != "openvino":
             return False
-        held = self._hold(source, plan, emit)
+        held = self._hold(source, plan, emit, cancelled)
         return (
             held is not None
             and self._scheduler(held, request) is not None
             and all(held.pipe.fits_window(text) for text in (request.prompt, request.negative_prompt))
         )
 
-    def _hold(self, source: ModelSource, plan: Plan, emit: Emit) -> Held | None:
+    def _hold(self, source: ModelSource, plan: Plan, emit: Emit, cancelled) -> Held | None:
         if self.loaded is not None and self.loaded.source == source:
             return self.loaded
-        exported = fast.export_of(source, self.cache_dir, emit)
+        if source == self.refused:
+            return None
+        exported = fast.export_of(source, self.cache_dir, emit, cancelled)
         if exported is None:
+            self.refused = source
             return None
         folder, decoder = exported
         from dreamtray.engine.server.ov_pipeline import OvPipeline
 
+        try:
+            pipe = OvPipeline(folder, fast.openvino_folder(self.cache_dir, source) / "compiled", decoder)
+        except Exception as exc:
+            raise ModelError(f"The OpenVINO modules in {folder} cannot be read: {exc}") from exc
+        if pipe.unsupported() is not None:  # the model held stays held: the torch runner decides what to do
+            self.refused = source
+            return None
         self.unload()
         emit(
             {
@@ -120,14 +119,8 @@ class TorchFreeRunner:
                 "message": f"Loading {source.name} ({plan.policy.value}, {plan.dtype})",
             }
         )
-        try:
-            pipe = OvPipeline(folder, fast.openvino_folder(self.cache_dir, source) / "compiled", decoder)
-        except Exception as exc:
-            raise ModelError(f"The OpenVINO modules in {folder} cannot be read: {exc}") from exc
-        if pipe.unsupported() is not None:
-            return None
         emit({"kind": "loading", "message": f"Read {source.name}'s OpenVINO modules as exported (no torch)"})
-        self.loaded = Held(source, plan, folder, pipe)
+        self.loaded = Held(source, pipe)
         return self.loaded
 
     def _scheduler(self, held: Held, request: Request) -> tuple[str, dict[str, Any]] | None:
@@ -154,14 +147,17 @@ class TorchFreeRunner:
     ) -> Result:
         """The images of a request that `takes` accepted, with the torch runner's events and result: `cancelled()`
         true stops and discards; `finish_early()` true ends the image being made as far as it got, and keeps it."""
+        from PIL import Image
+
         from dreamtray.engine.server.ov_pipeline import OvPipeline
         from dreamtray.engine.server.ov_scheduler import DEFAULTS
         from dreamtray.engine.server.prompts import plain_text
         from dreamtray.engine.server.runner import GenerationCancelled, with_defaults
+        from dreamtray.engine.server.taesd import png_bytes
 
         started = time.perf_counter()
         request = request.with_seed()
-        if not self.takes(request, emit) or self.loaded is None:
+        if not self.takes(request, emit, cancelled) or self.loaded is None:
             raise ModelError("This request needs the torch runner.")
         held = self.loaded
         pipe: OvPipeline = held.pipe
@@ -199,7 +195,7 @@ class TorchFreeRunner:
             latents = pipe.denoise(
                 embeddings, request.seed + index, width, height, steps, request.guidance, scheduler, on_step
             )
-            pngs.append(_png(pipe.decode(latents)))
+            pngs.append(png_bytes(Image.fromarray(pipe.decode(latents))))
         return Result(
             request=request,
             images=pngs,
@@ -209,14 +205,3 @@ class TorchFreeRunner:
             warnings=warnings,
             seconds=time.perf_counter() - started,
         )
-
-
-def _png(pixels) -> bytes:
-    """Lossless PNG at level 1, as the torch runner writes it."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()

@@ -41,8 +41,10 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, finish: 
 
     light = TorchFreeRunner(Path(settings.cache_dir), settings.default_model, settings.to_overrides())
     runner = None
+    if ready == "torch-free" and not light.usable():  # a GPU or a Mac: the torch side serves every job
+        ready = "torch"
     if ready:
-        _import_ahead(light)
+        _import_ahead()
     if ready == "torch":
         runner = _torch_runner(settings)
         runner.import_ahead()
@@ -56,13 +58,11 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, finish: 
                 runner.unload()
             conn.send(("unloaded",))
             continue
-        _, job_id, request_json = message
-        cancel.clear()
-        finish.clear()
+        _, job_id, request_json = message  # cancel and finish: the service clears them as it sends a job
         emit = lambda event: conn.send(("event", job_id, event))  # noqa: E731
         try:
             request = Request.model_validate_json(request_json)
-            if light.takes(request, emit):
+            if light.takes(request, emit, cancel.is_set):
                 if runner is not None:
                     runner.unload()  # one model at a time
                 result = light.generate(request, emit=emit, cancelled=cancel.is_set, finish_early=finish.is_set)
@@ -97,7 +97,7 @@ def _torch_runner(settings: WorkerSettings):
     )
 
 
-def _import_ahead(light) -> None:
+def _import_ahead() -> None:
     """What the torch-free side's job needs (OpenVINO, the tokenizer, PNG writing); a failure is the job's to say."""
     try:
         import PIL.PngImagePlugin  # noqa: F401
