@@ -71,6 +71,7 @@ class App:
                 "runtime": overrides.runtime,
                 "quality": overrides.quality,
                 "int8": overrides.int8,
+                "background": overrides.background,
             },
         )
         return LocalEngine(

@@ -147,6 +147,9 @@ class EngineSettings(BaseModel):
     """The back end of quality fast; `auto` takes OpenVINO on a CPU where it is installed."""
     openvino_int8: StrictBool = True
     """Quality fast on OpenVINO runs an int8 UNet and TAESD decoder (quantized once per model); off: bf16."""
+    convert_in_background: Literal["auto", "always", "never"] = "auto"
+    """A model with no OpenVINO files converts in a process of its own, at low priority, while its first images
+    come from torch; `auto`: a real-sized model does, a small one converts before its first image."""
     allow_pickle: StrictBool = False
     """Load pickle checkpoints (.ckpt, .bin), which can run code; off: .safetensors only."""
     backend: Name = "local"
@@ -168,6 +171,7 @@ class EngineSettings(BaseModel):
             runtime=None if self.runtime == "auto" else self.runtime,
             quality=None if self.quality == "auto" else self.quality,
             int8=None if self.openvino_int8 else False,
+            background=None if self.convert_in_background == "auto" else self.convert_in_background == "always",
         )
 
 

@@ -45,6 +45,9 @@ class Overrides:
     """The quality of requests that name none: fast, balanced or best."""
     int8: bool | None = None
     """False keeps `fast` on OpenVINO in bf16/f32 (no int8 UNet and TAESD decoder)."""
+    background: bool | None = None
+    """Whether a model with no OpenVINO files converts in a process of its own while its first images come from
+    torch; None: a real-sized model does (background_conversion.py), a small one converts before its first image."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from dreamtray.engine.presets import TAESD_BY_PIPELINE
 from dreamtray.engine.server import memory
+from dreamtray.engine.server.background_conversion import BackgroundConversions, log_file, spec_of
 from dreamtray.engine.server.hardware import OPENVINO_PIPELINES, Plan
 from dreamtray.engine.server.loaded import Loaded
 from dreamtray.engine.server.models import ModelError, ModelSource
@@ -38,12 +39,25 @@ def _warn(message: str, emit: Emit, warnings: list[str]) -> None:
         emit({"kind": "warning", "message": message})
 
 
-def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit, warnings: list[str]):
+class ConvertingInBackground(Exception):
+    """The model converts in a process of its own: this request runs on torch, and a later one looks again."""
+
+
+def prepare(
+    loaded: Loaded,
+    pipe,
+    request: Request,
+    cache_dir: Path,
+    emit: Emit,
+    warnings: list[str],
+    background: BackgroundConversions | None = None,
+):
     """The pipeline to run and the TAESD decoder (None when the request needs none or none can be had).
 
     For `quality = fast` on a plan whose runtime is OpenVINO, the pipeline runs its UNet and text encoder there
     and the TAESD decoder decodes there too; an init image is encoded there by TAESD's encoder (fast_img2img.py).
-    Requests with LoRAs stay on torch, and so does an init image where no TAESD encoder can be had.
+    Requests with LoRAs stay on torch, and so does an init image where no TAESD encoder can be had. A model that
+    must be converted first may convert in the `background` meanwhile (background_conversion.py).
     """
     decoder = _taesd_decoder(loaded, cache_dir, request, emit, warnings)
     if request.quality != "fast" or loaded.plan.runtime != "openvino" or request.loras:
@@ -55,7 +69,10 @@ def prepare(loaded: Loaded, pipe, request: Request, cache_dir: Path, emit: Emit,
         return pipe, decoder
     if "openvino" not in loaded.extras:
         if openvino_can_run(loaded.pipe):
-            loaded.extras["openvino"] = _convert(loaded, cache_dir, emit, warnings)
+            try:
+                loaded.extras["openvino"] = _convert(loaded, cache_dir, request, emit, warnings, background)
+            except ConvertingInBackground:
+                return pipe, decoder  # nothing kept: a later request reads the modules once they are converted
         else:
             loaded.extras["openvino"] = None
             emit({"kind": "warning", "message": f"Quality fast runs on torch: {UNSUPPORTED}"})
@@ -433,9 +450,17 @@ def _one_off(step: str, loaded: Loaded, unet_bytes: int, emit: Emit) -> Iterator
     emit({"kind": "loading", "one_off": None})
 
 
-def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
+def _convert(
+    loaded: Loaded,
+    cache_dir: Path,
+    request: Request,
+    emit: Emit,
+    warnings: list[str],
+    background: BackgroundConversions | None,
+):
     """The model's modules on OpenVINO (converted now, or read from the cache); None, with a warning, on failure
-    or when converting would not fit the memory (`_blocked`)."""
+    or when converting would not fit the memory (`_blocked`). ConvertingInBackground, with a warning, while they
+    convert in the background."""
     try:
         from dreamtray.engine.server.openvino_backend import OpenVinoModules
         from dreamtray.engine.server.openvino_runtime import CacheError
@@ -444,6 +469,9 @@ def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
         return None
     root = openvino_folder(cache_dir, loaded.source)
     converting = OpenVinoModules.needs_conversion(loaded.pipe, root)
+    if converting and background is not None and (note := _in_background(loaded, root, request, background)):
+        _warn(note, emit, warnings)
+        raise ConvertingInBackground
     if converting and (blocked := _blocked("convert", loaded, cache_dir, _unet_bytes(loaded.pipe))):
         _warn(f"Quality fast runs on torch: {blocked}", emit, warnings)
         return None
@@ -455,6 +483,23 @@ def _convert(loaded: Loaded, cache_dir: Path, emit: Emit, warnings: list[str]):
     except Exception as exc:
         _warn(f"Running on torch: converting to OpenVINO failed ({type(exc).__name__}: {exc})", emit, warnings)
     return None
+
+
+def _in_background(loaded: Loaded, root: Path, request: Request, background: BackgroundConversions) -> str:
+    """What a request says while the model converts in the background (starting it now where none runs); '' where
+    the worker converts it itself: not wanted, not room enough beside the model held, or done there already
+    (failed, or not in the form this worker reads)."""
+    unet_bytes = _unet_bytes(loaded.pipe)
+    if not background.wanted(unet_bytes, loaded.folder):
+        return ""
+    if not background.busy(root):
+        if root in background.ended or not background.fits(unet_bytes):
+            return ""
+        background.start(spec_of(loaded.source), loaded.plan.dtype, root, request.width, request.height)
+    return (
+        f"Converting {loaded.source.name} to OpenVINO in the background, at low priority (once for this model; its "
+        f"log: {log_file(root)}): quality fast runs on torch until it is done."
+    )
 
 
 def _compile_for(openvino, pipe, request: Request) -> None:

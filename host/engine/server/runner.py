@@ -18,6 +18,7 @@ from typing import Any
 from dreamtray import samplers
 from dreamtray.engine.presets import AUTO
 from dreamtray.engine.server import prompts, same_subject
+from dreamtray.engine.server.background_conversion import BackgroundConversions
 from dreamtray.engine.server.embeddings import with_cached_negative
 from dreamtray.engine.server.hardware import Machine, Plan, choose_auto_preset, decide, probe_machine
 from dreamtray.engine.server.loaded import Loaded
@@ -55,6 +56,8 @@ class Runner:
     load_count: int = 0
     finish_early: Callable[[], bool] = field(default=lambda: False, repr=False)
     """The running job's "finish now" signal (set by `generate`)."""
+    conversions: BackgroundConversions | None = field(default=None, repr=False)
+    """The models this runner converts to OpenVINO in the background (made on first use)."""
 
     def resolve(self, spec: str | None) -> ModelSource:
         spec = spec or self.default_model
@@ -303,7 +306,11 @@ class Runner:
         from dreamtray.engine.server import fast
 
         torch_pipe = self._pipeline_for(request, loaded)
-        pipe, tiny = fast.prepare(loaded, torch_pipe, request, self.cache_dir, emit, warnings)
+        if self.conversions is None:
+            self.conversions = BackgroundConversions(
+                self.cache_dir, self.overrides, self.allow_pickle, self.single_file_config
+            )
+        pipe, tiny = fast.prepare(loaded, torch_pipe, request, self.cache_dir, emit, warnings, self.conversions)
         steps = request.steps
         kwargs: dict[str, Any] = {}
         if request.init_image is not None:

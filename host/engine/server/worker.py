@@ -46,7 +46,7 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, finish: 
     if ready:
         _import_ahead()
     if ready == "torch":
-        runner = _torch_runner(settings)
+        runner = torch_runner(settings)
         runner.import_ahead()
     while conn.poll((settings.idle_unload_seconds or None) if light.loaded or runner and runner.loaded else None):
         message = conn.recv()
@@ -68,7 +68,7 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, finish: 
                 result = light.generate(request, emit=emit, cancelled=cancel.is_set, finish_early=finish.is_set)
             else:
                 light.unload()  # one model at a time
-                runner = runner or _torch_runner(settings)
+                runner = runner or torch_runner(settings)
                 result = runner.generate(request, emit=emit, cancelled=cancel.is_set, finish_early=finish.is_set)
             conn.send(("result", job_id, result.model_dump_json()))
         except GenerationCancelled:
@@ -81,7 +81,7 @@ def serve_jobs(conn: Connection, settings: WorkerSettings, cancel: Any, finish: 
             conn.send(("error", job_id, "failed", f"{type(exc).__name__}: {exc}"))
 
 
-def _torch_runner(settings: WorkerSettings):
+def torch_runner(settings: WorkerSettings):
     """The torch runner (runner.py): imports torch and diffusers on its first job."""
     from diffusers.utils import logging as diffusers_logging
 
