@@ -231,3 +231,23 @@ def test_openvino_takes_only_unets_it_converts_faithfully(runner):
     distilled = build_tiny_pipeline()
     distilled.unet.register_to_config(time_cond_proj_dim=32)  # an LCM-distilled UNet takes a guidance embedding
     assert not openvino_can_run(distilled)
+
+
+def test_a_model_with_a_tiny_vae_of_its_own_runs_fast_and_from_an_init_image(model_cache, tiny_folder, tmp_path):
+    """SDXS's layout (an AutoencoderTiny as its `vae`) as a user's own folder: fast on OpenVINO, drawn by its own
+    TAESD (no other fetched, offline), and an init image on torch (diffusers' from_pipe leaves such a VAE out unless
+    it is handed on)."""
+    from openvino_export import with_tiny_vae
+
+    from dreamtray.engine.server.taesd import ensure_tiny_taesd_folder
+
+    folder = with_tiny_vae(tiny_folder, ensure_tiny_taesd_folder(model_cache), tmp_path / "sdxs-layout")
+    runner = Runner(cache_dir=tmp_path / "cache", default_model=str(folder), machine=OPENVINO_CPU)
+    fast = runner.generate(Request(prompt="a fox", seed=1, steps=2, quality="fast", **SMALL))
+    assert runner.loaded.extras["openvino"] is not None and not fast.warnings, "its own TAESD: nothing fetched"
+    assert runner.loaded.extras["tiny"].taesd is runner.loaded.pipe.vae
+    again = runner.generate(
+        Request(prompt="a fox", seed=2, steps=2, quality="balanced", init_image=fast.images[0], strength=0.5, **SMALL)
+    )
+    assert Image.open(io.BytesIO(again.images[0])).size == (64, 64)
+    assert type(runner.loaded.img2img.vae).__name__ == "AutoencoderTiny"

@@ -377,8 +377,11 @@ def _taesd_decoder(
         source, pipe = loaded.source, loaded.pipe
         hub_id = source.preset.taesd or TAESD_BY_PIPELINE.get(type(pipe).__name__)
         try:
-            taesd = load_taesd(source, hub_id, loaded.plan.dtype, cache_dir, emit).to(loaded.plan.device)
-            loaded.extras["tiny"] = TaesdDecoder(taesd, pipe)
+            if type(getattr(pipe, "vae", None)).__name__ == "AutoencoderTiny":  # a TAESD of its own (SDXS)
+                loaded.extras["tiny"] = TaesdDecoder(pipe.vae, pipe)
+            else:
+                taesd = load_taesd(source, hub_id, loaded.plan.dtype, cache_dir, emit).to(loaded.plan.device)
+                loaded.extras["tiny"] = TaesdDecoder(taesd, pipe)
         except Exception as exc:
             loaded.extras["tiny"] = str(exc)
     decoder = loaded.extras["tiny"]

@@ -300,12 +300,14 @@ class OpenVinoModules:
 
     def pipeline(self):
         """A pipeline of the class converted from that runs the UNet and the text encoder on OpenVINO, sharing
-        the rest."""
+        the rest (the VAE handed on by name: diffusers leaves out one not of the class's type, such as the
+        AutoencoderTiny that SDXS has as its own)."""
         pipe = self.pipe
         fast = type(pipe).from_pipe(
             pipe,
             unet=OpenVinoUNet(pipe.unet.config, self.unet),
             text_encoder=OpenVinoTextEncoder(pipe.text_encoder.config, self.text_encoder),
+            vae=pipe.vae,
         )
         fast.set_progress_bar_config(disable=True)
         return fast

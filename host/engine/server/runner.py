@@ -267,7 +267,7 @@ class Runner:
             if loaded.img2img is None:
                 from diffusers import AutoPipelineForImage2Image
 
-                loaded.img2img = AutoPipelineForImage2Image.from_pipe(pipe)
+                loaded.img2img = AutoPipelineForImage2Image.from_pipe(pipe, vae=pipe.vae)  # SDXS's is a TAESD
                 loaded.img2img.set_progress_bar_config(disable=True)
             pipe = loaded.img2img
         pipe.scheduler = scheduler_for(loaded.default_scheduler, request.sampler)
