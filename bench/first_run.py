@@ -39,14 +39,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import DEFAULT_CACHE, hub_process, prepare_run, report, table
+from measure import DEFAULT_CACHE, hub_process, peak_during, prepare_run, report, table
 from openvino_exports import ensure_decoder_export, ensure_export, folder_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -90,7 +89,7 @@ def engine_processes(marker: str, exclude: set[int], every: float = 0.2) -> Iter
     in `exclude` (filled in by the caller: the command line's own process), while the block runs."""
     import psutil
 
-    sampled, known, stop = Sampled(), {}, threading.Event()
+    sampled, known = Sampled(), {}
 
     def ours(process) -> bool:
         if process.pid not in known:
@@ -100,7 +99,7 @@ def engine_processes(marker: str, exclude: set[int], every: float = 0.2) -> Iter
                 known[process.pid] = False
         return known[process.pid] and process.pid not in exclude
 
-    def sample() -> None:
+    def total_mb() -> float:
         total = 0.0
         for process in psutil.process_iter():
             try:
@@ -111,22 +110,14 @@ def engine_processes(marker: str, exclude: set[int], every: float = 0.2) -> Iter
             except (psutil.Error, OSError):
                 continue
         sampled.last_mb = total
-        sampled.peak_mb = max(sampled.peak_mb, total)
+        return total
 
-    def loop() -> None:
-        while not stop.wait(every):
-            sample()
-
-    sample()
-    sampled.before = dict(sampled.cpu)
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield sampled
-    finally:
-        stop.set()
-        thread.join()
-        sample()
+    with peak_during(total_mb, every) as peak:
+        sampled.before = dict(sampled.cpu)  # from the first sample, taken as the block begins
+        try:
+            yield sampled
+        finally:
+            sampled.peak_mb = max(peak["peak_mb"], total_mb())
 
 
 # ------------------------------------------------------------------------------------------------------ cgroups
