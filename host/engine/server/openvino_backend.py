@@ -28,7 +28,7 @@ import torch
 from dreamtray.atomic import staged_folder, write_atomically
 from dreamtray.engine.server import openvino_runtime
 from dreamtray.engine.server.openvino_runtime import (  # it keeps telemetry out
-    compile_side_by_side,
+    compile_in_turn,
     ov,
     read_export,
     real_folder,
@@ -326,7 +326,7 @@ class OpenVinoModules:
         ]
         if self.taesd_decoder is not None:
             work.append((self.taesd_decoder, [(1, channels, latent_height, latent_width)]))
-        compile_side_by_side(work)
+        compile_in_turn(work)
 
 
 def light_pipeline(pipeline_cls, model_folder: Path, modules: OpenVinoModules):

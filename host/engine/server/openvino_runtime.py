@@ -108,22 +108,31 @@ class Converted:
     def __init__(
         self, folder: Path, remove_broken: bool = True, xml: str = "model.xml", compiled_dir: Path | None = None
     ):
-        self.folder, self.remove_broken = folder, remove_broken
+        self.folder, self.remove_broken, self.xml = folder, remove_broken, xml
         self.compiled_dir = compiled_dir or folder / "compiled"
         self.core = ov.Core()
-        try:
-            if folder.is_symlink():
-                raise OSError("it is a symbolic link, which the cache never writes through")
-            self.model = self.core.read_model(folder / xml)
-        except Exception as exc:
-            raise self._broken(exc) from exc
+        if folder.is_symlink():
+            raise self._broken(OSError("it is a symbolic link, which the cache never writes through"))
+        self._model: Any = None
+        model = self.model
         self.compiled: dict[tuple, Any] = {}
         self.cache_mode = CACHE_MODE
         self.weights = (folder / xml).with_suffix(".bin")
         # What each input takes: an export may want an int64 timestep of shape (1,) where ours takes a float scalar.
-        self.inputs = [
-            (port.get_element_type().to_dtype(), port.get_partial_shape().rank) for port in self.model.inputs
-        ]
+        self.inputs = [(port.get_element_type().to_dtype(), port.get_partial_shape().rank) for port in model.inputs]
+        self.outputs = [port.get_partial_shape() for port in model.outputs]
+
+    @property
+    def model(self) -> Any:
+        """The module's IR: held until a compile, read from its file again when one is asked for after it (a
+        compiled program holds its own copy of the weights; the IR's, mapped from the file, would stay in memory
+        beside it: 1.1 GiB for SDXS's modules)."""
+        if self._model is None:
+            try:
+                self._model = self.core.read_model(self.folder / self.xml)
+            except Exception as exc:
+                raise self._broken(exc) from exc
+        return self._model
 
     def _broken(self, exc: Exception) -> CacheError:
         """The error for an entry that cannot be read or compiled, removed unless `remove_broken` is off (then
@@ -157,6 +166,8 @@ class Converted:
                 self.compiled[key] = self.core.compile_model(model, "CPU", config)
             except Exception as exc:
                 raise self._broken(exc) from exc
+            finally:
+                self._model = None
             mark_used(folder)
             prune_compiled(self.compiled_dir)
         return self.compiled[key]
@@ -220,11 +231,9 @@ def read_export(folder: Path, compiled_root: Path, decoder: Path | None = None, 
     return read("unet"), read("text_encoder"), read("vae_decoder", decoder or folder), scale
 
 
-def compile_side_by_side(work: list[tuple[Converted, list[tuple[int, ...]]]]) -> None:
-    """Compile (or read from the compiled cache) each module for its shapes, side by side (reading a compiled
-    program back is partly single-threaded); the first failure is raised, as compiling them in turn would."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(len(work), thread_name_prefix="dreamtray-compile") as pool:
-        for done in [pool.submit(module.compile, shapes) for module, shapes in work]:
-            done.result()
+def compile_in_turn(work: list[tuple[Converted, list[tuple[int, ...]]]]) -> None:
+    """Compile (or read from the compiled cache) each module for its shapes, one after the other: as fast as side
+    by side, and the memory of one module's IR at a time (SDXS's first image after a restart, from the compiled
+    copies: 5.8 s either way, peak 4.29 GiB against 4.7-4.8 GiB side by side)."""
+    for module, shapes in work:
+        module.compile(shapes)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dreamtray.engine.server import ov_scheduler
-from dreamtray.engine.server.openvino_runtime import compile_side_by_side, read_export  # it keeps telemetry out
+from dreamtray.engine.server.openvino_runtime import compile_in_turn, read_export  # it keeps telemetry out
 from dreamtray.engine.server.taesd import preview_png
 from dreamtray.engine.server.torch_randn import TorchGenerator
 
@@ -124,7 +124,7 @@ class OvPipeline:
             (self.unet, [(batch, *latent), (1,), (batch, window, hidden)]),
             (self.decoder, [(1, *latent)]),
         ]
-        compile_side_by_side(work)
+        compile_in_turn(work)
 
     def denoise(
         self,

@@ -168,7 +168,7 @@ class TorchFreeRunner:
         scheduler = self._scheduler(held, request)
         guided = pipe.guides(request.guidance)
         window = pipe.tokenizer.window
-        hidden = int(pipe.text_encoder.model.outputs[0].get_partial_shape()[-1].get_length())
+        hidden = int(pipe.text_encoder.outputs[0][-1].get_length())
         pipe.compile_for(2 if guided else 1, width, height, window, hidden)
         steps, overall, done = request.steps, request.steps * request.count, 0
 
