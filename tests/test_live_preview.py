@@ -154,6 +154,8 @@ def test_each_keystroke_cancels_the_stale_preview_and_the_engine_sees_it(host, t
         assert engine.health()["queued"] == 1, "one preview waits behind the running job, no more"
         queue = json.loads(host.trigger("queue", "--json").stdout)
         assert queue["preview"]["prompt"] == "a kite over hills", "the queue shows the preview being made"
+        menu = host.trigger("menu").stdout.splitlines()
+        assert "Preview (prompt box): a kite over hills (off)" in menu, "and so does the tray's menu"
     state = shown(host, "a kite over hills")
     assert [job["state"] for job in state["jobs"] if job["prompt"].startswith("a kite")] == ["cancelled", "shown"]
     assert engine_status(engine, fresh["id"]) == "done"

@@ -56,8 +56,16 @@ class Wish:
 class LivePreview:
     """The previews of one opening of the prompt box, all with one seed (kept for the image Enter makes)."""
 
-    def __init__(self, shape: Callable[[Wish, int], Request], engine: Engine, seed: int | None = None) -> None:
-        self.shape, self.engine = shape, engine
+    def __init__(
+        self,
+        shape: Callable[[Wish, int], Request],
+        engine: Engine,
+        seed: int | None = None,
+        on_jobs: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`on_jobs` is called (on a thread of this object) when a preview job starts or ends: the tray's menu
+        shows the one being made."""
+        self.shape, self.engine, self._on_jobs = shape, engine, on_jobs
         self.seed = random.randint(0, MAX_SEED) if seed is None else seed
         self.jobs: list[dict[str, Any]] = []
         """Each preview job asked for: id, prompt, state (queued, cancelling, cancelled, done, failed, shown)."""
@@ -141,6 +149,7 @@ class LivePreview:
             self.jobs.append(record)
             self._current = (job, record)
         threading.Thread(target=self._follow, args=(job, record), name="dreamtray-preview-job", daemon=True).start()
+        self._on_jobs()
 
     def _cancel_current(self) -> None:
         with self._lock:
@@ -154,6 +163,12 @@ class LivePreview:
             log.debug("cancelling preview job %s: %s", current[0].id, exc)
 
     def _follow(self, job: Job, record: dict[str, Any]) -> None:
+        try:
+            self._outcome(job, record)
+        finally:
+            self._on_jobs()
+
+    def _outcome(self, job: Job, record: dict[str, Any]) -> None:
         from dreamtray.engine.client import JobCancelled
 
         try:

@@ -226,7 +226,9 @@ class TrayHost:
         note = live_off_reason(self.app)
         if note:
             return None, note
-        self.live = LivePreview(lambda wish, seed: preview_request(self.app, wish, seed), self.app.engine)
+        self.live = LivePreview(
+            lambda wish, seed: preview_request(self.app, wish, seed), self.app.engine, on_jobs=self.refresh_menu
+        )
         return self.live, ""
 
     def _expand(self, words: str, seed: int) -> str:
@@ -352,6 +354,11 @@ class TrayHost:
             task.done.set()
             tell(task.report)
         return {"ok": True, "message": f"Cancelled #{number}; it had not started."}
+
+    def running_preview(self) -> str | None:
+        """The prompt of the prompt box's preview that the engine makes or holds now, if any."""
+        preview = self.live.running() if self.live else None
+        return preview["prompt"] if preview else None
 
     def queue_reply(self) -> dict[str, Any]:
         jobs = self.queue.entries()
