@@ -611,7 +611,7 @@ class TrayHost:
         """Stop the icon; `close` then stops everything else on the main thread."""
         self._closing.set()
         if self.icon is not None:
-            self.on_icon(self.icon.stop)
+            self.icon.stop()  # at once, on the thread that asks: the icon's thread may wait on the icon's loop
 
     def close(self) -> None:
         """Stop hotkeys, the running job, the job thread and the engine this tray started."""
