@@ -40,8 +40,8 @@ class BackgroundConversions:
     allow_pickle: bool = False
     single_file_config: str | None = None
     running: dict[Path, subprocess.Popen] = field(default_factory=dict)
-    ended: dict[Path, int] = field(default_factory=dict)
-    """The exit status of each conversion that ended: a model still not converted after one (it failed, or
+    ended: set[Path] = field(default_factory=set)
+    """The models whose conversion ended (its log says how): one still not converted after it (it failed, or
     converted into a form this worker does not read) is converted by the worker itself."""
 
     def wanted(self, unet_bytes: int, folder: Path | None) -> bool:
@@ -56,7 +56,8 @@ class BackgroundConversions:
         process = self.running.get(root)
         if process is None or process.poll() is None:
             return process is not None
-        self.ended[root] = self.running.pop(root).returncode
+        self.running.pop(root)
+        self.ended.add(root)
         return False
 
     @staticmethod
